@@ -1,0 +1,61 @@
+"""The one interface every provider adapter implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar, Protocol, runtime_checkable
+
+
+class Outcome(StrEnum):
+    """What a provider did with one message."""
+
+    SENT = "sent"  # accepted by the provider; a receipt may follow
+    RETRY = "retry"  # transient trouble: timeout, 5xx, throttling
+    REJECTED = "rejected"  # permanent: bad number, unregistered token, refused content
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message as a provider sees it."""
+
+    reference: str  # our notification id, sent as the provider's client reference
+    tenant: str
+    channel: str
+    to: str
+    category: str = "marketing"
+    brand: str | None = None
+    text: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    title: str | None = None
+    media: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The adapter's verdict, never an exception."""
+
+    outcome: Outcome
+    provider: str
+    provider_message_id: str | None = None
+    code: str | None = None
+    detail: str | None = None
+    retry_after: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A provider adapter: capabilities as class attributes, one async send."""
+
+    name: str
+    channels: ClassVar[frozenset[str]]
+
+    async def send(self, message: Message) -> SendResult:
+        """Hand one message to the provider; transport trouble becomes RETRY, not an exception."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,359 @@
+"""The accept pipeline: validate, normalize, render, decide, record, enqueue."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from compliance import sms
+from compliance.reasons import Reason, reason
+from gateway import keys
+from gateway.dispatch import BufferedEnqueuer
+from gateway.errors import Conflict, Unprocessable
+from gateway.ids import new_id
+from gateway.models import NotifyRequest, NotifyResult
+from gateway.recipients import InvalidRecipient, check_email, check_timezone, parse_phone
+from gateway.settings import Settings
+from gateway.store import Store, event
+from gateway.timeutil import Clock, rfc3339, system_clock
+from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+_encode = msgspec.json.Encoder()
+_decode_idem = msgspec.json.Decoder(dict[str, Any])
+
+
+class Rejected(Exception):
+    """The request itself is wrong: answered 422 with status ``rejected``."""
+
+    def __init__(self, channel: str, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(reasons[0]["detail"])
+        self.channel = channel
+        self.reasons = reasons
+
+    def result(self) -> NotifyResult:
+        """The notify answer for this rejection."""
+        return NotifyResult(id=None, status="rejected", channel=self.channel, reasons=self.reasons)
+
+
+@dataclass
+class Answer:
+    """HTTP status, body and whether it is a replay."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass
+class Prepared:
+    """A notify request turned into a record, ready for the accept script."""
+
+    tenant: str
+    record: dict[str, str]
+    result: NotifyResult
+    lease_score: float | None
+    final: bool
+    first_event: str
+    idem_key: str | None
+    fingerprint: str
+    scheduled_for: float | None = None
+    extra_events: list[str] = field(default_factory=list)
+
+    @property
+    def http_status(self) -> int:
+        """202 for queued/scheduled, 200 for suppressed."""
+        return 200 if self.result.status == "suppressed" else 202
+
+
+def fingerprint(req: NotifyRequest) -> str:
+    """What makes two requests "the same body" for idempotency (the key itself excluded)."""
+    canonical = msgspec.structs.replace(req, idempotency_key=None)
+    return hashlib.sha256(_encode.encode(canonical)).hexdigest()
+
+
+class Acceptor:
+    """Turns notify requests into recorded, queued notifications."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        renderer: Renderer,
+        enqueuer: BufferedEnqueuer,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.renderer = renderer
+        self.enqueuer = enqueuer
+        self.clock = clock
+
+    # -- public ---------------------------------------------------------------------------------
+    async def notify(self, tenant: str, req: NotifyRequest) -> Answer:
+        """Accept one notify request."""
+        fp = fingerprint(req)
+        try:
+            prepared = self.prepare(tenant, req, fp)
+        except Rejected as rej:
+            return Answer(422, self.rejection_body(rej))
+        k, a = self._accept_args(prepared)
+        verdict, stored = await self.store.accept(k, a)
+        if verdict == "dup":
+            return self.replay(stored, fp)
+        if verdict != "new":
+            raise Conflict("id_collision", "please retry")
+        await self._after_accept([prepared])
+        return Answer(prepared.http_status, msgspec.to_builtins(prepared.result))
+
+    async def notify_many(self, tenant: str, reqs: list[NotifyRequest | Rejected]) -> list[Answer]:
+        """Accept many requests with one pipelined round trip; each item succeeds or fails alone."""
+        answers: list[Answer | None] = [None] * len(reqs)
+        calls: list[tuple[list[str], list[str]]] = []
+        slots: list[tuple[int, Prepared]] = []
+        for i, req in enumerate(reqs):
+            if isinstance(req, Rejected):
+                answers[i] = Answer(422, self.rejection_body(req))
+                continue
+            try:
+                prepared = self.prepare(tenant, req, fingerprint(req))
+            except Rejected as rej:
+                answers[i] = Answer(422, self.rejection_body(rej))
+                continue
+            calls.append(self._accept_args(prepared))
+            slots.append((i, prepared))
+        results = await self.store.accept_many(calls)
+        accepted: list[Prepared] = []
+        for (i, prepared), (verdict, stored) in zip(slots, results, strict=True):
+            if verdict == "dup":
+                try:
+                    answers[i] = self.replay(stored, prepared.fingerprint)
+                except (Unprocessable, Conflict) as exc:
+                    answers[i] = Answer(exc.status, exc.problem())
+            elif verdict == "new":
+                accepted.append(prepared)
+                answers[i] = Answer(prepared.http_status, msgspec.to_builtins(prepared.result))
+            else:
+                answers[i] = Answer(409, Conflict("id_collision", "please retry").problem())
+        await self._after_accept(accepted)
+        return [a for a in answers if a is not None]
+
+    def replay(self, stored: str, fp: str) -> Answer:
+        """The stored answer for a reused idempotency key, or the error the reuse deserves."""
+        record = _decode_idem.decode(stored)
+        if record.get("fp") != fp:
+            raise Unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request body",
+            )
+        if record.get("state") == "pending":
+            raise Conflict(
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being processed",
+                headers={"Retry-After": "1"},
+            )
+        return Answer(int(record["status"]), record["body"], replayed=True)
+
+    @staticmethod
+    def rejection_body(rej: Rejected) -> dict[str, Any]:
+        """A rejection is both a notify result and a problem document."""
+        first = rej.reasons[0]
+        return {
+            "type": f"https://tidings.dev/problems/{first['code'].replace('_', '-')}",
+            "title": "Notification rejected",
+            "status": 422,
+            "detail": first["detail"],
+            "code": first["code"],
+            **msgspec.to_builtins(rej.result()),
+        }
+
+    # -- pipeline -------------------------------------------------------------------------------
+    def prepare(self, tenant: str, req: NotifyRequest, fp: str) -> Prepared:
+        """Everything that needs no Redis: checks, normalization, rendering, timing."""
+        channel = req.channel
+        if channel not in keys.CHANNELS:
+            raise Rejected(
+                channel,
+                [reason(Reason.UNSUPPORTED_CHANNEL, f"channel must be one of {', '.join(keys.CHANNELS)}")],
+            )
+        for fb in req.fallback:
+            if fb not in keys.CHANNELS or fb == channel:
+                raise Rejected(
+                    channel, [reason(Reason.UNSUPPORTED_CHANNEL, f"fallback channel {fb!r} is not usable")]
+                )
+        address, zone = self._recipient(req)
+        rendered = self._render(req)
+        segments = None
+        encoding = ""
+        if channel in ("sms", "mms") and rendered.get("text"):
+            text = rendered["text"]
+            if req.brand and not text.startswith("【"):
+                text = f"【{req.brand}】{text}"
+            rendered["text"] = text
+            if len(text) > sms.MAX_SMS_CHARS:
+                raise Rejected(
+                    channel,
+                    [
+                        reason(
+                            Reason.CONTENT_TOO_LONG,
+                            f"SMS text is {len(text)} characters; providers accept at most {sms.MAX_SMS_CHARS}",
+                        )
+                    ],
+                )
+            encoding, segments = sms.segments(text)
+
+        now = self.clock()
+        ntf_id = new_id("ntf")
+        send_at = req.send_at.timestamp() if req.send_at else None
+        expires_at = req.expires_at.timestamp() if req.expires_at else None
+        due = max(now, send_at or now)
+        status = "queued" if due <= now else "scheduled"
+        reasons: list[dict[str, Any]] = []
+        if expires_at is not None and expires_at <= due:
+            status = "suppressed"
+            reasons.append(reason(Reason.EXPIRED, "expires_at is before the message could be sent"))
+        final = status == "suppressed"
+        scheduled_for = due if status == "scheduled" else None
+        record = {
+            "id": ntf_id,
+            "tenant": tenant,
+            "channel": channel,
+            "category": req.category,
+            "status": status,
+            "address": address,
+            "user_id": req.to.user_id or "",
+            "timezone": zone,
+            "locale": req.to.locale or "",
+            "brand": req.brand or "",
+            "template": req.template or "",
+            "rendered": _encode.encode(rendered).decode(),
+            "segments": "" if segments is None else str(segments),
+            "encoding": encoding,
+            "send_at": "" if send_at is None else repr(send_at),
+            "expires_at": "" if expires_at is None else repr(expires_at),
+            "not_before": repr(due),
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "attempts": "0",
+            "reasons": _encode.encode(reasons).decode(),
+            "fallback": _encode.encode(req.fallback).decode(),
+            "metadata": _encode.encode(req.metadata).decode(),
+            "idempotency_key": req.idempotency_key or "",
+        }
+        result = NotifyResult(
+            id=ntf_id,
+            status=status,
+            channel=channel,
+            scheduled_for=rfc3339(scheduled_for),
+            segments=segments,
+            reasons=reasons,
+        )
+        first = event(
+            "accepted", at=now, status=status, channel=channel, category=req.category, segments=segments
+        )
+        extra: list[str] = []
+        if status == "scheduled":
+            extra.append(event("scheduled", at=now, scheduled_for=rfc3339(scheduled_for), reason="send_at"))
+        if final:
+            extra.append(event("suppressed", at=now, reason=str(Reason.EXPIRED), detail=reasons[0]["detail"]))
+        lease = None if final else due + self.settings.lease_seconds
+        return Prepared(
+            tenant, record, result, lease, final, first, req.idempotency_key, fp, scheduled_for, extra
+        )
+
+    def _accept_args(self, p: Prepared) -> tuple[list[str], list[str]]:
+        idem = _encode.encode(
+            {"fp": p.fingerprint, "status": p.http_status, "body": msgspec.to_builtins(p.result)}
+        ).decode()
+        first = "\n".join([p.first_event, *p.extra_events])
+        return self.store.accept_args(
+            p.tenant,
+            p.record,
+            first_event=first,
+            lease_score=p.lease_score,
+            final=p.final,
+            idem_key=p.idem_key,
+            idem_record=idem,
+        )
+
+    async def _after_accept(self, accepted: list[Prepared]) -> None:
+        from gateway import metrics
+
+        for p in accepted:
+            metrics.NOTIFICATIONS.labels(p.record["channel"], p.result.status).inc()
+            if p.result.status == "queued":
+                self.enqueuer.submit(p.tenant, p.record["channel"], (p.record["id"],))
+            elif p.result.status == "scheduled" and p.scheduled_for is not None:
+                await self.enqueuer.schedule(p.scheduled_for, p.tenant, p.record["channel"], [p.record["id"]])
+
+    def _recipient(self, req: NotifyRequest) -> tuple[str, str]:
+        to, channel = req.to, req.channel
+        zone = None
+        try:
+            if to.timezone:
+                zone = check_timezone(to.timezone)
+            if channel in ("sms", "mms"):
+                if not to.phone:
+                    raise InvalidRecipient(f"{channel} needs to.phone")
+                phone = parse_phone(to.phone, self.settings.default_region)
+                if not phone.mobile:
+                    raise InvalidRecipient(f"{channel} needs a mobile number")
+                address = phone.e164
+                zone = zone or phone.timezone
+            elif channel == "email":
+                if not to.email:
+                    raise InvalidRecipient("email needs to.email")
+                address = check_email(to.email)
+            else:
+                if not to.push_token:
+                    raise InvalidRecipient("push needs to.push_token")
+                address = to.push_token
+            if zone is None and to.phone:
+                zone = parse_phone(to.phone, self.settings.default_region).timezone
+        except InvalidRecipient as exc:
+            raise Rejected(channel, [reason(Reason.INVALID_RECIPIENT, str(exc))]) from None
+        return address, zone or DEFAULT_TIMEZONE
+
+    def _render(self, req: NotifyRequest) -> dict[str, Any]:
+        channel = req.channel
+        if req.template and req.content:
+            raise Rejected(
+                channel,
+                [reason(Reason.VALIDATION_ERROR, "give either template + params or content, not both")],
+            )
+        if req.template:
+            try:
+                return self.renderer.render(req.template, channel, req.params)
+            except TemplateNotFound as exc:
+                raise Rejected(channel, [reason(Reason.TEMPLATE_NOT_FOUND, str(exc))]) from None
+            except MissingParam as exc:
+                raise Rejected(channel, [reason(Reason.MISSING_PARAM, str(exc), params=exc.names)]) from None
+            except TemplateError as exc:
+                raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, str(exc))]) from None
+        c = req.content
+        if c is None:
+            raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, "give template + params, or content")])
+        need = {
+            "sms": c.text is not None,
+            "mms": c.text is not None or bool(c.media),
+            "push": c.text is not None or c.title is not None,
+            "email": c.subject is not None and (c.text is not None or c.html is not None),
+        }[channel]
+        if not need:
+            what = {
+                "sms": "content.text",
+                "mms": "content.text or content.media",
+                "push": "content.title or content.text",
+                "email": "content.subject and content.text or content.html",
+            }[channel]
+            raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
+        return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
+
+
+def parse_time(value: str) -> datetime:
+    """RFC 3339 to an aware datetime (for CLI input)."""
+    return datetime.fromisoformat(value)

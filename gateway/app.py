@@ -1,0 +1,393 @@
+"""The Litestar application: ``create_app(settings, redis_url)`` composes controllers and services."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import redis
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from channels.signing import SIGNATURE_HEADER, verify
+from gateway import keys, metrics
+from gateway.accept import Acceptor, Answer, Rejected
+from gateway.auth import Authenticator, Principal
+from gateway.dispatch import BufferedEnqueuer, Enqueuer
+from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, TidingsError, Unprocessable
+from gateway.models import BatchRequest, NotifyRequest
+from gateway.problems import (
+    on_http_exception,
+    on_redis_error,
+    on_tidings_error,
+    on_unexpected,
+    problem_response,
+)
+from gateway.recipients import mask_address, mask_token
+from gateway.redisdb import async_client, sync_client
+from gateway.settings import Settings
+from gateway.store import Store, event
+from gateway.timeutil import rfc3339
+from templates.renderer import Renderer, load_catalog
+
+_encode = msgspec.json.Encoder()
+JSON = "application/json"
+MERGED_FIELDS = ("to", "params", "content", "metadata")
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once per process."""
+
+    settings: Settings
+    store: Store
+    auth: Authenticator
+    acceptor: Acceptor
+    enqueuer: BufferedEnqueuer
+    sync_redis: redis.Redis
+
+
+def services(state: State) -> Services:
+    """The process's services."""
+    svc: Services = state.services
+    return svc
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+    """JSON encoded by msgspec."""
+    return Response(content=_encode.encode(body), status_code=status, media_type=JSON, headers=headers)
+
+
+async def principal(request: Request[Any, Any, Any], scope: str) -> Principal:
+    """Authenticate the caller and check a scope."""
+    who = await services(request.app.state).auth.principal(request.headers.get("authorization"))
+    who.require(scope)
+    return who
+
+
+def answer_response(answer: Answer) -> Response[bytes]:
+    """An accept answer; rejections are also problem documents."""
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    if answer.status >= 400:
+        return problem_response(answer.status, answer.body, headers)
+    return json_response(answer.body, answer.status, headers)
+
+
+# -- send ----------------------------------------------------------------------------------------
+@post("/v1/notify", status_code=202, summary="Send one notification")
+async def notify(request: Request[Any, Any, Any], data: NotifyRequest) -> Response[bytes]:
+    """Accept one notification: 202 queued/scheduled, 200 suppressed, 422 rejected."""
+    who = await principal(request, "notify")
+    header_key = request.headers.get("idempotency-key")
+    if header_key is not None:
+        if not 0 < len(header_key) <= 255:
+            raise Unprocessable("validation_error", "Idempotency-Key must be 1 to 255 characters")
+        if data.idempotency_key not in (None, header_key):
+            raise Unprocessable(
+                "idempotency_key_mismatch", "Idempotency-Key header and body idempotency_key differ"
+            )
+        data = msgspec.structs.replace(data, idempotency_key=header_key)
+    answer = await services(request.app.state).acceptor.notify(who.tenant, data)
+    return answer_response(answer)
+
+
+@post("/v1/notify/batch", status_code=200, summary="Send up to 1,000 notifications")
+async def notify_batch(request: Request[Any, Any, Any], data: BatchRequest) -> Response[bytes]:
+    """Each item is merged over ``defaults`` and accepted or rejected on its own."""
+    who = await principal(request, "notify")
+    svc = services(request.app.state)
+    limit = svc.settings.max_batch_items
+    if len(data.items) > limit:
+        raise Unprocessable("batch_too_large", f"a batch holds at most {limit} items, got {len(data.items)}")
+    if not data.items:
+        raise Unprocessable(
+            "validation_error", "items must not be empty", errors=[{"field": "items", "message": "empty"}]
+        )
+    header_key = request.headers.get("idempotency-key")
+    fp = ""
+    if header_key:
+        fp = hashlib.sha256(_encode.encode(data)).hexdigest()
+        pending = _encode.encode({"fp": fp, "state": "pending"}).decode()
+        existing = await svc.store.idempotency_reserve(who.tenant, f"batch:{header_key}", pending)
+        if existing is not None:
+            return answer_response(svc.acceptor.replay(existing, fp))
+    try:
+        reqs: list[NotifyRequest | Rejected] = [_item(data.defaults, item) for item in data.items]
+        answers = await svc.acceptor.notify_many(who.tenant, reqs)
+    except BaseException:
+        if header_key:
+            await svc.store.idempotency_release(who.tenant, f"batch:{header_key}")
+        raise
+    results = []
+    for index, ans in enumerate(answers):
+        body = ans.body
+        if ans.status >= 400:
+            reasons = body.get("reasons") or [{"code": body.get("code"), "detail": body.get("detail")}]
+            results.append({"index": index, "id": body.get("id"), "status": "rejected", "reasons": reasons})
+        else:
+            results.append({"index": index, **body})
+    out = {"results": results}
+    if header_key:
+        record = _encode.encode({"fp": fp, "status": 200, "body": out}).decode()
+        await svc.store.idempotency_complete(who.tenant, f"batch:{header_key}", record)
+    return json_response(out)
+
+
+def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:
+    if not isinstance(item, dict):
+        return Rejected("", [{"code": "validation_error", "detail": "each item must be an object"}])
+    merged = {**defaults, **item}
+    for name in MERGED_FIELDS:
+        if isinstance(defaults.get(name), dict) and isinstance(item.get(name), dict):
+            merged[name] = {**defaults[name], **item[name]}
+    try:
+        return msgspec.convert(merged, NotifyRequest, strict=False)
+    except msgspec.ValidationError as exc:
+        channel = str(merged.get("channel", ""))
+        return Rejected(channel, [{"code": "validation_error", "detail": str(exc)}])
+
+
+# -- notifications -------------------------------------------------------------------------------
+@get("/v1/notifications/{ntf_id:str}", summary="A notification and its lifecycle")
+async def get_notification(request: Request[Any, Any, Any], ntf_id: str) -> Response[bytes]:
+    """The notification with its events and attempts."""
+    who = await principal(request, "notify")
+    found = await services(request.app.state).store.get(who.tenant, ntf_id) if _valid_id(ntf_id) else None
+    if found is None:
+        raise NotFound("not_found", f"no notification {ntf_id}")
+    record, events = found
+    return json_response(notification_view(record, events))
+
+
+@post(
+    "/v1/notifications/{ntf_id:str}/cancel",
+    status_code=200,
+    summary="Cancel a queued or scheduled notification",
+)
+async def cancel_notification(request: Request[Any, Any, Any], ntf_id: str) -> Response[bytes]:
+    """Cancel before it is handed to a provider; 409 afterwards."""
+    who = await principal(request, "notify")
+    svc = services(request.app.state)
+    if not _valid_id(ntf_id):
+        raise NotFound("not_found", f"no notification {ntf_id}")
+    verdict = await svc.store.cancel(who.tenant, ntf_id, event("cancelled", by=who.key_id))
+    if verdict == "unknown":
+        raise NotFound("not_found", f"no notification {ntf_id}")
+    if verdict != "cancelled":
+        raise Conflict(
+            "not_cancellable",
+            f"notification is {verdict}; only queued or scheduled ones can be cancelled",
+            current_status=verdict,
+        )
+    found = await svc.store.get(who.tenant, ntf_id)
+    assert found is not None
+    channel = found[0].get("channel", "")
+    metrics.NOTIFICATIONS.labels(channel, "cancelled").inc()
+    return json_response(notification_view(*found))
+
+
+def _valid_id(ntf_id: str) -> bool:
+    return ntf_id.startswith("ntf_") and len(ntf_id) == 30 and ntf_id[4:].isalnum()
+
+
+def notification_view(record: dict[str, str], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The public shape of a notification: addresses masked, times RFC 3339."""
+    address = record.get("address", "")
+    channel = record.get("channel", "")
+    to: dict[str, Any] = {
+        "user_id": record.get("user_id") or None,
+        "timezone": record.get("timezone") or None,
+    }
+    if channel in ("sms", "mms"):
+        to["phone"] = mask_address(address)
+    elif channel == "email":
+        to["email"] = mask_address(address)
+    else:
+        to["push_token"] = mask_token(address)
+    status = record.get("status", "")
+    return {
+        "id": record.get("id"),
+        "status": status,
+        "channel": channel,
+        "category": record.get("category"),
+        "to": to,
+        "brand": record.get("brand") or None,
+        "template": record.get("template") or None,
+        "rendered": msgspec.json.decode(record.get("rendered") or "{}"),
+        "segments": int(record["segments"]) if record.get("segments") else None,
+        "encoding": record.get("encoding") or None,
+        "scheduled_for": rfc3339(record.get("not_before")) if status == "scheduled" else None,
+        "send_at": rfc3339(record.get("send_at")),
+        "expires_at": rfc3339(record.get("expires_at")),
+        "created_at": rfc3339(record.get("created_at")),
+        "updated_at": rfc3339(record.get("updated_at")),
+        "provider": record.get("provider") or None,
+        "provider_message_id": record.get("provider_message_id") or None,
+        "error_code": record.get("error_code") or None,
+        "reasons": msgspec.json.decode(record.get("reasons") or "[]"),
+        "fallback": msgspec.json.decode(record.get("fallback") or "[]"),
+        "metadata": msgspec.json.decode(record.get("metadata") or "{}"),
+        "idempotency_key": record.get("idempotency_key") or None,
+        "attempts": [e for e in events if e.get("type") == "attempt"],
+        "events": events,
+    }
+
+
+# -- provider callbacks --------------------------------------------------------------------------
+class SimReceipt(msgspec.Struct):
+    """One receipt as the simulator posts it."""
+
+    reference: str
+    provider_message_id: str
+    status: str
+    channel: str = ""
+    code: str | None = None
+    at: str | None = None
+
+
+class SimReceipts(msgspec.Struct):
+    """The simulator's receipt batch."""
+
+    receipts: list[SimReceipt]
+
+
+@post("/v1/inbound/{provider:str}/receipts", status_code=200, summary="Delivery receipts from a provider")
+async def receipts(request: Request[Any, Any, Any], provider: str) -> Response[bytes]:
+    """Verify the provider's signature, then mark notifications delivered or undelivered."""
+    svc = services(request.app.state)
+    if provider != "simulator":
+        raise NotFound("unknown_provider", f"no receipts endpoint for provider {provider!r}")
+    body = await request.body()
+    if not verify(svc.settings.simulator_secret, body, request.headers.get(SIGNATURE_HEADER)):
+        raise Forbidden("bad_signature", "the request signature does not verify")
+    try:
+        batch = msgspec.json.decode(body, type=SimReceipts)
+    except msgspec.DecodeError as exc:
+        raise BadRequest("malformed_receipt", str(exc)) from None
+    applied = 0
+    for r in batch.receipts:
+        tenant, _, ntf_id = r.reference.partition(":")
+        if not ntf_id:
+            found = await svc.store.lookup_provider_id(provider, r.provider_message_id)
+            if found is None:
+                continue
+            tenant, ntf_id = found
+        final = "delivered" if r.status == "delivered" else "undelivered"
+        ev = event(
+            "receipt",
+            status=final,
+            provider=provider,
+            provider_code=r.code,
+            provider_message_id=r.provider_message_id,
+            reported_at=r.at,
+        )
+        verdict = await svc.store.receipt(tenant, ntf_id, final, ev, {"receipt_code": r.code or ""})
+        if verdict in ("delivered", "undelivered"):
+            applied += 1
+            metrics.RECEIPTS.labels(r.channel or "unknown", provider, final).inc()
+            metrics.NOTIFICATIONS.labels(r.channel or "unknown", final).inc()
+        elif verdict == "early":
+            applied += 1
+            metrics.RECEIPTS.labels(r.channel or "unknown", provider, final).inc()
+    return json_response({"ok": True, "received": len(batch.receipts), "applied": applied})
+
+
+# -- operations ----------------------------------------------------------------------------------
+@get("/healthz", summary="The process is alive")
+async def healthz() -> Response[bytes]:
+    """Liveness."""
+    return json_response({"ok": True})
+
+
+@get("/readyz", summary="Redis reachable and a worker alive")
+async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Readiness: Redis answers and a worker heartbeat is recent."""
+    svc = services(request.app.state)
+    try:
+        await svc.store.redis.ping()
+        workers = await svc.store.redis.zcount(keys.workers(), time.time() - 15, "+inf")
+    except redis.RedisError:
+        return json_response({"ok": False, "redis": False, "workers": 0}, 503)
+    ok = workers > 0
+    return json_response({"ok": ok, "redis": True, "workers": workers}, 200 if ok else 503)
+
+
+@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text format."""
+    svc = services(request.app.state)
+    try:
+        async with svc.store.redis.pipeline(transaction=False) as pipe:
+            for ch in keys.CHANNELS:
+                pipe.llen(f"rq:queue:{keys.queue_name(ch)}")
+            depths = await pipe.execute()
+        _depths.update({keys.queue_name(ch): int(d) for ch, d in zip(keys.CHANNELS, depths, strict=True)})
+    except redis.RedisError:
+        _depths.clear()
+    return Response(content=generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+_depths: dict[str, int] = {}
+with contextlib.suppress(ValueError):
+    metrics.REGISTRY.register(metrics.QueueCollector(lambda: dict(_depths)))
+
+
+# -- composition ---------------------------------------------------------------------------------
+def create_app(settings: Settings, redis_url: str) -> Litestar:
+    """Compose the app from controllers and services; no globals beyond metrics."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        client = async_client(redis_url)
+        sync = sync_client(redis_url)
+        store = Store(
+            client, record_ttl=settings.record_ttl_seconds, idempotency_ttl=settings.idempotency_ttl_seconds
+        )
+        enqueuer = BufferedEnqueuer(Enqueuer(sync, settings.batch_size), settings.enqueue_flush_seconds)
+        renderer = Renderer(load_catalog())
+        app.state.services = Services(
+            settings=settings,
+            store=store,
+            auth=Authenticator(client, settings.api_key_cache_seconds),
+            acceptor=Acceptor(settings, store, renderer, enqueuer),
+            enqueuer=enqueuer,
+            sync_redis=sync,
+        )
+        try:
+            yield
+        finally:
+            await enqueuer.close()
+            await client.aclose()
+            sync.close()
+
+    return Litestar(
+        route_handlers=[
+            notify,
+            notify_batch,
+            get_notification,
+            cancel_notification,
+            receipts,
+            healthz,
+            readyz,
+            metrics_endpoint,
+        ],
+        lifespan=[lifespan],
+        exception_handlers={
+            TidingsError: on_tidings_error,
+            HTTPException: on_http_exception,
+            redis.RedisError: on_redis_error,
+            Exception: on_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Tidings", version="0.1.0", path="/schema"),
+        debug=False,
+        logging_config=None,
+    )

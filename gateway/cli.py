@@ -1,0 +1,379 @@
+"""The ``tidings`` command: dev, serve, worker, simulator, keys, dlq."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway import keys
+from gateway.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("tidings")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result: int = args.func(settings, args)
+        return result
+    except CliError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+
+
+class CliError(Exception):
+    """A usage or environment problem worth one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands."""
+    p = argparse.ArgumentParser(
+        prog="tidings", description="Notification gateway with compliance guardrails."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="embedded Redis + API + worker + provider simulator, in one command")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--sim-port", type=int, default=8081)
+    dev.add_argument("--data-dir", default="./var")
+    dev.set_defaults(func=cmd_dev)
+
+    serve = sub.add_parser("serve", help="the HTTP API against TIDINGS_REDIS_URL")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="an rq worker for the channel queues against TIDINGS_REDIS_URL")
+    worker.add_argument("--channels", default=",".join(keys.CHANNELS))
+    worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    worker.set_defaults(func=cmd_worker)
+
+    sim = sub.add_parser("simulator", help="the provider simulator alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8081)
+    sim.set_defaults(func=cmd_simulator)
+
+    keys_p = sub.add_parser("keys", help="API keys")
+    keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument(
+        "--scopes", required=True, help="comma-separated: notify,optouts,templates,audit:read,admin"
+    )
+    create.add_argument("--name", default="")
+    create.set_defaults(func=cmd_keys_create)
+
+    dlq = sub.add_parser("dlq", help="the dead-letter list")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="notifications that exhausted their retries")
+    dlq_list.add_argument("--tenant")
+    dlq_list.set_defaults(func=cmd_dlq_list)
+    replay = dlq_sub.add_parser("replay", help="queue dead letters again")
+    replay.add_argument("--tenant")
+    replay.add_argument("ids", nargs="*", help="ids to replay (default: all)")
+    replay.set_defaults(func=cmd_dlq_replay)
+
+    for sp in (serve, worker, create, dlq_list, replay):
+        sp.add_argument(
+            "--data-dir",
+            default="./var",
+            help="where `tidings dev` keeps its Redis (used when TIDINGS_REDIS_URL is unset)",
+        )
+    return p
+
+
+def redis_url_for(settings: Settings, data_dir: str) -> str:
+    """TIDINGS_REDIS_URL, else the socket of a running `tidings dev`."""
+    if settings.redis_url:
+        return settings.redis_url
+    sock = Path(data_dir).resolve() / "redis.sock"
+    if sock.exists():
+        return f"unix://{sock}"
+    raise CliError("set TIDINGS_REDIS_URL (or run `tidings dev` for an embedded Redis)")
+
+
+# -- dev -----------------------------------------------------------------------------------------
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    """Everything in one process: embedded Redis, API, worker, simulator. Ctrl-C stops it all."""
+    from channels.simserver import Simulator
+    from gateway.app import create_app
+    from gateway.redisdb import EmbeddedRedis
+    from gateway.servers import make_server
+    from gateway.worker import run_worker
+
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url:
+        url = settings.redis_url
+    else:
+        embedded = EmbeddedRedis(args.data_dir)
+        try:
+            url = embedded.start()
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
+    api_url = f"http://{args.host}:{args.port}"
+    sim_url = f"http://{args.host}:{args.sim_port}"
+    settings = load_settings(simulator_url=sim_url, public_url=api_url)
+    stop = threading.Event()
+    worker_thread: threading.Thread | None = None
+    try:
+        asyncio.run(_ensure_key(url, settings.api_key, settings.dev_tenant))
+        worker_thread = threading.Thread(
+            target=run_worker, args=(settings, url), kwargs={"stop": stop}, name="tidings-worker", daemon=True
+        )
+        worker_thread.start()
+        api = make_server(create_app(settings, url), args.host, args.port, log_level="info")
+        sim = make_server(Simulator(api_url, settings.simulator_secret), args.host, args.sim_port)
+
+        def request_exit(*_: Any) -> None:
+            if api.should_exit:
+                api.force_exit = sim.force_exit = True
+            api.should_exit = sim.should_exit = True
+
+        signal.signal(signal.SIGINT, request_exit)
+        signal.signal(signal.SIGTERM, request_exit)
+
+        async def both() -> None:
+            tasks = [asyncio.create_task(api.serve()), asyncio.create_task(sim.serve())]
+            while not (api.started and sim.started):
+                if any(t.done() for t in tasks):
+                    break
+                await asyncio.sleep(0.05)
+            if api.started and sim.started:
+                redis_shown = f"embedded, data in {embedded.data_dir}" if embedded else url
+                print(
+                    f"\nTidings is up.\n  API        {api_url}   (OpenAPI: {api_url}/schema/openapi.json)\n"
+                    f"  simulator  {sim_url}/messages\n  API key    {settings.api_key}   (tenant {settings.dev_tenant})\n"
+                    f"  redis      {redis_shown}\nCtrl-C stops everything.\n",
+                    flush=True,
+                )
+            else:
+                api.should_exit = sim.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run(both())
+        if not (api.started and sim.started):
+            raise CliError(f"could not listen on {api_url} and {sim_url} (ports in use?)")
+    finally:
+        stop.set()
+        if worker_thread is not None:
+            worker_thread.join(8)
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+async def _ensure_key(url: str, key: str, tenant: str) -> None:
+    from gateway.auth import SCOPES, store_key
+    from gateway.redisdb import async_client
+
+    client = async_client(url)
+    try:
+        await store_key(client, key, tenant, list(SCOPES), name="dev")
+    finally:
+        await client.aclose()
+
+
+# -- separate processes --------------------------------------------------------------------------
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """The API alone."""
+    import uvicorn
+
+    url = redis_url_for(settings, args.data_dir)
+    os.environ["TIDINGS_REDIS_URL"] = url
+    uvicorn.run(
+        "gateway.cli:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+def app_from_env() -> Any:
+    """App factory for uvicorn workers (settings from the environment)."""
+    from gateway.app import create_app
+
+    settings = load_settings()
+    assert settings.redis_url
+    return create_app(settings, settings.redis_url)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """One worker process."""
+    from gateway.worker import run_worker
+
+    url = redis_url_for(settings, args.data_dir)
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    unknown = sorted(set(channels) - set(keys.CHANNELS))
+    if unknown or not channels:
+        raise CliError(f"unknown channel(s): {', '.join(unknown) or 'none given'}")
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        from gateway.metrics import REGISTRY
+
+        start_http_server(settings.worker_metrics_port, addr="127.0.0.1", registry=REGISTRY)
+    run_worker(settings, url, channels, burst=args.burst)
+    return 0
+
+
+def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
+    """The provider simulator alone."""
+    import uvicorn
+
+    from channels.simserver import Simulator
+
+    uvicorn.run(
+        Simulator(settings.public_url, settings.simulator_secret),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+    )
+    return 0
+
+
+# -- keys and dead letters -----------------------------------------------------------------------
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a key; it is shown once and stored only as a hash."""
+    from gateway.auth import check_scopes, check_tenant, new_key
+
+    try:
+        check_tenant(args.tenant)
+        scopes = check_scopes([s.strip() for s in args.scopes.split(",") if s.strip()])
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    url = redis_url_for(settings, args.data_dir)
+    key = new_key()
+
+    async def run() -> str:
+        from gateway.auth import store_key
+        from gateway.redisdb import async_client
+
+        client = async_client(url)
+        try:
+            return await store_key(client, key, args.tenant, scopes, name=args.name)
+        finally:
+            await client.aclose()
+
+    key_id = asyncio.run(run())
+    print(key)
+    print(
+        f"# {key_id}, tenant {args.tenant}, scopes {','.join(scopes)}. Shown once: store it now.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _store(url: str) -> Any:
+    from gateway.redisdb import async_client
+    from gateway.store import Store
+
+    return Store(async_client(url), record_ttl=7 * 86_400, idempotency_ttl=86_400)
+
+
+def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the dead letters: id, tenant, channel, masked address, attempts, last error."""
+    from gateway.recipients import mask_address, mask_token
+    from gateway.timeutil import rfc3339
+
+    url = redis_url_for(settings, args.data_dir)
+
+    async def run() -> int:
+        store = _store(url)
+        count = 0
+        try:
+            tenants = [args.tenant] if args.tenant else await store.tenants()
+            for tenant in tenants:
+                for ntf_id, at in await store.dead_letters(tenant):
+                    found = await store.get(tenant, ntf_id)
+                    rec = found[0] if found else {}
+                    addr = rec.get("address", "")
+                    shown = (
+                        mask_token(addr)
+                        if rec.get("channel") == "push"
+                        else mask_address(addr)
+                        if addr
+                        else "-"
+                    )
+                    print(
+                        f"{ntf_id}\t{tenant}\t{rec.get('channel', '-')}\t{shown}\tattempts={rec.get('attempts', '-')}"
+                        f"\terror={rec.get('error_code', '-')}\tat={rfc3339(at)}"
+                    )
+                    count += 1
+        finally:
+            await store.redis.aclose()
+        print(f"{count} dead letter(s)", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """Reset dead letters to queued with fresh attempts and enqueue them."""
+    from gateway.dispatch import Enqueuer
+    from gateway.redisdb import sync_client
+    from gateway.store import event
+
+    url = redis_url_for(settings, args.data_dir)
+    enqueuer = Enqueuer(sync_client(url), settings.batch_size)
+
+    async def run() -> dict[tuple[str, str], list[str]]:
+        store = _store(url)
+        replayed: dict[tuple[str, str], list[str]] = {}
+        try:
+            tenants = [args.tenant] if args.tenant else await store.tenants()
+            wanted = set(args.ids)
+            for tenant in tenants:
+                for ntf_id, _ in await store.dead_letters(tenant):
+                    if wanted and ntf_id not in wanted:
+                        continue
+                    now = time.time()
+                    verdict = await store.replay(
+                        tenant, ntf_id, event("replayed", source="dlq"), now, now + settings.lease_seconds
+                    )
+                    if verdict == "queued":
+                        found = await store.get(tenant, ntf_id)
+                        channel = found[0]["channel"] if found else "sms"
+                        replayed.setdefault((tenant, channel), []).append(ntf_id)
+        finally:
+            await store.redis.aclose()
+        return replayed
+
+    replayed = asyncio.run(run())
+    total = 0
+    for (tenant, channel), ids in replayed.items():
+        enqueuer.enqueue(tenant, channel, ids)
+        total += len(ids)
+    print(f"replayed {total} dead letter(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

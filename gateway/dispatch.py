@@ -1,0 +1,297 @@
+"""From accepted notification to provider: rq jobs carrying batches of ids, claims, sends, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+import redis
+from rq import Queue
+
+from channels import Message, Outcome, Registry, SendResult
+from compliance.reasons import Reason, reason
+from gateway import keys, metrics
+from gateway.settings import Settings
+from gateway.store import Claimed, Store, event
+from gateway.store import Outcome as Written
+from gateway.timeutil import system_clock
+
+log = logging.getLogger("tidings.dispatch")
+
+JOB = "gateway.jobs.deliver"
+JOB_TIMEOUT = 300
+
+
+def rq_queue(connection: redis.Redis, channel: str) -> Queue:
+    """The rq queue of a channel."""
+    return Queue(keys.queue_name(channel), connection=connection)
+
+
+class Enqueuer:
+    """Creates rq jobs, each carrying a batch of notification ids of one tenant and channel."""
+
+    def __init__(self, connection: redis.Redis, batch_size: int) -> None:
+        self.connection = connection
+        self.batch_size = batch_size
+        self._queues: dict[str, Queue] = {}
+
+    def queue(self, channel: str) -> Queue:
+        """The (cached) rq queue of a channel."""
+        q = self._queues.get(channel)
+        if q is None:
+            q = self._queues[channel] = rq_queue(self.connection, channel)
+        return q
+
+    def enqueue(self, tenant: str, channel: str, ids: Sequence[str]) -> int:
+        """Enqueue jobs for ids now, ``batch_size`` ids a job; one round trip. Returns jobs made."""
+        if not ids:
+            return 0
+        q = self.queue(channel)
+        datas = [
+            Queue.prepare_data(
+                JOB,
+                args=(tenant, channel, list(ids[i : i + self.batch_size])),
+                timeout=JOB_TIMEOUT,
+                result_ttl=0,
+                failure_ttl=86_400,
+            )
+            for i in range(0, len(ids), self.batch_size)
+        ]
+        q.enqueue_many(datas)
+        return len(datas)
+
+    def enqueue_at(self, when: float, tenant: str, channel: str, ids: Sequence[str]) -> None:
+        """Schedule a job for ids at an epoch time (rq's scheduled job registry)."""
+        at = datetime.fromtimestamp(when, UTC)
+        for i in range(0, len(ids), self.batch_size):
+            self.queue(channel).enqueue_at(
+                at,
+                JOB,
+                tenant,
+                channel,
+                list(ids[i : i + self.batch_size]),
+                job_timeout=JOB_TIMEOUT,
+                result_ttl=0,
+            )
+
+
+class BufferedEnqueuer:
+    """Collects ids accepted by this API process for a few milliseconds, then enqueues batches.
+
+    A 202 is answered once the notification and its lease are in Redis; if this
+    process dies before the flush, the housekeeper finds the expired lease and
+    enqueues it, so nothing accepted is lost.
+    """
+
+    def __init__(self, enqueuer: Enqueuer, flush_seconds: float) -> None:
+        self.enqueuer = enqueuer
+        self.flush_seconds = flush_seconds
+        self._pending: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self._count = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, tenant: str, channel: str, ids: Iterable[str]) -> None:
+        """Queue ids for the next flush."""
+        bucket = self._pending[(tenant, channel)]
+        before = len(bucket)
+        bucket.extend(ids)
+        self._count += len(bucket) - before
+        if self._count >= self.enqueuer.batch_size:
+            self._spawn_flush()
+        elif self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(self.flush_seconds, self._spawn_flush)
+
+    async def schedule(self, when: float, tenant: str, channel: str, ids: Sequence[str]) -> None:
+        """Schedule ids for a later time."""
+        await asyncio.to_thread(self.enqueuer.enqueue_at, when, tenant, channel, ids)
+
+    def _spawn_flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        pending, self._pending, self._count = self._pending, defaultdict(list), 0
+        if not pending:
+            return
+        task = asyncio.get_running_loop().create_task(self._flush(pending))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, pending: dict[tuple[str, str], list[str]]) -> None:
+        def run() -> None:
+            for (tenant, channel), ids in pending.items():
+                self.enqueuer.enqueue(tenant, channel, ids)
+
+        try:
+            await asyncio.to_thread(run)
+        except redis.RedisError:
+            # The leases are in Redis: the housekeeper will enqueue these once Redis is back.
+            log.warning(
+                "enqueue failed; %d notifications left to the housekeeper", sum(map(len, pending.values()))
+            )
+
+    async def close(self) -> None:
+        """Flush what is pending and wait for running flushes."""
+        self._spawn_flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Ids to try again at a time."""
+
+    when: float
+    ids: list[str]
+
+
+class DeliveryEngine:
+    """Sends one batch: claim, send concurrently (bounded), write outcomes, plan retries."""
+
+    def __init__(self, settings: Settings, store: Store, registry: Registry) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self._sem = asyncio.Semaphore(settings.send_concurrency)
+
+    async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
+        """Deliver what is due among ids; returns the retries to schedule."""
+        now = system_clock()
+        claimed = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
+        if not claimed:
+            return []
+        results = await asyncio.gather(*(self._attempt(tenant, channel, c) for c in claimed))
+        outcomes = [o for o, _ in results]
+        written = await self.store.record_outcomes(tenant, outcomes, system_clock())
+        retries: dict[float, list[str]] = defaultdict(list)
+        sent_pairs: list[tuple[str, str, str]] = []
+        for (o, result), verdict in zip(results, written, strict=True):
+            if verdict == "stale":
+                continue
+            if o.kind == "retry":
+                retries[float(o.fields["not_before"])].append(o.id)
+            if result is not None and result.provider_message_id and o.kind == "sent":
+                sent_pairs.append((result.provider, result.provider_message_id, o.id))
+            status = {"retry": None, "dead": "failed"}.get(o.kind, o.kind)
+            if verdict in ("delivered", "undelivered"):
+                status = verdict  # a receipt had arrived before the send was recorded
+                metrics.NOTIFICATIONS.labels(channel, "sent").inc()
+            if status is not None:
+                metrics.NOTIFICATIONS.labels(channel, status).inc()
+            if o.kind == "dead":
+                metrics.DEAD_LETTERED.labels(channel).inc()
+        if sent_pairs:
+            await self.store.map_provider_ids(tenant, sent_pairs)
+        return [Retry(when, batch) for when, batch in sorted(retries.items())]
+
+    async def _attempt(self, tenant: str, channel: str, c: Claimed) -> tuple[Written, SendResult | None]:
+        f = c.fields
+        now = system_clock()
+        expires = float(f["expires_at"]) if f.get("expires_at") else None
+        if expires is not None and now > expires:
+            why = reason(Reason.EXPIRED, "expires_at passed before the message could be sent")
+            return self._final(c, "suppressed", Reason.EXPIRED, why, now), None
+        adapters = self.registry.for_channel(channel)
+        if not adapters:
+            why = reason(Reason.UNSUPPORTED_CHANNEL, f"no provider is configured for {channel}")
+            return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now), None
+        adapter = adapters[0]
+        rendered = msgspec.json.decode(f.get("rendered", "{}"))
+        message = Message(
+            reference=f"{tenant}:{c.id}",
+            tenant=tenant,
+            channel=channel,
+            to=f["address"],
+            category=f.get("category", "marketing"),
+            brand=f.get("brand") or None,
+            text=rendered.get("text"),
+            subject=rendered.get("subject"),
+            html=rendered.get("html"),
+            title=rendered.get("title"),
+            media=tuple(rendered.get("media", ())),
+        )
+        async with self._sem:
+            started = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(adapter.send(message), self.settings.send_timeout_seconds + 1)
+            except TimeoutError:
+                result = SendResult(Outcome.RETRY, adapter.name, code="timeout", detail="send timed out")
+            except Exception as exc:  # an adapter bug must not lose the batch
+                log.exception("adapter %s raised on %s", adapter.name, c.id)
+                result = SendResult(
+                    Outcome.RETRY, adapter.name, code="adapter_error", detail=type(exc).__name__
+                )
+            elapsed = time.perf_counter() - started
+        metrics.SEND_SECONDS.labels(channel, adapter.name).observe(elapsed)
+        metrics.DELIVERIES.labels(channel, adapter.name, result.outcome.value).inc()
+        done = system_clock()
+        attempt_ev = event(
+            "attempt",
+            at=done,
+            attempt=c.attempt,
+            provider=result.provider,
+            outcome=result.outcome.value,
+            provider_message_id=result.provider_message_id,
+            error_code=result.code,
+            error_detail=result.detail,
+            duration_ms=round(elapsed * 1000, 1),
+        )
+        if result.outcome is Outcome.SENT:
+            fields = {
+                "status": "sent",
+                "provider": result.provider,
+                "provider_message_id": result.provider_message_id or "",
+            }
+            fields["sent_at"] = repr(done)
+            return Written(c.id, c.attempt, "sent", attempt_ev, fields), result
+        if result.outcome is Outcome.REJECTED:
+            why = reason(
+                Reason.PROVIDER_REJECTED,
+                result.detail or "provider refused the message",
+                provider_code=result.code,
+            )
+            return self._final(
+                c, "failed", Reason.PROVIDER_REJECTED, why, done, attempt_ev, result.code
+            ), result
+        if c.attempt >= self.settings.max_attempts:
+            why = reason(
+                Reason.RETRIES_EXHAUSTED, f"gave up after {c.attempt} attempts", provider_code=result.code
+            )
+            written = self._final(c, "failed", Reason.RETRIES_EXHAUSTED, why, done, attempt_ev, result.code)
+            return Written(c.id, c.attempt, "dead", written.event, written.fields), result
+        delay = self.backoff(c.attempt, result.retry_after)
+        fields = {"status": "queued", "not_before": repr(done + delay), "error_code": result.code or ""}
+        return Written(
+            c.id, c.attempt, "retry", attempt_ev, fields, done + delay + self.settings.lease_seconds
+        ), result
+
+    def _final(
+        self,
+        c: Claimed,
+        status: str,
+        code: Reason,
+        why: dict[str, object],
+        at: float,
+        attempt_ev: str | None = None,
+        provider_code: str | None = None,
+    ) -> Written:
+        ev = event(status, at=at, reason=str(code), detail=why.get("detail"), provider_code=provider_code)
+        # Both events go in: the attempt (if any) first, then the verdict.
+        combined = ev if attempt_ev is None else attempt_ev + "\n" + ev
+        fields = {"status": status, "error_code": str(code), "reasons": msgspec.json.encode([why]).decode()}
+        return Written(c.id, c.attempt, status, combined, fields)
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with equal jitter, at least what the provider asked for."""
+        base = float(
+            min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2.0 ** (attempt - 1))
+        )
+        delay = base / 2 + random.uniform(0, base / 2)
+        return float(max(delay, retry_after or 0.0))

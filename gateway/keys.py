@@ -1,0 +1,64 @@
+"""Every Redis key the gateway uses is built here.
+
+Keys are prefixed ``tid:``. Keys that one Lua script touches together carry the
+tenant in a ``{hash tag}`` so they share a slot on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+PREFIX = "tid:"
+CHANNELS = ("sms", "mms", "push", "email")
+
+
+def _t(tenant: str) -> str:
+    return f"{PREFIX}{{{tenant}}}:"
+
+
+def notification(tenant: str, ntf_id: str) -> str:
+    """Hash with one notification's state."""
+    return f"{_t(tenant)}ntf:{ntf_id}"
+
+
+def events(tenant: str, ntf_id: str) -> str:
+    """List of one notification's events (JSON), time-ordered."""
+    return f"{_t(tenant)}ntf:{ntf_id}:ev"
+
+
+def idempotency(tenant: str, key: str) -> str:
+    """Idempotency record of one tenant's key."""
+    return f"{_t(tenant)}idem:{key}"
+
+
+def leases(tenant: str) -> str:
+    """Sorted set: notification id -> time by which it must have made progress."""
+    return f"{_t(tenant)}lease"
+
+
+def tenants() -> str:
+    """Set of tenants that have notifications (the housekeeper walks their leases)."""
+    return f"{PREFIX}tenants"
+
+
+def api_key(key_hash: str) -> str:
+    """Hash of one API key (looked up by the SHA-256 of the key)."""
+    return f"{PREFIX}apikey:{key_hash}"
+
+
+def dead_letters(tenant: str) -> str:
+    """Sorted set of one tenant's notification ids that exhausted their retries, scored by time."""
+    return f"{_t(tenant)}dlq"
+
+
+def provider_message(provider: str, provider_message_id: str) -> str:
+    """Maps a provider's message id back to ``tenant|id``."""
+    return f"{PREFIX}pmid:{provider}:{provider_message_id}"
+
+
+def workers() -> str:
+    """Sorted set of worker names scored by their last heartbeat."""
+    return f"{PREFIX}workers"
+
+
+def queue_name(channel: str) -> str:
+    """The rq queue of one channel."""
+    return f"tidings-{channel}"

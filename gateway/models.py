@@ -1,0 +1,93 @@
+"""Domain models of the HTTP contract (msgspec Structs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Channel = Literal["sms", "mms", "push", "email"]
+Category = Literal["marketing", "transactional"]
+Scalar = str | int | float | bool | None
+
+ShortStr = Annotated[str, Meta(max_length=256)]
+AwareTime = Annotated[datetime, Meta(tz=True)]
+Text = Annotated[str, Meta(min_length=1, max_length=10_000)]
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of the domain structs: immutable, keyword-only, strict about unknown fields."""
+
+
+class Recipient(Base, frozen=True):
+    """Who gets the message, on which addresses."""
+
+    phone: ShortStr | None = None
+    email: ShortStr | None = None
+    push_token: Annotated[str, Meta(max_length=4096)] | None = None
+    user_id: ShortStr | None = None
+    timezone: ShortStr | None = None
+    locale: ShortStr | None = None
+
+
+class Content(Base, frozen=True):
+    """Literal content instead of a template."""
+
+    text: Text | None = None
+    subject: Annotated[str, Meta(min_length=1, max_length=998)] | None = None
+    html: Annotated[str, Meta(min_length=1, max_length=500_000)] | None = None
+    title: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    media: Annotated[list[Annotated[str, Meta(max_length=2048)]], Meta(max_length=10)] = []
+
+
+class NotifyRequest(Base, frozen=True):
+    """The body of ``POST /v1/notify``."""
+
+    to: Recipient
+    channel: Annotated[str, Meta(max_length=32)]
+    fallback: Annotated[list[Annotated[str, Meta(max_length=32)]], Meta(max_length=4)] = []
+    category: Category = "marketing"
+    brand: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    template: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    params: Annotated[dict[ShortStr, Scalar], Meta(max_length=100)] = {}
+    content: Content | None = None
+    send_at: AwareTime | None = None
+    expires_at: AwareTime | None = None
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
+    metadata: Annotated[dict[ShortStr, Scalar], Meta(max_length=50)] = {}
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /v1/notify/batch``; items stay raw so one bad item fails alone."""
+
+    items: list[dict[str, Any]]
+    defaults: dict[str, Any] = {}
+
+
+class NotifyResult(msgspec.Struct, kw_only=True):
+    """The answer to one notify."""
+
+    id: str | None
+    status: str
+    channel: str
+    scheduled_for: str | None = None
+    segments: int | None = None
+    reasons: list[dict[str, Any]] = []
+
+
+class Rendered(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What goes to the provider, after template rendering."""
+
+    text: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    title: str | None = None
+    media: list[str] = []
+
+
+class CancelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Optional body of the cancel endpoint."""
+
+    reason: str | None = None

@@ -1,0 +1,93 @@
+"""Every error leaves as ``application/problem+json`` (RFC 9457), never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+import redis
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from gateway.errors import TidingsError
+
+log = logging.getLogger("tidings.api")
+PROBLEM = "application/problem+json"
+_encode = msgspec.json.Encoder()
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("body_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    429: ("rate_limited", "Too many requests"),
+}
+
+
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    """A problem document response."""
+    return Response(content=_encode.encode(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The RFC 9457 body with our machine-readable code."""
+    return {
+        "type": f"https://tidings.dev/problems/{code.replace('_', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+def on_tidings_error(_: Request[Any, Any, Any], exc: TidingsError) -> Response[bytes]:
+    """Our own errors know their status and code."""
+    return problem_response(exc.status, exc.problem(), exc.headers)
+
+
+def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's errors: malformed JSON, validation, routing, body size."""
+    if isinstance(exc, ValidationException):
+        errors = []
+        for item in exc.extra if isinstance(exc.extra, list) else []:
+            message = str(item.get("message", ""))
+            field = str(item.get("key", ""))
+            unknown = _UNKNOWN_FIELD.search(message)
+            if unknown:
+                field = unknown.group(1) if field in ("", "data") else f"{field}.{unknown.group(1)}"
+            errors.append({"field": "" if field == "data" else field, "message": message})
+        detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors) or exc.detail
+        body = problem(422, "validation_error", "Invalid request", detail, errors=errors)
+        return problem_response(422, body)
+    status = exc.status_code
+    if status == 400 and "malformed" in str(exc.detail).lower():
+        return problem_response(400, problem(400, "malformed_json", "Malformed JSON", str(exc.detail)))
+    code, title = _HTTP_CODES.get(status, (f"http_{status}", "Error"))
+    headers = {k: v for k, v in (exc.headers or {}).items()}
+    return problem_response(status, problem(status, code, title, str(exc.detail)), headers)
+
+
+def on_redis_error(_: Request[Any, Any, Any], exc: redis.RedisError) -> Response[bytes]:
+    """Redis away: 503 with Retry-After, never a 500."""
+    log.warning("redis unavailable: %s", type(exc).__name__)
+    body = problem(503, "redis_unavailable", "Service unavailable", "state store unreachable; retry shortly")
+    return problem_response(503, body, {"Retry-After": "1"})
+
+
+def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A bug: log it, answer a plain 500 problem without internals."""
+    log.exception("unhandled error", exc_info=exc)
+    body = problem(
+        500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged"
+    )
+    return problem_response(500, body)

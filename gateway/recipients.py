@@ -1,0 +1,97 @@
+"""Recipient addresses: phone parsing to E.164, masking, time zones."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+from phonenumbers import timezone as pn_timezone
+
+_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+_EMAIL = re.compile(
+    r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
+
+
+class InvalidRecipient(ValueError):
+    """The address cannot be used for the channel."""
+
+
+class Phone:
+    """A parsed phone number."""
+
+    __slots__ = ("e164", "mobile", "region", "timezone")
+
+    def __init__(self, e164: str, mobile: bool, region: str | None, timezone: str | None) -> None:
+        self.e164 = e164
+        self.mobile = mobile
+        self.region = region
+        self.timezone = timezone
+
+
+@lru_cache(maxsize=65_536)
+def parse_phone(raw: str, default_region: str = "CN") -> Phone:
+    """Parse any form ``phonenumbers`` understands into E.164; raise InvalidRecipient if not a real number."""
+    try:
+        num = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidRecipient(f"not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(num):
+        raise InvalidRecipient("not a valid phone number")
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    mobile = phonenumbers.number_type(num) in _MOBILE_TYPES
+    zones = [z for z in pn_timezone.time_zones_for_number(num) if z != "Etc/Unknown"]
+    region = phonenumbers.region_code_for_number(num)
+    return Phone(e164, mobile, region, zones[0] if zones else None)
+
+
+def mask_phone(e164: str) -> str:
+    """``+8613812345678`` -> ``+86138****5678``: country code, first three and last four digits."""
+    try:
+        num = phonenumbers.parse(e164, None)
+        cc = f"+{num.country_code}"
+        national = str(num.national_number)
+    except phonenumbers.NumberParseException:
+        cc, national = "", e164.lstrip("+")
+    if len(national) <= 7:
+        return cc + national[:2] + "*" * max(len(national) - 4, 1) + national[-2:]
+    return f"{cc}{national[:3]}{'*' * (len(national) - 7)}{national[-4:]}"
+
+
+def mask_email(address: str) -> str:
+    """``lina@example.com`` -> ``l***@example.com``."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_token(token: str) -> str:
+    """Push tokens are secrets of a device: show only the ends."""
+    return f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "****"
+
+
+def mask_address(address: str) -> str:
+    """Mask a phone number or an email address."""
+    if "@" in address:
+        return mask_email(address)
+    return mask_phone(address)
+
+
+def check_email(address: str) -> str:
+    """Return a normalized email address or raise InvalidRecipient."""
+    candidate = address.strip()
+    if not _EMAIL.match(candidate):
+        raise InvalidRecipient("not a valid email address")
+    local, _, domain = candidate.partition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def check_timezone(name: str) -> str:
+    """Return an IANA zone name or raise InvalidRecipient."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidRecipient(f"unknown time zone {name!r}") from None
+    return name

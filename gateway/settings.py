@@ -1,0 +1,79 @@
+"""Settings decoded from ``TIDINGS_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+PREFIX = "TIDINGS_"
+
+PositiveFloat = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every knob of the gateway; one field per ``TIDINGS_<NAME>`` variable."""
+
+    # Redis URL (redis://, rediss://, unix://). None: start the embedded redis-server.
+    redis_url: str | None = None
+    # The all-scopes key that `tidings dev` makes sure exists.
+    api_key: str = "dev-key"
+    dev_tenant: str = "default"
+    # Where the provider simulator listens and where it posts receipts and replies.
+    simulator_url: str = "http://127.0.0.1:8081"
+    simulator_secret: str = "dev-simulator-secret"  # noqa: S105 - dev default, set it in production
+    public_url: str = "http://127.0.0.1:8080"
+    default_region: Annotated[str, Meta(pattern="^[A-Z]{2}$")] = "CN"
+    # Delivery.
+    batch_size: Annotated[int, Meta(ge=1, le=1000)] = 100
+    send_concurrency: Annotated[int, Meta(ge=1, le=1000)] = 64
+    send_timeout_seconds: PositiveFloat = 5.0
+    lease_seconds: PositiveFloat = 30.0
+    max_attempts: Annotated[int, Meta(ge=1, le=50)] = 10
+    retry_base_seconds: PositiveFloat = 2.0
+    retry_max_seconds: PositiveFloat = 300.0
+    housekeeping_interval_seconds: PositiveFloat = 1.0
+    enqueue_flush_seconds: PositiveFloat = 0.005
+    # Limits and retention.
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 2_097_152
+    max_batch_items: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+    idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 86_400
+    record_ttl_seconds: Annotated[int, Meta(ge=3600)] = 7 * 86_400
+    api_key_cache_seconds: Annotated[float, Meta(ge=0)] = 5.0
+    # Worker metrics port for `tidings worker` (0: none).
+    worker_metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
+    log_level: str = "INFO"
+
+
+class SettingsError(ValueError):
+    """The environment does not describe valid settings."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from ``TIDINGS_*`` variables; an unknown or malformed one raises SettingsError."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {
+        name[len(PREFIX) :].lower(): value for name, value in env.items() if name.startswith(PREFIX)
+    }
+    raw.update(overrides)
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(str(exc))) from None
+
+
+def _explain(message: str) -> str:
+    # msgspec says "Object contains unknown field `redis_ulr`" or "... - at `$.batch_size`".
+    text = message
+    for marker in ("`$.", "field `"):
+        if marker in text:
+            start = text.index(marker) + len(marker)
+            name = text[start : text.index("`", start)]
+            text = text.replace(f"`$.{name}`", f"TIDINGS_{name.upper()}").replace(
+                f"field `{name}`", f"variable TIDINGS_{name.upper()}"
+            )
+    return f"invalid settings: {text}"

@@ -1,0 +1,245 @@
+"""Notification state in Redis: every state change is one Lua script, one round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from gateway import keys, scripts
+from gateway.timeutil import rfc3339, system_clock
+
+FINAL_STATUSES = frozenset({"suppressed", "delivered", "undelivered", "failed", "cancelled"})
+
+_json = msgspec.json.Encoder()
+
+
+def event(kind: str, at: float | None = None, **fields: Any) -> str:
+    """One timeline event as JSON."""
+    body = {"type": kind, "at": rfc3339(system_clock() if at is None else at)}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return _json.encode(body).decode()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A notification a worker now owns for one attempt."""
+
+    id: str
+    attempt: int
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt did, to be written back."""
+
+    id: str
+    attempt: int
+    kind: str  # sent | retry | failed | dead | suppressed
+    event: str
+    fields: Mapping[str, str]
+    lease_score: float = 0.0
+
+
+class Store:
+    """Async access to notification state (used by the API and by workers)."""
+
+    def __init__(self, redis: aioredis.Redis, *, record_ttl: int, idempotency_ttl: int) -> None:
+        self.redis = redis
+        self.record_ttl = record_ttl
+        self.idempotency_ttl = idempotency_ttl
+        self._accept = redis.register_script(scripts.ACCEPT)
+        self._idem_reserve = redis.register_script(scripts.IDEM_RESERVE)
+        self._claim = redis.register_script(scripts.CLAIM)
+        self._outcome = redis.register_script(scripts.OUTCOME)
+        self._receipt = redis.register_script(scripts.RECEIPT)
+        self._cancel = redis.register_script(scripts.CANCEL)
+        self._replay = redis.register_script(scripts.REPLAY)
+        self._reap = redis.register_script(scripts.REAP)
+
+    # -- accept ---------------------------------------------------------------------------------
+    def accept_args(
+        self,
+        tenant: str,
+        record: Mapping[str, str],
+        *,
+        first_event: str,
+        lease_score: float | None,
+        final: bool,
+        idem_key: str | None,
+        idem_record: str,
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
+        ntf_id = record["id"]
+        flat: list[str] = []
+        for name, value in record.items():
+            flat += (name, value)
+        idem = keys.idempotency(tenant, idem_key) if idem_key else keys.notification(tenant, ntf_id)
+        key_list = [idem, keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.leases(tenant)]
+        args = [
+            "1" if idem_key else "0",
+            idem_record,
+            str(self.idempotency_ttl),
+            "",
+            first_event,
+            "" if lease_score is None else repr(lease_score),
+            str(self.record_ttl) if final else "",
+            ntf_id,
+            *flat,
+        ]
+        return key_list, args
+
+    async def accept(self, k: list[str], a: list[str]) -> tuple[str, str]:
+        """Run the accept script: ('new', '') or ('dup', stored idempotency record)."""
+        res = await self._accept(keys=k, args=a)
+        return _s(res[0]), _s(res[1])
+
+    async def accept_many(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[tuple[str, str]]:
+        """Pipeline many accept scripts in one round trip."""
+        if not calls:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for k, a in calls:
+                await self._accept(keys=k, args=a, client=pipe)
+            results = await pipe.execute()
+        return [(_s(r[0]), _s(r[1])) for r in results]
+
+    async def idempotency_reserve(self, tenant: str, key: str, pending: str) -> str | None:
+        """Reserve a key with a pending record; the existing record if there is one."""
+        res = await self._idem_reserve(keys=[keys.idempotency(tenant, key)], args=[pending, 60])
+        return None if res is None else _s(res)
+
+    async def idempotency_complete(self, tenant: str, key: str, record: str) -> None:
+        """Store the final response for a key."""
+        await self.redis.set(keys.idempotency(tenant, key), record, ex=self.idempotency_ttl)
+
+    async def idempotency_release(self, tenant: str, key: str) -> None:
+        """Drop a pending reservation (the request did not get to do anything)."""
+        await self.redis.delete(keys.idempotency(tenant, key))
+
+    # -- read -----------------------------------------------------------------------------------
+    async def get(self, tenant: str, ntf_id: str) -> tuple[dict[str, str], list[dict[str, Any]]] | None:
+        """The record and its events, or None."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.notification(tenant, ntf_id))
+            pipe.lrange(keys.events(tenant, ntf_id), 0, -1)
+            raw, evs = await pipe.execute()
+        if not raw:
+            return None
+        record = {_s(k): _s(v) for k, v in raw.items()}
+        return record, [msgspec.json.decode(e) for e in evs]
+
+    # -- worker ---------------------------------------------------------------------------------
+    async def claim(self, tenant: str, ids: Sequence[str], now: float, lease_until: float) -> list[Claimed]:
+        """Take ownership of the due notifications among ids for one attempt."""
+        if not ids:
+            return []
+        k = [keys.leases(tenant), *(keys.notification(tenant, i) for i in ids)]
+        res = await self._claim(keys=k, args=[repr(now), repr(lease_until), *ids])
+        out = []
+        for ntf_id, attempt, flat in res:
+            fields = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+            out.append(Claimed(_s(ntf_id), int(attempt), fields))
+        return out
+
+    async def record_outcomes(self, tenant: str, outcomes: Iterable[Outcome], now: float) -> list[str]:
+        """Write each attempt's outcome; returns what each script did (sent/delivered/.../stale)."""
+        outcomes = list(outcomes)
+        if not outcomes:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for o in outcomes:
+                flat: list[str] = []
+                for k, v in o.fields.items():
+                    flat += (k, v)
+                await self._outcome(
+                    keys=[
+                        keys.notification(tenant, o.id),
+                        keys.events(tenant, o.id),
+                        keys.leases(tenant),
+                        keys.dead_letters(tenant),
+                    ],
+                    args=[
+                        o.attempt,
+                        o.kind,
+                        repr(now),
+                        o.event,
+                        repr(o.lease_score),
+                        self.record_ttl,
+                        o.id,
+                        *flat,
+                    ],
+                    client=pipe,
+                )
+            return [_s(r) for r in await pipe.execute()]
+
+    async def map_provider_ids(self, tenant: str, pairs: Iterable[tuple[str, str, str]]) -> None:
+        """Remember (provider, provider_message_id) -> notification, for receipts without our reference."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for provider, pmid, ntf_id in pairs:
+                pipe.set(keys.provider_message(provider, pmid), f"{tenant}|{ntf_id}", ex=self.record_ttl)
+            await pipe.execute()
+
+    async def lookup_provider_id(self, provider: str, pmid: str) -> tuple[str, str] | None:
+        """(tenant, id) of a provider message id."""
+        raw = await self.redis.get(keys.provider_message(provider, pmid))
+        if raw is None:
+            return None
+        parts = _s(raw).partition("|")
+        return parts[0], parts[2]
+
+    async def receipt(self, tenant: str, ntf_id: str, status: str, ev: str, fields: Mapping[str, str]) -> str:
+        """Apply a delivery receipt; returns delivered/undelivered/early/duplicate/unknown/ignored."""
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += (k, v)
+        res = await self._receipt(
+            keys=[keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id)],
+            args=[status, ev, repr(system_clock()), self.record_ttl, *flat],
+        )
+        return _s(res)
+
+    async def cancel(self, tenant: str, ntf_id: str, ev: str) -> str:
+        """Cancel a queued or scheduled notification; returns 'cancelled' or the status that prevents it."""
+        res = await self._cancel(
+            keys=[keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.leases(tenant)],
+            args=[ev, repr(system_clock()), self.record_ttl],
+        )
+        return _s(res)
+
+    async def replay(self, tenant: str, ntf_id: str, ev: str, now: float, lease_score: float) -> str:
+        """Put a dead letter back in the queue."""
+        res = await self._replay(
+            keys=[
+                keys.notification(tenant, ntf_id),
+                keys.events(tenant, ntf_id),
+                keys.leases(tenant),
+                keys.dead_letters(tenant),
+            ],
+            args=[ev, repr(now), repr(lease_score), f"{ntf_id}"],
+        )
+        return _s(res)
+
+    async def dead_letters(self, tenant: str) -> list[tuple[str, float]]:
+        """(id, time) of every dead letter of a tenant."""
+        raw: list[Any] = await self.redis.zrange(keys.dead_letters(tenant), 0, -1, withscores=True)
+        return [(_s(pair[0]), float(pair[1])) for pair in raw]
+
+    async def reap(self, tenant: str, now: float, new_score: float, limit: int = 1000) -> list[str]:
+        """Notifications whose lease ran out; their lease is pushed to new_score so one reaper takes them."""
+        res = await self._reap(keys=[keys.leases(tenant)], args=[repr(now), repr(new_score), limit])
+        return [_s(r) for r in res]
+
+    async def tenants(self) -> list[str]:
+        """Every tenant that has an API key."""
+        return sorted(_s(t) for t in await self.redis.smembers(keys.tenants()))
+
+
+def _s(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)

@@ -1,0 +1,217 @@
+"""Long-lived, non-forking rq workers with one asyncio loop each, plus housekeeping.
+
+The housekeeper (a thread beside the rq loop) moves due scheduled jobs into
+their queues (rq's scheduler, under its lock), re-enqueues notifications whose
+lease ran out (a crashed worker or API process) and beats the worker heartbeat
+that ``/readyz`` looks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from rq import SimpleWorker
+from rq.scheduler import RQScheduler
+from rq.timeouts import TimerDeathPenalty
+
+from channels import Registry
+from channels.simulator import SimulatorAdapter
+from gateway import keys
+from gateway.dispatch import DeliveryEngine, Enqueuer, Retry
+from gateway.redisdb import async_client, sync_client
+from gateway.settings import Settings
+from gateway.store import Store
+from gateway.timeutil import system_clock
+
+log = logging.getLogger("tidings.worker")
+
+
+def build_registry(settings: Settings) -> Registry:
+    """The adapters this deployment sends through."""
+    return Registry(
+        [
+            SimulatorAdapter(
+                settings.simulator_url, settings.simulator_secret, timeout=settings.send_timeout_seconds
+            )
+        ]
+    )
+
+
+class Runtime:
+    """What a worker process keeps between jobs: settings, its event loop, clients, adapters."""
+
+    current: Runtime | None = None
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.sync = sync_client(redis_url)
+        self.enqueuer = Enqueuer(self.sync, settings.batch_size)
+        self.runner = asyncio.Runner()
+        self.engine: DeliveryEngine = self.runner.run(self._build())
+
+    async def _build(self) -> DeliveryEngine:
+        client = async_client(self.redis_url)
+        store = Store(
+            client,
+            record_ttl=self.settings.record_ttl_seconds,
+            idempotency_ttl=self.settings.idempotency_ttl_seconds,
+        )
+        return DeliveryEngine(self.settings, store, build_registry(self.settings))
+
+    def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> dict[str, Any]:
+        """Deliver a batch and schedule its retries (the body of the rq job)."""
+        retries: list[Retry] = self.runner.run(self.engine.deliver(tenant, channel, ids))
+        for r in retries:
+            self.enqueuer.enqueue_at(r.when, tenant, channel, r.ids)
+        return {"ids": len(ids), "retries": sum(len(r.ids) for r in retries)}
+
+    def close(self) -> None:
+        """Close adapters and clients."""
+        with contextlib.suppress(Exception):
+            self.runner.run(self.engine.registry.aclose())
+            self.runner.run(self.engine.store.redis.aclose())
+        self.runner.close()
+        self.sync.close()
+
+
+class Housekeeper(threading.Thread):
+    """Scheduler tick, lease reaper and heartbeat, every ``housekeeping_interval_seconds``."""
+
+    def __init__(self, settings: Settings, redis_url: str, worker_name: str, queues: Sequence[str]) -> None:
+        super().__init__(name="tidings-housekeeper", daemon=True)
+        self.settings = settings
+        self.redis_url = redis_url
+        self.worker_name = worker_name
+        self.queues = list(queues)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Loop until stopped; Redis trouble is logged and retried."""
+        conn = sync_client(self.redis_url)
+        enqueuer = Enqueuer(conn, self.settings.batch_size)
+        scheduler = RQScheduler(self.queues, connection=conn)
+        reap = conn.register_script(_reap_script())
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.tick(conn, enqueuer, scheduler, reap)
+                except redis.RedisError as exc:
+                    log.warning("housekeeping: redis error %s", type(exc).__name__)
+                self.stopping.wait(self.settings.housekeeping_interval_seconds)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                scheduler.release_locks()
+                conn.zrem(keys.workers(), self.worker_name)
+            conn.close()
+
+    def tick(self, conn: redis.Redis, enqueuer: Enqueuer, scheduler: RQScheduler, reap: Any) -> None:
+        """One round of housekeeping."""
+        now = system_clock()
+        conn.zadd(keys.workers(), {self.worker_name: now})
+        if not scheduler.acquired_locks:
+            scheduler.acquire_locks()
+        else:
+            scheduler.heartbeat()
+        if scheduler.acquired_locks:
+            scheduler.enqueue_scheduled_jobs()
+        for raw in conn.smembers(keys.tenants()):
+            tenant = raw.decode() if isinstance(raw, bytes) else str(raw)
+            ids = [
+                i.decode()
+                for i in reap(
+                    keys=[keys.leases(tenant)],
+                    args=[repr(now), repr(now + self.settings.lease_seconds), 1000],
+                )
+            ]
+            if not ids:
+                continue
+            by_channel: dict[str, list[str]] = {}
+            with conn.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.hget(keys.notification(tenant, i), "channel")
+                channels = pipe.execute()
+            for i, ch in zip(ids, channels, strict=True):
+                if ch is not None:
+                    by_channel.setdefault(ch.decode(), []).append(i)
+            for channel, batch in by_channel.items():
+                log.info(
+                    "re-enqueuing %d notifications of %s/%s whose lease ran out", len(batch), tenant, channel
+                )
+                enqueuer.enqueue(tenant, channel, batch)
+
+
+def _reap_script() -> str:
+    from gateway.scripts import REAP
+
+    return REAP
+
+
+class ThreadWorker(SimpleWorker):
+    """A SimpleWorker that can run outside the main thread (no signal handlers there)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # SIGALRM-based job timeouts only work in the main thread.
+            self.death_penalty_class = TimerDeathPenalty
+        super().__init__(*args, **kwargs)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """Block at most a second at a time, so a stop request is noticed promptly."""
+        if timeout is None:  # burst mode
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(1, 1)
+            if result is not None:
+                return result
+        return None
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super()._install_signal_handlers()
+
+
+def worker_name() -> str:
+    """Unique per process and thread."""
+    return f"tidings-{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 100_000}"
+
+
+def run_worker(
+    settings: Settings,
+    redis_url: str,
+    channels: Sequence[str] = keys.CHANNELS,
+    *,
+    burst: bool = False,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run one worker until stopped (SIGINT/SIGTERM in the main thread, or ``stop``)."""
+    runtime = Runtime(settings, redis_url)
+    Runtime.current = runtime
+    name = worker_name()
+    queue_names = [keys.queue_name(c) for c in channels]
+    housekeeper = Housekeeper(settings, redis_url, name, queue_names)
+    housekeeper.start()
+    worker = ThreadWorker(queue_names, connection=runtime.sync, name=name, worker_ttl=20)
+    if stop is not None:
+        threading.Thread(target=_stop_when, args=(stop, worker), daemon=True).start()
+    try:
+        worker.work(burst=burst, logging_level=settings.log_level, max_idle_time=None)
+    finally:
+        housekeeper.stopping.set()
+        housekeeper.join(5)
+        Runtime.current = None
+        runtime.close()
+
+
+def _stop_when(stop: threading.Event, worker: ThreadWorker) -> None:
+    stop.wait()
+    # Checked between jobs and after each (short) blocking dequeue.
+    worker._stop_requested = True

@@ -1,0 +1,1 @@
+"""The message template catalogue and its sandboxed renderer."""
