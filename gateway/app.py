@@ -15,6 +15,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, JSONBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.signing import SIGNATURE_HEADER, verify
@@ -83,7 +84,7 @@ def answer_response(answer: Answer) -> Response[bytes]:
 
 # -- send ----------------------------------------------------------------------------------------
 @post("/v1/notify", status_code=202, summary="Send one notification")
-async def notify(request: Request[Any, Any, Any], data: NotifyRequest) -> Response[bytes]:
+async def notify(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest]) -> Response[bytes]:
     """Accept one notification: 202 queued/scheduled, 200 suppressed, 422 rejected."""
     who = await principal(request, "notify")
     header_key = request.headers.get("idempotency-key")
@@ -100,7 +101,7 @@ async def notify(request: Request[Any, Any, Any], data: NotifyRequest) -> Respon
 
 
 @post("/v1/notify/batch", status_code=200, summary="Send up to 1,000 notifications")
-async def notify_batch(request: Request[Any, Any, Any], data: BatchRequest) -> Response[bytes]:
+async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequest]) -> Response[bytes]:
     """Each item is merged over ``defaults`` and accepted or rejected on its own."""
     who = await principal(request, "notify")
     svc = services(request.app.state)
@@ -157,7 +158,7 @@ def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:
 
 # -- notifications -------------------------------------------------------------------------------
 @get("/v1/notifications/{ntf_id:str}", summary="A notification and its lifecycle")
-async def get_notification(request: Request[Any, Any, Any], ntf_id: str) -> Response[bytes]:
+async def get_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
     """The notification with its events and attempts."""
     who = await principal(request, "notify")
     found = await services(request.app.state).store.get(who.tenant, ntf_id) if _valid_id(ntf_id) else None
@@ -172,7 +173,7 @@ async def get_notification(request: Request[Any, Any, Any], ntf_id: str) -> Resp
     status_code=200,
     summary="Cancel a queued or scheduled notification",
 )
-async def cancel_notification(request: Request[Any, Any, Any], ntf_id: str) -> Response[bytes]:
+async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
     """Cancel before it is handed to a provider; 409 afterwards."""
     who = await principal(request, "notify")
     svc = services(request.app.state)
@@ -181,7 +182,7 @@ async def cancel_notification(request: Request[Any, Any, Any], ntf_id: str) -> R
     verdict = await svc.store.cancel(who.tenant, ntf_id, event("cancelled", by=who.key_id))
     if verdict == "unknown":
         raise NotFound("not_found", f"no notification {ntf_id}")
-    if verdict != "cancelled":
+    if verdict != "ok":
         raise Conflict(
             "not_cancellable",
             f"notification is {verdict}; only queued or scheduled ones can be cancelled",
@@ -260,7 +261,7 @@ class SimReceipts(msgspec.Struct):
 
 
 @post("/v1/inbound/{provider:str}/receipts", status_code=200, summary="Delivery receipts from a provider")
-async def receipts(request: Request[Any, Any, Any], provider: str) -> Response[bytes]:
+async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """Verify the provider's signature, then mark notifications delivered or undelivered."""
     svc = services(request.app.state)
     if provider != "simulator":

@@ -18,7 +18,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision', ''} end
 local fields = {}
 for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('RPUSH', KEYS[3], ARGV[5])
+for line in string.gmatch(ARGV[5], '[^\\n]+') do redis.call('RPUSH', KEYS[3], line) end
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8]) end
 if ARGV[7] ~= '' then
   redis.call('EXPIRE', KEYS[2], ARGV[7])
@@ -134,7 +134,7 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], id)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 'cancelled'
+return 'ok'
 """
 
 # KEYS: ntf, events, lease, dlq.  ARGV: event, now, lease_score, dlq_member

@@ -204,7 +204,7 @@ class Store:
         return _s(res)
 
     async def cancel(self, tenant: str, ntf_id: str, ev: str) -> str:
-        """Cancel a queued or scheduled notification; returns 'cancelled' or the status that prevents it."""
+        """Cancel a queued or scheduled notification; returns 'ok', 'unknown' or the status that prevents it."""
         res = await self._cancel(
             keys=[keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.leases(tenant)],
             args=[ev, repr(system_clock()), self.record_ttl],

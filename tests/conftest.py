@@ -1,0 +1,181 @@
+"""Shared fixtures: a real Redis (embedded unless TIDINGS_REDIS_URL is set), real servers, real workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from channels.simserver import Simulator
+from gateway.app import create_app
+from gateway.auth import SCOPES, store_key
+from gateway.redisdb import EmbeddedRedis, async_client, free_port
+from gateway.servers import ServerThread
+from gateway.settings import Settings, load_settings
+from gateway.worker import run_worker
+
+API_KEY = "test-key-0123456789"
+TENANT = "acme"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TIDINGS_REDIS_URL if given, else an embedded redis-server for the session."""
+    given = os.environ.get("TIDINGS_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def rdb(redis_url: str) -> Iterator[redis.Redis]:
+    """A clean database for each test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def make_key(url: str, key: str, tenant: str, scopes: list[str]) -> None:
+    """Store an API key (the same code path as `tidings keys create`)."""
+
+    async def run() -> None:
+        client = async_client(url)
+        try:
+            await store_key(client, key, tenant, scopes)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+@dataclass
+class Stack:
+    """A running gateway: API and simulator on real ports, optional in-process workers."""
+
+    settings: Settings
+    redis_url: str
+    api: ServerThread
+    sim_thread: ServerThread
+    simulator: Simulator
+    workers: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    @property
+    def sim_url(self) -> str:
+        return self.sim_thread.url
+
+    def client(self, key: str = API_KEY) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+    def start_worker(self) -> None:
+        stop = threading.Event()
+        t = threading.Thread(
+            target=run_worker, args=(self.settings, self.redis_url), kwargs={"stop": stop}, daemon=True
+        )
+        t.start()
+        self.workers.append((t, stop))
+
+    def stop_workers(self) -> None:
+        for _, stop in self.workers:
+            stop.set()
+        for t, _ in self.workers:
+            t.join(10)
+        self.workers.clear()
+
+    def messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        params = {"to": to} if to else {}
+        return httpx.get(f"{self.sim_url}/messages", params=params, timeout=5).json()  # type: ignore[no-any-return]
+
+    def faults(self, **spec: Any) -> None:
+        httpx.post(f"{self.sim_url}/faults", json=spec, timeout=5).raise_for_status()
+
+    def clear_faults(self) -> None:
+        httpx.delete(f"{self.sim_url}/faults", timeout=5).raise_for_status()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail the test with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+FAST = {
+    "retry_base_seconds": 0.05,
+    "retry_max_seconds": 0.2,
+    "housekeeping_interval_seconds": 0.1,
+    "lease_seconds": 3.0,
+    "send_timeout_seconds": 1.0,
+}
+
+
+@pytest.fixture
+def stack_factory(redis_url: str, rdb: redis.Redis) -> Iterator[Callable[..., Stack]]:
+    """Start stacks with settings overrides; everything is stopped at teardown."""
+    started: list[Stack] = []
+
+    def start(workers: int = 1, **overrides: Any) -> Stack:
+        api_port, sim_port = free_port(), free_port()
+        api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+        values = {**FAST, **overrides}
+        settings = load_settings({}, simulator_url=sim_url, public_url=api_url, redis_url=redis_url, **values)
+        make_key(redis_url, API_KEY, TENANT, list(SCOPES))
+        simulator = Simulator(api_url, settings.simulator_secret)
+        sim_thread = ServerThread(simulator, "127.0.0.1", sim_port).start_and_wait()
+        api = ServerThread(create_app(settings, redis_url), "127.0.0.1", api_port).start_and_wait()
+        stack = Stack(settings, redis_url, api, sim_thread, simulator)
+        started.append(stack)
+        for _ in range(workers):
+            stack.start_worker()
+        return stack
+
+    yield start
+    for s in started:
+        s.stop_workers()
+        s.api.stop()
+        s.sim_thread.stop()
+
+
+@pytest.fixture
+def stack(stack_factory: Callable[..., Stack]) -> Stack:
+    """A stack with one worker and fast retries."""
+    return stack_factory()
+
+
+def points_expiry(phone: str = "13812345678", **extra: Any) -> dict[str, Any]:
+    """A points-expiry SMS request as an upstream ledger would post it."""
+    body: dict[str, Any] = {
+        "to": {"phone": phone, "user_id": "m-1001"},
+        "channel": "sms",
+        "category": "marketing",
+        "brand": "星耀商城",
+        "template": "points_expiry",
+        "params": {"name": "李女士", "points": 28600, "days": 12},
+    }
+    body.update(extra)
+    return body
+
+
+ROOT = Path(__file__).resolve().parent.parent
