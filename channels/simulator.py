@@ -17,13 +17,22 @@ class SimulatorAdapter:
     channels: ClassVar[frozenset[str]] = frozenset({"sms", "mms", "push", "email"})
     title_maxlen: ClassVar[int] = 256
 
-    def __init__(self, base_url: str, secret: str, *, timeout: float = 5.0, name: str = "simulator") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        secret: str,
+        *,
+        timeout: float = 5.0,
+        name: str = "simulator",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.secret = secret
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+            transport=transport,
         )
 
     def __repr__(self) -> str:

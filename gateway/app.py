@@ -90,7 +90,11 @@ async def notify(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest])
     header_key = request.headers.get("idempotency-key")
     if header_key is not None:
         if not 0 < len(header_key) <= 255:
-            raise Unprocessable("validation_error", "Idempotency-Key must be 1 to 255 characters")
+            raise Unprocessable(
+                "validation_error",
+                "Idempotency-Key must be 1 to 255 characters",
+                errors=[{"field": "Idempotency-Key", "message": "must be 1 to 255 characters"}],
+            )
         if data.idempotency_key not in (None, header_key):
             raise Unprocessable(
                 "idempotency_key_mismatch", "Idempotency-Key header and body idempotency_key differ"

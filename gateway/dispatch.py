@@ -289,9 +289,12 @@ class DeliveryEngine:
         return Written(c.id, c.attempt, status, combined, fields)
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with equal jitter, at least what the provider asked for."""
-        base = float(
-            min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2.0 ** (attempt - 1))
-        )
-        delay = base / 2 + random.uniform(0, base / 2)
-        return float(max(delay, retry_after or 0.0))
+        """Delay before the next attempt."""
+        return backoff_delay(attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds, retry_after)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with equal jitter (half fixed, half random), at least what the provider asked for."""
+    step = float(min(cap, base * 2.0 ** (attempt - 1)))
+    delay = step / 2 + random.uniform(0, step / 2)
+    return float(max(delay, retry_after or 0.0))

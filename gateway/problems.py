@@ -58,6 +58,9 @@ def on_tidings_error(_: Request[Any, Any, Any], exc: TidingsError) -> Response[b
 def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     """Litestar's errors: malformed JSON, validation, routing, body size."""
     if isinstance(exc, ValidationException):
+        extra = exc.extra if isinstance(exc.extra, list) else []
+        if len(extra) == 1 and extra[0].get("message") == "'data'":
+            return problem_response(400, problem(400, "malformed_json", "Malformed JSON", "the request body is empty"))
         errors = []
         for item in exc.extra if isinstance(exc.extra, list) else []:
             message = str(item.get("message", ""))
@@ -70,7 +73,7 @@ def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response
         body = problem(422, "validation_error", "Invalid request", detail, errors=errors)
         return problem_response(422, body)
     status = exc.status_code
-    if status == 400 and "malformed" in str(exc.detail).lower():
+    if status == 400 and any(w in str(exc.detail).lower() for w in ("json", "truncated", "malformed")):
         return problem_response(400, problem(400, "malformed_json", "Malformed JSON", str(exc.detail)))
     code, title = _HTTP_CODES.get(status, (f"http_{status}", "Error"))
     headers = {k: v for k, v in (exc.headers or {}).items()}

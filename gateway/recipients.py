@@ -11,6 +11,7 @@ from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as pn_timezone
 
 _MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+_PHONE_CHARS = re.compile(r"^[0-9 ()+\-.]{3,40}$")
 _EMAIL = re.compile(
     r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
 )
@@ -35,6 +36,9 @@ class Phone:
 @lru_cache(maxsize=65_536)
 def parse_phone(raw: str, default_region: str = "CN") -> Phone:
     """Parse any form ``phonenumbers`` understands into E.164; raise InvalidRecipient if not a real number."""
+    if not _PHONE_CHARS.match(raw):
+        # phonenumbers reads keypad letters (1-800-FLOWERS); a member's number never has them.
+        raise InvalidRecipient("a phone number holds digits, spaces, +, -, (, ) and . only")
     try:
         num = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as exc:

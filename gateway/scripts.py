@@ -51,12 +51,13 @@ for i = 2, #KEYS do
     local nb = tonumber(redis.call('HGET', key, 'not_before') or '0') or 0
     ok = nb <= now
   elseif st == 'sending' then
-    local lease = tonumber(redis.call('ZSCORE', KEYS[1], id) or '0') or 0
+    -- The attempt's own lease lives in the hash: the reaper bumps only the zset score.
+    local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0') or 0
     ok = lease <= now
   end
   if ok then
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'status', 'sending', 'updated_at', ARGV[1])
+    redis.call('HSET', key, 'status', 'sending', 'updated_at', ARGV[1], 'lease_until', ARGV[2])
     redis.call('ZADD', KEYS[1], ARGV[2], id)
     out[#out + 1] = {id, attempt, redis.call('HGETALL', key)}
   end

@@ -1,0 +1,79 @@
+"""A worker SIGKILLed in the middle of a batch: every accepted notification is delivered exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from gateway import keys
+from tests.conftest import ROOT, TENANT, Stack, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TIDINGS_REDIS_URL": stack.redis_url,
+        "TIDINGS_SIMULATOR_URL": stack.sim_url,
+        "TIDINGS_LEASE_SECONDS": "2",
+        "TIDINGS_HOUSEKEEPING_INTERVAL_SECONDS": "0.2",
+        "TIDINGS_BATCH_SIZE": "100",
+        "TIDINGS_SEND_CONCURRENCY": "8",
+        "TIDINGS_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], cwd=ROOT, env=env)
+
+
+def test_sigkill_mid_batch_delivers_everything_exactly_once(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(workers=0)
+    stack.faults(channel="sms", error_rate=0.0, latency_ms=40)
+    n = 400
+    items = [{"to": {"phone": f"137{i:08d}"}} for i in range(n)]
+    defaults = {"channel": "sms", "brand": "星耀商城", "template": "points_expiry", "params": {"name": "会员", "points": 100, "days": 3}}
+    with stack.client() as c:
+        results = c.post("/v1/notify/batch", json={"defaults": defaults, "items": items}).json()["results"]
+    ids = [r["id"] for r in results]
+    assert len(ids) == n and all(r["status"] == "queued" for r in results)
+
+    first = start_worker(stack)
+    try:
+        wait_for(lambda: len(stack.messages()) >= 60, timeout=30, interval=0.02)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    delivered_before = len(stack.messages())
+    assert delivered_before < n, "the worker finished before it could be killed mid-batch"
+
+    r = redis.Redis.from_url(stack.redis_url)
+    in_flight = [i for i in ids if r.hget(keys.notification(TENANT, i), "status") == b"sending"]
+    assert in_flight, "nothing was in flight when the worker died"
+
+    second = start_worker(stack)
+    try:
+        wait_for(lambda: len(stack.messages()) >= n, timeout=60, interval=0.2)
+        def statuses() -> Counter[bytes | None]:
+            return Counter(r.hget(keys.notification(TENANT, i), "status") for i in ids)
+
+        expected = Counter({b"delivered": n})
+        try:
+            wait_for(lambda: statuses() == expected, timeout=30, interval=0.3)
+        finally:
+            assert statuses() == expected
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(15)
+
+    messages = stack.messages()
+    per_reference = Counter(m["reference"] for m in messages)
+    assert len(messages) == n
+    assert set(per_reference.values()) == {1}
+    assert {m["reference"].split(":")[1] for m in messages} == set(ids)
+    assert Counter(m["to"] for m in messages).most_common(1)[0][1] == 1

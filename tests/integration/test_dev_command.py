@@ -1,0 +1,75 @@
+"""`tidings dev` alone brings the stack up: a points-expiry SMS reaches the simulator and is delivered."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.redisdb import free_port
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def tidings_command() -> list[str]:
+    exe = shutil.which("tidings", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "gateway.cli"]
+
+
+def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port, sim_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    proc = subprocess.Popen(
+        [*tidings_command(), "dev", "--port", str(port), "--sim-port", str(sim_port), "--data-dir", str(tmp_path / "var")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    api, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
+    try:
+        wait_for(lambda: _ready(api), timeout=30, interval=0.1)
+        body = {
+            "to": {"phone": "13812345678"},
+            "channel": "sms",
+            "brand": "星耀商城",
+            "template": "points_expiry",
+            "params": {"name": "李女士", "points": 28600, "days": 12},
+        }
+        started = time.monotonic()
+        r = httpx.post(f"{api}/v1/notify", json=body, headers={"Authorization": "Bearer dev-key"})
+        assert r.status_code == 202, r.text
+        ntf_id = r.json()["id"]
+        msgs = wait_for(lambda: httpx.get(f"{sim}/messages", params={"to": "+8613812345678"}).json(), timeout=2, interval=0.02)
+        assert time.monotonic() - started < 2
+        assert "28600积分将于12天后清零" in msgs[0]["text"]
+        wait_for(
+            lambda: httpx.get(f"{api}/v1/notifications/{ntf_id}", headers={"Authorization": "Bearer dev-key"}).json()["status"] == "delivered",
+            timeout=5,
+        )
+        assert httpx.get(f"{api}/schema/openapi.json").json()["info"]["title"] == "Tidings"
+        var = tmp_path / "var"
+        assert (var / "appendonly.aof").exists() or (var / "appendonlydir").is_dir()  # AOF is on
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Tidings is up" in out and "dev-key" in out
+    assert "13812345678" not in out  # numbers never in logs
+    assert not (tmp_path / "var" / "redis.sock").exists()  # redis-server stopped with it
+
+
+def _ready(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from channels import Outcome, Registry
+from channels.base import Message
+from channels.signing import sign, verify
+from channels.simulator import SimulatorAdapter
+from gateway.dispatch import backoff_delay
+from gateway.ids import new_id
+
+MSG = Message(reference="acme:ntf_1", tenant="acme", channel="sms", to="+8613812345678", text="【星耀商城】您好")
+
+
+def send_with(handler: httpx.MockTransport) -> object:
+    adapter = SimulatorAdapter("http://sim", "s3cret", transport=handler)
+
+    async def run() -> object:
+        try:
+            return await adapter.send(MSG)
+        finally:
+            await adapter.aclose()
+
+    return asyncio.run(run())
+
+
+def test_sent_carries_signature_and_reference() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"provider_message_id": "sim-1"})
+
+    result = send_with(httpx.MockTransport(handler))
+    assert result.outcome is Outcome.SENT and result.provider_message_id == "sim-1"  # type: ignore[attr-defined]
+    body = seen[0].content
+    assert verify("s3cret", body, seen[0].headers["x-tidings-signature"])
+    assert json.loads(body)["reference"] == "acme:ntf_1"
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "outcome", "code"),
+    [
+        (500, {"code": "internal_error"}, Outcome.RETRY, "internal_error"),
+        (503, None, Outcome.RETRY, "http_503"),
+        (429, {"code": "throttled"}, Outcome.RETRY, "throttled"),
+        (400, {"code": "invalid_number"}, Outcome.REJECTED, "invalid_number"),
+        (401, {"code": "bad_signature"}, Outcome.REJECTED, "bad_signature"),
+    ],
+)
+def test_answers_map_to_outcomes(status: int, payload: object, outcome: Outcome, code: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=payload, headers={"retry-after": "3"}) if payload else httpx.Response(status)
+
+    result = send_with(httpx.MockTransport(handler))
+    assert result.outcome is outcome and result.code == code  # type: ignore[attr-defined]
+    if status == 429:
+        assert result.retry_after == 3.0  # type: ignore[attr-defined]
+
+
+def test_transport_trouble_is_a_retry_not_an_exception() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    assert send_with(httpx.MockTransport(timeout)).code == "timeout"  # type: ignore[attr-defined]
+    assert send_with(httpx.MockTransport(refused)).outcome is Outcome.RETRY  # type: ignore[attr-defined]
+
+
+def test_registry_refuses_duplicates_and_routes_by_channel() -> None:
+    a = SimulatorAdapter("http://sim", "x")
+    reg = Registry([a])
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register(SimulatorAdapter("http://sim", "x"))
+    assert reg.for_channel("sms") == [a] and reg.for_channel("fax") == []
+    assert "x" not in repr(a).replace("simulator", "")  # the secret is redacted
+    asyncio.run(reg.aclose())
+
+
+def test_signatures() -> None:
+    assert verify("k", b"body", sign("k", b"body"))
+    assert not verify("k", b"body", sign("other", b"body"))
+    assert not verify("k", b"body", None)
+
+
+def test_backoff_grows_with_jitter_and_respects_cap_and_retry_after() -> None:
+    delays = [backoff_delay(n, 2.0, 300.0) for n in range(1, 12)]
+    assert 1.0 <= delays[0] <= 2.0 and 8.0 <= delays[3] <= 16.0
+    assert all(d <= 300.0 for d in delays) and delays[-1] >= 150.0
+    assert backoff_delay(1, 2.0, 300.0, retry_after=30.0) == 30.0
+
+
+def test_ids_are_prefixed_sortable_and_unique() -> None:
+    ids = [new_id("ntf") for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(i.startswith("ntf_") and len(i) == 30 for i in ids)
+    assert ids[0][:12] <= ids[-1][:12]

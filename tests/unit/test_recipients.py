@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.recipients import InvalidRecipient, check_email, check_timezone, mask_email, mask_phone, parse_phone
+
+
+@pytest.mark.parametrize("raw", ["13812345678", "+86 138-1234-5678", "+8613812345678", "(+86) 138 1234 5678", "0086 138 1234 5678"])
+def test_chinese_mobile_forms_normalize_to_e164(raw: str) -> None:
+    p = parse_phone(raw, "CN")
+    assert p.e164 == "+8613812345678"
+    assert p.mobile and p.timezone == "Asia/Shanghai" and p.region == "CN"
+
+
+@pytest.mark.parametrize("raw", ["12345", "138123456789999", "abc", "138-ABCD-5678", "", "+86"])
+def test_garbage_is_refused(raw: str) -> None:
+    with pytest.raises(InvalidRecipient):
+        parse_phone(raw, "CN")
+
+
+def test_landline_is_not_mobile_and_foreign_zone() -> None:
+    assert not parse_phone("010-12345678", "CN").mobile
+    assert parse_phone("+81 90-1234-5678", "CN").timezone == "Asia/Tokyo"
+
+
+def test_masking() -> None:
+    assert mask_phone("+8613812345678") == "+86138****5678"
+    assert mask_email("lina@example.com") == "l***@example.com"
+
+
+def test_email_and_timezone_checks() -> None:
+    assert check_email(" Lina@Example.COM ") == "Lina@example.com"
+    with pytest.raises(InvalidRecipient):
+        check_email("lina@")
+    assert check_timezone("Asia/Shanghai") == "Asia/Shanghai"
+    with pytest.raises(InvalidRecipient):
+        check_timezone("Asia/Atlantis")

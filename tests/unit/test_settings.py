@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.settings import SettingsError, load_settings
+
+
+def test_defaults_and_conversion() -> None:
+    s = load_settings({"TIDINGS_BATCH_SIZE": "50", "TIDINGS_LEASE_SECONDS": "2.5", "PATH": "/bin"})
+    assert s.batch_size == 50 and s.lease_seconds == 2.5
+    assert s.redis_url is None and s.max_batch_items == 1000
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"TIDINGS_REDIS_ULR": "redis://x"}, "TIDINGS_REDIS_ULR"),
+        ({"TIDINGS_BATCH_SIZE": "many"}, "TIDINGS_BATCH_SIZE"),
+        ({"TIDINGS_BATCH_SIZE": "0"}, "TIDINGS_BATCH_SIZE"),
+        ({"TIDINGS_DEFAULT_REGION": "china"}, "TIDINGS_DEFAULT_REGION"),
+        ({"TIDINGS_IDEMPOTENCY_TTL_SECONDS": "60"}, "TIDINGS_IDEMPOTENCY_TTL_SECONDS"),
+    ],
+)
+def test_unknown_or_malformed_variables_fail_clearly(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    assert needle in str(err.value)
+
+
+def test_cli_reports_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    monkeypatch.setenv("TIDINGS_SEND_CONCURENCY", "3")
+    assert main(["dlq", "list"]) == 2
+    assert "TIDINGS_SEND_CONCURENCY" in capsys.readouterr().err
