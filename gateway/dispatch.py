@@ -290,7 +290,9 @@ class DeliveryEngine:
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Delay before the next attempt."""
-        return backoff_delay(attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds, retry_after)
+        return backoff_delay(
+            attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds, retry_after
+        )
 
 
 def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:

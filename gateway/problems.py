@@ -60,7 +60,9 @@ def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else []
         if len(extra) == 1 and extra[0].get("message") == "'data'":
-            return problem_response(400, problem(400, "malformed_json", "Malformed JSON", "the request body is empty"))
+            return problem_response(
+                400, problem(400, "malformed_json", "Malformed JSON", "the request body is empty")
+            )
         errors = []
         for item in exc.extra if isinstance(exc.extra, list) else []:
             message = str(item.get("message", ""))

@@ -26,32 +26,193 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("not json at all", "POST", "/v1/notify", raw(b"hello"), 400, "malformed_json"),
     ("empty body", "POST", "/v1/notify", raw(b""), 400, "malformed_json"),
     ("array body", "POST", "/v1/notify", {"json": [GOOD]}, 422, "validation_error"),
-    ("unknown top-level field", "POST", "/v1/notify", {"json": {**GOOD, "priority": "high"}}, 422, "validation_error"),
-    ("unknown nested field", "POST", "/v1/notify", {"json": {**GOOD, "to": {"phone": "13812345678", "fax": "1"}}}, 422, "validation_error"),
-    ("phone as number", "POST", "/v1/notify", {"json": {**GOOD, "to": {"phone": 13812345678}}}, 422, "validation_error"),
+    (
+        "unknown top-level field",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "priority": "high"}},
+        422,
+        "validation_error",
+    ),
+    (
+        "unknown nested field",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "to": {"phone": "13812345678", "fax": "1"}}},
+        422,
+        "validation_error",
+    ),
+    (
+        "phone as number",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "to": {"phone": 13812345678}}},
+        422,
+        "validation_error",
+    ),
     ("params as list", "POST", "/v1/notify", {"json": {**GOOD, "params": [1, 2]}}, 422, "validation_error"),
-    ("missing to", "POST", "/v1/notify", {"json": {k: v for k, v in GOOD.items() if k != "to"}}, 422, "validation_error"),
+    (
+        "missing to",
+        "POST",
+        "/v1/notify",
+        {"json": {k: v for k, v in GOOD.items() if k != "to"}},
+        422,
+        "validation_error",
+    ),
     ("bad category", "POST", "/v1/notify", {"json": {**GOOD, "category": "spam"}}, 422, "validation_error"),
-    ("naive send_at", "POST", "/v1/notify", {"json": {**GOOD, "send_at": "2026-12-01T10:00:00"}}, 422, "validation_error"),
-    ("garbage send_at", "POST", "/v1/notify", {"json": {**GOOD, "send_at": "tomorrow"}}, 422, "validation_error"),
-    ("short phone", "POST", "/v1/notify", {"json": {**GOOD, "to": {"phone": "12345"}}}, 422, "invalid_recipient"),
-    ("letters phone", "POST", "/v1/notify", {"json": {**GOOD, "to": {"phone": "138-ABCD-5678"}}}, 422, "invalid_recipient"),
-    ("landline for sms", "POST", "/v1/notify", {"json": {**GOOD, "to": {"phone": "010-12345678"}}}, 422, "invalid_recipient"),
-    ("no phone for sms", "POST", "/v1/notify", {"json": {**GOOD, "to": {"email": "a@example.com"}}}, 422, "invalid_recipient"),
-    ("bad email", "POST", "/v1/notify", {"json": {**GOOD, "channel": "email", "to": {"email": "not-an-email"}}}, 422, "invalid_recipient"),
-    ("bad timezone", "POST", "/v1/notify", {"json": {**GOOD, "to": {"phone": "13812345678", "timezone": "Mars/Base"}}}, 422, "invalid_recipient"),
-    ("unknown channel", "POST", "/v1/notify", {"json": {**GOOD, "channel": "fax"}}, 422, "unsupported_channel"),
-    ("unknown template", "POST", "/v1/notify", {"json": {**GOOD, "template": "nope"}}, 422, "template_not_found"),
-    ("missing param", "POST", "/v1/notify", {"json": {**GOOD, "params": {"name": "李女士"}}}, 422, "missing_param"),
-    ("empty text", "POST", "/v1/notify", {"json": {"to": {"phone": "13812345678"}, "channel": "sms", "content": {"text": ""}}}, 422, "validation_error"),
-    ("no content at all", "POST", "/v1/notify", {"json": {"to": {"phone": "13812345678"}, "channel": "sms"}}, 422, "validation_error"),
-    ("template and content", "POST", "/v1/notify", {"json": {**GOOD, "content": {"text": "hi"}}}, 422, "validation_error"),
-    ("text over provider max", "POST", "/v1/notify", {"json": {"to": {"phone": "13812345678"}, "channel": "sms", "content": {"text": "积" * 600}}}, 422, "content_too_long"),
-    ("oversized body", "POST", "/v1/notify", raw(b'{"to": {"phone": "' + b"1" * 3_000_000 + b'"}}'), 413, "body_too_large"),
-    ("1,001-item batch", "POST", "/v1/notify/batch", {"json": {"items": [GOOD] * 1001}}, 422, "batch_too_large"),
+    (
+        "naive send_at",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "send_at": "2026-12-01T10:00:00"}},
+        422,
+        "validation_error",
+    ),
+    (
+        "garbage send_at",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "send_at": "tomorrow"}},
+        422,
+        "validation_error",
+    ),
+    (
+        "short phone",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "to": {"phone": "12345"}}},
+        422,
+        "invalid_recipient",
+    ),
+    (
+        "letters phone",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "to": {"phone": "138-ABCD-5678"}}},
+        422,
+        "invalid_recipient",
+    ),
+    (
+        "landline for sms",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "to": {"phone": "010-12345678"}}},
+        422,
+        "invalid_recipient",
+    ),
+    (
+        "no phone for sms",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "to": {"email": "a@example.com"}}},
+        422,
+        "invalid_recipient",
+    ),
+    (
+        "bad email",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "channel": "email", "to": {"email": "not-an-email"}}},
+        422,
+        "invalid_recipient",
+    ),
+    (
+        "bad timezone",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "to": {"phone": "13812345678", "timezone": "Mars/Base"}}},
+        422,
+        "invalid_recipient",
+    ),
+    (
+        "unknown channel",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "channel": "fax"}},
+        422,
+        "unsupported_channel",
+    ),
+    (
+        "unknown template",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "template": "nope"}},
+        422,
+        "template_not_found",
+    ),
+    (
+        "missing param",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "params": {"name": "李女士"}}},
+        422,
+        "missing_param",
+    ),
+    (
+        "empty text",
+        "POST",
+        "/v1/notify",
+        {"json": {"to": {"phone": "13812345678"}, "channel": "sms", "content": {"text": ""}}},
+        422,
+        "validation_error",
+    ),
+    (
+        "no content at all",
+        "POST",
+        "/v1/notify",
+        {"json": {"to": {"phone": "13812345678"}, "channel": "sms"}},
+        422,
+        "validation_error",
+    ),
+    (
+        "template and content",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "content": {"text": "hi"}}},
+        422,
+        "validation_error",
+    ),
+    (
+        "text over provider max",
+        "POST",
+        "/v1/notify",
+        {"json": {"to": {"phone": "13812345678"}, "channel": "sms", "content": {"text": "积" * 600}}},
+        422,
+        "content_too_long",
+    ),
+    (
+        "oversized body",
+        "POST",
+        "/v1/notify",
+        raw(b'{"to": {"phone": "' + b"1" * 3_000_000 + b'"}}'),
+        413,
+        "body_too_large",
+    ),
+    (
+        "1,001-item batch",
+        "POST",
+        "/v1/notify/batch",
+        {"json": {"items": [GOOD] * 1001}},
+        422,
+        "batch_too_large",
+    ),
     ("empty batch", "POST", "/v1/notify/batch", {"json": {"items": []}}, 422, "validation_error"),
-    ("batch without items", "POST", "/v1/notify/batch", {"json": {"defaults": GOOD}}, 422, "validation_error"),
-    ("idempotency key too long", "POST", "/v1/notify", {"json": GOOD, "headers": {"Idempotency-Key": "k" * 300}}, 422, "validation_error"),
+    (
+        "batch without items",
+        "POST",
+        "/v1/notify/batch",
+        {"json": {"defaults": GOOD}},
+        422,
+        "validation_error",
+    ),
+    (
+        "idempotency key too long",
+        "POST",
+        "/v1/notify",
+        {"json": GOOD, "headers": {"Idempotency-Key": "k" * 300}},
+        422,
+        "validation_error",
+    ),
     ("unknown notification", "GET", "/v1/notifications/ntf_01JD0000000000000000000000", {}, 404, "not_found"),
     ("malformed notification id", "GET", "/v1/notifications/../../etc/passwd", {}, 404, "not_found"),
     ("unknown route", "GET", "/v1/nothing", {}, 404, "not_found"),
@@ -59,7 +220,9 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "method", "path", "kwargs", "status", "code"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "method", "path", "kwargs", "status", "code"), CASES, ids=[c[0] for c in CASES]
+)
 def test_bad_input_gets_a_problem_with_a_code(
     stack: Stack, name: str, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
@@ -104,9 +267,13 @@ def test_auth_missing_unknown_and_scope(stack: Stack) -> None:
 
 
 def test_receipts_need_the_provider_signature(stack: Stack) -> None:
-    body = b'{"receipts": [{"reference": "acme:ntf_x", "provider_message_id": "sim-1", "status": "delivered"}]}'
+    body = (
+        b'{"receipts": [{"reference": "acme:ntf_x", "provider_message_id": "sim-1", "status": "delivered"}]}'
+    )
     with httpx.Client(base_url=stack.api_url) as c:
-        r = c.post("/v1/inbound/simulator/receipts", content=body, headers={**JSON, "x-tidings-signature": "00" * 32})
+        r = c.post(
+            "/v1/inbound/simulator/receipts", content=body, headers={**JSON, "x-tidings-signature": "00" * 32}
+        )
         assert r.status_code == 403 and r.json()["code"] == "bad_signature"
         r = c.post("/v1/inbound/simulator/receipts", content=body, headers=JSON)
         assert r.status_code == 403

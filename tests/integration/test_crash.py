@@ -37,7 +37,12 @@ def test_sigkill_mid_batch_delivers_everything_exactly_once(stack_factory: Calla
     stack.faults(channel="sms", error_rate=0.0, latency_ms=40)
     n = 400
     items = [{"to": {"phone": f"137{i:08d}"}} for i in range(n)]
-    defaults = {"channel": "sms", "brand": "星耀商城", "template": "points_expiry", "params": {"name": "会员", "points": 100, "days": 3}}
+    defaults = {
+        "channel": "sms",
+        "brand": "星耀商城",
+        "template": "points_expiry",
+        "params": {"name": "会员", "points": 100, "days": 3},
+    }
     with stack.client() as c:
         results = c.post("/v1/notify/batch", json={"defaults": defaults, "items": items}).json()["results"]
     ids = [r["id"] for r in results]
@@ -59,6 +64,7 @@ def test_sigkill_mid_batch_delivers_everything_exactly_once(stack_factory: Calla
     second = start_worker(stack)
     try:
         wait_for(lambda: len(stack.messages()) >= n, timeout=60, interval=0.2)
+
         def statuses() -> Counter[bytes | None]:
             return Counter(r.hget(keys.notification(TENANT, i), "status") for i in ids)
 

@@ -28,7 +28,16 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     proc = subprocess.Popen(
-        [*tidings_command(), "dev", "--port", str(port), "--sim-port", str(sim_port), "--data-dir", str(tmp_path / "var")],
+        [
+            *tidings_command(),
+            "dev",
+            "--port",
+            str(port),
+            "--sim-port",
+            str(sim_port),
+            "--data-dir",
+            str(tmp_path / "var"),
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -49,11 +58,20 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         r = httpx.post(f"{api}/v1/notify", json=body, headers={"Authorization": "Bearer dev-key"})
         assert r.status_code == 202, r.text
         ntf_id = r.json()["id"]
-        msgs = wait_for(lambda: httpx.get(f"{sim}/messages", params={"to": "+8613812345678"}).json(), timeout=2, interval=0.02)
+        msgs = wait_for(
+            lambda: httpx.get(f"{sim}/messages", params={"to": "+8613812345678"}).json(),
+            timeout=2,
+            interval=0.02,
+        )
         assert time.monotonic() - started < 2
         assert "28600积分将于12天后清零" in msgs[0]["text"]
         wait_for(
-            lambda: httpx.get(f"{api}/v1/notifications/{ntf_id}", headers={"Authorization": "Bearer dev-key"}).json()["status"] == "delivered",
+            lambda: (
+                httpx.get(
+                    f"{api}/v1/notifications/{ntf_id}", headers={"Authorization": "Bearer dev-key"}
+                ).json()["status"]
+                == "delivered"
+            ),
             timeout=5,
         )
         assert httpx.get(f"{api}/schema/openapi.json").json()["info"]["title"] == "Tidings"

@@ -11,7 +11,6 @@ import pytest
 import redis
 
 from gateway import keys
-
 from tests.conftest import API_KEY, TENANT, Stack, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration
@@ -24,7 +23,9 @@ def test_hundred_concurrent_duplicates_make_one_notification(stack: Stack) -> No
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(base_url=stack.api_url, limits=limits, timeout=20) as c:
             headers = {"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "ledger-7781-expiry-30d"}
-            return await asyncio.gather(*(c.post("/v1/notify", json=body, headers=headers) for _ in range(100)))
+            return await asyncio.gather(
+                *(c.post("/v1/notify", json=body, headers=headers) for _ in range(100))
+            )
 
     responses = asyncio.run(fire())
     assert {r.status_code for r in responses} == {202}
@@ -38,8 +39,11 @@ def test_hundred_concurrent_duplicates_make_one_notification(stack: Stack) -> No
     assert len(stack.messages()) == 1
 
     with stack.client() as c:
-        other = c.post("/v1/notify", json=points_expiry(params={"name": "王先生", "points": 1, "days": 1}),
-                       headers={"Idempotency-Key": "ledger-7781-expiry-30d"})
+        other = c.post(
+            "/v1/notify",
+            json=points_expiry(params={"name": "王先生", "points": 1, "days": 1}),
+            headers={"Idempotency-Key": "ledger-7781-expiry-30d"},
+        )
         assert other.status_code == 422
         assert other.headers["content-type"].startswith("application/problem+json")
         assert other.json()["code"] == "idempotency_key_reused"
@@ -64,20 +68,29 @@ def test_keys_are_scoped_to_the_tenant(stack: Stack) -> None:
 
 
 def test_batch_replay_and_in_progress(stack: Stack) -> None:
-    payload = {"defaults": points_expiry(), "items": [{"to": {"phone": "13812340001"}}, {"to": {"phone": "13812340002"}}]}
+    payload = {
+        "defaults": points_expiry(),
+        "items": [{"to": {"phone": "13812340001"}}, {"to": {"phone": "13812340002"}}],
+    }
     with stack.client() as c:
         first = c.post("/v1/notify/batch", json=payload, headers={"Idempotency-Key": "batch-1"})
         again = c.post("/v1/notify/batch", json=payload, headers={"Idempotency-Key": "batch-1"})
         assert first.status_code == again.status_code == 200
         assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
         changed = {**payload, "items": payload["items"][:1]}
-        assert c.post("/v1/notify/batch", json=changed, headers={"Idempotency-Key": "batch-1"}).json()["code"] == "idempotency_key_reused"
+        assert (
+            c.post("/v1/notify/batch", json=changed, headers={"Idempotency-Key": "batch-1"}).json()["code"]
+            == "idempotency_key_reused"
+        )
         # A reservation still pending (as while a first request runs) answers 409 with Retry-After.
         fp_probe = c.post("/v1/notify/batch", json=payload, headers={"Idempotency-Key": "batch-probe"})
         assert fp_probe.status_code == 200
         r = redis.Redis.from_url(stack.redis_url)
         stored = msgspec.json.decode(r.get(keys.idempotency(TENANT, "batch:batch-probe")))
-        r.set(keys.idempotency(TENANT, "batch:batch-2"), msgspec.json.encode({"fp": stored["fp"], "state": "pending"}))
+        r.set(
+            keys.idempotency(TENANT, "batch:batch-2"),
+            msgspec.json.encode({"fp": stored["fp"], "state": "pending"}),
+        )
         busy = c.post("/v1/notify/batch", json=payload, headers={"Idempotency-Key": "batch-2"})
         assert busy.status_code == 409 and busy.json()["code"] == "idempotency_in_progress"
         assert busy.headers["retry-after"] == "1"

@@ -26,7 +26,12 @@ def statuses(stack: Stack, ids: list[str]) -> dict[str, int]:
 
 def send_many(stack: Stack, n: int) -> list[str]:
     items = [{"to": {"phone": f"138{i:08d}"}} for i in range(n)]
-    defaults = {"channel": "sms", "brand": "星耀商城", "template": "points_expiry", "params": {"name": "会员", "points": 100, "days": 3}}
+    defaults = {
+        "channel": "sms",
+        "brand": "星耀商城",
+        "template": "points_expiry",
+        "params": {"name": "会员", "points": 100, "days": 3},
+    }
     with stack.client() as c:
         r = c.post("/v1/notify/batch", json={"defaults": defaults, "items": items})
     assert r.status_code == 200
@@ -34,7 +39,12 @@ def send_many(stack: Stack, n: int) -> list[str]:
 
 
 def retry_count() -> float:
-    return metrics.REGISTRY.get_sample_value("tidings_deliveries_total", {"channel": "sms", "provider": "simulator", "outcome": "retry"}) or 0.0
+    return (
+        metrics.REGISTRY.get_sample_value(
+            "tidings_deliveries_total", {"channel": "sms", "provider": "simulator", "outcome": "retry"}
+        )
+        or 0.0
+    )
 
 
 def test_thirty_percent_http_500_all_delivered_through_retries(stack: Stack) -> None:
@@ -49,7 +59,14 @@ def test_thirty_percent_http_500_all_delivered_through_retries(stack: Stack) -> 
 
 def run_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TIDINGS_REDIS_URL": stack.redis_url}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_total_failure_dead_letters_then_replay_delivers(stack_factory: Callable[..., Stack]) -> None:

@@ -13,7 +13,9 @@ from channels.simulator import SimulatorAdapter
 from gateway.dispatch import backoff_delay
 from gateway.ids import new_id
 
-MSG = Message(reference="acme:ntf_1", tenant="acme", channel="sms", to="+8613812345678", text="【星耀商城】您好")
+MSG = Message(
+    reference="acme:ntf_1", tenant="acme", channel="sms", to="+8613812345678", text="【星耀商城】您好"
+)
 
 
 def send_with(handler: httpx.MockTransport) -> object:
@@ -54,7 +56,11 @@ def test_sent_carries_signature_and_reference() -> None:
 )
 def test_answers_map_to_outcomes(status: int, payload: object, outcome: Outcome, code: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json=payload, headers={"retry-after": "3"}) if payload else httpx.Response(status)
+        return (
+            httpx.Response(status, json=payload, headers={"retry-after": "3"})
+            if payload
+            else httpx.Response(status)
+        )
 
     result = send_with(httpx.MockTransport(handler))
     assert result.outcome is outcome and result.code == code  # type: ignore[attr-defined]

@@ -2,10 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.recipients import InvalidRecipient, check_email, check_timezone, mask_email, mask_phone, parse_phone
+from gateway.recipients import (
+    InvalidRecipient,
+    check_email,
+    check_timezone,
+    mask_email,
+    mask_phone,
+    parse_phone,
+)
 
 
-@pytest.mark.parametrize("raw", ["13812345678", "+86 138-1234-5678", "+8613812345678", "(+86) 138 1234 5678", "0086 138 1234 5678"])
+@pytest.mark.parametrize(
+    "raw", ["13812345678", "+86 138-1234-5678", "+8613812345678", "(+86) 138 1234 5678", "0086 138 1234 5678"]
+)
 def test_chinese_mobile_forms_normalize_to_e164(raw: str) -> None:
     p = parse_phone(raw, "CN")
     assert p.e164 == "+8613812345678"

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound, load_catalog, parse_template
+from templates.renderer import (
+    MissingParam,
+    Renderer,
+    TemplateError,
+    TemplateNotFound,
+    load_catalog,
+    parse_template,
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +24,11 @@ def test_catalog_ships_the_three_templates_in_chinese(renderer: Renderer) -> Non
 
 
 def test_points_expiry_sms(renderer: Renderer) -> None:
-    out = renderer.render("points_expiry", "sms", {"name": "李女士", "points": 28600, "days": 12, "tier": "银卡", "code": "FLY2026"})
+    out = renderer.render(
+        "points_expiry",
+        "sms",
+        {"name": "李女士", "points": 28600, "days": 12, "tier": "银卡", "code": "FLY2026"},
+    )
     assert out["text"] == "尊敬的银卡会员李女士,您的28600积分将于12天后清零,请尽快兑换。限时兑换码:FLY2026 "
 
 
@@ -35,7 +46,9 @@ def test_undeclared_variable_is_a_missing_param() -> None:
 
 
 def test_sandbox_blocks_attribute_escapes() -> None:
-    tpl = parse_template({"name": "evil", "sms": {"text": "{{ ''.__class__.__mro__[1].__subclasses__() }}"}}, source="e")
+    tpl = parse_template(
+        {"name": "evil", "sms": {"text": "{{ ''.__class__.__mro__[1].__subclasses__() }}"}}, source="e"
+    )
     with pytest.raises(TemplateError):
         Renderer({"evil": tpl}).render("evil", "sms", {})
 

@@ -27,7 +27,9 @@ def test_unknown_or_malformed_variables_fail_clearly(env: dict[str, str], needle
     assert needle in str(err.value)
 
 
-def test_cli_reports_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_bad_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from gateway.cli import main
 
     monkeypatch.setenv("TIDINGS_SEND_CONCURENCY", "3")
