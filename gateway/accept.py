@@ -218,31 +218,35 @@ class Acceptor:
             reasons.append(reason(Reason.EXPIRED, "expires_at is before the message could be sent"))
         final = status == "suppressed"
         scheduled_for = due if status == "scheduled" else None
-        record = {
-            "id": ntf_id,
-            "tenant": tenant,
-            "channel": channel,
+        static = {
             "category": req.category,
-            "status": status,
             "address": address,
             "user_id": req.to.user_id or "",
             "timezone": zone,
             "locale": req.to.locale or "",
             "brand": req.brand or "",
             "template": req.template or "",
-            "rendered": _encode.encode(rendered).decode(),
+            "rendered": rendered,
             "segments": "" if segments is None else str(segments),
             "encoding": encoding,
             "send_at": "" if send_at is None else repr(send_at),
             "expires_at": "" if expires_at is None else repr(expires_at),
-            "not_before": repr(due),
             "created_at": repr(now),
+            "fallback": req.fallback,
+            "metadata": req.metadata,
+            "idempotency_key": req.idempotency_key or "",
+        }
+        # Fields the scripts read or change stay separate; the rest travels as one document.
+        record = {
+            "id": ntf_id,
+            "tenant": tenant,
+            "channel": channel,
+            "status": status,
+            "not_before": repr(due),
             "updated_at": repr(now),
             "attempts": "0",
             "reasons": _encode.encode(reasons).decode(),
-            "fallback": _encode.encode(req.fallback).decode(),
-            "metadata": _encode.encode(req.metadata).decode(),
-            "idempotency_key": req.idempotency_key or "",
+            "doc": _encode.encode(static).decode(),
         }
         result = NotifyResult(
             id=ntf_id,

@@ -203,7 +203,7 @@ def _valid_id(ntf_id: str) -> bool:
     return ntf_id.startswith("ntf_") and len(ntf_id) == 30 and ntf_id[4:].isalnum()
 
 
-def notification_view(record: dict[str, str], events: list[dict[str, Any]]) -> dict[str, Any]:
+def notification_view(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
     """The public shape of a notification: addresses masked, times RFC 3339."""
     address = record.get("address", "")
     channel = record.get("channel", "")
@@ -226,7 +226,7 @@ def notification_view(record: dict[str, str], events: list[dict[str, Any]]) -> d
         "to": to,
         "brand": record.get("brand") or None,
         "template": record.get("template") or None,
-        "rendered": msgspec.json.decode(record.get("rendered") or "{}"),
+        "rendered": record.get("rendered") or {},
         "segments": int(record["segments"]) if record.get("segments") else None,
         "encoding": record.get("encoding") or None,
         "scheduled_for": rfc3339(record.get("not_before")) if status == "scheduled" else None,
@@ -238,8 +238,8 @@ def notification_view(record: dict[str, str], events: list[dict[str, Any]]) -> d
         "provider_message_id": record.get("provider_message_id") or None,
         "error_code": record.get("error_code") or None,
         "reasons": msgspec.json.decode(record.get("reasons") or "[]"),
-        "fallback": msgspec.json.decode(record.get("fallback") or "[]"),
-        "metadata": msgspec.json.decode(record.get("metadata") or "{}"),
+        "fallback": record.get("fallback") or [],
+        "metadata": record.get("metadata") or {},
         "idempotency_key": record.get("idempotency_key") or None,
         "attempts": [e for e in events if e.get("type") == "attempt"],
         "events": events,

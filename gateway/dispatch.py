@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import redis
@@ -203,7 +204,7 @@ class DeliveryEngine:
             why = reason(Reason.UNSUPPORTED_CHANNEL, f"no provider is configured for {channel}")
             return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now), None
         adapter = adapters[0]
-        rendered = msgspec.json.decode(f.get("rendered", "{}"))
+        rendered: dict[str, Any] = f.get("rendered") or {}
         message = Message(
             reference=f"{tenant}:{c.id}",
             tenant=tenant,

@@ -113,12 +113,14 @@ def sync_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=30)
 
 
-def async_client(url: str, max_connections: int = 200) -> aioredis.Redis:
-    """An asyncio client (API and delivery)."""
-    return aioredis.Redis.from_url(
+def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
+    """An asyncio client (API and delivery). A full pool makes callers wait, not fail."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
+        timeout=5,
         health_check_interval=30,
         socket_connect_timeout=2.0,
         client_name=f"tidings-{os.getpid()}",
     )
+    return aioredis.Redis(connection_pool=pool)

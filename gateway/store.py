@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ class Claimed:
 
     id: str
     attempt: int
-    fields: dict[str, str]
+    fields: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Store:
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
         self._reap = redis.register_script(scripts.REAP)
+        self._pending: list[tuple[list[str], list[str], asyncio.Future[tuple[str, str]]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- accept ---------------------------------------------------------------------------------
     def accept_args(
@@ -94,9 +97,38 @@ class Store:
         return key_list, args
 
     async def accept(self, k: list[str], a: list[str]) -> tuple[str, str]:
-        """Run the accept script: ('new', '') or ('dup', stored idempotency record)."""
-        res = await self._accept(keys=k, args=a)
-        return _s(res[0]), _s(res[1])
+        """Run the accept script: ('new', '') or ('dup', stored idempotency record).
+
+        Calls made in the same event-loop turn (concurrent requests) share one pipeline.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[str, str]] = loop.create_future()
+        self._pending.append((k, a, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush_accepts)
+        return await fut
+
+    def _flush_accepts(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._run_accepts(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_accepts(
+        self, batch: list[tuple[list[str], list[str], asyncio.Future[tuple[str, str]]]]
+    ) -> None:
+        try:
+            results = await self.accept_many([(k, a) for k, a, _ in batch])
+        except BaseException as exc:  # every waiter gets the error (Redis down -> 503)
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, fut), res in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(res)
 
     async def accept_many(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[tuple[str, str]]:
         """Pipeline many accept scripts in one round trip."""
@@ -122,7 +154,7 @@ class Store:
         await self.redis.delete(keys.idempotency(tenant, key))
 
     # -- read -----------------------------------------------------------------------------------
-    async def get(self, tenant: str, ntf_id: str) -> tuple[dict[str, str], list[dict[str, Any]]] | None:
+    async def get(self, tenant: str, ntf_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The record and its events, or None."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.notification(tenant, ntf_id))
@@ -130,7 +162,7 @@ class Store:
             raw, evs = await pipe.execute()
         if not raw:
             return None
-        record = {_s(k): _s(v) for k, v in raw.items()}
+        record = flatten({_s(k): _s(v) for k, v in raw.items()})
         return record, [msgspec.json.decode(e) for e in evs]
 
     # -- worker ---------------------------------------------------------------------------------
@@ -142,7 +174,7 @@ class Store:
         res = await self._claim(keys=k, args=[repr(now), repr(lease_until), *ids])
         out = []
         for ntf_id, attempt, flat in res:
-            fields = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+            fields = flatten({_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)})
             out.append(Claimed(_s(ntf_id), int(attempt), fields))
         return out
 
@@ -237,6 +269,14 @@ class Store:
     async def tenants(self) -> list[str]:
         """Every tenant that has an API key."""
         return sorted(_s(t) for t in await self.redis.smembers(keys.tenants()))
+
+
+def flatten(record: dict[str, str]) -> dict[str, Any]:
+    """One flat view of a notification: its static document merged under its live fields."""
+    doc = record.pop("doc", None)
+    if not doc:
+        return record
+    return {**msgspec.json.decode(doc), **record}
 
 
 def _s(value: Any) -> str:

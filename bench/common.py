@@ -1,0 +1,165 @@
+"""Shared benchmark plumbing: processes, an embedded Redis and a lean HTTP/1.1 load generator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from gateway.redisdb import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def redis_for_bench() -> Iterator[str]:
+    """TIDINGS_REDIS_URL if set (flushed), else an embedded redis-server."""
+    given = os.environ.get("TIDINGS_REDIS_URL")
+    if given:
+        import redis
+
+        redis.Redis.from_url(given).flushdb()
+        yield given
+        return
+    with tempfile.TemporaryDirectory() as d:
+        server = EmbeddedRedis(d)
+        url = server.start()
+        try:
+            yield url
+        finally:
+            server.stop()
+
+
+@contextmanager
+def process(
+    args: Sequence[str], env: dict[str, str] | None = None, ready_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a child process (stopped at exit); wait until ready_url answers."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(
+        [*args], cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        if ready_url:
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{args} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+                    )
+                try:
+                    httpx.get(ready_url, timeout=0.5)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{args} did not come up") from None
+                    time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def python(*args: str) -> list[str]:
+    """A command line running this interpreter."""
+    return [sys.executable, *args]
+
+
+@dataclass
+class LoadResult:
+    """What a load run measured."""
+
+    requests: int
+    seconds: float
+    statuses: dict[int, int]
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name:<28} {self.rate:>9.0f} req/s   p50 {self.pct(50):6.2f} ms   p99 {self.pct(99):6.2f} ms"
+            f"   statuses {dict(sorted(self.statuses.items()))}"
+        )
+
+
+async def _worker(
+    host: str, port: int, requests: list[bytes], index: list[int], result: LoadResult, stop_at: float
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < stop_at:
+            i = index[0]
+            index[0] += 1
+            payload = requests[i % len(requests)]
+            started = time.perf_counter()
+            writer.write(payload)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            result.latencies.append(time.perf_counter() - started)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+            result.requests += 1
+    finally:
+        writer.close()
+
+
+def build_requests(
+    host: str, port: int, path: str, bodies: Sequence[bytes], headers: dict[str, str]
+) -> list[bytes]:
+    """Raw HTTP/1.1 keep-alive requests."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(b)}\r\n\r\n"
+        ).encode()
+        + b
+        for b in bodies
+    ]
+
+
+def load(host: str, port: int, requests: list[bytes], *, connections: int, seconds: float) -> LoadResult:
+    """Closed-loop load from `connections` keep-alive connections for `seconds`."""
+    result = LoadResult(0, seconds, {}, [])
+
+    async def run() -> None:
+        index = [0]
+        stop_at = time.perf_counter() + seconds
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(_worker(host, port, requests, index, result, stop_at) for _ in range(connections))
+        )
+        result.seconds = time.perf_counter() - started
+
+    asyncio.run(run())
+    return result
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of a few repeats."""
+    return statistics.median(values)
