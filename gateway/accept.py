@@ -273,11 +273,10 @@ class Acceptor:
         idem = _encode.encode(
             {"fp": p.fingerprint, "status": p.http_status, "body": msgspec.to_builtins(p.result)}
         ).decode()
-        first = "\n".join([p.first_event, *p.extra_events])
         return self.store.accept_args(
             p.tenant,
             p.record,
-            first_event=first,
+            events=[p.first_event, *p.extra_events],
             lease_score=p.lease_score,
             final=p.final,
             idem_key=p.idem_key,

@@ -33,12 +33,50 @@ class Phone:
         self.timezone = timezone
 
 
+def _cn_mobile_pattern() -> re.Pattern[str]:
+    meta = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+    pattern = meta.mobile.national_number_pattern if meta is not None and meta.mobile is not None else None
+    if not pattern:
+        raise RuntimeError("phonenumbers has no CN mobile pattern")
+    return re.compile(str(pattern))
+
+
+_CN_MOBILE = _cn_mobile_pattern()
+_SEPARATORS = str.maketrans("", "", " -().")
+
+
+def _fast_cn_mobile(raw: str, default_region: str) -> Phone | None:
+    """The common case, a Chinese mobile number, checked against phonenumbers' own CN mobile pattern.
+
+    A full ``phonenumbers.parse`` costs about 100 us; this costs about 2 us. Anything else takes the full path.
+    """
+    digits = raw.translate(_SEPARATORS)
+    if digits.startswith("+86"):
+        nsn = digits[3:]
+    elif digits.startswith("0086"):
+        nsn = digits[4:]
+    elif default_region == "CN":
+        nsn = digits
+    else:
+        return None
+    if len(nsn) != 11 or not nsn.isdigit() or not _CN_MOBILE.fullmatch(nsn):
+        return None
+    return Phone(f"+86{nsn}", True, "CN", "Asia/Shanghai")
+
+
 @lru_cache(maxsize=65_536)
 def parse_phone(raw: str, default_region: str = "CN") -> Phone:
     """Parse any form ``phonenumbers`` understands into E.164; raise InvalidRecipient if not a real number."""
+    fast = _fast_cn_mobile(raw, default_region) if _PHONE_CHARS.match(raw) else None
+    if fast is not None:
+        return fast
     if not _PHONE_CHARS.match(raw):
         # phonenumbers reads keypad letters (1-800-FLOWERS); a member's number never has them.
         raise InvalidRecipient("a phone number holds digits, spaces, +, -, (, ) and . only")
+    return _full_parse(raw, default_region)
+
+
+def _full_parse(raw: str, default_region: str) -> Phone:
     try:
         num = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as exc:

@@ -70,7 +70,7 @@ class Store:
         tenant: str,
         record: Mapping[str, str],
         *,
-        first_event: str,
+        events: Sequence[str],
         lease_score: float | None,
         final: bool,
         idem_key: str | None,
@@ -78,23 +78,19 @@ class Store:
     ) -> tuple[list[str], list[str]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
         ntf_id = record["id"]
-        flat: list[str] = []
-        for name, value in record.items():
-            flat += (name, value)
         idem = keys.idempotency(tenant, idem_key) if idem_key else keys.notification(tenant, ntf_id)
         key_list = [idem, keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.leases(tenant)]
-        args = [
-            "1" if idem_key else "0",
-            idem_record,
-            str(self.idempotency_ttl),
-            "",
-            first_event,
-            "" if lease_score is None else repr(lease_score),
-            str(self.record_ttl) if final else "",
-            ntf_id,
-            *flat,
-        ]
-        return key_list, args
+        payload = {
+            "idem": bool(idem_key),
+            "idem_record": idem_record,
+            "idem_ttl": str(self.idempotency_ttl),
+            "id": ntf_id,
+            "fields": record,
+            "events": events,
+            "lease": None if lease_score is None else repr(lease_score),
+            "ttl": str(self.record_ttl) if final else None,
+        }
+        return key_list, [_json.encode(payload).decode()]
 
     async def accept(self, k: list[str], a: list[str]) -> tuple[str, str]:
         """Run the accept script: ('new', '') or ('dup', stored idempotency record).

@@ -44,3 +44,27 @@ def test_email_and_timezone_checks() -> None:
     assert check_timezone("Asia/Shanghai") == "Asia/Shanghai"
     with pytest.raises(InvalidRecipient):
         check_timezone("Asia/Atlantis")
+
+
+def test_fast_path_agrees_with_phonenumbers() -> None:
+    import random
+
+    from gateway.recipients import _fast_cn_mobile, _full_parse
+
+    rng = random.Random(7)
+    samples = [f"1{rng.randint(0, 9_999_999_999):010d}" for _ in range(3000)]
+    samples += [f"+86 {s[:3]}-{s[3:7]}-{s[7:]}" for s in samples[:300]] + [f"0086{s}" for s in samples[:300]]
+    checked = 0
+    for raw in samples:
+        fast = _fast_cn_mobile(raw, "CN")
+        if fast is None:
+            continue
+        full = _full_parse(raw, "CN")
+        assert (fast.e164, fast.mobile, fast.region, fast.timezone) == (
+            full.e164,
+            full.mobile,
+            full.region,
+            full.timezone,
+        ), raw
+        checked += 1
+    assert checked > 1000
