@@ -12,7 +12,7 @@ import msgspec
 from compliance import sms
 from compliance.reasons import Reason, reason
 from gateway import keys
-from gateway.dispatch import BufferedEnqueuer
+from gateway.dispatch import AsyncScheduler
 from gateway.errors import Conflict, Unprocessable
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, NotifyResult
@@ -84,13 +84,13 @@ class Acceptor:
         settings: Settings,
         store: Store,
         renderer: Renderer,
-        enqueuer: BufferedEnqueuer,
+        scheduler: AsyncScheduler,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.store = store
         self.renderer = renderer
-        self.enqueuer = enqueuer
+        self.scheduler = scheduler
         self.clock = clock
 
     # -- public ---------------------------------------------------------------------------------
@@ -288,10 +288,10 @@ class Acceptor:
 
         for p in accepted:
             metrics.NOTIFICATIONS.labels(p.record["channel"], p.result.status).inc()
-            if p.result.status == "queued":
-                self.enqueuer.submit(p.tenant, p.record["channel"], (p.record["id"],))
-            elif p.result.status == "scheduled" and p.scheduled_for is not None:
-                await self.enqueuer.schedule(p.scheduled_for, p.tenant, p.record["channel"], [p.record["id"]])
+            if p.result.status == "scheduled" and p.scheduled_for is not None:
+                await self.scheduler.schedule(
+                    p.scheduled_for, p.tenant, p.record["channel"], [p.record["id"]]
+                )
 
     def _recipient(self, req: NotifyRequest) -> tuple[str, str]:
         to, channel = req.to, req.channel

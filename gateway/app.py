@@ -22,7 +22,7 @@ from channels.signing import SIGNATURE_HEADER, verify
 from gateway import keys, metrics
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.auth import Authenticator, Principal
-from gateway.dispatch import BufferedEnqueuer, Enqueuer
+from gateway.dispatch import AsyncScheduler, Enqueuer
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, TidingsError, Unprocessable
 from gateway.models import BatchRequest, NotifyRequest
 from gateway.problems import (
@@ -52,7 +52,6 @@ class Services:
     store: Store
     auth: Authenticator
     acceptor: Acceptor
-    enqueuer: BufferedEnqueuer
     sync_redis: redis.Redis
 
 
@@ -356,20 +355,18 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         store = Store(
             client, record_ttl=settings.record_ttl_seconds, idempotency_ttl=settings.idempotency_ttl_seconds
         )
-        enqueuer = BufferedEnqueuer(Enqueuer(sync, settings.batch_size), settings.enqueue_flush_seconds)
+        scheduler = AsyncScheduler(Enqueuer(sync, settings.batch_size))
         renderer = Renderer(load_catalog())
         app.state.services = Services(
             settings=settings,
             store=store,
             auth=Authenticator(client, settings.api_key_cache_seconds),
-            acceptor=Acceptor(settings, store, renderer, enqueuer),
-            enqueuer=enqueuer,
+            acceptor=Acceptor(settings, store, renderer, scheduler),
             sync_redis=sync,
         )
         try:
             yield
         finally:
-            await enqueuer.close()
             await client.aclose()
             sync.close()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -83,66 +84,82 @@ class Enqueuer:
             )
 
 
-class BufferedEnqueuer:
-    """Collects ids accepted by this API process for a few milliseconds, then enqueues batches.
+class Batcher(threading.Thread):
+    """Moves accepted ids from the ready lists into rq jobs of up to ``batch_size`` ids.
 
-    A 202 is answered once the notification and its lease are in Redis; if this
-    process dies before the flush, the housekeeper finds the expired lease and
-    enqueues it, so nothing accepted is lost.
+    The accept script pushes each queued id onto its tenant's ready list in the
+    same round trip that stores it, so the API does no queue work at all. Every
+    worker runs a batcher; LPOP hands each id to one of them. An id popped by a
+    batcher that dies before enqueueing keeps its lease, and the housekeeper
+    re-enqueues it when the lease runs out.
     """
 
-    def __init__(self, enqueuer: Enqueuer, flush_seconds: float) -> None:
-        self.enqueuer = enqueuer
-        self.flush_seconds = flush_seconds
-        self._pending: dict[tuple[str, str], list[str]] = defaultdict(list)
-        self._count = 0
-        self._handle: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+    MIN_SLEEP = 0.002
+    MAX_SLEEP = 0.05
 
-    def submit(self, tenant: str, channel: str, ids: Iterable[str]) -> None:
-        """Queue ids for the next flush."""
-        bucket = self._pending[(tenant, channel)]
-        before = len(bucket)
-        bucket.extend(ids)
-        self._count += len(bucket) - before
-        if self._count >= self.enqueuer.batch_size:
-            self._spawn_flush()
-        elif self._handle is None:
-            self._handle = asyncio.get_running_loop().call_later(self.flush_seconds, self._spawn_flush)
+    def __init__(self, redis_url: str, channels: Sequence[str], batch_size: int) -> None:
+        super().__init__(name="tidings-batcher", daemon=True)
+        self.redis_url = redis_url
+        self.channels = list(channels)
+        self.batch_size = batch_size
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Poll the ready lists, faster while there is work."""
+        from gateway.redisdb import sync_client
+
+        conn = sync_client(self.redis_url)
+        enqueuer = Enqueuer(conn, self.batch_size)
+        tenants: list[str] = []
+        refreshed = 0.0
+        sleep = self.MIN_SLEEP
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if time.monotonic() - refreshed > 1.0:
+                        tenants = sorted(
+                            t.decode() if isinstance(t, bytes) else str(t)
+                            for t in conn.smembers(keys.tenants())
+                        )
+                        refreshed = time.monotonic()
+                    moved, full = self.move(conn, enqueuer, tenants)
+                except redis.RedisError as exc:
+                    log.warning("batcher: redis error %s", type(exc).__name__)
+                    moved, full = 0, False
+                if full:
+                    continue
+                sleep = self.MIN_SLEEP if moved else min(sleep * 2, self.MAX_SLEEP)
+                self.stopping.wait(sleep)
+        finally:
+            conn.close()
+
+    def move(self, conn: redis.Redis, enqueuer: Enqueuer, tenants: Sequence[str]) -> tuple[int, bool]:
+        """One round: pop up to a batch per list and enqueue it. Returns (ids moved, any list had a full batch)."""
+        pairs = [(t, c) for t in tenants for c in self.channels]
+        if not pairs:
+            return 0, False
+        with conn.pipeline(transaction=False) as pipe:
+            for t, c in pairs:
+                pipe.lpop(keys.ready(t, c), self.batch_size)
+            popped = pipe.execute()
+        moved, full = 0, False
+        for (tenant, channel), raw in zip(pairs, popped, strict=True):
+            if raw:
+                enqueuer.enqueue(tenant, channel, [i.decode() for i in raw])
+                moved += len(raw)
+                full = full or len(raw) == self.batch_size
+        return moved, full
+
+
+class AsyncScheduler:
+    """Schedules held notifications from the API's event loop (rq's scheduled registry)."""
+
+    def __init__(self, enqueuer: Enqueuer) -> None:
+        self.enqueuer = enqueuer
 
     async def schedule(self, when: float, tenant: str, channel: str, ids: Sequence[str]) -> None:
-        """Schedule ids for a later time."""
+        """Enqueue a job for ids at ``when``."""
         await asyncio.to_thread(self.enqueuer.enqueue_at, when, tenant, channel, ids)
-
-    def _spawn_flush(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        pending, self._pending, self._count = self._pending, defaultdict(list), 0
-        if not pending:
-            return
-        task = asyncio.get_running_loop().create_task(self._flush(pending))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _flush(self, pending: dict[tuple[str, str], list[str]]) -> None:
-        def run() -> None:
-            for (tenant, channel), ids in pending.items():
-                self.enqueuer.enqueue(tenant, channel, ids)
-
-        try:
-            await asyncio.to_thread(run)
-        except redis.RedisError:
-            # The leases are in Redis: the housekeeper will enqueue these once Redis is back.
-            log.warning(
-                "enqueue failed; %d notifications left to the housekeeper", sum(map(len, pending.values()))
-            )
-
-    async def close(self) -> None:
-        """Flush what is pending and wait for running flushes."""
-        self._spawn_flush()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)

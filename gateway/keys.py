@@ -29,6 +29,11 @@ def idempotency(tenant: str, key: str) -> str:
     return f"{_t(tenant)}idem:{key}"
 
 
+def ready(tenant: str, channel: str) -> str:
+    """List of notification ids of one tenant and channel, accepted and waiting for a job."""
+    return f"{_t(tenant)}ready:{channel}"
+
+
 def leases(tenant: str) -> str:
     """Sorted set: notification id -> time by which it must have made progress."""
     return f"{_t(tenant)}lease"

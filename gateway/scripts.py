@@ -6,8 +6,9 @@ also run on Redis Cluster.
 
 from __future__ import annotations
 
-# KEYS: idem, ntf, events, lease
-# ARGV[1]: JSON {idem: bool, idem_record, idem_ttl, id, fields: {..}, events: [..], lease: str|null, ttl: str|null}
+# KEYS: idem, ntf, events, lease, ready
+# ARGV[1]: JSON {idem: bool, idem_record, idem_ttl, id, fields: {..}, events: [..], lease: str|null, ttl: str|null,
+#                ready: bool}
 # One argument instead of dozens: packing arguments is the client's main cost on this hot path.
 ACCEPT = """
 local p = cjson.decode(ARGV[1])
@@ -24,6 +25,7 @@ end
 redis.call('HSET', KEYS[2], unpack(flat))
 for _, e in ipairs(p.events) do redis.call('RPUSH', KEYS[3], e) end
 if p.lease ~= cjson.null then redis.call('ZADD', KEYS[4], p.lease, p.id) end
+if p.ready then redis.call('RPUSH', KEYS[5], p.id) end
 if p.ttl ~= cjson.null then
   redis.call('EXPIRE', KEYS[2], p.ttl)
   redis.call('EXPIRE', KEYS[3], p.ttl)

@@ -37,7 +37,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retry_base_seconds: PositiveFloat = 2.0
     retry_max_seconds: PositiveFloat = 300.0
     housekeeping_interval_seconds: PositiveFloat = 1.0
-    enqueue_flush_seconds: PositiveFloat = 0.02
     # Limits and retention.
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 2_097_152
     max_batch_items: Annotated[int, Meta(ge=1, le=10_000)] = 1000

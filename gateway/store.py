@@ -79,7 +79,13 @@ class Store:
         """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
         ntf_id = record["id"]
         idem = keys.idempotency(tenant, idem_key) if idem_key else keys.notification(tenant, ntf_id)
-        key_list = [idem, keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.leases(tenant)]
+        key_list = [
+            idem,
+            keys.notification(tenant, ntf_id),
+            keys.events(tenant, ntf_id),
+            keys.leases(tenant),
+            keys.ready(tenant, record["channel"]),
+        ]
         payload = {
             "idem": bool(idem_key),
             "idem_record": idem_record,
@@ -89,6 +95,7 @@ class Store:
             "events": events,
             "lease": None if lease_score is None else repr(lease_score),
             "ttl": str(self.record_ttl) if final else None,
+            "ready": record["status"] == "queued",
         }
         return key_list, [_json.encode(payload).decode()]
 
@@ -101,7 +108,7 @@ class Store:
         fut: asyncio.Future[tuple[str, str]] = loop.create_future()
         self._pending.append((k, a, fut))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush_accepts)
+            loop.call_later(0.0005, self._flush_accepts)
         return await fut
 
     def _flush_accepts(self) -> None:

@@ -25,7 +25,7 @@ from rq.timeouts import TimerDeathPenalty
 from channels import Registry
 from channels.simulator import SimulatorAdapter
 from gateway import keys
-from gateway.dispatch import DeliveryEngine, Enqueuer, Retry
+from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
 from gateway.redisdb import async_client, sync_client
 from gateway.settings import Settings
 from gateway.store import Store
@@ -199,6 +199,8 @@ def run_worker(
     queue_names = [keys.queue_name(c) for c in channels]
     housekeeper = Housekeeper(settings, redis_url, name, queue_names)
     housekeeper.start()
+    batcher = Batcher(redis_url, channels, settings.batch_size)
+    batcher.start()
     worker = ThreadWorker(queue_names, connection=runtime.sync, name=name, worker_ttl=20)
     if stop is not None:
         threading.Thread(target=_stop_when, args=(stop, worker), daemon=True).start()
@@ -206,7 +208,9 @@ def run_worker(
         worker.work(burst=burst, logging_level=settings.log_level, max_idle_time=None)
     finally:
         housekeeper.stopping.set()
+        batcher.stopping.set()
         housekeeper.join(5)
+        batcher.join(5)
         Runtime.current = None
         runtime.close()
 
