@@ -287,7 +287,7 @@ class Acceptor:
         from gateway import metrics
 
         for p in accepted:
-            metrics.NOTIFICATIONS.labels(p.record["channel"], p.result.status).inc()
+            metrics.NOTIFICATIONS_BY.inc(p.record["channel"], p.result.status)
             if p.result.status == "scheduled" and p.scheduled_for is not None:
                 await self.scheduler.schedule(
                     p.scheduled_for, p.tenant, p.record["channel"], [p.record["id"]]

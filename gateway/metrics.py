@@ -62,3 +62,21 @@ class QueueCollector(Collector):
         for name, value in sorted(depths.items()):
             family.add_metric([name], float(value))
         yield family
+
+
+class LabelCache:
+    """Children of a labelled metric, cached: ``labels()`` costs microseconds on a hot path."""
+
+    def __init__(self, metric: Counter) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def inc(self, *labels: str) -> None:
+        """Increment the child for these label values."""
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self.metric.labels(*labels)
+        child.inc()
+
+
+NOTIFICATIONS_BY = LabelCache(NOTIFICATIONS)

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from gateway import keys, scripts
 from gateway.timeutil import rfc3339, system_clock
@@ -53,16 +54,15 @@ class Store:
         self.redis = redis
         self.record_ttl = record_ttl
         self.idempotency_ttl = idempotency_ttl
-        self._accept = redis.register_script(scripts.ACCEPT)
         self._idem_reserve = redis.register_script(scripts.IDEM_RESERVE)
         self._claim = redis.register_script(scripts.CLAIM)
-        self._outcome = redis.register_script(scripts.OUTCOME)
         self._receipt = redis.register_script(scripts.RECEIPT)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
         self._reap = redis.register_script(scripts.REAP)
         self._pending: list[tuple[list[str], list[str], asyncio.Future[tuple[str, str]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._shas: dict[str, str | None] = {}
 
     # -- accept ---------------------------------------------------------------------------------
     def accept_args(
@@ -137,11 +137,33 @@ class Store:
         """Pipeline many accept scripts in one round trip."""
         if not calls:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for k, a in calls:
-                await self._accept(keys=k, args=a, client=pipe)
-            results = await pipe.execute()
+        results = await self._evalsha_many(scripts.ACCEPT, calls)
         return [(_s(r[0]), _s(r[1])) for r in results]
+
+    async def _evalsha_many(
+        self, source: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+    ) -> list[Any]:
+        """EVALSHA a script once per call in one pipeline.
+
+        redis-py's pipelined Script objects ask SCRIPT EXISTS before every pipeline (an extra round
+        trip); we load once and reload only when Redis says NOSCRIPT (after a restart or flush).
+        """
+        sha = self._shas.get(source)
+        for attempt in (1, 2):
+            if sha is None:
+                sha = self._shas[source] = _s(await self.redis.script_load(source))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for k, a in calls:
+                    pipe.evalsha(sha, len(k), *k, *a)
+                results = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
+                sha = None
+                continue
+            for r in results:
+                if isinstance(r, Exception):
+                    raise r
+            return list(results)
+        raise AssertionError("unreachable")
 
     async def idempotency_reserve(self, tenant: str, key: str, pending: str) -> str | None:
         """Reserve a key with a pending record; the existing record if there is one."""
@@ -186,19 +208,20 @@ class Store:
         outcomes = list(outcomes)
         if not outcomes:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for o in outcomes:
-                flat: list[str] = []
-                for k, v in o.fields.items():
-                    flat += (k, v)
-                await self._outcome(
-                    keys=[
+        calls = []
+        for o in outcomes:
+            flat: list[str] = []
+            for k, v in o.fields.items():
+                flat += (k, v)
+            calls.append(
+                (
+                    [
                         keys.notification(tenant, o.id),
                         keys.events(tenant, o.id),
                         keys.leases(tenant),
                         keys.dead_letters(tenant),
                     ],
-                    args=[
+                    [
                         o.attempt,
                         o.kind,
                         repr(now),
@@ -208,9 +231,9 @@ class Store:
                         o.id,
                         *flat,
                     ],
-                    client=pipe,
                 )
-            return [_s(r) for r in await pipe.execute()]
+            )
+        return [_s(r) for r in await self._evalsha_many(scripts.OUTCOME, calls)]
 
     async def map_provider_ids(self, tenant: str, pairs: Iterable[tuple[str, str, str]]) -> None:
         """Remember (provider, provider_message_id) -> notification, for receipts without our reference."""
