@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
@@ -58,4 +59,15 @@ class Adapter(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class BatchAdapter(Adapter, Protocol):
+    """An adapter whose provider takes many messages in one call (Alibaba SendBatchSms, the simulator)."""
+
+    max_batch: ClassVar[int]
+
+    async def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """One result per message, in order; transport trouble makes every result RETRY."""
         ...

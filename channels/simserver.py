@@ -106,6 +106,8 @@ class Simulator:
     ) -> tuple[int, Any, dict[str, str]]:
         if path == "/v1/send" and method == "POST":
             return await self._send(headers, body)
+        if path == "/v1/send/batch" and method == "POST":
+            return await self._send_batch(headers, body)
         if path == "/messages" and method == "GET":
             return 200, self.messages(query.get("to")), {}
         if path == "/messages" and method == "DELETE":
@@ -132,22 +134,52 @@ class Simulator:
         if not verify(self.secret, body, headers.get(SIGNATURE_HEADER)):
             return 401, {"code": "bad_signature", "message": "signature does not match"}, {}
         msg = json.loads(body)
+        await self._request_faults([msg.get("channel")])
+        return self._accept_one(msg)
+
+    async def _send_batch(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, str]]:
+        """Many messages in one call (like Alibaba's SendBatchSms), one result per message."""
+        if not verify(self.secret, body, headers.get(SIGNATURE_HEADER)):
+            return 401, {"code": "bad_signature", "message": "signature does not match"}, {}
+        messages = json.loads(body).get("messages")
+        if not isinstance(messages, list) or not 0 < len(messages) <= 1000:
+            return 400, {"code": "bad_request", "message": "messages must be a list of 1 to 1000 items"}, {}
+        await self._request_faults(list({m.get("channel") for m in messages if isinstance(m, dict)}))
+        results = []
+        for m in messages:
+            status, payload, _ = self._accept_one(m if isinstance(m, dict) else {})
+            results.append({"status": status, **payload})
+        return 200, {"results": results}, {}
+
+    async def _request_faults(self, channels: list[Any]) -> None:
+        """Latency and time-outs hit a whole request."""
+        for channel in channels:
+            fault = self.state.faults.get(str(channel)) or self.state.faults.get("*")
+            if fault is None:
+                continue
+            if fault.latency_ms:
+                await asyncio.sleep(fault.latency_ms / 1000)
+            if fault.mode == "timeout" and fault.error_rate and random.random() < fault.error_rate:
+                await asyncio.sleep(3600)  # the client gives up first
+            return
+
+    def _accept_one(self, msg: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         channel = msg.get("channel")
         if channel not in CHANNELS or not msg.get("to") or not msg.get("reference"):
             return 400, {"code": "bad_request", "message": "channel, to and reference are required"}, {}
         self.state.sends_seen += 1
         fault = self.state.faults.get(channel) or self.state.faults.get("*")
-        if fault is not None:
-            if fault.latency_ms:
-                await asyncio.sleep(fault.latency_ms / 1000)
-            if fault.error_rate and random.random() < fault.error_rate:
-                if fault.mode == "timeout":
-                    await asyncio.sleep(3600)  # the client gives up first
-                if fault.mode == "reject_number":
-                    return 400, {"code": "invalid_number", "message": "number rejected by carrier"}, {}
-                if fault.mode == "http_429":
-                    return 429, {"code": "throttled", "message": "slow down"}, {"retry-after": "1"}
-                return 500, {"code": "internal_error", "message": "injected failure"}, {}
+        if (
+            fault is not None
+            and fault.mode != "timeout"
+            and fault.error_rate
+            and random.random() < fault.error_rate
+        ):
+            if fault.mode == "reject_number":
+                return 400, {"code": "invalid_number", "message": "number rejected by carrier"}, {}
+            if fault.mode == "http_429":
+                return 429, {"code": "throttled", "message": "slow down"}, {"retry-after": "1"}
+            return 500, {"code": "internal_error", "message": "injected failure"}, {}
         reference = str(msg["reference"])
         known = self.state.by_reference.get(reference)
         if known is not None:

@@ -18,6 +18,7 @@ import redis
 from rq import Queue
 
 from channels import Message, Outcome, Registry, SendResult
+from channels.base import Adapter, BatchAdapter
 from compliance.reasons import Reason, reason
 from gateway import keys, metrics
 from gateway.settings import Settings
@@ -185,7 +186,17 @@ class DeliveryEngine:
         claimed = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
         if not claimed:
             return []
-        results = await asyncio.gather(*(self._attempt(tenant, channel, c) for c in claimed))
+        results: list[tuple[Written, SendResult | None]] = []
+        to_send: list[tuple[Claimed, Message]] = []
+        adapters = self.registry.for_channel(channel)
+        for c in claimed:
+            early = self._check(c, adapters, now)
+            if early is not None:
+                results.append((early, None))
+            else:
+                to_send.append((c, self._message(tenant, channel, c)))
+        if to_send:
+            results += await self._send_all(channel, adapters[0], to_send)
         outcomes = [o for o, _ in results]
         written = await self.store.record_outcomes(tenant, outcomes, system_clock())
         retries: dict[float, list[str]] = defaultdict(list)
@@ -200,29 +211,31 @@ class DeliveryEngine:
             status = {"retry": None, "dead": "failed"}.get(o.kind, o.kind)
             if verdict in ("delivered", "undelivered"):
                 status = verdict  # a receipt had arrived before the send was recorded
-                metrics.NOTIFICATIONS.labels(channel, "sent").inc()
+                metrics.NOTIFICATIONS_BY.inc(channel, "sent")
             if status is not None:
-                metrics.NOTIFICATIONS.labels(channel, status).inc()
+                metrics.NOTIFICATIONS_BY.inc(channel, status)
             if o.kind == "dead":
                 metrics.DEAD_LETTERED.labels(channel).inc()
         if sent_pairs:
             await self.store.map_provider_ids(tenant, sent_pairs)
         return [Retry(when, batch) for when, batch in sorted(retries.items())]
 
-    async def _attempt(self, tenant: str, channel: str, c: Claimed) -> tuple[Written, SendResult | None]:
-        f = c.fields
-        now = system_clock()
-        expires = float(f["expires_at"]) if f.get("expires_at") else None
-        if expires is not None and now > expires:
+    def _check(self, c: Claimed, adapters: Sequence[Adapter], now: float) -> Written | None:
+        """Dispatch-time checks: an outcome that needs no provider, or None to send."""
+        expires = c.fields.get("expires_at")
+        if expires and now > float(expires):
             why = reason(Reason.EXPIRED, "expires_at passed before the message could be sent")
-            return self._final(c, "suppressed", Reason.EXPIRED, why, now), None
-        adapters = self.registry.for_channel(channel)
+            return self._final(c, "suppressed", Reason.EXPIRED, why, now)
         if not adapters:
-            why = reason(Reason.UNSUPPORTED_CHANNEL, f"no provider is configured for {channel}")
-            return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now), None
-        adapter = adapters[0]
+            why = reason(Reason.UNSUPPORTED_CHANNEL, "no provider is configured for this channel")
+            return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now)
+        return None
+
+    @staticmethod
+    def _message(tenant: str, channel: str, c: Claimed) -> Message:
+        f = c.fields
         rendered: dict[str, Any] = f.get("rendered") or {}
-        message = Message(
+        return Message(
             reference=f"{tenant}:{c.id}",
             tenant=tenant,
             channel=channel,
@@ -235,20 +248,51 @@ class DeliveryEngine:
             title=rendered.get("title"),
             media=tuple(rendered.get("media", ())),
         )
-        async with self._sem:
-            started = time.perf_counter()
-            try:
-                result = await asyncio.wait_for(adapter.send(message), self.settings.send_timeout_seconds + 1)
-            except TimeoutError:
-                result = SendResult(Outcome.RETRY, adapter.name, code="timeout", detail="send timed out")
-            except Exception as exc:  # an adapter bug must not lose the batch
-                log.exception("adapter %s raised on %s", adapter.name, c.id)
-                result = SendResult(
-                    Outcome.RETRY, adapter.name, code="adapter_error", detail=type(exc).__name__
-                )
-            elapsed = time.perf_counter() - started
-        metrics.SEND_SECONDS.labels(channel, adapter.name).observe(elapsed)
-        metrics.DELIVERIES.labels(channel, adapter.name, result.outcome.value).inc()
+
+    async def _send_all(
+        self, channel: str, adapter: Adapter, items: list[tuple[Claimed, Message]]
+    ) -> list[tuple[Written, SendResult | None]]:
+        """Send concurrently (bounded); through the provider's batch API when it has one."""
+        limit = self.settings.send_timeout_seconds + 1
+        if isinstance(adapter, BatchAdapter) and len(items) > 1:
+            size = adapter.max_batch
+            chunks = [items[i : i + size] for i in range(0, len(items), size)]
+
+            async def one_chunk(
+                chunk: list[tuple[Claimed, Message]],
+            ) -> list[tuple[Written, SendResult | None]]:
+                async with self._sem:
+                    started = time.perf_counter()
+                    try:
+                        results = await asyncio.wait_for(adapter.send_batch([m for _, m in chunk]), limit)
+                    except Exception as exc:  # an adapter bug or time-out must not lose the batch
+                        results = [_failure(adapter.name, exc)] * len(chunk)
+                    elapsed = time.perf_counter() - started
+                return [
+                    self._outcome(channel, c, r, elapsed) for (c, _), r in zip(chunk, results, strict=True)
+                ]
+
+            done = await asyncio.gather(*(one_chunk(ch) for ch in chunks))
+            return [pair for chunk_result in done for pair in chunk_result]
+
+        async def one(c: Claimed, message: Message) -> tuple[Written, SendResult | None]:
+            async with self._sem:
+                started = time.perf_counter()
+                try:
+                    result = await asyncio.wait_for(adapter.send(message), limit)
+                except Exception as exc:  # an adapter bug or time-out must not lose the batch
+                    result = _failure(adapter.name, exc)
+                elapsed = time.perf_counter() - started
+            return self._outcome(channel, c, result, elapsed)
+
+        return list(await asyncio.gather(*(one(c, m) for c, m in items)))
+
+    def _outcome(
+        self, channel: str, c: Claimed, result: SendResult, elapsed: float
+    ) -> tuple[Written, SendResult]:
+        """Turn a provider's answer into the state change to write."""
+        metrics.SEND_SECONDS.labels(channel, result.provider).observe(elapsed)
+        metrics.DELIVERIES.labels(channel, result.provider, result.outcome.value).inc()
         done = system_clock()
         attempt_ev = event(
             "attempt",
@@ -266,8 +310,8 @@ class DeliveryEngine:
                 "status": "sent",
                 "provider": result.provider,
                 "provider_message_id": result.provider_message_id or "",
+                "sent_at": repr(done),
             }
-            fields["sent_at"] = repr(done)
             return Written(c.id, c.attempt, "sent", attempt_ev, fields), result
         if result.outcome is Outcome.REJECTED:
             why = reason(
@@ -286,9 +330,8 @@ class DeliveryEngine:
             return Written(c.id, c.attempt, "dead", written.event, written.fields), result
         delay = self.backoff(c.attempt, result.retry_after)
         fields = {"status": "queued", "not_before": repr(done + delay), "error_code": result.code or ""}
-        return Written(
-            c.id, c.attempt, "retry", attempt_ev, fields, done + delay + self.settings.lease_seconds
-        ), result
+        lease = done + delay + self.settings.lease_seconds
+        return Written(c.id, c.attempt, "retry", attempt_ev, fields, lease), result
 
     def _final(
         self,
@@ -311,6 +354,14 @@ class DeliveryEngine:
         return backoff_delay(
             attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds, retry_after
         )
+
+
+def _failure(provider: str, exc: BaseException) -> SendResult:
+    """A send that raised instead of answering: retry, never lose it."""
+    if isinstance(exc, TimeoutError):
+        return SendResult(Outcome.RETRY, provider, code="timeout", detail="send timed out")
+    log.error("adapter %s raised %s", provider, type(exc).__name__, exc_info=exc)
+    return SendResult(Outcome.RETRY, provider, code="adapter_error", detail=type(exc).__name__)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:

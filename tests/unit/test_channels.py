@@ -106,3 +106,38 @@ def test_ids_are_prefixed_sortable_and_unique() -> None:
     ids = [new_id("ntf") for _ in range(1000)]
     assert len(set(ids)) == 1000 and all(i.startswith("ntf_") and len(i) == 30 for i in ids)
     assert ids[0][:12] <= ids[-1][:12]
+
+
+def test_batch_maps_each_item_and_whole_failures() -> None:
+    msgs = [
+        Message(reference=f"acme:ntf_{i}", tenant="acme", channel="sms", to="+8613812345678", text="hi")
+        for i in range(3)
+    ]
+
+    def per_item(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/send/batch"
+        assert len(json.loads(request.content)["messages"]) == 3
+        return httpx.Response(
+            200,
+            json={
+                "results": [
+                    {"status": 200, "provider_message_id": "sim-1"},
+                    {"status": 500, "code": "internal_error"},
+                    {"status": 400, "code": "invalid_number"},
+                ]
+            },
+        )
+
+    def down(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    async def run(handler: object) -> list[object]:
+        adapter = SimulatorAdapter("http://sim", "k", transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
+        try:
+            return list(await adapter.send_batch(msgs))
+        finally:
+            await adapter.aclose()
+
+    items = asyncio.run(run(per_item))
+    assert [r.outcome for r in items] == [Outcome.SENT, Outcome.RETRY, Outcome.REJECTED]  # type: ignore[attr-defined]
+    assert all(r.outcome is Outcome.RETRY for r in asyncio.run(run(down)))  # type: ignore[attr-defined]
