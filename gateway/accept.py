@@ -113,7 +113,7 @@ class Acceptor:
     async def notify_many(self, tenant: str, reqs: list[NotifyRequest | Rejected]) -> list[Answer]:
         """Accept many requests with one pipelined round trip; each item succeeds or fails alone."""
         answers: list[Answer | None] = [None] * len(reqs)
-        calls: list[tuple[list[str], list[str]]] = []
+        calls: list[tuple[list[str], list[bytes]]] = []
         slots: list[tuple[int, Prepared]] = []
         for i, req in enumerate(reqs):
             if isinstance(req, Rejected):
@@ -269,10 +269,11 @@ class Acceptor:
             tenant, record, result, lease, final, first, req.idempotency_key, fp, scheduled_for, extra
         )
 
-    def _accept_args(self, p: Prepared) -> tuple[list[str], list[str]]:
-        idem = _encode.encode(
-            {"fp": p.fingerprint, "status": p.http_status, "body": msgspec.to_builtins(p.result)}
-        ).decode()
+    def _accept_args(self, p: Prepared) -> tuple[list[str], list[bytes]]:
+        idem = ""
+        if p.idem_key:
+            body = msgspec.to_builtins(p.result)
+            idem = _encode.encode({"fp": p.fingerprint, "status": p.http_status, "body": body}).decode()
         return self.store.accept_args(
             p.tenant,
             p.record,

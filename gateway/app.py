@@ -377,6 +377,9 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         # fewer full collections while serving.
         gc.collect()
         gc.freeze()
+        # Each request allocates a few hundred short-lived objects; collecting the youngest
+        # generation every 700 allocations costs ~10% of throughput for nothing.
+        gc.set_threshold(20_000, 20, 20)
         try:
             yield
         finally:

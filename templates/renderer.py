@@ -139,10 +139,12 @@ class Renderer:
                 env = _html_env if f == "html" else _text_env
                 compiled = self._compiled[key] = env.from_string(str(variant[f]))
             try:
-                value = compiled.render(**params)
+                # A shared context uses params as they are instead of copying them over the
+                # environment's globals: half the cost of Template.render, same sandboxed code.
+                value = "".join(compiled.root_render_func(compiled.new_context(dict(params), shared=True)))
             except jinja2.UndefinedError as exc:
                 raise MissingParam([_undefined_name(exc)]) from None
-            except jinja2.TemplateError as exc:
+            except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
                 raise TemplateError(f"template {name!r} failed to render: {exc}") from None
             out["text" if f == "body" else f] = value
         if variant.get("media"):
