@@ -113,7 +113,7 @@ class Acceptor:
     async def notify_many(self, tenant: str, reqs: list[NotifyRequest | Rejected]) -> list[Answer]:
         """Accept many requests with one pipelined round trip; each item succeeds or fails alone."""
         answers: list[Answer | None] = [None] * len(reqs)
-        calls: list[tuple[list[str], list[bytes]]] = []
+        calls: list[tuple[list[str], list[str]]] = []
         slots: list[tuple[int, Prepared]] = []
         for i, req in enumerate(reqs):
             if isinstance(req, Rejected):
@@ -269,7 +269,7 @@ class Acceptor:
             tenant, record, result, lease, final, first, req.idempotency_key, fp, scheduled_for, extra
         )
 
-    def _accept_args(self, p: Prepared) -> tuple[list[str], list[bytes]]:
+    def _accept_args(self, p: Prepared) -> tuple[list[str], list[str]]:
         idem = ""
         if p.idem_key:
             body = msgspec.to_builtins(p.result)

@@ -7,30 +7,24 @@ also run on Redis Cluster.
 from __future__ import annotations
 
 # KEYS: idem, ntf, events, lease, ready
-# ARGV[1]: JSON {idem: bool, idem_record, idem_ttl, id, fields: {..}, events: [..], lease: str|null, ttl: str|null,
-#                ready: bool}
-# One argument instead of dozens: packing arguments is the client's main cost on this hot path.
+# ARGV: has_idem ('1'/'0'), idem_record, idem_ttl, id, lease ('' = none), ttl ('' = none), ready ('1'/'0'),
+#       n_events, event..., field, value, ...
 ACCEPT = """
-local p = cjson.decode(ARGV[1])
-if p.idem then
+if ARGV[1] == '1' then
   local cur = redis.call('GET', KEYS[1])
   if cur then return {'dup', cur} end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision', ''} end
-local flat = {}
-for k, v in pairs(p.fields) do
-  flat[#flat + 1] = k
-  flat[#flat + 1] = v
+local n_events = tonumber(ARGV[8])
+redis.call('HSET', KEYS[2], unpack(ARGV, 9 + n_events))
+for i = 9, 8 + n_events do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
+if ARGV[7] == '1' then redis.call('RPUSH', KEYS[5], ARGV[4]) end
+if ARGV[6] ~= '' then
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
 end
-redis.call('HSET', KEYS[2], unpack(flat))
-for _, e in ipairs(p.events) do redis.call('RPUSH', KEYS[3], e) end
-if p.lease ~= cjson.null then redis.call('ZADD', KEYS[4], p.lease, p.id) end
-if p.ready then redis.call('RPUSH', KEYS[5], p.id) end
-if p.ttl ~= cjson.null then
-  redis.call('EXPIRE', KEYS[2], p.ttl)
-  redis.call('EXPIRE', KEYS[3], p.ttl)
-end
-if p.idem then redis.call('SET', KEYS[1], p.idem_record, 'EX', p.idem_ttl) end
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return {'new', ''}
 """
 

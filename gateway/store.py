@@ -60,7 +60,7 @@ class Store:
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
         self._reap = redis.register_script(scripts.REAP)
-        self._pending: list[tuple[list[str], list[bytes], asyncio.Future[tuple[str, str]]]] = []
+        self._pending: list[tuple[list[str], list[str], asyncio.Future[tuple[str, str]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._shas: dict[str, str | None] = {}
 
@@ -75,7 +75,7 @@ class Store:
         final: bool,
         idem_key: str | None,
         idem_record: str,
-    ) -> tuple[list[str], list[bytes]]:
+    ) -> tuple[list[str], list[str]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
         ntf_id = record["id"]
         idem = keys.idempotency(tenant, idem_key) if idem_key else keys.notification(tenant, ntf_id)
@@ -86,20 +86,22 @@ class Store:
             keys.leases(tenant),
             keys.ready(tenant, record["channel"]),
         ]
-        payload = {
-            "idem": bool(idem_key),
-            "idem_record": idem_record,
-            "idem_ttl": str(self.idempotency_ttl),
-            "id": ntf_id,
-            "fields": record,
-            "events": events,
-            "lease": None if lease_score is None else repr(lease_score),
-            "ttl": str(self.record_ttl) if final else None,
-            "ready": record["status"] == "queued",
-        }
-        return key_list, [_json.encode(payload)]
+        args: list[str] = [
+            "1" if idem_key else "0",
+            idem_record,
+            str(self.idempotency_ttl),
+            ntf_id,
+            "" if lease_score is None else repr(lease_score),
+            str(self.record_ttl) if final else "",
+            "1" if record["status"] == "queued" else "0",
+            str(len(events)),
+            *events,
+        ]
+        for name, value in record.items():
+            args += (name, value)
+        return key_list, args
 
-    async def accept(self, k: list[str], a: list[bytes]) -> tuple[str, str]:
+    async def accept(self, k: list[str], a: list[str]) -> tuple[str, str]:
         """Run the accept script: ('new', '') or ('dup', stored idempotency record).
 
         Calls made in the same event-loop turn (concurrent requests) share one pipeline.
@@ -118,7 +120,7 @@ class Store:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_accepts(
-        self, batch: list[tuple[list[str], list[bytes], asyncio.Future[tuple[str, str]]]]
+        self, batch: list[tuple[list[str], list[str], asyncio.Future[tuple[str, str]]]]
     ) -> None:
         try:
             results = await self.accept_many([(k, a) for k, a, _ in batch])
@@ -133,7 +135,7 @@ class Store:
             if not fut.done():
                 fut.set_result(res)
 
-    async def accept_many(self, calls: Sequence[tuple[list[str], list[bytes]]]) -> list[tuple[str, str]]:
+    async def accept_many(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[tuple[str, str]]:
         """Pipeline many accept scripts in one round trip."""
         if not calls:
             return []
