@@ -55,6 +55,7 @@ class Prepared:
 
     tenant: str
     record: dict[str, str]
+    doc: bytes
     result: NotifyResult
     lease_score: float | None
     final: bool
@@ -96,7 +97,7 @@ class Acceptor:
     # -- public ---------------------------------------------------------------------------------
     async def notify(self, tenant: str, req: NotifyRequest) -> Answer:
         """Accept one notify request."""
-        fp = fingerprint(req)
+        fp = fingerprint(req) if req.idempotency_key else ""
         try:
             prepared = self.prepare(tenant, req, fp)
         except Rejected as rej:
@@ -113,14 +114,14 @@ class Acceptor:
     async def notify_many(self, tenant: str, reqs: list[NotifyRequest | Rejected]) -> list[Answer]:
         """Accept many requests with one pipelined round trip; each item succeeds or fails alone."""
         answers: list[Answer | None] = [None] * len(reqs)
-        calls: list[tuple[list[str], list[str]]] = []
+        calls: list[tuple[list[str], list[str | bytes]]] = []
         slots: list[tuple[int, Prepared]] = []
         for i, req in enumerate(reqs):
             if isinstance(req, Rejected):
                 answers[i] = Answer(422, self.rejection_body(req))
                 continue
             try:
-                prepared = self.prepare(tenant, req, fingerprint(req))
+                prepared = self.prepare(tenant, req, fingerprint(req) if req.idempotency_key else "")
             except Rejected as rej:
                 answers[i] = Answer(422, self.rejection_body(rej))
                 continue
@@ -246,7 +247,6 @@ class Acceptor:
             "updated_at": repr(now),
             "attempts": "0",
             "reasons": _encode.encode(reasons).decode(),
-            "doc": _encode.encode(static).decode(),
         }
         result = NotifyResult(
             id=ntf_id,
@@ -266,10 +266,20 @@ class Acceptor:
             extra.append(event("suppressed", at=now, reason=str(Reason.EXPIRED), detail=reasons[0]["detail"]))
         lease = None if final else due + self.settings.lease_seconds
         return Prepared(
-            tenant, record, result, lease, final, first, req.idempotency_key, fp, scheduled_for, extra
+            tenant,
+            record,
+            _encode.encode(static),
+            result,
+            lease,
+            final,
+            first,
+            req.idempotency_key,
+            fp,
+            scheduled_for,
+            extra,
         )
 
-    def _accept_args(self, p: Prepared) -> tuple[list[str], list[str]]:
+    def _accept_args(self, p: Prepared) -> tuple[list[str], list[str | bytes]]:
         idem = ""
         if p.idem_key:
             body = msgspec.to_builtins(p.result)
@@ -277,6 +287,7 @@ class Acceptor:
         return self.store.accept_args(
             p.tenant,
             p.record,
+            doc=p.doc,
             events=[p.first_event, *p.extra_events],
             lease_score=p.lease_score,
             final=p.final,

@@ -90,12 +90,12 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 512:
             raise Unauthorized("unauthorized", "expected Authorization: Bearer <api key>")
-        digest = hash_key(token)
         now = time.monotonic()
-        hit = self._cache.get(digest)
+        hit = self._cache.get(token)
         if hit is not None and hit[0] > now:
             found = hit[1]
         else:
+            digest = hash_key(token)
             raw = await self.redis.hgetall(keys.api_key(digest))
             found = None
             if raw:
@@ -103,7 +103,8 @@ class Authenticator:
                 found = Principal(fields["tenant"], frozenset(fields["scopes"].split()), f"key_{digest[:12]}")
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (now + self.cache_seconds, found)
+            # Keyed by the token itself: it lives only in this process's memory, like the request did.
+            self._cache[token] = (now + self.cache_seconds, found)
         if found is None:
             raise Unauthorized("unauthorized", "unknown API key")
         return found

@@ -60,7 +60,7 @@ class Store:
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
         self._reap = redis.register_script(scripts.REAP)
-        self._pending: list[tuple[list[str], list[str], asyncio.Future[tuple[str, str]]]] = []
+        self._pending: list[tuple[list[str], list[str | bytes], asyncio.Future[tuple[str, str]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._shas: dict[str, str | None] = {}
 
@@ -69,13 +69,14 @@ class Store:
         self,
         tenant: str,
         record: Mapping[str, str],
+        doc: bytes,
         *,
         events: Sequence[str],
         lease_score: float | None,
         final: bool,
         idem_key: str | None,
         idem_record: str,
-    ) -> tuple[list[str], list[str]]:
+    ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
         ntf_id = record["id"]
         idem = keys.idempotency(tenant, idem_key) if idem_key else keys.notification(tenant, ntf_id)
@@ -86,7 +87,7 @@ class Store:
             keys.leases(tenant),
             keys.ready(tenant, record["channel"]),
         ]
-        args: list[str] = [
+        args: list[str | bytes] = [
             "1" if idem_key else "0",
             idem_record,
             str(self.idempotency_ttl),
@@ -99,9 +100,10 @@ class Store:
         ]
         for name, value in record.items():
             args += (name, value)
+        args += ("doc", doc)  # bytes as they are: no decode and re-encode of the largest argument
         return key_list, args
 
-    async def accept(self, k: list[str], a: list[str]) -> tuple[str, str]:
+    async def accept(self, k: list[str], a: list[str | bytes]) -> tuple[str, str]:
         """Run the accept script: ('new', '') or ('dup', stored idempotency record).
 
         Calls made in the same event-loop turn (concurrent requests) share one pipeline.
@@ -120,7 +122,7 @@ class Store:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_accepts(
-        self, batch: list[tuple[list[str], list[str], asyncio.Future[tuple[str, str]]]]
+        self, batch: list[tuple[list[str], list[str | bytes], asyncio.Future[tuple[str, str]]]]
     ) -> None:
         try:
             results = await self.accept_many([(k, a) for k, a, _ in batch])
@@ -135,7 +137,9 @@ class Store:
             if not fut.done():
                 fut.set_result(res)
 
-    async def accept_many(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[tuple[str, str]]:
+    async def accept_many(
+        self, calls: Sequence[tuple[list[str], list[str | bytes]]]
+    ) -> list[tuple[str, str]]:
         """Pipeline many accept scripts in one round trip."""
         if not calls:
             return []
