@@ -249,14 +249,8 @@ class Simulator:
             "brand": spec.get("brand"),
             "received_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
-        raw = json.dumps(payload, ensure_ascii=False).encode()
-        assert self._client is not None
         try:
-            resp = await self._client.post(
-                f"{self.gateway_url}/v1/inbound/simulator/replies",
-                content=raw,
-                headers={"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, raw)},
-            )
+            resp = await self._post_signed("/v1/inbound/simulator/replies", payload)
         except httpx.HTTPError as exc:
             return 502, {"code": "gateway_unreachable", "message": type(exc).__name__}, {}
         try:
@@ -289,15 +283,16 @@ class Simulator:
             if self.state.receipts:
                 self._wake.set()
 
-    async def _post_receipts(self, batch: list[dict[str, Any]]) -> bool:
-        raw = json.dumps({"receipts": batch}).encode()
+    async def _post_signed(self, path: str, payload: dict[str, Any]) -> httpx.Response:
+        """POST to the gateway as a provider would: JSON signed with the shared secret."""
+        raw = json.dumps(payload, ensure_ascii=False).encode()
         assert self._client is not None
+        headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, raw)}
+        return await self._client.post(f"{self.gateway_url}{path}", content=raw, headers=headers)
+
+    async def _post_receipts(self, batch: list[dict[str, Any]]) -> bool:
         try:
-            resp = await self._client.post(
-                f"{self.gateway_url}/v1/inbound/simulator/receipts",
-                content=raw,
-                headers={"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, raw)},
-            )
+            resp = await self._post_signed("/v1/inbound/simulator/receipts", {"receipts": batch})
         except httpx.HTTPError as exc:
             log.warning("receipts not delivered to the gateway: %s", type(exc).__name__)
             return False

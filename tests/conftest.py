@@ -179,3 +179,20 @@ def points_expiry(phone: str = "13812345678", **extra: Any) -> dict[str, Any]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def send_batch(stack: Stack, n: int, prefix: str = "138") -> list[str]:
+    """Accept n points-expiry SMS through the batch endpoint; their ids, all queued."""
+    items = [{"to": {"phone": f"{prefix}{i:08d}"}} for i in range(n)]
+    defaults = {
+        "channel": "sms",
+        "brand": "星耀商城",
+        "template": "points_expiry",
+        "params": {"name": "会员", "points": 100, "days": 3},
+    }
+    with stack.client() as c:
+        r = c.post("/v1/notify/batch", json={"defaults": defaults, "items": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == n and all(x["status"] == "queued" for x in results)
+    return [x["id"] for x in results]

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from gateway import keys
-from tests.conftest import ROOT, TENANT, Stack, wait_for
+from tests.conftest import ROOT, TENANT, Stack, send_batch, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,17 +36,7 @@ def test_sigkill_mid_batch_delivers_everything_exactly_once(stack_factory: Calla
     stack = stack_factory(workers=0)
     stack.faults(channel="sms", error_rate=0.0, latency_ms=40)
     n = 400
-    items = [{"to": {"phone": f"137{i:08d}"}} for i in range(n)]
-    defaults = {
-        "channel": "sms",
-        "brand": "星耀商城",
-        "template": "points_expiry",
-        "params": {"name": "会员", "points": 100, "days": 3},
-    }
-    with stack.client() as c:
-        results = c.post("/v1/notify/batch", json={"defaults": defaults, "items": items}).json()["results"]
-    ids = [r["id"] for r in results]
-    assert len(ids) == n and all(r["status"] == "queued" for r in results)
+    ids = send_batch(stack, n, prefix="137")
 
     first = start_worker(stack)
     try:

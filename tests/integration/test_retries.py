@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from gateway import metrics
-from tests.conftest import ROOT, Stack, wait_for
+from tests.conftest import ROOT, Stack, send_batch, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,20 +22,6 @@ def statuses(stack: Stack, ids: list[str]) -> dict[str, int]:
             s = c.get(f"/v1/notifications/{i}").json()["status"]
             counts[s] = counts.get(s, 0) + 1
     return counts
-
-
-def send_many(stack: Stack, n: int) -> list[str]:
-    items = [{"to": {"phone": f"138{i:08d}"}} for i in range(n)]
-    defaults = {
-        "channel": "sms",
-        "brand": "星耀商城",
-        "template": "points_expiry",
-        "params": {"name": "会员", "points": 100, "days": 3},
-    }
-    with stack.client() as c:
-        r = c.post("/v1/notify/batch", json={"defaults": defaults, "items": items})
-    assert r.status_code == 200
-    return [x["id"] for x in r.json()["results"]]
 
 
 def retry_count() -> float:
@@ -50,7 +36,7 @@ def retry_count() -> float:
 def test_thirty_percent_http_500_all_delivered_through_retries(stack: Stack) -> None:
     stack.faults(channel="sms", error_rate=0.3, mode="http_500")
     before = retry_count()
-    ids = send_many(stack, 60)
+    ids = send_batch(stack, 60)
     wait_for(lambda: statuses(stack, ids) == {"delivered": 60}, timeout=60, interval=0.3)
     assert len(stack.messages()) == 60
     assert len({m["reference"] for m in stack.messages()}) == 60
@@ -72,7 +58,7 @@ def run_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 def test_total_failure_dead_letters_then_replay_delivers(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory(max_attempts=3)
     stack.faults(channel="sms", error_rate=1.0, mode="http_500")
-    ids = send_many(stack, 12)
+    ids = send_batch(stack, 12)
     wait_for(lambda: statuses(stack, ids) == {"failed": 12}, timeout=30, interval=0.3)
     with stack.client() as c:
         view = c.get(f"/v1/notifications/{ids[0]}").json()
@@ -98,7 +84,7 @@ def test_total_failure_dead_letters_then_replay_delivers(stack_factory: Callable
 
 def test_permanent_rejection_fails_without_retry(stack: Stack) -> None:
     stack.faults(channel="sms", error_rate=1.0, mode="reject_number")
-    ids = send_many(stack, 3)
+    ids = send_batch(stack, 3)
     wait_for(lambda: statuses(stack, ids) == {"failed": 3}, timeout=10, interval=0.2)
     with stack.client() as c:
         view = c.get(f"/v1/notifications/{ids[0]}").json()
