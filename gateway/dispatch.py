@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import time
@@ -72,7 +73,8 @@ class Enqueuer:
 
     def enqueue_at(self, when: float, tenant: str, channel: str, ids: Sequence[str]) -> None:
         """Schedule a job for ids at an epoch time (rq's scheduled job registry)."""
-        at = datetime.fromtimestamp(when, UTC)
+        # rq keeps scheduled times in whole seconds, rounded down: round up so the job is not early.
+        at = datetime.fromtimestamp(math.ceil(when), UTC)
         for i in range(0, len(ids), self.batch_size):
             self.queue(channel).enqueue_at(
                 at,
@@ -183,23 +185,26 @@ class DeliveryEngine:
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
         """Deliver what is due among ids; returns the retries to schedule."""
         now = system_clock()
-        claimed = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
+        claimed, not_due = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
+        early: dict[float, list[str]] = defaultdict(list)
+        for ntf_id, when in not_due.items():
+            early[when].append(ntf_id)
         if not claimed:
-            return []
+            return [Retry(when, batch) for when, batch in sorted(early.items())]
         results: list[tuple[Written, SendResult | None]] = []
         to_send: list[tuple[Claimed, Message]] = []
         adapters = self.registry.for_channel(channel)
         for c in claimed:
-            early = self._check(c, adapters, now)
-            if early is not None:
-                results.append((early, None))
+            checked = self._check(c, adapters, now)
+            if checked is not None:
+                results.append((checked, None))
             else:
                 to_send.append((c, self._message(tenant, channel, c)))
         if to_send:
             results += await self._send_all(channel, adapters[0], to_send)
         outcomes = [o for o, _ in results]
         written = await self.store.record_outcomes(tenant, outcomes, system_clock())
-        retries: dict[float, list[str]] = defaultdict(list)
+        retries: dict[float, list[str]] = early
         sent_pairs: list[tuple[str, str, str]] = []
         for (o, result), verdict in zip(results, written, strict=True):
             if verdict == "stale":

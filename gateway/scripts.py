@@ -38,7 +38,7 @@ return false
 
 # KEYS: lease, ntf1, ntf2, ...   ARGV: now, lease_until, id1, id2, ...
 # Claims each notification that is due and not held by a live lease.
-# Returns {id, attempt, {field, value, ...}} per claimed notification.
+# Returns {id, attempt, {field, value, ...}} per claimed notification, {id, -1, {'not_before', t}} per one not due.
 CLAIM = """
 local now = tonumber(ARGV[1])
 local out = {}
@@ -50,6 +50,8 @@ for i = 2, #KEYS do
   if st == 'queued' or st == 'scheduled' then
     local nb = tonumber(redis.call('HGET', key, 'not_before') or '0') or 0
     ok = nb <= now
+    -- Not due yet (a scheduler rounding to whole seconds, clocks apart): tell the caller when.
+    if not ok then out[#out + 1] = {id, -1, {'not_before', tostring(nb)}} end
   elseif st == 'sending' then
     -- The attempt's own lease lives in the hash: the reaper bumps only the zset score.
     local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0') or 0

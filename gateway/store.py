@@ -197,17 +197,23 @@ class Store:
         return record, [msgspec.json.decode(e) for e in evs]
 
     # -- worker ---------------------------------------------------------------------------------
-    async def claim(self, tenant: str, ids: Sequence[str], now: float, lease_until: float) -> list[Claimed]:
-        """Take ownership of the due notifications among ids for one attempt."""
+    async def claim(
+        self, tenant: str, ids: Sequence[str], now: float, lease_until: float
+    ) -> tuple[list[Claimed], dict[str, float]]:
+        """Take ownership of the due notifications among ids for one attempt; also the not-yet-due ones' times."""
         if not ids:
-            return []
+            return [], {}
         k = [keys.leases(tenant), *(keys.notification(tenant, i) for i in ids)]
         res = await self._claim(keys=k, args=[repr(now), repr(lease_until), *ids])
         out = []
+        later: dict[str, float] = {}
         for ntf_id, attempt, flat in res:
             fields = flatten({_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)})
-            out.append(Claimed(_s(ntf_id), int(attempt), fields))
-        return out
+            if int(attempt) < 0:
+                later[_s(ntf_id)] = float(fields["not_before"])
+            else:
+                out.append(Claimed(_s(ntf_id), int(attempt), fields))
+        return out, later
 
     async def record_outcomes(self, tenant: str, outcomes: Iterable[Outcome], now: float) -> list[str]:
         """Write each attempt's outcome; returns what each script did (sent/delivered/.../stale)."""

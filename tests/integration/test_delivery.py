@@ -150,3 +150,18 @@ def test_batch_accepts_good_items_and_rejects_bad_ones_alone(stack: Stack) -> No
     assert [x["index"] for x in results] == [0, 1, 2, 3, 4]
     wait_for(lambda: len(stack.messages()) == 2, timeout=3)
     assert "您的500积分将于7天后清零" in stack.messages("+8613812340005")[0]["text"]
+
+
+def test_retries_keep_going_with_default_second_granularity(stack_factory: object) -> None:
+    """rq rounds scheduled times to whole seconds; a job that wakes early must not strand the message."""
+    stack = stack_factory(retry_base_seconds=1.0, retry_max_seconds=1.5, housekeeping_interval_seconds=0.2, lease_seconds=60)  # type: ignore[operator]
+    stack.faults(channel="sms", error_rate=1.0, mode="http_500")
+    with stack.client() as c:
+        ntf_id = c.post("/v1/notify", json=points_expiry()).json()["id"]
+
+        def attempts() -> int:
+            return len(c.get(f"/v1/notifications/{ntf_id}").json()["attempts"])
+
+        wait_for(lambda: attempts() >= 4, timeout=12, interval=0.2)
+        stack.clear_faults()
+        wait_for(lambda: c.get(f"/v1/notifications/{ntf_id}").json()["status"] == "delivered", timeout=10)
