@@ -154,7 +154,9 @@ def test_batch_accepts_good_items_and_rejects_bad_ones_alone(stack: Stack) -> No
 
 def test_retries_keep_going_with_default_second_granularity(stack_factory: object) -> None:
     """rq rounds scheduled times to whole seconds; a job that wakes early must not strand the message."""
-    stack = stack_factory(retry_base_seconds=1.0, retry_max_seconds=1.5, housekeeping_interval_seconds=0.2, lease_seconds=60)  # type: ignore[operator]
+    stack = stack_factory(
+        retry_base_seconds=1.0, retry_max_seconds=1.5, housekeeping_interval_seconds=0.2, lease_seconds=60
+    )  # type: ignore[operator]
     stack.faults(channel="sms", error_rate=1.0, mode="http_500")
     with stack.client() as c:
         ntf_id = c.post("/v1/notify", json=points_expiry()).json()["id"]
