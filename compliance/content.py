@@ -1,0 +1,168 @@
+"""Content rules: pure functions of the message, no state.
+
+A small pipeline of rule objects (STYLE.md): each looks at the draft, may
+change it (add the signature or the unsubscribe footer) and may return a
+blocking verdict; the first blocking verdict wins. Warnings are collected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from compliance import sms
+from compliance.policy import Rules
+from compliance.reasons import Reason, reason
+from compliance.wording import WordingMatcher
+
+SIGNATURE = re.compile(r"^\s*【([^【】]{1,30})】")
+# Unsubscribe instructions carriers and providers accept (DOMAIN.md), in any case and width.
+UNSUBSCRIBE = re.compile(
+    r"(拒收请回复\s*[RrＲｒ]|回\s*复?\s*(?:TD|T|N|R|ＴＤ|Ｔ)\s*退订|退订\s*(?:请)?回\s*复?\s*(?:TD|T|N|ＴＤ|Ｔ)|回\s*复?\s*(?:TD|T|R)\s*拒收)",
+    re.IGNORECASE,
+)
+TEXT_FIELDS = ("text", "subject", "title", "html")
+
+
+@dataclass
+class Draft:
+    """A message being checked; rules may rewrite ``fields``."""
+
+    channel: str
+    category: str
+    brand: str | None
+    fields: dict[str, Any]
+    rules: Rules
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[tuple[str, str, str | None]] = field(default_factory=list)  # (rule, outcome, code)
+    encoding: str | None = None
+    segments: int | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A blocking decision of one rule."""
+
+    rule: str
+    reason: dict[str, Any]
+
+
+class Rule(Protocol):
+    """One content rule."""
+
+    name: str
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """A blocking verdict, or None (the rule may have rewritten the draft or added a warning)."""
+        ...
+
+
+class WordingRule:
+    """Banned absolute wording blocks; time-pressure words warn."""
+
+    name = "wording"
+
+    def __init__(self, matcher: WordingMatcher) -> None:
+        self.matcher = matcher
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """Scan every text field as the caller rendered it (positions index into that text)."""
+        blocked: list[dict[str, Any]] = []
+        for name in TEXT_FIELDS:
+            value = draft.fields.get(name)
+            if not value:
+                continue
+            hits = self.matcher.scan(value)
+            blocks = [h.as_dict() | {"field": name} for h in hits if h.severity == "block"]
+            warns = [h.as_dict() | {"field": name} for h in hits if h.severity == "warning"]
+            blocked += blocks
+            if warns:
+                words = "、".join(str(w["term"]) for w in warns)
+                draft.warnings.append(
+                    reason(Reason.BANNED_WORDING, f"time-pressure wording ({words}) risks platform complaints", severity="warning", terms=warns)
+                )
+        if blocked:
+            words = "、".join(dict.fromkeys(str(b["term"]) for b in blocked))
+            return Verdict(self.name, reason(Reason.BANNED_WORDING, f"absolute wording banned by Advertising Law art. 9(3): {words}", terms=blocked))
+        return None
+
+
+class SignatureRule:
+    """Every SMS starts with the brand's 【signature】: added when missing, a different one refused."""
+
+    name = "signature"
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """SMS and MMS only."""
+        if draft.channel not in ("sms", "mms") or not draft.fields.get("text"):
+            return None
+        text = str(draft.fields["text"])
+        expected = draft.rules.signature or draft.brand
+        found = SIGNATURE.match(text)
+        if found:
+            if expected and found.group(1).strip() != expected:
+                return Verdict(self.name, reason(Reason.SIGNATURE_MISMATCH, f"text is signed 【{found.group(1)}】 but the brand's signature is 【{expected}】"))
+            return None
+        if not expected:
+            return Verdict(self.name, reason(Reason.MISSING_SIGNATURE, "SMS must carry the sender's 【signature】: give brand or sign the text"))
+        draft.fields["text"] = f"【{expected}】{text.lstrip()}"
+        return None
+
+
+class FooterRule:
+    """Marketing SMS/MMS carry a way to refuse; notifications must not."""
+
+    name = "unsubscribe_footer"
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """Append the brand's footer to marketing text that has none; refuse one on transactional text."""
+        if draft.channel not in ("sms", "mms") or not draft.fields.get("text"):
+            return None
+        text = str(draft.fields["text"])
+        has = UNSUBSCRIBE.search(text) is not None
+        if draft.category == "transactional":
+            if has:
+                return Verdict(self.name, reason(Reason.UNSUBSCRIBE_ON_TRANSACTIONAL, "transactional SMS must not carry an unsubscribe line"))
+            return None
+        if not has:
+            draft.fields["text"] = text.rstrip() + draft.rules.unsubscribe_footer
+        return None
+
+
+class LengthRule:
+    """Encoding and segments; text over the provider maximum is refused."""
+
+    name = "length"
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """Counted with the signature and footer in place."""
+        if draft.channel not in ("sms", "mms") or not draft.fields.get("text"):
+            return None
+        text = str(draft.fields["text"])
+        if len(text) > draft.rules.max_sms_chars:
+            return Verdict(self.name, reason(Reason.CONTENT_TOO_LONG, f"SMS text is {len(text)} characters; the maximum is {draft.rules.max_sms_chars}"))
+        draft.encoding, draft.segments = sms.segments(text)
+        return None
+
+
+def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
+    """The content rules, in order: wording on the caller's text first, then the SMS rules."""
+    return (WordingRule(matcher), SignatureRule(), FooterRule(), LengthRule())
+
+
+def run(pipeline: Sequence[Rule], draft: Draft) -> Verdict | None:
+    """Apply the rules in order; the first blocking verdict wins. Every rule's decision is recorded."""
+    for rule in pipeline:
+        verdict = rule.check(draft)
+        if verdict is not None:
+            draft.decisions.append((rule.name, "reject", verdict.reason["code"]))
+            return verdict
+        warned = [w for w in draft.warnings if w.get("_rule") is None]
+        for w in warned:
+            w["_rule"] = rule.name
+        draft.decisions.append((rule.name, "warn" if warned else "pass", warned[0]["code"] if warned else None))
+    for w in draft.warnings:
+        w.pop("_rule", None)
+    return None

@@ -1,0 +1,193 @@
+"""The compliance policy: a TOML file of defaults with per-brand and per-tenant overrides."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from compliance.wording import Term, WordingMatcher, load_allowed, load_terms
+
+CATEGORIES = ("marketing", "transactional")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class PolicyError(ValueError):
+    """The policy file is not valid; the message says where."""
+
+
+class Overrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Keys any level of the policy may set."""
+
+    monthly_cap: int | None = None
+    cap_categories: list[str] | None = None
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+    quiet_categories: list[str] | None = None
+    signature: str | None = None
+    unsubscribe_footer: str | None = None
+    max_sms_chars: int | None = None
+    replies_global: bool | None = None
+
+
+class TenantPolicy(Overrides, forbid_unknown_fields=True, omit_defaults=True):
+    """A tenant's overrides, with its own per-brand overrides."""
+
+    brands: dict[str, Overrides] = {}
+
+
+class BannedEntry(msgspec.Struct, forbid_unknown_fields=True):
+    """An extra banned term from the policy."""
+
+    term: str
+    category: str = "absolute"
+    severity: str = "block"
+
+
+class WordingPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    """Extra terms and look-alikes."""
+
+    banned: list[BannedEntry] = []
+    allowed: list[str] = []
+
+
+class PolicyFile(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole file."""
+
+    defaults: Overrides
+    brands: dict[str, Overrides] = {}
+    tenants: dict[str, TenantPolicy] = {}
+    wording: WordingPolicy = msgspec.field(default_factory=WordingPolicy)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The resolved policy for one tenant and brand."""
+
+    monthly_cap: int
+    cap_categories: frozenset[str]
+    quiet_start: int  # minutes after local midnight
+    quiet_end: int
+    quiet_categories: frozenset[str]
+    signature: str | None
+    unsubscribe_footer: str
+    max_sms_chars: int
+    replies_global: bool
+
+
+class Policy:
+    """Resolves rules per (tenant, brand) and owns the wording matcher."""
+
+    def __init__(self, spec: PolicyFile, source: str = "policy") -> None:
+        self.spec = spec
+        self.source = source
+        for where, o in self._levels():
+            _validate(o, f"{source}: {where}")
+        for entry in spec.wording.banned:
+            if entry.severity not in ("block", "warning"):
+                raise PolicyError(f"{source}: wording.banned {entry.term!r}: severity must be block or warning")
+        try:
+            self.matcher = WordingMatcher(
+                load_terms(Term(e.term, e.category, e.severity) for e in spec.wording.banned),  # type: ignore[arg-type]
+                load_allowed(spec.wording.allowed),
+            )
+        except ValueError as exc:
+            raise PolicyError(f"{source}: wording: {exc}") from None
+        self.rules(None, None)  # the defaults must resolve completely
+        self._cache: dict[tuple[str | None, str | None], Rules] = {}
+
+    def _levels(self) -> list[tuple[str, Overrides]]:
+        levels: list[tuple[str, Overrides]] = [("defaults", self.spec.defaults)]
+        levels += [(f'brands."{b}"', o) for b, o in self.spec.brands.items()]
+        for t, tp in self.spec.tenants.items():
+            levels.append((f"tenants.{t}", tp))
+            levels += [(f'tenants.{t}.brands."{b}"', o) for b, o in tp.brands.items()]
+        return levels
+
+    def rules(self, tenant: str | None, brand: str | None) -> Rules:
+        """Defaults <- brand <- tenant <- tenant's brand."""
+        key = (tenant, brand)
+        cached = getattr(self, "_cache", {}).get(key)
+        if cached is not None:
+            return cached
+        merged: dict[str, Any] = {}
+        layers: list[Overrides | None] = [self.spec.defaults, self.spec.brands.get(brand or "")]
+        tp = self.spec.tenants.get(tenant or "")
+        if tp is not None:
+            layers += [tp, tp.brands.get(brand or "")]
+        for layer in layers:
+            if layer is not None:
+                merged.update({k: v for k, v in msgspec.structs.asdict(layer).items() if v is not None and k != "brands"})
+        missing = [k for k in ("monthly_cap", "quiet_start", "quiet_end", "unsubscribe_footer", "max_sms_chars") if k not in merged]
+        if missing:
+            raise PolicyError(f"{self.source}: [defaults] must set {', '.join(missing)}")
+        rules = Rules(
+            monthly_cap=int(merged["monthly_cap"]),
+            cap_categories=frozenset(merged.get("cap_categories", ["marketing"])),
+            quiet_start=_minutes(merged["quiet_start"]),
+            quiet_end=_minutes(merged["quiet_end"]),
+            quiet_categories=frozenset(merged.get("quiet_categories", ["marketing"])),
+            signature=merged.get("signature"),
+            unsubscribe_footer=str(merged["unsubscribe_footer"]),
+            max_sms_chars=int(merged["max_sms_chars"]),
+            replies_global=bool(merged.get("replies_global", False)),
+        )
+        if hasattr(self, "_cache"):
+            self._cache[key] = rules
+        return rules
+
+
+def _validate(o: Overrides, where: str) -> None:
+    if o.monthly_cap is not None and not 0 <= o.monthly_cap <= 1000:
+        raise PolicyError(f"{where}: monthly_cap must be 0 to 1000")
+    for name in ("cap_categories", "quiet_categories"):
+        value = getattr(o, name)
+        if value is not None and not set(value) <= set(CATEGORIES):
+            raise PolicyError(f"{where}: {name} must be among {', '.join(CATEGORIES)}")
+    for name in ("quiet_start", "quiet_end"):
+        value = getattr(o, name)
+        if value is not None and not _HHMM.match(value):
+            raise PolicyError(f'{where}: {name} must be "HH:MM", got {value!r}')
+    if o.unsubscribe_footer is not None and not o.unsubscribe_footer.strip():
+        raise PolicyError(f"{where}: unsubscribe_footer must not be empty")
+    if o.signature is not None and (not o.signature.strip() or "【" in o.signature or "】" in o.signature):
+        raise PolicyError(f"{where}: signature is the brand name without 【】")
+    if o.max_sms_chars is not None and not 70 <= o.max_sms_chars <= 1000:
+        raise PolicyError(f"{where}: max_sms_chars must be 70 to 1000")
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    """Parse and validate a policy document."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        spec = msgspec.convert(raw, PolicyFile)
+    except msgspec.ValidationError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
+    return Policy(spec, source)
+
+
+@lru_cache(maxsize=8)
+def load_policy(path: str | None = None) -> Policy:
+    """The policy at path, or the shipped default."""
+    if path is None:
+        text = resources.files("compliance").joinpath("data", "policy.toml").read_text(encoding="utf-8")
+        return parse_policy(text, "compliance/data/policy.toml")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: {exc.strerror}") from None
+    return parse_policy(text, path)

@@ -1,0 +1,39 @@
+"""Time rules in the member's own time zone: quiet hours and the cap month."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from compliance.policy import Rules
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    """A cached ZoneInfo."""
+    return ZoneInfo(name)
+
+
+def quiet_release(when: float, tz: str, category: str, rules: Rules) -> float | None:
+    """If ``when`` falls in the member's quiet hours for this category, the epoch time they end; else None."""
+    if category not in rules.quiet_categories or rules.quiet_start == rules.quiet_end:
+        return None
+    local = datetime.fromtimestamp(when, zone(tz))
+    minute = local.hour * 60 + local.minute
+    start, end = rules.quiet_start, rules.quiet_end
+    inside = (minute >= start or minute < end) if start > end else (start <= minute < end)
+    if not inside:
+        return None
+    release_day = local.date()
+    if start > end and minute >= start:
+        release_day += timedelta(days=1)
+    release = datetime(release_day.year, release_day.month, release_day.day, end // 60, end % 60, tzinfo=zone(tz))
+    return release.timestamp()
+
+
+def cap_month(when: float, tz: str) -> tuple[str, float]:
+    """The member's calendar month at ``when`` ("2026-12") and the epoch time it ends."""
+    local = datetime.fromtimestamp(when, zone(tz))
+    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    return f"{local.year:04d}-{local.month:02d}", datetime(year, month, 1, tzinfo=zone(tz)).timestamp()

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from compliance.content import Draft, content_pipeline, run
+from compliance.policy import load_policy, parse_policy
+from compliance.timing import cap_month, quiet_release
+
+POLICY = load_policy()
+RULES = POLICY.rules(None, "星耀商城")
+PIPE = content_pipeline(POLICY.matcher)
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def draft(text: str, category: str = "marketing", brand: str | None = "星耀商城", channel: str = "sms") -> Draft:
+    return Draft(channel=channel, category=category, brand=brand, fields={"text": text}, rules=RULES)
+
+
+def test_marketing_sms_gets_signature_and_footer() -> None:
+    d = draft("您的积分即将清零")
+    assert run(PIPE, d) is None
+    assert d.fields["text"] == "【星耀商城】您的积分即将清零拒收请回复R"
+    assert (d.encoding, d.segments) == ("UCS-2", 1)
+    assert [name for name, _, _ in d.decisions] == ["wording", "signature", "unsubscribe_footer", "length"]
+
+
+@pytest.mark.parametrize("footer", ["回TD退订", "拒收请回复R", "回T退订", "退订回T", "回 td 退订", "回ＴＤ退订"])
+def test_existing_footer_is_kept(footer: str) -> None:
+    d = draft(f"【星耀商城】会员日双倍积分{footer}")
+    assert run(PIPE, d) is None and d.fields["text"].endswith(footer) and d.fields["text"].count("退订") <= 1
+
+
+def test_transactional_must_not_carry_a_footer() -> None:
+    assert run(PIPE, draft("您获得200积分", category="transactional")) is None
+    v = run(PIPE, draft("您获得200积分回TD退订", category="transactional"))
+    assert v is not None and v.reason["code"] == "unsubscribe_on_transactional"
+
+
+def test_signature_mismatch_and_missing() -> None:
+    v = run(PIPE, draft("【别家商城】您好"))
+    assert v is not None and v.reason["code"] == "signature_mismatch"
+    v = run(PIPE, draft("您好", brand=None))
+    assert v is not None and v.reason["code"] == "missing_signature"
+    d = draft("【自有签名】您好", brand=None)
+    assert run(PIPE, d) is None and d.fields["text"].startswith("【自有签名】您好")
+
+
+def test_banned_wording_blocks_with_positions_in_the_callers_text() -> None:
+    v = run(PIPE, draft("会员日全场最低价"))
+    assert v is not None and v.reason["code"] == "banned_wording"
+    assert v.reason["terms"] == [{"term": "最低价", "start": 5, "end": 8, "category": "absolute", "field": "text"}]
+
+
+def test_time_pressure_is_a_warning_not_a_block() -> None:
+    d = draft("限时秒杀,积分兑换")
+    assert run(PIPE, d) is None
+    assert d.warnings[0]["severity"] == "warning" and d.warnings[0]["terms"][0]["term"] == "秒杀"
+
+
+def test_too_long_is_refused() -> None:
+    v = run(PIPE, draft("积" * 495))
+    assert v is not None and v.reason["code"] == "content_too_long"
+
+
+def test_quiet_hours_release_and_cap_month() -> None:
+    at = datetime(2026, 11, 25, 23, 0, tzinfo=SH).timestamp()
+    assert quiet_release(at, "Asia/Shanghai", "marketing", RULES) == datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp()
+    assert quiet_release(at, "Asia/Shanghai", "transactional", RULES) is None
+    early = datetime(2026, 11, 26, 7, 59, tzinfo=SH).timestamp()
+    assert quiet_release(early, "Asia/Shanghai", "marketing", RULES) == datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp()
+    assert quiet_release(datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp(), "Asia/Shanghai", "marketing", RULES) is None
+    # 23:30 in Shanghai is 15:30 UTC: still November there and in UTC; 00:30 on Dec 1 in Shanghai is Nov 30 UTC.
+    month, ends = cap_month(datetime(2026, 12, 1, 0, 30, tzinfo=SH).timestamp(), "Asia/Shanghai")
+    assert month == "2026-12" and ends == datetime(2027, 1, 1, tzinfo=SH).timestamp()
+    assert cap_month(datetime(2026, 11, 30, 23, 59, tzinfo=SH).timestamp(), "Asia/Shanghai")[0] == "2026-11"
+
+
+def test_overrides_resolve_in_order() -> None:
+    p = parse_policy(
+        """
+[defaults]
+monthly_cap = 4
+quiet_start = "21:00"
+quiet_end = "08:00"
+unsubscribe_footer = "拒收请回复R"
+max_sms_chars = 500
+[brands."甲"]
+unsubscribe_footer = "回TD退订"
+[tenants.acme]
+monthly_cap = 6
+[tenants.acme.brands."甲"]
+quiet_start = "22:00"
+"""
+    )
+    r = p.rules("acme", "甲")
+    assert (r.monthly_cap, r.unsubscribe_footer, r.quiet_start) == (6, "回TD退订", 22 * 60)
+    assert p.rules("other", "甲").monthly_cap == 4
