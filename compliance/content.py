@@ -81,11 +81,23 @@ class WordingRule:
             if warns:
                 words = "、".join(str(w["term"]) for w in warns)
                 draft.warnings.append(
-                    reason(Reason.BANNED_WORDING, f"time-pressure wording ({words}) risks platform complaints", severity="warning", terms=warns)
+                    reason(
+                        Reason.BANNED_WORDING,
+                        f"time-pressure wording ({words}) risks platform complaints",
+                        severity="warning",
+                        terms=warns,
+                    )
                 )
         if blocked:
             words = "、".join(dict.fromkeys(str(b["term"]) for b in blocked))
-            return Verdict(self.name, reason(Reason.BANNED_WORDING, f"absolute wording banned by Advertising Law art. 9(3): {words}", terms=blocked))
+            return Verdict(
+                self.name,
+                reason(
+                    Reason.BANNED_WORDING,
+                    f"absolute wording banned by Advertising Law art. 9(3): {words}",
+                    terms=blocked,
+                ),
+            )
         return None
 
 
@@ -103,10 +115,22 @@ class SignatureRule:
         found = SIGNATURE.match(text)
         if found:
             if expected and found.group(1).strip() != expected:
-                return Verdict(self.name, reason(Reason.SIGNATURE_MISMATCH, f"text is signed 【{found.group(1)}】 but the brand's signature is 【{expected}】"))
+                return Verdict(
+                    self.name,
+                    reason(
+                        Reason.SIGNATURE_MISMATCH,
+                        f"text is signed 【{found.group(1)}】 but the brand's signature is 【{expected}】",
+                    ),
+                )
             return None
         if not expected:
-            return Verdict(self.name, reason(Reason.MISSING_SIGNATURE, "SMS must carry the sender's 【signature】: give brand or sign the text"))
+            return Verdict(
+                self.name,
+                reason(
+                    Reason.MISSING_SIGNATURE,
+                    "SMS must carry the sender's 【signature】: give brand or sign the text",
+                ),
+            )
         draft.fields["text"] = f"【{expected}】{text.lstrip()}"
         return None
 
@@ -124,7 +148,13 @@ class FooterRule:
         has = UNSUBSCRIBE.search(text) is not None
         if draft.category == "transactional":
             if has:
-                return Verdict(self.name, reason(Reason.UNSUBSCRIBE_ON_TRANSACTIONAL, "transactional SMS must not carry an unsubscribe line"))
+                return Verdict(
+                    self.name,
+                    reason(
+                        Reason.UNSUBSCRIBE_ON_TRANSACTIONAL,
+                        "transactional SMS must not carry an unsubscribe line",
+                    ),
+                )
             return None
         if not has:
             draft.fields["text"] = text.rstrip() + draft.rules.unsubscribe_footer
@@ -142,7 +172,13 @@ class LengthRule:
             return None
         text = str(draft.fields["text"])
         if len(text) > draft.rules.max_sms_chars:
-            return Verdict(self.name, reason(Reason.CONTENT_TOO_LONG, f"SMS text is {len(text)} characters; the maximum is {draft.rules.max_sms_chars}"))
+            return Verdict(
+                self.name,
+                reason(
+                    Reason.CONTENT_TOO_LONG,
+                    f"SMS text is {len(text)} characters; the maximum is {draft.rules.max_sms_chars}",
+                ),
+            )
         draft.encoding, draft.segments = sms.segments(text)
         return None
 
@@ -162,7 +198,9 @@ def run(pipeline: Sequence[Rule], draft: Draft) -> Verdict | None:
         warned = [w for w in draft.warnings if w.get("_rule") is None]
         for w in warned:
             w["_rule"] = rule.name
-        draft.decisions.append((rule.name, "warn" if warned else "pass", warned[0]["code"] if warned else None))
+        draft.decisions.append(
+            (rule.name, "warn" if warned else "pass", warned[0]["code"] if warned else None)
+        )
     for w in draft.warnings:
         w.pop("_rule", None)
     return None

@@ -87,11 +87,14 @@ class Policy:
     def __init__(self, spec: PolicyFile, source: str = "policy") -> None:
         self.spec = spec
         self.source = source
+        self._cache: dict[tuple[str | None, str | None], Rules] = {}
         for where, o in self._levels():
             _validate(o, f"{source}: {where}")
         for entry in spec.wording.banned:
             if entry.severity not in ("block", "warning"):
-                raise PolicyError(f"{source}: wording.banned {entry.term!r}: severity must be block or warning")
+                raise PolicyError(
+                    f"{source}: wording.banned {entry.term!r}: severity must be block or warning"
+                )
         try:
             self.matcher = WordingMatcher(
                 load_terms(Term(e.term, e.category, e.severity) for e in spec.wording.banned),  # type: ignore[arg-type]
@@ -100,7 +103,6 @@ class Policy:
         except ValueError as exc:
             raise PolicyError(f"{source}: wording: {exc}") from None
         self.rules(None, None)  # the defaults must resolve completely
-        self._cache: dict[tuple[str | None, str | None], Rules] = {}
 
     def _levels(self) -> list[tuple[str, Overrides]]:
         levels: list[tuple[str, Overrides]] = [("defaults", self.spec.defaults)]
@@ -113,7 +115,7 @@ class Policy:
     def rules(self, tenant: str | None, brand: str | None) -> Rules:
         """Defaults <- brand <- tenant <- tenant's brand."""
         key = (tenant, brand)
-        cached = getattr(self, "_cache", {}).get(key)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
         merged: dict[str, Any] = {}
@@ -123,8 +125,18 @@ class Policy:
             layers += [tp, tp.brands.get(brand or "")]
         for layer in layers:
             if layer is not None:
-                merged.update({k: v for k, v in msgspec.structs.asdict(layer).items() if v is not None and k != "brands"})
-        missing = [k for k in ("monthly_cap", "quiet_start", "quiet_end", "unsubscribe_footer", "max_sms_chars") if k not in merged]
+                merged.update(
+                    {
+                        k: v
+                        for k, v in msgspec.structs.asdict(layer).items()
+                        if v is not None and k != "brands"
+                    }
+                )
+        missing = [
+            k
+            for k in ("monthly_cap", "quiet_start", "quiet_end", "unsubscribe_footer", "max_sms_chars")
+            if k not in merged
+        ]
         if missing:
             raise PolicyError(f"{self.source}: [defaults] must set {', '.join(missing)}")
         rules = Rules(
@@ -138,8 +150,7 @@ class Policy:
             max_sms_chars=int(merged["max_sms_chars"]),
             replies_global=bool(merged.get("replies_global", False)),
         )
-        if hasattr(self, "_cache"):
-            self._cache[key] = rules
+        self._cache[key] = rules
         return rules
 
 

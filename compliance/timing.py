@@ -28,7 +28,9 @@ def quiet_release(when: float, tz: str, category: str, rules: Rules) -> float | 
     release_day = local.date()
     if start > end and minute >= start:
         release_day += timedelta(days=1)
-    release = datetime(release_day.year, release_day.month, release_day.day, end // 60, end % 60, tzinfo=zone(tz))
+    release = datetime(
+        release_day.year, release_day.month, release_day.day, end // 60, end % 60, tzinfo=zone(tz)
+    )
     return release.timestamp()
 
 

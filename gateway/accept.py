@@ -9,14 +9,16 @@ from typing import Any
 
 import msgspec
 
-from compliance import sms
+from compliance.content import Draft, content_pipeline, run
+from compliance.policy import Policy, Rules
 from compliance.reasons import Reason, reason
-from gateway import keys
+from compliance.timing import cap_month, quiet_release
+from gateway import keys, metrics
 from gateway.dispatch import AsyncScheduler
 from gateway.errors import Conflict, Unprocessable
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, NotifyResult
-from gateway.recipients import InvalidRecipient, check_email, check_timezone, parse_phone
+from gateway.recipients import InvalidRecipient, Members, check_email, check_timezone, parse_phone
 from gateway.settings import Settings
 from gateway.store import Store, event
 from gateway.timeutil import Clock, rfc3339, system_clock
@@ -64,6 +66,18 @@ class Prepared:
     fingerprint: str
     scheduled_for: float | None = None
     extra_events: list[str] = field(default_factory=list)
+    accepted_at: str = ""
+
+    def suppress(self, decision: str) -> None:
+        """The accept script suppressed it (opt-out or cap): the answer says so."""
+        detail = {
+            "opted_out": "the member opted out of messages from this brand or channel",
+            "frequency_cap": f"the monthly cap of {self.record.get('cap_limit')} messages for this member is reached",
+        }[decision]
+        self.result.status = "suppressed"
+        self.result.scheduled_for = None
+        self.result.reasons = [{"code": decision, "detail": detail}]
+        self.scheduled_for = None
 
     @property
     def http_status(self) -> int:
@@ -86,12 +100,16 @@ class Acceptor:
         store: Store,
         renderer: Renderer,
         scheduler: AsyncScheduler,
+        policy: Policy,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.store = store
         self.renderer = renderer
         self.scheduler = scheduler
+        self.policy = policy
+        self.pipeline = content_pipeline(policy.matcher)
+        self.members = Members(settings.hmac_key)
         self.clock = clock
 
     # -- public ---------------------------------------------------------------------------------
@@ -108,6 +126,8 @@ class Acceptor:
             return self.replay(stored, fp)
         if verdict != "new":
             raise Conflict("id_collision", "please retry")
+        if stored != "accept":
+            prepared.suppress(stored)
         await self._after_accept([prepared])
         return Answer(prepared.http_status, msgspec.to_builtins(prepared.result))
 
@@ -136,6 +156,8 @@ class Acceptor:
                 except (Unprocessable, Conflict) as exc:
                     answers[i] = Answer(exc.status, exc.problem())
             elif verdict == "new":
+                if stored != "accept":
+                    prepared.suppress(stored)
                 accepted.append(prepared)
                 answers[i] = Answer(prepared.http_status, msgspec.to_builtins(prepared.result))
             else:
@@ -188,37 +210,46 @@ class Acceptor:
                 )
         address, zone = self._recipient(req)
         rendered = self._render(req)
-        segments = None
-        encoding = ""
-        if channel in ("sms", "mms") and rendered.get("text"):
-            text = rendered["text"]
-            if req.brand and not text.startswith("【"):
-                text = f"【{req.brand}】{text}"
-            rendered["text"] = text
-            if len(text) > sms.MAX_SMS_CHARS:
-                raise Rejected(
-                    channel,
-                    [
-                        reason(
-                            Reason.CONTENT_TOO_LONG,
-                            f"SMS text is {len(text)} characters; providers accept at most {sms.MAX_SMS_CHARS}",
-                        )
-                    ],
-                )
-            encoding, segments = sms.segments(text)
+        rules = self.policy.rules(tenant, req.brand)
+        draft = Draft(channel=channel, category=req.category, brand=req.brand, fields=rendered, rules=rules)
+        verdict = run(self.pipeline, draft)
+        for rule_name, outcome, _ in draft.decisions:
+            metrics.DECISIONS_BY.inc(rule_name, outcome)
+        if verdict is not None:
+            raise Rejected(channel, [verdict.reason])
+        rendered = draft.fields
+        segments, encoding = draft.segments, draft.encoding or ""
 
         now = self.clock()
         ntf_id = new_id("ntf")
         send_at = req.send_at.timestamp() if req.send_at else None
         expires_at = req.expires_at.timestamp() if req.expires_at else None
         due = max(now, send_at or now)
+        reasons: list[dict[str, Any]] = list(draft.warnings)
+        timing = [("expiry", "pass")]
+        held_by = "send_at" if due > now else None
+        release = quiet_release(due, zone, req.category, rules)
+        if release is not None:
+            due, held_by = release, "quiet_hours"
+            reasons.append(
+                reason(
+                    Reason.QUIET_HOURS, "held until the member's quiet hours end", scheduled_for=rfc3339(due)
+                )
+            )
+            timing.append(("quiet_hours", "defer"))
         status = "queued" if due <= now else "scheduled"
-        reasons: list[dict[str, Any]] = []
         if expires_at is not None and expires_at <= due:
             status = "suppressed"
-            reasons.append(reason(Reason.EXPIRED, "expires_at is before the message could be sent"))
+            reasons = [reason(Reason.EXPIRED, "expires_at is before the message could be sent")]
+            timing[0] = ("expiry", "suppress")
+        for rule_name, outcome in timing:
+            metrics.DECISIONS_BY.inc(rule_name, outcome)
         final = status == "suppressed"
         scheduled_for = due if status == "scheduled" else None
+        member = self.members.of(address)
+        state: dict[str, str] = {}
+        if not final:
+            state = self._state_rules(tenant, member, channel, req, rules, due, zone, now)
         static = {
             "category": req.category,
             "address": address,
@@ -247,6 +278,8 @@ class Acceptor:
             "updated_at": repr(now),
             "attempts": "0",
             "reasons": _encode.encode(reasons).decode(),
+            "member": member,
+            **state,
         }
         result = NotifyResult(
             id=ntf_id,
@@ -259,9 +292,11 @@ class Acceptor:
         first = event(
             "accepted", at=now, status=status, channel=channel, category=req.category, segments=segments
         )
-        extra: list[str] = []
+        decisions = [{"rule": r, "outcome": o, "reason": c} for r, o, c in draft.decisions]
+        decisions += [{"rule": r, "outcome": o} for r, o in timing]
+        extra = [event("compliance", at=now, stage="accept", decisions=decisions)]
         if status == "scheduled":
-            extra.append(event("scheduled", at=now, scheduled_for=rfc3339(scheduled_for), reason="send_at"))
+            extra.append(event("scheduled", at=now, scheduled_for=rfc3339(scheduled_for), reason=held_by))
         if final:
             extra.append(event("suppressed", at=now, reason=str(Reason.EXPIRED), detail=reasons[0]["detail"]))
         lease = None if final else due + self.settings.lease_seconds
@@ -277,7 +312,32 @@ class Acceptor:
             fp,
             scheduled_for,
             extra,
+            rfc3339(now) or "",
         )
+
+    def _state_rules(
+        self,
+        tenant: str,
+        member: str,
+        channel: str,
+        req: NotifyRequest,
+        rules: Rules,
+        due: float,
+        zone: str,
+        now: float,
+    ) -> dict[str, str]:
+        """What the accept script needs for the opt-out test and the cap reservation (record fields)."""
+        brand = req.brand or ""
+        scopes = ["*|*", f"*|{channel}"]
+        if brand:
+            scopes += [f"{brand}|*", f"{brand}|{channel}"]
+        out = {"optout_key": keys.optouts(tenant, member), "optout_scopes": "\n".join(scopes)}
+        if rules.monthly_cap > 0 and req.category in rules.cap_categories:
+            month, month_end = cap_month(due, zone)
+            out["cap_key"] = keys.cap(tenant, member, month)
+            out["cap_limit"] = str(rules.monthly_cap)
+            out["cap_ttl"] = str(int(month_end - now) + 7 * 86_400)
+        return out
 
     def _accept_args(self, p: Prepared) -> tuple[list[str], list[str | bytes]]:
         idem = ""
@@ -293,11 +353,10 @@ class Acceptor:
             final=p.final,
             idem_key=p.idem_key,
             idem_record=idem,
+            now=p.accepted_at,
         )
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:
-        from gateway import metrics
-
         for p in accepted:
             metrics.NOTIFICATIONS_BY.inc(p.record["channel"], p.result.status)
             if p.result.status == "scheduled" and p.scheduled_for is not None:

@@ -20,6 +20,7 @@ from litestar.params import FromPath, JSONBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.signing import SIGNATURE_HEADER, verify
+from compliance.policy import load_policy
 from gateway import keys, metrics
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.auth import Authenticator, Principal
@@ -370,7 +371,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             settings=settings,
             store=store,
             auth=Authenticator(client, settings.api_key_cache_seconds),
-            acceptor=Acceptor(settings, store, renderer, scheduler),
+            acceptor=Acceptor(settings, store, renderer, scheduler, load_policy(settings.policy_path)),
             sync_redis=sync,
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:

@@ -44,6 +44,16 @@ def tenants() -> str:
     return f"{PREFIX}tenants"
 
 
+def optouts(tenant: str, member: str) -> str:
+    """Hash of one member's opt-outs: field ``brand|channel`` (``*`` = any) -> JSON entry. Never expires."""
+    return f"{_t(tenant)}optout:{member}"
+
+
+def cap(tenant: str, member: str, month: str) -> str:
+    """Counter of one member's capped messages in one calendar month of their own zone."""
+    return f"{_t(tenant)}cap:{member}:{month}"
+
+
 def api_key(key_hash: str) -> str:
     """Hash of one API key (looked up by the SHA-256 of the key)."""
     return f"{PREFIX}apikey:{key_hash}"

@@ -44,6 +44,14 @@ DEAD_LETTERED = Counter(
 )
 
 
+DECISIONS = Counter(
+    "tidings_compliance_decisions_total",
+    "Compliance decisions by rule and outcome (pass, warn, reject, defer, suppress).",
+    ["rule", "outcome"],
+    registry=REGISTRY,
+)
+
+
 class QueueCollector(Collector):
     """Queue depth read from Redis at scrape time, so every replica reports the same truth."""
 
@@ -80,3 +88,4 @@ class LabelCache:
 
 
 NOTIFICATIONS_BY = LabelCache(NOTIFICATIONS)
+DECISIONS_BY = LabelCache(DECISIONS)

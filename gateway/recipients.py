@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -137,3 +139,14 @@ def check_timezone(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidRecipient(f"unknown time zone {name!r}") from None
     return name
+
+
+class Members:
+    """A member's key in Redis and the audit log: a keyed hash of the address, never the address (PIPL)."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+        self.of = lru_cache(maxsize=65_536)(self._of)
+
+    def _of(self, address: str) -> str:
+        return hmac.new(self._key, address.encode(), hashlib.sha256).hexdigest()[:32]

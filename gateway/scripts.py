@@ -6,26 +6,72 @@ also run on Redis Cluster.
 
 from __future__ import annotations
 
-# KEYS: idem, ntf, events, lease, ready
-# ARGV: has_idem ('1'/'0'), idem_record, idem_ttl, id, lease ('' = none), ttl ('' = none), ready ('1'/'0'),
-#       n_events, event..., field, value, ...
+# KEYS: idem, ntf, events, lease, ready, optouts, cap
+# ARGV: [1] has_idem, [2] idem_record, [3] idem_ttl, [4] id, [5] lease ('' = none), [6] ttl ('' = none),
+#       [7] ready, [8] cap_limit ('0' = no cap), [9] cap_ttl, [10] suppressed_ttl, [11] now (RFC 3339),
+#       [12] n_scopes, scope..., n_events, event..., field, value, ...
+# Idempotency, the opt-out test and the cap reservation happen together: no race between two requests.
+# Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'} or {'dup', stored idempotency record}.
 ACCEPT = """
 if ARGV[1] == '1' then
   local cur = redis.call('GET', KEYS[1])
   if cur then return {'dup', cur} end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision', ''} end
-local n_events = tonumber(ARGV[8])
-redis.call('HSET', KEYS[2], unpack(ARGV, 9 + n_events))
-for i = 9, 8 + n_events do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
-if ARGV[7] == '1' then redis.call('RPUSH', KEYS[5], ARGV[4]) end
-if ARGV[6] ~= '' then
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
+local n_scopes = tonumber(ARGV[12])
+local ev_at = 13 + n_scopes
+local n_events = tonumber(ARGV[ev_at])
+local decision = 'accept'
+if n_scopes > 0 then
+  local found = redis.call('HMGET', KEYS[6], unpack(ARGV, 13, 12 + n_scopes))
+  for i = 1, n_scopes do
+    if found[i] then decision = 'opted_out' break end
+  end
 end
-if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
-return {'new', ''}
+local cap = tonumber(ARGV[8])
+if decision == 'accept' and cap > 0 then
+  if tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then
+    decision = 'frequency_cap'
+  else
+    redis.call('INCR', KEYS[7])
+    redis.call('EXPIRE', KEYS[7], ARGV[9])
+  end
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, ev_at + 1 + n_events))
+for i = ev_at + 1, ev_at + n_events do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if decision == 'accept' then
+  if cap > 0 then redis.call('HSET', KEYS[2], 'cap_counted', '1') end
+  if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
+  if ARGV[7] == '1' then redis.call('RPUSH', KEYS[5], ARGV[4]) end
+  if ARGV[6] ~= '' then
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+    redis.call('EXPIRE', KEYS[3], ARGV[6])
+  end
+  if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+  return {'new', decision}
+end
+local why
+if decision == 'opted_out' then
+  why = {code = 'opted_out', detail = 'the member opted out of messages from this brand or channel'}
+else
+  why = {code = 'frequency_cap', detail = 'the monthly cap of ' .. ARGV[8] .. ' messages for this member is reached'}
+end
+local reasons = cjson.encode({why})
+redis.call('HSET', KEYS[2], 'status', 'suppressed', 'error_code', decision, 'reasons', reasons)
+local rule = decision == 'opted_out' and 'opt_out' or 'frequency_cap'
+redis.call('RPUSH', KEYS[3], cjson.encode({type = 'compliance', at = ARGV[11], stage = 'accept', rule = rule, outcome = 'suppress', reason = decision}))
+redis.call('RPUSH', KEYS[3], cjson.encode({type = 'suppressed', at = ARGV[11], reason = decision, detail = why.detail}))
+redis.call('EXPIRE', KEYS[2], ARGV[10])
+redis.call('EXPIRE', KEYS[3], ARGV[10])
+if ARGV[1] == '1' then
+  local rec = cjson.decode(ARGV[2])
+  rec.status = 200
+  rec.body.status = 'suppressed'
+  rec.body.scheduled_for = cjson.null
+  rec.body.reasons = {why}
+  redis.call('SET', KEYS[1], cjson.encode(rec), 'EX', ARGV[3])
+end
+return {'new', decision}
 """
 
 # KEYS: idem.  ARGV: pending_record, ttl.  Reserve a key for a long request (batch).

@@ -27,6 +27,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     simulator_url: str = "http://127.0.0.1:8081"
     simulator_secret: str = "dev-simulator-secret"  # noqa: S105 - dev default, set it in production
     public_url: str = "http://127.0.0.1:8080"
+    # Compliance policy TOML (None: the shipped compliance/data/policy.toml).
+    policy_path: str | None = None
+    # Key of the HMAC that turns addresses into member keys (opt-outs, caps, audit lookups).
+    hmac_key: Annotated[str, Meta(min_length=8)] = "dev-hmac-key-change-me"
     default_region: Annotated[str, Meta(pattern="^[A-Z]{2}$")] = "CN"
     # Delivery.
     batch_size: Annotated[int, Meta(ge=1, le=1000)] = 100

@@ -69,23 +69,28 @@ class Store:
         self,
         tenant: str,
         record: Mapping[str, str],
-        doc: bytes,
         *,
+        doc: bytes,
         events: Sequence[str],
         lease_score: float | None,
         final: bool,
         idem_key: str | None,
         idem_record: str,
+        now: str,
     ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
         ntf_id = record["id"]
-        idem = keys.idempotency(tenant, idem_key) if idem_key else keys.notification(tenant, ntf_id)
+        ntf_key = keys.notification(tenant, ntf_id)
+        idem = keys.idempotency(tenant, idem_key) if idem_key else ntf_key
+        scopes = record["optout_scopes"].split("\n") if record.get("optout_scopes") else []
         key_list = [
             idem,
-            keys.notification(tenant, ntf_id),
+            ntf_key,
             keys.events(tenant, ntf_id),
             keys.leases(tenant),
             keys.ready(tenant, record["channel"]),
+            record.get("optout_key") or ntf_key,
+            record.get("cap_key") or ntf_key,
         ]
         args: list[str | bytes] = [
             "1" if idem_key else "0",
@@ -95,6 +100,12 @@ class Store:
             "" if lease_score is None else repr(lease_score),
             str(self.record_ttl) if final else "",
             "1" if record["status"] == "queued" else "0",
+            record.get("cap_limit", "0"),
+            record.get("cap_ttl", "0"),
+            str(self.record_ttl),
+            now,
+            str(len(scopes)),
+            *scopes,
             str(len(events)),
             *events,
         ]
@@ -104,7 +115,7 @@ class Store:
         return key_list, args
 
     async def accept(self, k: list[str], a: list[str | bytes]) -> tuple[str, str]:
-        """Run the accept script: ('new', '') or ('dup', stored idempotency record).
+        """Run the accept script: ('new', decision) or ('dup', stored idempotency record).
 
         Calls made in the same event-loop turn (concurrent requests) share one pipeline.
         """

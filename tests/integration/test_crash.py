@@ -25,7 +25,7 @@ def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
         "TIDINGS_SIMULATOR_URL": stack.sim_url,
         "TIDINGS_LEASE_SECONDS": "2",
         "TIDINGS_HOUSEKEEPING_INTERVAL_SECONDS": "0.2",
-        "TIDINGS_BATCH_SIZE": "100",
+        "TIDINGS_BATCH_SIZE": "50",
         "TIDINGS_SEND_CONCURRENCY": "8",
         "TIDINGS_LOG_LEVEL": "WARNING",
     }
@@ -34,7 +34,8 @@ def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
 
 def test_sigkill_mid_batch_delivers_everything_exactly_once(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory(workers=0)
-    stack.faults(channel="sms", error_rate=0.0, latency_ms=40)
+    # Each provider call takes 300 ms, so a batch is almost always in flight when the kill lands.
+    stack.faults(channel="sms", error_rate=0.0, latency_ms=300)
     n = 400
     ids = send_batch(stack, n, prefix="137")
 

@@ -27,7 +27,8 @@ def test_points_expiry_sms_is_delivered_with_timeline(stack: Stack) -> None:
 
     msgs = wait_for(lambda: stack.messages("+8613812345678"), timeout=2)
     assert len(msgs) == 1
-    assert msgs[0]["text"] == "【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。"
+    # The brand's signature in front, its unsubscribe footer behind (a marketing SMS).
+    assert msgs[0]["text"] == "【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。拒收请回复R"
     assert msgs[0]["reference"].endswith(ntf_id)
 
     wait_for(lambda: status_of(stack, ntf_id) == "delivered", timeout=5)
@@ -35,7 +36,15 @@ def test_points_expiry_sms_is_delivered_with_timeline(stack: Stack) -> None:
         view = c.get(f"/v1/notifications/{ntf_id}").json()
     assert view["to"]["phone"] == "+86138****5678"
     assert "13812345678" not in str(view)
-    assert [e["type"] for e in view["events"]] == ["accepted", "attempt", "receipt"]
+    assert [e["type"] for e in view["events"]] == ["accepted", "compliance", "attempt", "receipt"]
+    decided = {d["rule"]: d["outcome"] for d in view["events"][1]["decisions"]}
+    assert decided == {
+        "wording": "pass",
+        "signature": "pass",
+        "unsubscribe_footer": "pass",
+        "length": "pass",
+        "expiry": "pass",
+    }
     assert view["attempts"][0]["outcome"] == "sent" and view["attempts"][0]["provider"] == "simulator"
     assert view["provider_message_id"] == msgs[0]["provider_message_id"]
     assert view["metadata"] == {"campaign": "expiry-2026-12"}

@@ -15,7 +15,9 @@ PIPE = content_pipeline(POLICY.matcher)
 SH = ZoneInfo("Asia/Shanghai")
 
 
-def draft(text: str, category: str = "marketing", brand: str | None = "星耀商城", channel: str = "sms") -> Draft:
+def draft(
+    text: str, category: str = "marketing", brand: str | None = "星耀商城", channel: str = "sms"
+) -> Draft:
     return Draft(channel=channel, category=category, brand=brand, fields={"text": text}, rules=RULES)
 
 
@@ -27,7 +29,9 @@ def test_marketing_sms_gets_signature_and_footer() -> None:
     assert [name for name, _, _ in d.decisions] == ["wording", "signature", "unsubscribe_footer", "length"]
 
 
-@pytest.mark.parametrize("footer", ["回TD退订", "拒收请回复R", "回T退订", "退订回T", "回 td 退订", "回ＴＤ退订"])
+@pytest.mark.parametrize(
+    "footer", ["回TD退订", "拒收请回复R", "回T退订", "退订回T", "回 td 退订", "回ＴＤ退订"]
+)
 def test_existing_footer_is_kept(footer: str) -> None:
     d = draft(f"【星耀商城】会员日双倍积分{footer}")
     assert run(PIPE, d) is None and d.fields["text"].endswith(footer) and d.fields["text"].count("退订") <= 1
@@ -51,7 +55,9 @@ def test_signature_mismatch_and_missing() -> None:
 def test_banned_wording_blocks_with_positions_in_the_callers_text() -> None:
     v = run(PIPE, draft("会员日全场最低价"))
     assert v is not None and v.reason["code"] == "banned_wording"
-    assert v.reason["terms"] == [{"term": "最低价", "start": 5, "end": 8, "category": "absolute", "field": "text"}]
+    assert v.reason["terms"] == [
+        {"term": "最低价", "start": 5, "end": 8, "category": "absolute", "field": "text"}
+    ]
 
 
 def test_time_pressure_is_a_warning_not_a_block() -> None:
@@ -67,11 +73,22 @@ def test_too_long_is_refused() -> None:
 
 def test_quiet_hours_release_and_cap_month() -> None:
     at = datetime(2026, 11, 25, 23, 0, tzinfo=SH).timestamp()
-    assert quiet_release(at, "Asia/Shanghai", "marketing", RULES) == datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp()
+    assert (
+        quiet_release(at, "Asia/Shanghai", "marketing", RULES)
+        == datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp()
+    )
     assert quiet_release(at, "Asia/Shanghai", "transactional", RULES) is None
     early = datetime(2026, 11, 26, 7, 59, tzinfo=SH).timestamp()
-    assert quiet_release(early, "Asia/Shanghai", "marketing", RULES) == datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp()
-    assert quiet_release(datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp(), "Asia/Shanghai", "marketing", RULES) is None
+    assert (
+        quiet_release(early, "Asia/Shanghai", "marketing", RULES)
+        == datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp()
+    )
+    assert (
+        quiet_release(
+            datetime(2026, 11, 26, 8, 0, tzinfo=SH).timestamp(), "Asia/Shanghai", "marketing", RULES
+        )
+        is None
+    )
     # 23:30 in Shanghai is 15:30 UTC: still November there and in UTC; 00:30 on Dec 1 in Shanghai is Nov 30 UTC.
     month, ends = cap_month(datetime(2026, 12, 1, 0, 30, tzinfo=SH).timestamp(), "Asia/Shanghai")
     assert month == "2026-12" and ends == datetime(2027, 1, 1, tzinfo=SH).timestamp()
