@@ -20,12 +20,14 @@ from rq import Queue
 
 from channels import Message, Outcome, Registry, SendResult
 from channels.base import Adapter, BatchAdapter
+from compliance.policy import Policy
 from compliance.reasons import Reason, reason
+from compliance.timing import quiet_release
 from gateway import keys, metrics
 from gateway.settings import Settings
 from gateway.store import Claimed, Store, event
 from gateway.store import Outcome as Written
-from gateway.timeutil import system_clock
+from gateway.timeutil import rfc3339, system_clock
 
 log = logging.getLogger("tidings.dispatch")
 
@@ -176,8 +178,9 @@ class Retry:
 class DeliveryEngine:
     """Sends one batch: claim, send concurrently (bounded), write outcomes, plan retries."""
 
-    def __init__(self, settings: Settings, store: Store, registry: Registry) -> None:
+    def __init__(self, settings: Settings, store: Store, registry: Registry, policy: Policy) -> None:
         self.settings = settings
+        self.policy = policy
         self.store = store
         self.registry = registry
         self._sem = asyncio.Semaphore(settings.send_concurrency)
@@ -185,10 +188,15 @@ class DeliveryEngine:
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
         """Deliver what is due among ids; returns the retries to schedule."""
         now = system_clock()
-        claimed, not_due = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
+        claim = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
+        claimed = claim.claimed
         early: dict[float, list[str]] = defaultdict(list)
-        for ntf_id, when in not_due.items():
+        for ntf_id, when in claim.not_due.items():
             early[when].append(ntf_id)
+        if claim.opted_out:
+            metrics.DECISIONS_BY.inc("opt_out", "suppress")
+            for _ in claim.opted_out:
+                metrics.NOTIFICATIONS_BY.inc(channel, "suppressed")
         if not claimed:
             return [Retry(when, batch) for when, batch in sorted(early.items())]
         results: list[tuple[Written, SendResult | None]] = []
@@ -209,11 +217,11 @@ class DeliveryEngine:
         for (o, result), verdict in zip(results, written, strict=True):
             if verdict == "stale":
                 continue
-            if o.kind == "retry":
+            if o.kind in ("retry", "defer"):
                 retries[float(o.fields["not_before"])].append(o.id)
             if result is not None and result.provider_message_id and o.kind == "sent":
                 sent_pairs.append((result.provider, result.provider_message_id, o.id))
-            status = {"retry": None, "dead": "failed"}.get(o.kind, o.kind)
+            status = {"retry": None, "defer": None, "dead": "failed"}.get(o.kind, o.kind)
             if verdict in ("delivered", "undelivered"):
                 status = verdict  # a receipt had arrived before the send was recorded
                 metrics.NOTIFICATIONS_BY.inc(channel, "sent")
@@ -226,11 +234,32 @@ class DeliveryEngine:
         return [Retry(when, batch) for when, batch in sorted(retries.items())]
 
     def _check(self, c: Claimed, adapters: Sequence[Adapter], now: float) -> Written | None:
-        """Dispatch-time checks: an outcome that needs no provider, or None to send."""
-        expires = c.fields.get("expires_at")
+        """Dispatch-time checks (the opt-out test ran in the claim): an outcome without a provider, or None."""
+        f = c.fields
+        expires = f.get("expires_at")
         if expires and now > float(expires):
+            metrics.DECISIONS_BY.inc("expiry", "suppress")
             why = reason(Reason.EXPIRED, "expires_at passed before the message could be sent")
             return self._final(c, "suppressed", Reason.EXPIRED, why, now)
+        rules = self.policy.rules(f.get("tenant"), f.get("brand") or None)
+        release = quiet_release(
+            now, f.get("timezone") or "Asia/Shanghai", f.get("category", "marketing"), rules
+        )
+        if release is not None:
+            metrics.DECISIONS_BY.inc("quiet_hours", "defer")
+            if expires and release > float(expires):
+                why = reason(Reason.EXPIRED, "the member's quiet hours end after expires_at")
+                return self._final(c, "suppressed", Reason.EXPIRED, why, now)
+            ev = event(
+                "compliance",
+                at=now,
+                stage="dispatch",
+                rule="quiet_hours",
+                outcome="defer",
+                scheduled_for=rfc3339(release),
+            )
+            fields = {"status": "scheduled", "not_before": repr(release)}
+            return Written(c.id, c.attempt, "defer", ev, fields, release + self.settings.lease_seconds)
         if not adapters:
             why = reason(Reason.UNSUPPORTED_CHANNEL, "no provider is configured for this channel")
             return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now)

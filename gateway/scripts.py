@@ -82,15 +82,32 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false
 """
 
-# KEYS: lease, ntf1, ntf2, ...   ARGV: now, lease_until, id1, id2, ...
-# Claims each notification that is due and not held by a live lease.
-# Returns {id, attempt, {field, value, ...}} per claimed notification, {id, -1, {'not_before', t}} per one not due.
-CLAIM = """
+# Gives a notification's monthly-cap slot back (it will never be sent). The cap key lives in the
+# notification's own hash and in the same {tenant} slot.
+GIVE_BACK = """
+local function give_back(key)
+  local ck = redis.call('HGET', key, 'cap_key')
+  if ck and redis.call('HGET', key, 'cap_counted') == '1' then
+    if redis.call('DECR', ck) < 0 then redis.call('SET', ck, 0, 'KEEPTTL') end
+    redis.call('HSET', key, 'cap_counted', '0')
+  end
+end
+"""
+
+# KEYS: lease, ntf1, ntf2, ...   ARGV: now, lease_until, now (RFC 3339), record_ttl, id1, id2, ...
+# Claims each notification that is due and not held by a live lease, after the dispatch-time opt-out
+# test (the member may have replied TD since accept). Returns per notification:
+#   {id, attempt, {field, value, ...}}  claimed
+#   {id, -1, {'not_before', t}}        not due yet
+#   {id, -2, {}}                        suppressed now: opted out since accept (cap slot given back)
+CLAIM = (
+    GIVE_BACK
+    + """
 local now = tonumber(ARGV[1])
 local out = {}
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local id = ARGV[i + 1]
+  local id = ARGV[i + 3]
   local st = redis.call('HGET', key, 'status')
   local ok = false
   if st == 'queued' or st == 'scheduled' then
@@ -104,20 +121,44 @@ for i = 2, #KEYS do
     ok = lease <= now
   end
   if ok then
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'status', 'sending', 'updated_at', ARGV[1], 'lease_until', ARGV[2])
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    out[#out + 1] = {id, attempt, redis.call('HGETALL', key)}
+    local opted = false
+    local okey = redis.call('HGET', key, 'optout_key')
+    if okey then
+      for scope in string.gmatch(redis.call('HGET', key, 'optout_scopes') or '', '[^\\n]+') do
+        if redis.call('HEXISTS', okey, scope) == 1 then opted = true break end
+      end
+    end
+    if opted then
+      local detail = 'the member opted out after this message was accepted'
+      redis.call('HSET', key, 'status', 'suppressed', 'error_code', 'opted_out', 'updated_at', ARGV[1],
+        'reasons', cjson.encode({{code = 'opted_out', detail = detail}}))
+      give_back(key)
+      local ev = key .. ':ev'
+      redis.call('RPUSH', ev, cjson.encode({type = 'compliance', at = ARGV[3], stage = 'dispatch', rule = 'opt_out', outcome = 'suppress', reason = 'opted_out'}))
+      redis.call('RPUSH', ev, cjson.encode({type = 'suppressed', at = ARGV[3], reason = 'opted_out', detail = detail}))
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('EXPIRE', key, ARGV[4])
+      redis.call('EXPIRE', ev, ARGV[4])
+      out[#out + 1] = {id, -2, {}}
+    else
+      local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+      redis.call('HSET', key, 'status', 'sending', 'updated_at', ARGV[1], 'lease_until', ARGV[2])
+      redis.call('ZADD', KEYS[1], ARGV[2], id)
+      out[#out + 1] = {id, attempt, redis.call('HGETALL', key)}
+    end
   end
 end
 return out
 """
+)
 
 # KEYS: ntf, events, lease, dlq
 # ARGV: attempt, kind (sent|retry|failed|dead|suppressed), now, event, lease_score, record_ttl, dlq_member,
 #       field, value, ...
 # Applies a send outcome if this attempt still owns the notification.
-OUTCOME = """
+OUTCOME = (
+    GIVE_BACK
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'sending' or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 'stale' end
 local fields = {}
@@ -127,11 +168,14 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
 for line in string.gmatch(ARGV[4], '[^\\n]+') do redis.call('RPUSH', KEYS[2], line) end
 local id = redis.call('HGET', KEYS[1], 'id')
 local kind = ARGV[2]
-if kind == 'retry' then
+if kind == 'retry' or kind == 'defer' then
+  -- A deferral (quiet hours began while it waited) is not an attempt.
+  if kind == 'defer' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
   redis.call('ZADD', KEYS[3], ARGV[5], id)
-  return 'retry'
+  return kind
 end
 redis.call('ZREM', KEYS[3], id)
+if kind ~= 'sent' then give_back(KEYS[1]) end
 if kind == 'dead' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[7]) end
 if kind == 'sent' then
   local early = redis.call('HGET', KEYS[1], 'early_status')
@@ -148,6 +192,7 @@ if kind ~= 'sent' then
 end
 return kind
 """
+)
 
 # KEYS: ntf, events.  ARGV: final_status, event, now, record_ttl, field, value, ...
 # A delivery receipt: final for a sent notification, kept aside if it beat the send's record.
@@ -173,7 +218,9 @@ return 'ignored'
 """
 
 # KEYS: ntf, events, lease.  ARGV: event, now, record_ttl
-CANCEL = """
+CANCEL = (
+    GIVE_BACK
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'unknown' end
 if st ~= 'queued' and st ~= 'scheduled' then return st end
@@ -181,10 +228,12 @@ local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], id)
+give_back(KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 'ok'
 """
+)
 
 # KEYS: ntf, events, lease, dlq.  ARGV: event, now, lease_score, dlq_member
 # Puts a dead-lettered (failed) notification back in the queue with fresh attempts.

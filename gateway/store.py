@@ -35,13 +35,22 @@ class Claimed:
     fields: dict[str, Any]
 
 
+@dataclass
+class Claim:
+    """What a claim found: notifications to send, ones not due yet (id -> time), ones opted out meanwhile."""
+
+    claimed: list[Claimed]
+    not_due: dict[str, float]
+    opted_out: list[str]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one attempt did, to be written back."""
 
     id: str
     attempt: int
-    kind: str  # sent | retry | failed | dead | suppressed
+    kind: str  # sent | retry | defer | failed | dead | suppressed
     event: str
     fields: Mapping[str, str]
     lease_score: float = 0.0
@@ -208,23 +217,23 @@ class Store:
         return record, [msgspec.json.decode(e) for e in evs]
 
     # -- worker ---------------------------------------------------------------------------------
-    async def claim(
-        self, tenant: str, ids: Sequence[str], now: float, lease_until: float
-    ) -> tuple[list[Claimed], dict[str, float]]:
-        """Take ownership of the due notifications among ids for one attempt; also the not-yet-due ones' times."""
+    async def claim(self, tenant: str, ids: Sequence[str], now: float, lease_until: float) -> Claim:
+        """Take ownership of the due notifications among ids for one attempt (after the opt-out test)."""
         if not ids:
-            return [], {}
+            return Claim([], {}, [])
         k = [keys.leases(tenant), *(keys.notification(tenant, i) for i in ids)]
-        res = await self._claim(keys=k, args=[repr(now), repr(lease_until), *ids])
-        out = []
-        later: dict[str, float] = {}
+        args: list[str | int] = [repr(now), repr(lease_until), rfc3339(now) or "", self.record_ttl, *ids]
+        res = await self._claim(keys=k, args=args)
+        claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:
             fields = flatten({_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)})
-            if int(attempt) < 0:
-                later[_s(ntf_id)] = float(fields["not_before"])
+            if int(attempt) == -1:
+                claim.not_due[_s(ntf_id)] = float(fields["not_before"])
+            elif int(attempt) == -2:
+                claim.opted_out.append(_s(ntf_id))
             else:
-                out.append(Claimed(_s(ntf_id), int(attempt), fields))
-        return out, later
+                claim.claimed.append(Claimed(_s(ntf_id), int(attempt), fields))
+        return claim
 
     async def record_outcomes(self, tenant: str, outcomes: Iterable[Outcome], now: float) -> list[str]:
         """Write each attempt's outcome; returns what each script did (sent/delivered/.../stale)."""

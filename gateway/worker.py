@@ -24,6 +24,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from channels import Registry
 from channels.simulator import SimulatorAdapter
+from compliance.policy import load_policy
 from gateway import keys
 from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
 from gateway.redisdb import async_client, sync_client
@@ -65,7 +66,9 @@ class Runtime:
             record_ttl=self.settings.record_ttl_seconds,
             idempotency_ttl=self.settings.idempotency_ttl_seconds,
         )
-        return DeliveryEngine(self.settings, store, build_registry(self.settings))
+        return DeliveryEngine(
+            self.settings, store, build_registry(self.settings), load_policy(self.settings.policy_path)
+        )
 
     def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> dict[str, Any]:
         """Deliver a batch and schedule its retries (the body of the rq job)."""

@@ -176,7 +176,14 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         "text over provider max",
         "POST",
         "/v1/notify",
-        {"json": {"to": {"phone": "13812345678"}, "channel": "sms", "brand": "星耀商城", "content": {"text": "积" * 600}}},
+        {
+            "json": {
+                "to": {"phone": "13812345678"},
+                "channel": "sms",
+                "brand": "星耀商城",
+                "content": {"text": "积" * 600},
+            }
+        },
         422,
         "content_too_long",
     ),

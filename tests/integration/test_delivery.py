@@ -28,7 +28,9 @@ def test_points_expiry_sms_is_delivered_with_timeline(stack: Stack) -> None:
     msgs = wait_for(lambda: stack.messages("+8613812345678"), timeout=2)
     assert len(msgs) == 1
     # The brand's signature in front, its unsubscribe footer behind (a marketing SMS).
-    assert msgs[0]["text"] == "【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。拒收请回复R"
+    assert (
+        msgs[0]["text"] == "【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。拒收请回复R"
+    )
     assert msgs[0]["reference"].endswith(ntf_id)
 
     wait_for(lambda: status_of(stack, ntf_id) == "delivered", timeout=5)
