@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,7 @@ from gateway.recipients import mask_address, mask_token
 from gateway.redisdb import async_client, sync_client
 from gateway.settings import Settings
 from gateway.store import Store, event
-from gateway.timeutil import rfc3339
+from gateway.timeutil import rfc3339, system_clock
 from templates.renderer import Renderer, load_catalog
 
 _encode = msgspec.json.Encoder()
@@ -327,7 +326,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     svc = services(request.app.state)
     try:
         await svc.store.redis.ping()
-        workers = await svc.store.redis.zcount(keys.workers(), time.time() - 15, "+inf")
+        workers = await svc.store.redis.zcount(keys.workers(), system_clock() - 15, "+inf")
     except redis.RedisError:
         return json_response({"ok": False, "redis": False, "workers": 0}, 503)
     ok = workers > 0

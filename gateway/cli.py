@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -341,6 +340,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.dispatch import Enqueuer
     from gateway.redisdb import sync_client
     from gateway.store import event
+    from gateway.timeutil import system_clock
 
     url = redis_url_for(settings, args.data_dir)
     enqueuer = Enqueuer(sync_client(url), settings.batch_size)
@@ -355,7 +355,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
                 for ntf_id, _ in await store.dead_letters(tenant):
                     if wanted and ntf_id not in wanted:
                         continue
-                    now = time.time()
+                    now = system_clock()
                     verdict = await store.replay(
                         tenant, ntf_id, event("replayed", source="dlq"), now, now + settings.lease_seconds
                     )

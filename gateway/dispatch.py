@@ -27,7 +27,7 @@ from gateway import keys, metrics
 from gateway.settings import Settings
 from gateway.store import Claimed, Store, event
 from gateway.store import Outcome as Written
-from gateway.timeutil import rfc3339, system_clock
+from gateway.timeutil import rfc3339, system_clock, to_real
 
 log = logging.getLogger("tidings.dispatch")
 
@@ -76,7 +76,7 @@ class Enqueuer:
     def enqueue_at(self, when: float, tenant: str, channel: str, ids: Sequence[str]) -> None:
         """Schedule a job for ids at an epoch time (rq's scheduled job registry)."""
         # rq keeps scheduled times in whole seconds, rounded down: round up so the job is not early.
-        at = datetime.fromtimestamp(math.ceil(when), UTC)
+        at = datetime.fromtimestamp(math.ceil(to_real(when)), UTC)
         for i in range(0, len(ids), self.batch_size):
             self.queue(channel).enqueue_at(
                 at,

@@ -131,15 +131,44 @@ FAST = {
 }
 
 
+QUIET_OFF_POLICY = """
+[defaults]
+monthly_cap = 4
+cap_categories = ["marketing"]
+quiet_start = "00:00"
+quiet_end = "00:00"
+quiet_categories = ["marketing"]
+unsubscribe_footer = "拒收请回复R"
+max_sms_chars = 500
+"""
+
+
+@pytest.fixture(scope="session")
+def quiet_off_policy(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The default policy without quiet hours, so tests do not depend on the time of day they run at."""
+    path = tmp_path_factory.mktemp("policy") / "policy.toml"
+    path.write_text(QUIET_OFF_POLICY, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def real_clock() -> Iterator[None]:
+    """Tests that move the gateway clock get the real one back."""
+    yield
+    from gateway.timeutil import set_clock
+
+    set_clock(None)
+
+
 @pytest.fixture
-def stack_factory(redis_url: str, rdb: redis.Redis) -> Iterator[Callable[..., Stack]]:
+def stack_factory(redis_url: str, rdb: redis.Redis, quiet_off_policy: str) -> Iterator[Callable[..., Stack]]:
     """Start stacks with settings overrides; everything is stopped at teardown."""
     started: list[Stack] = []
 
     def start(workers: int = 1, **overrides: Any) -> Stack:
         api_port, sim_port = free_port(), free_port()
         api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
-        values = {**FAST, **overrides}
+        values = {**FAST, "policy_path": quiet_off_policy, **overrides}
         settings = load_settings({}, simulator_url=sim_url, public_url=api_url, redis_url=redis_url, **values)
         make_key(redis_url, API_KEY, TENANT, list(SCOPES))
         simulator = Simulator(api_url, settings.simulator_secret)

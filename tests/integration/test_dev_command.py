@@ -48,7 +48,8 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     try:
         wait_for(lambda: _ready(api), timeout=30, interval=0.1)
         body = {
-            "to": {"phone": "13812345678"},
+            # A member where it is daytime now: marketing is held during the member's quiet hours.
+            "to": {"phone": "13812345678", "timezone": daytime_zone()},
             "channel": "sms",
             "brand": "星耀商城",
             "template": "points_expiry",
@@ -84,6 +85,14 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert "Tidings is up" in out and "dev-key" in out
     assert "13812345678" not in out  # numbers never in logs
     assert not (tmp_path / "var" / "redis.sock").exists()  # redis-server stopped with it
+
+
+def daytime_zone() -> str:
+    """An IANA zone where it is about noon right now."""
+    from datetime import UTC, datetime
+
+    offset = 12 - datetime.now(UTC).hour  # -11 .. 12
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
 
 
 def _ready(api: str) -> bool:

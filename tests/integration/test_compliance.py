@@ -1,0 +1,161 @@
+"""Compliance at accept and at dispatch: caps, opt-outs, quiet hours and expiry, with a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import redis
+
+from gateway.optouts import OptOuts
+from gateway.recipients import Members
+from gateway.redisdb import async_client
+from gateway.timeutil import set_clock, system_clock
+from tests.conftest import API_KEY, TENANT, Stack, points_expiry, wait_for
+
+pytestmark = pytest.mark.integration
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def opt_out(stack: Stack, address: str, **scope: str) -> None:
+    async def run() -> None:
+        client = async_client(stack.redis_url)
+        try:
+            await OptOuts(client, Members(stack.settings.hmac_key)).add(
+                TENANT, address, source="sms_reply", **scope
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def concurrent_notifies(stack: Stack, bodies: list[dict[str, object]]) -> list[httpx.Response]:
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, timeout=20, limits=httpx.Limits(max_connections=50)
+        ) as c:
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            return await asyncio.gather(*(c.post("/v1/notify", json=b, headers=headers) for b in bodies))
+
+    return asyncio.run(fire())
+
+
+def status(stack: Stack, ntf_id: str) -> dict[str, object]:
+    with stack.client() as c:
+        return c.get(f"/v1/notifications/{ntf_id}").json()  # type: ignore[no-any-return]
+
+
+def test_fifty_concurrent_marketing_notifies_under_a_cap_of_four(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(workers=0)
+    later = (datetime.now(SH) + timedelta(days=1)).replace(hour=11, minute=0).isoformat()
+    bodies = [
+        points_expiry(send_at=later, params={"name": "李女士", "points": 100 + i, "days": 7})
+        for i in range(50)
+    ]
+    responses = concurrent_notifies(stack, bodies)
+    statuses = Counter(r.json()["status"] for r in responses)
+    assert statuses == Counter({"scheduled": 4, "suppressed": 46})
+    suppressed = [r for r in responses if r.json()["status"] == "suppressed"]
+    assert {r.status_code for r in suppressed} == {200}
+    assert {r.json()["reasons"][0]["code"] for r in suppressed} == {"frequency_cap"}
+    kept = [r.json()["id"] for r in responses if r.json()["status"] == "scheduled"]
+
+    with stack.client() as c:
+        assert c.post("/v1/notify", json=points_expiry(send_at=later)).json()["status"] == "suppressed"
+        assert c.post(f"/v1/notifications/{kept[0]}/cancel").status_code == 200
+        freed = c.post("/v1/notify", json=points_expiry(send_at=later))
+        assert freed.json()["status"] == "scheduled"
+        assert c.post("/v1/notify", json=points_expiry(send_at=later)).json()["status"] == "suppressed"
+        # Transactional messages are not counted.
+        tx = c.post("/v1/notify", json=points_expiry(category="transactional", send_at=later))
+        assert tx.json()["status"] == "scheduled"
+
+
+def test_opt_out_after_accept_is_honoured_at_dispatch_and_frees_the_slot(
+    stack_factory: Callable[..., Stack], rdb: redis.Redis
+) -> None:
+    stack = stack_factory(workers=0)
+    with stack.client() as c:
+        ntf_id = c.post("/v1/notify", json=points_expiry()).json()["id"]
+    assert [k for k in rdb.keys("tid:{acme}:cap:*")] and int(rdb.get(rdb.keys("tid:{acme}:cap:*")[0])) == 1
+    opt_out(stack, "+8613812345678", brand="星耀商城")  # the member replies TD before a worker gets to it
+    stack.start_worker()
+    view = wait_for(lambda: (v := status(stack, ntf_id))["status"] == "suppressed" and v, timeout=10)
+    assert view["reasons"][0]["code"] == "opted_out"
+    assert [e["type"] for e in view["events"]][-2:] == ["compliance", "suppressed"]
+    assert view["events"][-2]["stage"] == "dispatch"
+    time.sleep(0.3)
+    assert stack.messages() == []
+    assert int(rdb.get(rdb.keys("tid:{acme}:cap:*")[0])) == 0
+    # And the next marketing notify for that brand is suppressed at once.
+    with stack.client() as c:
+        r = c.post("/v1/notify", json=points_expiry())
+        assert r.status_code == 200 and r.json()["reasons"][0]["code"] == "opted_out"
+        # Another brand is not covered by this opt-out.
+        other = c.post("/v1/notify", json=points_expiry(brand="月光百货"))
+        assert other.json()["status"] == "queued"
+
+
+def test_global_and_channel_opt_outs(stack: Stack) -> None:
+    opt_out(stack, "+8613812340001")  # everything
+    opt_out(stack, "+8613812340002", channel="sms")
+    with stack.client() as c:
+        assert (
+            c.post("/v1/notify", json=points_expiry(phone="13812340001", brand="任何品牌")).json()["status"]
+            == "suppressed"
+        )
+        assert c.post("/v1/notify", json=points_expiry(phone="13812340002")).json()["status"] == "suppressed"
+        mms = c.post("/v1/notify", json={**points_expiry(phone="13812340002"), "channel": "mms"})
+        assert mms.json()["status"] == "queued"
+
+
+def local(*args: int) -> float:
+    return datetime(*args, tzinfo=SH).timestamp()
+
+
+def test_quiet_hours_with_a_controllable_clock(stack_factory: Callable[..., Stack], tmp_path: object) -> None:
+    from compliance.policy import load_policy
+
+    stack = stack_factory(policy_path=None, lease_seconds=0.5)
+    assert load_policy(None).rules(TENANT, "星耀商城").quiet_start == 21 * 60
+    set_clock(local(2026, 11, 25, 23, 0))
+    with stack.client() as c:
+        held = c.post("/v1/notify", json=points_expiry()).json()
+        assert held["status"] == "scheduled"
+        assert datetime.fromisoformat(held["scheduled_for"]) == datetime(2026, 11, 26, 8, 0, tzinfo=SH)
+        assert held["reasons"][0]["code"] == "quiet_hours"
+
+        tx = c.post("/v1/notify", json=points_expiry(phone="13812340009", category="transactional")).json()
+        assert tx["status"] == "queued"
+        wait_for(lambda: stack.messages("+8613812340009"), timeout=3)
+
+        expiring = c.post(
+            "/v1/notify", json=points_expiry(phone="13812340008", expires_at="2026-11-26T07:00:00+08:00")
+        ).json()
+        assert expiring["status"] == "suppressed" and expiring["reasons"][0]["code"] == "expired"
+
+    set_clock(local(2026, 11, 26, 7, 59, 58))
+    time.sleep(1.0)
+    assert stack.messages("+8613812345678") == []
+    wait_for(lambda: stack.messages("+8613812345678"), timeout=8)
+    view = status(stack, held["id"])
+    sent_at = datetime.fromisoformat(view["attempts"][0]["at"])
+    assert datetime(2026, 11, 26, 8, 0, tzinfo=SH) <= sent_at < datetime(2026, 11, 26, 8, 0, 5, tzinfo=SH)
+    assert stack.messages("+8613812340008") == []
+
+
+def test_cap_month_rolls_over_at_local_midnight(stack: Stack) -> None:
+    set_clock(local(2026, 11, 30, 23, 59, 50))  # 15:59:50 UTC: November everywhere
+    with stack.client() as c:
+        first = [c.post("/v1/notify", json=points_expiry()).json()["status"] for _ in range(5)]
+        assert first == ["queued"] * 4 + ["suppressed"]
+        set_clock(local(2026, 12, 1, 0, 0, 5))  # 16:00:05 UTC on Nov 30, but December in Shanghai
+        assert c.post("/v1/notify", json=points_expiry()).json()["status"] == "queued"
+    assert abs(system_clock() - local(2026, 12, 1, 0, 0, 5)) < 60
