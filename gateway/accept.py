@@ -165,6 +165,36 @@ class Acceptor:
         await self._after_accept(accepted)
         return [a for a in answers if a is not None]
 
+    async def check(self, tenant: str, req: NotifyRequest) -> dict[str, Any]:
+        """The dry run: every rule, the state rules read-only; nothing is stored, sent or counted."""
+        try:
+            p = self.prepare(tenant, req, "")
+        except Rejected as rej:
+            return {
+                "decision": "reject",
+                "reasons": rej.reasons,
+                "rendered": None,
+                "segments": None,
+                "encoding": None,
+                "scheduled_for": None,
+            }
+        doc = msgspec.json.decode(p.doc)
+        rendered = doc["rendered"]
+        body: dict[str, Any] = {
+            "decision": {"queued": "allow", "scheduled": "defer", "suppressed": "suppress"}[p.result.status],
+            "reasons": p.result.reasons,
+            "rendered": rendered,
+            "segments": p.result.segments,
+            "encoding": doc.get("encoding") or None,
+            "scheduled_for": p.result.scheduled_for,
+        }
+        if p.result.status != "suppressed":
+            state = await self.store.state_check(p.record)
+            if state is not None:
+                p.suppress(state)
+                body.update(decision="suppress", reasons=p.result.reasons, scheduled_for=None)
+        return body
+
     def replay(self, stored: str, fp: str) -> Answer:
         """The stored answer for a reused idempotency key, or the error the reuse deserves."""
         record = _decode_idem.decode(stored)

@@ -168,6 +168,13 @@ def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:
         return Rejected(channel, [{"code": "validation_error", "detail": str(exc)}])
 
 
+@post("/v1/compliance/check", status_code=200, summary="Dry run: what would happen to this notify")
+async def compliance_check(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest]) -> Response[bytes]:
+    """Same body as /v1/notify; sends nothing, counts nothing."""
+    who = await principal(request, "notify")
+    return json_response(await services(request.app.state).acceptor.check(who.tenant, data))
+
+
 # -- notifications -------------------------------------------------------------------------------
 @get("/v1/notifications/{ntf_id:str}", summary="A notification and its lifecycle")
 async def get_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
@@ -390,6 +397,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         route_handlers=[
             notify,
             notify_batch,
+            compliance_check,
             get_notification,
             cancel_notification,
             receipts,

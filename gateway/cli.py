@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8081)
     sim.set_defaults(func=cmd_simulator)
 
+    lint = sub.add_parser("lint", help="check a text against the content rules (no Redis needed)")
+    lint.add_argument("text")
+    lint.add_argument("--brand")
+    lint.add_argument("--category", choices=["marketing", "transactional"], default="marketing")
+    lint.add_argument("--channel", choices=list(keys.CHANNELS), default="sms")
+    lint.add_argument("--tenant")
+    lint.set_defaults(func=cmd_lint)
+
     keys_p = sub.add_parser("keys", help="API keys")
     keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
@@ -257,6 +265,41 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
         log_level="warning",
     )
     return 0
+
+
+# -- lint ----------------------------------------------------------------------------------------
+def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
+    """Verdict, segments and the rendered text with offending terms marked; exit 1 when rejected."""
+    from compliance.content import Draft, content_pipeline, run
+    from compliance.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(settings.policy_path)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+    rules = policy.rules(args.tenant, args.brand)
+    draft = Draft(
+        channel=args.channel,
+        category=args.category,
+        brand=args.brand,
+        fields={"text": args.text},
+        rules=rules,
+    )
+    verdict = run(content_pipeline(policy.matcher), draft)
+    terms = [t for r in ([verdict.reason] if verdict else []) + draft.warnings for t in r.get("terms", [])]
+    marked = args.text
+    for t in sorted(terms, key=lambda t: -int(t["start"])):
+        marked = f"{marked[: t['start']]}[[{marked[t['start'] : t['end']]}]]{marked[t['end'] :]}"
+    print(f"verdict:  {'reject' if verdict else 'allow'}")
+    for r in ([verdict.reason] if verdict else []) + draft.warnings:
+        print(f"reason:   {r['code']}{' (warning)' if r.get('severity') == 'warning' else ''}: {r['detail']}")
+    if terms:
+        print(f"terms:    {marked}")
+    if verdict is None:
+        print(f"rendered: {draft.fields['text']}")
+        if draft.segments is not None:
+            print(f"segments: {draft.segments} ({draft.encoding}, {len(draft.fields['text'])} characters)")
+    return 1 if verdict else 0
 
 
 # -- keys and dead letters -----------------------------------------------------------------------

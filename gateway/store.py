@@ -191,6 +191,19 @@ class Store:
             return list(results)
         raise AssertionError("unreachable")
 
+    async def state_check(self, record: Mapping[str, str]) -> str | None:
+        """Read-only opt-out and cap test for a prepared record: 'opted_out', 'frequency_cap' or None."""
+        scopes = record["optout_scopes"].split("\n") if record.get("optout_scopes") else []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(record.get("optout_key") or "-", scopes or ["-"])
+            pipe.get(record.get("cap_key") or "-")
+            found, used = await pipe.execute()
+        if scopes and any(v is not None for v in found):
+            return "opted_out"
+        if record.get("cap_key") and int(used or 0) >= int(record.get("cap_limit", "0")):
+            return "frequency_cap"
+        return None
+
     async def idempotency_reserve(self, tenant: str, key: str, pending: str) -> str | None:
         """Reserve a key with a pending record; the existing record if there is one."""
         res = await self._idem_reserve(keys=[keys.idempotency(tenant, key)], args=[pending, 60])

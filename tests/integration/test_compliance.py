@@ -159,3 +159,66 @@ def test_cap_month_rolls_over_at_local_midnight(stack: Stack) -> None:
         set_clock(local(2026, 12, 1, 0, 0, 5))  # 16:00:05 UTC on Nov 30, but December in Shanghai
         assert c.post("/v1/notify", json=points_expiry()).json()["status"] == "queued"
     assert abs(system_clock() - local(2026, 12, 1, 0, 0, 5)) < 60
+
+
+def test_dry_run_decides_without_sending_or_counting(stack: Stack, rdb: redis.Redis) -> None:
+    with stack.client() as c:
+        allow = c.post("/v1/compliance/check", json=points_expiry()).json()
+        assert allow["decision"] == "allow" and allow["segments"] == 1 and allow["encoding"] == "UCS-2"
+        assert allow["rendered"]["text"].startswith("【星耀商城】") and allow["rendered"]["text"].endswith(
+            "拒收请回复R"
+        )
+        banned = c.post(
+            "/v1/compliance/check",
+            json={**points_expiry(), "template": None, "content": {"text": "全网最低价,限时秒杀"}},
+        ).json()
+        assert banned["decision"] == "reject"
+        assert banned["reasons"][0]["code"] == "banned_wording"
+        assert banned["reasons"][0]["terms"][:1] == [
+            {"term": "全网最低", "start": 0, "end": 4, "category": "absolute", "field": "text"}
+        ]
+        for _ in range(5):
+            c.post("/v1/compliance/check", json=points_expiry())
+    assert rdb.keys("tid:{acme}:ntf:*") == [] and rdb.keys("tid:{acme}:cap:*") == []
+    assert stack.messages() == []
+    opt_out(stack, "+8613812345678")
+    with stack.client() as c:
+        assert c.post("/v1/compliance/check", json=points_expiry()).json()["decision"] == "suppress"
+
+
+def test_notify_rejects_banned_wording_with_positions(stack: Stack) -> None:
+    body = {**points_expiry(), "template": None, "content": {"text": "会员日全场最 低 價!"}}
+    with stack.client() as c:
+        r = c.post("/v1/notify", json=body)
+    assert r.status_code == 422 and r.json()["code"] == "banned_wording"
+    assert r.json()["reasons"][0]["terms"] == [
+        {"term": "最低价", "start": 5, "end": 10, "category": "absolute", "field": "text"}
+    ]
+
+
+def test_lint_command(stack: Stack) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "lint", "会员日全场最低价", "--brand", "星耀商城"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "会员日全场[[最低价]]" in out.stdout and "banned_wording" in out.stdout
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "lint", "您的积分将于12天后清零", "--brand", "星耀商城"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        ok.returncode == 0
+        and "rendered: 【星耀商城】您的积分将于12天后清零拒收请回复R" in ok.stdout
+        and "segments: 1" in ok.stdout
+    )
