@@ -19,9 +19,14 @@ def quiet_release(when: float, tz: str, category: str, rules: Rules) -> float | 
     """If ``when`` falls in the member's quiet hours for this category, the epoch time they end; else None."""
     if category not in rules.quiet_categories or rules.quiet_start == rules.quiet_end:
         return None
-    local = datetime.fromtimestamp(when, zone(tz))
+    # Quiet hours start and end on whole minutes: every time in the same minute has the same answer.
+    return _quiet_release_minute(int(when // 60), tz, rules.quiet_start, rules.quiet_end)
+
+
+@lru_cache(maxsize=4096)
+def _quiet_release_minute(minute_epoch: int, tz: str, start: int, end: int) -> float | None:
+    local = datetime.fromtimestamp(minute_epoch * 60, zone(tz))
     minute = local.hour * 60 + local.minute
-    start, end = rules.quiet_start, rules.quiet_end
     inside = (minute >= start or minute < end) if start > end else (start <= minute < end)
     if not inside:
         return None
@@ -36,6 +41,11 @@ def quiet_release(when: float, tz: str, category: str, rules: Rules) -> float | 
 
 def cap_month(when: float, tz: str) -> tuple[str, float]:
     """The member's calendar month at ``when`` ("2026-12") and the epoch time it ends."""
-    local = datetime.fromtimestamp(when, zone(tz))
+    return _cap_month_minute(int(when // 60), tz)
+
+
+@lru_cache(maxsize=4096)
+def _cap_month_minute(minute_epoch: int, tz: str) -> tuple[str, float]:
+    local = datetime.fromtimestamp(minute_epoch * 60, zone(tz))
     year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
     return f"{local.year:04d}-{local.month:02d}", datetime(year, month, 1, tzinfo=zone(tz)).timestamp()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -83,6 +84,24 @@ class Prepared:
     def http_status(self) -> int:
         """202 for queued/scheduled, 200 for suppressed."""
         return 200 if self.result.status == "suppressed" else 202
+
+
+@lru_cache(maxsize=256)
+def _decisions_json(
+    content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
+) -> str:
+    decisions = [{"rule": r, "outcome": o, "reason": c} for r, o, c in content]
+    decisions += [{"rule": r, "outcome": o} for r, o in timing]
+    return _encode.encode(decisions).decode()
+
+
+def _compliance_event(
+    at: str, content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
+) -> str:
+    """The accept-time compliance event; the decisions part repeats, so it is encoded once and cached."""
+    return (
+        f'{{"type":"compliance","at":"{at}","stage":"accept","decisions":{_decisions_json(content, timing)}}}'
+    )
 
 
 def fingerprint(req: NotifyRequest) -> str:
@@ -319,12 +338,11 @@ class Acceptor:
             segments=segments,
             reasons=reasons,
         )
+        at = rfc3339(now) or ""
         first = event(
             "accepted", at=now, status=status, channel=channel, category=req.category, segments=segments
         )
-        decisions = [{"rule": r, "outcome": o, "reason": c} for r, o, c in draft.decisions]
-        decisions += [{"rule": r, "outcome": o} for r, o in timing]
-        extra = [event("compliance", at=now, stage="accept", decisions=decisions)]
+        extra = [_compliance_event(at, tuple(draft.decisions), tuple(timing))]
         if status == "scheduled":
             extra.append(event("scheduled", at=now, scheduled_for=rfc3339(scheduled_for), reason=held_by))
         if final:
@@ -342,7 +360,7 @@ class Acceptor:
             fp,
             scheduled_for,
             extra,
-            rfc3339(now) or "",
+            at,
         )
 
     def _state_rules(

@@ -210,7 +210,7 @@ async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[
     found = await svc.store.get(who.tenant, ntf_id)
     assert found is not None
     channel = found[0].get("channel", "")
-    metrics.NOTIFICATIONS.labels(channel, "cancelled").inc()
+    metrics.NOTIFICATIONS_BY.inc(channel, "cancelled")
     return json_response(notification_view(*found))
 
 
@@ -313,7 +313,7 @@ async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> 
         if verdict in ("delivered", "undelivered"):
             applied += 1
             metrics.RECEIPTS.labels(r.channel or "unknown", provider, final).inc()
-            metrics.NOTIFICATIONS.labels(r.channel or "unknown", final).inc()
+            metrics.NOTIFICATIONS_BY.inc(r.channel or "unknown", final)
         elif verdict == "early":
             applied += 1
             metrics.RECEIPTS.labels(r.channel or "unknown", provider, final).inc()

@@ -33,8 +33,7 @@ if decision == 'accept' and cap > 0 then
   if tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then
     decision = 'frequency_cap'
   else
-    redis.call('INCR', KEYS[7])
-    redis.call('EXPIRE', KEYS[7], ARGV[9])
+    if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], ARGV[9]) end
   end
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, ev_at + 1 + n_events))
