@@ -53,6 +53,17 @@ class Answer:
 
 
 @dataclass
+class StateArgs:
+    """Inputs of the accept script's state rules."""
+
+    optout_key: str = ""
+    scopes: list[str] = field(default_factory=list)
+    cap_key: str = ""
+    cap_limit: int = 0
+    cap_ttl: int = 0
+
+
+@dataclass
 class Prepared:
     """A notify request turned into a record, ready for the accept script."""
 
@@ -68,12 +79,13 @@ class Prepared:
     scheduled_for: float | None = None
     extra_events: list[str] = field(default_factory=list)
     accepted_at: str = ""
+    state: StateArgs = field(default_factory=StateArgs)
 
     def suppress(self, decision: str) -> None:
         """The accept script suppressed it (opt-out or cap): the answer says so."""
         detail = {
             "opted_out": "the member opted out of messages from this brand or channel",
-            "frequency_cap": f"the monthly cap of {self.record.get('cap_limit')} messages for this member is reached",
+            "frequency_cap": f"the monthly cap of {self.state.cap_limit} messages for this member is reached",
         }[decision]
         self.result.status = "suppressed"
         self.result.scheduled_for = None
@@ -208,7 +220,9 @@ class Acceptor:
             "scheduled_for": p.result.scheduled_for,
         }
         if p.result.status != "suppressed":
-            state = await self.store.state_check(p.record)
+            state = await self.store.state_check(
+                p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit
+            )
             if state is not None:
                 p.suppress(state)
                 body.update(decision="suppress", reasons=p.result.reasons, scheduled_for=None)
@@ -296,7 +310,7 @@ class Acceptor:
         final = status == "suppressed"
         scheduled_for = due if status == "scheduled" else None
         member = self.members.of(address)
-        state: dict[str, str] = {}
+        state = StateArgs()
         if not final:
             state = self._state_rules(tenant, member, channel, req, rules, due, zone, now)
         static = {
@@ -328,8 +342,10 @@ class Acceptor:
             "attempts": "0",
             "reasons": _encode.encode(reasons).decode(),
             "member": member,
-            **state,
+            "brand": req.brand or "",
         }
+        if state.cap_key:
+            record["cap_key"] = state.cap_key
         result = NotifyResult(
             id=ntf_id,
             status=status,
@@ -361,6 +377,7 @@ class Acceptor:
             scheduled_for,
             extra,
             at,
+            state,
         )
 
     def _state_rules(
@@ -373,19 +390,19 @@ class Acceptor:
         due: float,
         zone: str,
         now: float,
-    ) -> dict[str, str]:
-        """What the accept script needs for the opt-out test and the cap reservation (record fields)."""
+    ) -> StateArgs:
+        """What the accept script needs for the opt-out test and the cap reservation."""
         brand = req.brand or ""
         scopes = ["*|*", f"*|{channel}"]
         if brand:
             scopes += [f"{brand}|*", f"{brand}|{channel}"]
-        out = {"optout_key": keys.optouts(tenant, member), "optout_scopes": "\n".join(scopes)}
+        state = StateArgs(keys.optouts(tenant, member), scopes)
         if rules.monthly_cap > 0 and req.category in rules.cap_categories:
             month, month_end = cap_month(due, zone)
-            out["cap_key"] = keys.cap(tenant, member, month)
-            out["cap_limit"] = str(rules.monthly_cap)
-            out["cap_ttl"] = str(int(month_end - now) + 7 * 86_400)
-        return out
+            state.cap_key = keys.cap(tenant, member, month)
+            state.cap_limit = rules.monthly_cap
+            state.cap_ttl = int(month_end - now) + 7 * 86_400
+        return state
 
     def _accept_args(self, p: Prepared) -> tuple[list[str], list[str | bytes]]:
         idem = ""
@@ -402,6 +419,7 @@ class Acceptor:
             idem_key=p.idem_key,
             idem_record=idem,
             now=p.accepted_at,
+            state=(p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit, p.state.cap_ttl),
         )
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:

@@ -93,7 +93,7 @@ local function give_back(key)
 end
 """
 
-# KEYS: lease, ntf1, ntf2, ...   ARGV: now, lease_until, now (RFC 3339), record_ttl, id1, id2, ...
+# KEYS: lease, ntf1, ntf2, ...   ARGV: now, lease_until, now (RFC 3339), record_ttl, opt-out key prefix, id1, ...
 # Claims each notification that is due and not held by a live lease, after the dispatch-time opt-out
 # test (the member may have replied TD since accept). Returns per notification:
 #   {id, attempt, {field, value, ...}}  claimed
@@ -106,7 +106,7 @@ local now = tonumber(ARGV[1])
 local out = {}
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local id = ARGV[i + 3]
+  local id = ARGV[i + 4]
   local st = redis.call('HGET', key, 'status')
   local ok = false
   if st == 'queued' or st == 'scheduled' then
@@ -121,10 +121,19 @@ for i = 2, #KEYS do
   end
   if ok then
     local opted = false
-    local okey = redis.call('HGET', key, 'optout_key')
-    if okey then
-      for scope in string.gmatch(redis.call('HGET', key, 'optout_scopes') or '', '[^\\n]+') do
-        if redis.call('HEXISTS', okey, scope) == 1 then opted = true break end
+    local member = redis.call('HGET', key, 'member')
+    if member then
+      -- The member's opt-out hash (same {tenant} slot), scopes: everything, the channel, the brand.
+      local okey = ARGV[5] .. member
+      local channel = redis.call('HGET', key, 'channel')
+      local brand = redis.call('HGET', key, 'brand') or ''
+      local scopes = {'*|*', '*|' .. channel}
+      if brand ~= '' then
+        scopes[3] = brand .. '|*'
+        scopes[4] = brand .. '|' .. channel
+      end
+      for _, v in ipairs(redis.call('HMGET', okey, unpack(scopes))) do
+        if v then opted = true break end
       end
     end
     if opted then

@@ -86,20 +86,21 @@ class Store:
         idem_key: str | None,
         idem_record: str,
         now: str,
+        state: tuple[str, list[str], str, int, int] = ("", [], "", 0, 0),
     ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
         ntf_id = record["id"]
         ntf_key = keys.notification(tenant, ntf_id)
         idem = keys.idempotency(tenant, idem_key) if idem_key else ntf_key
-        scopes = record["optout_scopes"].split("\n") if record.get("optout_scopes") else []
+        optout_key, scopes, cap_key, cap_limit, cap_ttl = state
         key_list = [
             idem,
             ntf_key,
             keys.events(tenant, ntf_id),
             keys.leases(tenant),
             keys.ready(tenant, record["channel"]),
-            record.get("optout_key") or ntf_key,
-            record.get("cap_key") or ntf_key,
+            optout_key or ntf_key,
+            cap_key or ntf_key,
         ]
         args: list[str | bytes] = [
             "1" if idem_key else "0",
@@ -109,8 +110,8 @@ class Store:
             "" if lease_score is None else repr(lease_score),
             str(self.record_ttl) if final else "",
             "1" if record["status"] == "queued" else "0",
-            record.get("cap_limit", "0"),
-            record.get("cap_ttl", "0"),
+            str(cap_limit),
+            str(cap_ttl),
             str(self.record_ttl),
             now,
             str(len(scopes)),
@@ -191,16 +192,17 @@ class Store:
             return list(results)
         raise AssertionError("unreachable")
 
-    async def state_check(self, record: Mapping[str, str]) -> str | None:
-        """Read-only opt-out and cap test for a prepared record: 'opted_out', 'frequency_cap' or None."""
-        scopes = record["optout_scopes"].split("\n") if record.get("optout_scopes") else []
+    async def state_check(
+        self, optout_key: str, scopes: list[str], cap_key: str, cap_limit: int
+    ) -> str | None:
+        """Read-only opt-out and cap test: 'opted_out', 'frequency_cap' or None."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(record.get("optout_key") or "-", scopes or ["-"])
-            pipe.get(record.get("cap_key") or "-")
+            pipe.hmget(optout_key or "-", scopes or ["-"])
+            pipe.get(cap_key or "-")
             found, used = await pipe.execute()
         if scopes and any(v is not None for v in found):
             return "opted_out"
-        if record.get("cap_key") and int(used or 0) >= int(record.get("cap_limit", "0")):
+        if cap_key and int(used or 0) >= cap_limit:
             return "frequency_cap"
         return None
 
@@ -235,7 +237,14 @@ class Store:
         if not ids:
             return Claim([], {}, [])
         k = [keys.leases(tenant), *(keys.notification(tenant, i) for i in ids)]
-        args: list[str | int] = [repr(now), repr(lease_until), rfc3339(now) or "", self.record_ttl, *ids]
+        args: list[str | int] = [
+            repr(now),
+            repr(lease_until),
+            rfc3339(now) or "",
+            self.record_ttl,
+            keys.optouts(tenant, ""),
+            *ids,
+        ]
         res = await self._claim(keys=k, args=args)
         claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:
