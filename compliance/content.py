@@ -145,7 +145,8 @@ class FooterRule:
         if draft.channel not in ("sms", "mms") or not draft.fields.get("text"):
             return None
         text = str(draft.fields["text"])
-        has = UNSUBSCRIBE.search(text) is not None
+        # Every accepted instruction names 退订 or 拒收 (or their full-width-free forms): skip the regex otherwise.
+        has = ("退订" in text or "拒收" in text) and UNSUBSCRIBE.search(text) is not None
         if draft.category == "transactional":
             if has:
                 return Verdict(
@@ -190,17 +191,15 @@ def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
 
 def run(pipeline: Sequence[Rule], draft: Draft) -> Verdict | None:
     """Apply the rules in order; the first blocking verdict wins. Every rule's decision is recorded."""
+    decisions = draft.decisions
     for rule in pipeline:
+        warned = len(draft.warnings)
         verdict = rule.check(draft)
         if verdict is not None:
-            draft.decisions.append((rule.name, "reject", verdict.reason["code"]))
+            decisions.append((rule.name, "reject", verdict.reason["code"]))
             return verdict
-        warned = [w for w in draft.warnings if w.get("_rule") is None]
-        for w in warned:
-            w["_rule"] = rule.name
-        draft.decisions.append(
-            (rule.name, "warn" if warned else "pass", warned[0]["code"] if warned else None)
-        )
-    for w in draft.warnings:
-        w.pop("_rule", None)
+        if len(draft.warnings) > warned:
+            decisions.append((rule.name, "warn", draft.warnings[warned]["code"]))
+        else:
+            decisions.append((rule.name, "pass", None))
     return None

@@ -277,7 +277,7 @@ class Acceptor:
         draft = Draft(channel=channel, category=req.category, brand=req.brand, fields=rendered, rules=rules)
         verdict = run(self.pipeline, draft)
         for rule_name, outcome, _ in draft.decisions:
-            metrics.DECISIONS_BY.inc(rule_name, outcome)
+            metrics.DECISIONS_BY.inc(rule_name, outcome)  # a dict increment
         if verdict is not None:
             raise Rejected(channel, [verdict.reason])
         rendered = draft.fields
@@ -355,8 +355,9 @@ class Acceptor:
             reasons=reasons,
         )
         at = rfc3339(now) or ""
-        first = event(
-            "accepted", at=now, status=status, channel=channel, category=req.category, segments=segments
+        first = (
+            f'{{"type":"accepted","at":"{at}","status":"{status}","channel":"{channel}","category":"{req.category}"'
+            + (f',"segments":{segments}}}' if segments is not None else "}")
         )
         extra = [_compliance_event(at, tuple(draft.decisions), tuple(timing))]
         if status == "scheduled":

@@ -12,12 +12,12 @@ from __future__ import annotations
 #       [12] n_scopes, scope..., n_events, event..., field, value, ...
 # Idempotency, the opt-out test and the cap reservation happen together: no race between two requests.
 # Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'} or {'dup', stored idempotency record}.
+# Ids carry 80 random bits: the script does not check for a collision.
 ACCEPT = """
 if ARGV[1] == '1' then
   local cur = redis.call('GET', KEYS[1])
   if cur then return {'dup', cur} end
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision', ''} end
 local n_scopes = tonumber(ARGV[12])
 local ev_at = 13 + n_scopes
 local n_events = tonumber(ARGV[ev_at])
@@ -37,7 +37,7 @@ if decision == 'accept' and cap > 0 then
   end
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, ev_at + 1 + n_events))
-for i = ev_at + 1, ev_at + n_events do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+redis.call('RPUSH', KEYS[3], unpack(ARGV, ev_at + 1, ev_at + n_events))
 if decision == 'accept' then
   if cap > 0 then redis.call('HSET', KEYS[2], 'cap_counted', '1') end
   if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
