@@ -22,6 +22,7 @@ from gateway.models import NotifyRequest, NotifyResult
 from gateway.recipients import InvalidRecipient, Members, check_email, check_timezone, parse_phone
 from gateway.settings import Settings
 from gateway.store import Store, event
+from gateway.tenant_templates import TenantTemplates
 from gateway.timeutil import Clock, rfc3339, system_clock
 from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
 
@@ -129,14 +130,14 @@ class Acceptor:
         self,
         settings: Settings,
         store: Store,
-        renderer: Renderer,
+        templates: TenantTemplates,
         scheduler: AsyncScheduler,
         policy: Policy,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.renderer = renderer
+        self.templates = templates
         self.scheduler = scheduler
         self.policy = policy
         self.pipeline = content_pipeline(policy.matcher)
@@ -147,8 +148,9 @@ class Acceptor:
     async def notify(self, tenant: str, req: NotifyRequest) -> Answer:
         """Accept one notify request."""
         fp = fingerprint(req) if req.idempotency_key else ""
+        renderer = await self.templates.renderer(tenant)
         try:
-            prepared = self.prepare(tenant, req, fp)
+            prepared = self.prepare(tenant, req, fp, renderer)
         except Rejected as rej:
             return Answer(422, self.rejection_body(rej))
         k, a = self._accept_args(prepared)
@@ -167,12 +169,15 @@ class Acceptor:
         answers: list[Answer | None] = [None] * len(reqs)
         calls: list[tuple[list[str], list[str | bytes]]] = []
         slots: list[tuple[int, Prepared]] = []
+        renderer = await self.templates.renderer(tenant)
         for i, req in enumerate(reqs):
             if isinstance(req, Rejected):
                 answers[i] = Answer(422, self.rejection_body(req))
                 continue
             try:
-                prepared = self.prepare(tenant, req, fingerprint(req) if req.idempotency_key else "")
+                prepared = self.prepare(
+                    tenant, req, fingerprint(req) if req.idempotency_key else "", renderer
+                )
             except Rejected as rej:
                 answers[i] = Answer(422, self.rejection_body(rej))
                 continue
@@ -199,7 +204,7 @@ class Acceptor:
     async def check(self, tenant: str, req: NotifyRequest) -> dict[str, Any]:
         """The dry run: every rule, the state rules read-only; nothing is stored, sent or counted."""
         try:
-            p = self.prepare(tenant, req, "")
+            p = self.prepare(tenant, req, "", await self.templates.renderer(tenant))
         except Rejected as rej:
             return {
                 "decision": "reject",
@@ -258,7 +263,7 @@ class Acceptor:
         }
 
     # -- pipeline -------------------------------------------------------------------------------
-    def prepare(self, tenant: str, req: NotifyRequest, fp: str) -> Prepared:
+    def prepare(self, tenant: str, req: NotifyRequest, fp: str, renderer: Renderer) -> Prepared:
         """Everything that needs no Redis: checks, normalization, rendering, timing."""
         channel = req.channel
         if channel not in keys.CHANNELS:
@@ -272,7 +277,7 @@ class Acceptor:
                     channel, [reason(Reason.UNSUPPORTED_CHANNEL, f"fallback channel {fb!r} is not usable")]
                 )
         address, zone = self._recipient(req)
-        rendered = self._render(req)
+        rendered = self._render(req, renderer)
         rules = self.policy.rules(tenant, req.brand)
         draft = Draft(channel=channel, category=req.category, brand=req.brand, fields=rendered, rules=rules)
         verdict = run(self.pipeline, draft)
@@ -459,7 +464,7 @@ class Acceptor:
             raise Rejected(channel, [reason(Reason.INVALID_RECIPIENT, str(exc))]) from None
         return address, zone or DEFAULT_TIMEZONE
 
-    def _render(self, req: NotifyRequest) -> dict[str, Any]:
+    def _render(self, req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
         channel = req.channel
         if req.template and req.content:
             raise Rejected(
@@ -468,7 +473,7 @@ class Acceptor:
             )
         if req.template:
             try:
-                return self.renderer.render(req.template, channel, req.params)
+                return renderer.render(req.template, channel, req.params)
             except TemplateNotFound as exc:
                 raise Rejected(channel, [reason(Reason.TEMPLATE_NOT_FOUND, str(exc))]) from None
             except MissingParam as exc:

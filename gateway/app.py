@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import redis
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -37,8 +37,9 @@ from gateway.recipients import mask_address, mask_token
 from gateway.redisdb import async_client, sync_client
 from gateway.settings import Settings
 from gateway.store import Store, event
+from gateway.tenant_templates import TemplateRejected, TenantTemplates
 from gateway.timeutil import rfc3339, system_clock
-from templates.renderer import Renderer, load_catalog
+from templates.renderer import load_catalog
 
 _encode = msgspec.json.Encoder()
 JSON = "application/json"
@@ -54,6 +55,7 @@ class Services:
     auth: Authenticator
     acceptor: Acceptor
     sync_redis: redis.Redis
+    templates: TenantTemplates
 
 
 def services(state: State) -> Services:
@@ -173,6 +175,67 @@ async def compliance_check(request: Request[Any, Any, Any], data: JSONBody[Notif
     """Same body as /v1/notify; sends nothing, counts nothing."""
     who = await principal(request, "notify")
     return json_response(await services(request.app.state).acceptor.check(who.tenant, data))
+
+
+# -- templates -----------------------------------------------------------------------------------
+@get("/v1/templates", summary="The catalogue and the tenant's own templates")
+async def list_templates(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Every template this tenant can send, its own overriding the catalogue's by name."""
+    who = await principal(request, "templates")
+    svc = services(request.app.state)
+    own = await svc.templates.custom(who.tenant)
+    merged = {
+        **{n: (t, "catalog") for n, t in svc.templates.catalog.items()},
+        **{n: (t, "tenant") for n, t in own.items()},
+    }
+    items = [{**t.describe(), "source": src} for _, (t, src) in sorted(merged.items())]
+    return json_response({"templates": items})
+
+
+@get("/v1/templates/{name:str}", summary="One template")
+async def get_template(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
+    """The template with its variants and params."""
+    who = await principal(request, "templates")
+    svc = services(request.app.state)
+    own = await svc.templates.custom(who.tenant)
+    if name in own:
+        return json_response({**own[name].describe(), "source": "tenant"})
+    if name in svc.templates.catalog:
+        return json_response({**svc.templates.catalog[name].describe(), "source": "catalog"})
+    raise NotFound("template_not_found", f"no template named {name!r}")
+
+
+class TemplateDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of PUT /v1/templates/{name}: the catalogue file's fields as JSON."""
+
+    category: str = "marketing"
+    description: str = ""
+    params: dict[str, dict[str, Any]] = {}
+    sms: dict[str, Any] | None = None
+    mms: dict[str, Any] | None = None
+    push: dict[str, Any] | None = None
+    email: dict[str, Any] | None = None
+
+
+@put("/v1/templates/{name:str}", status_code=200, summary="Create or replace a template")
+async def put_template(
+    request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[TemplateDocument]
+) -> Response[bytes]:
+    """Refused (422) when any variant fails the content rules, with the same reasons as a notify."""
+    who = await principal(request, "templates")
+    if not (0 < len(name) <= 128 and name.replace("_", "").replace("-", "").isalnum()):
+        raise Unprocessable(
+            "validation_error",
+            "template names are letters, digits, _ and -",
+            errors=[{"field": "name", "message": "invalid"}],
+        )
+    document = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
+    try:
+        tpl = await services(request.app.state).templates.put(who.tenant, name, document)
+    except TemplateRejected as exc:
+        first = exc.reasons[0]
+        raise Unprocessable(first["code"], first["detail"], reasons=exc.reasons) from None
+    return json_response({**tpl.describe(), "source": "tenant"})
 
 
 # -- notifications -------------------------------------------------------------------------------
@@ -372,12 +435,14 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             client, record_ttl=settings.record_ttl_seconds, idempotency_ttl=settings.idempotency_ttl_seconds
         )
         scheduler = AsyncScheduler(Enqueuer(sync, settings.batch_size))
-        renderer = Renderer(load_catalog())
+        policy = load_policy(settings.policy_path)
+        templates = TenantTemplates(client, load_catalog(), policy)
         app.state.services = Services(
             settings=settings,
             store=store,
             auth=Authenticator(client, settings.api_key_cache_seconds),
-            acceptor=Acceptor(settings, store, renderer, scheduler, load_policy(settings.policy_path)),
+            acceptor=Acceptor(settings, store, templates, scheduler, policy),
+            templates=templates,
             sync_redis=sync,
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
@@ -398,6 +463,9 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             notify,
             notify_batch,
             compliance_check,
+            list_templates,
+            get_template,
+            put_template,
             get_notification,
             cancel_notification,
             receipts,

@@ -34,6 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per provider call is noise
+    if args.command in ("dev", "serve", "worker"):
+        from compliance.policy import PolicyError, load_policy
+
+        try:
+            load_policy(settings.policy_path)  # a bad policy stops the start, with the place it is wrong
+        except PolicyError as exc:
+            print(f"tidings: invalid policy: {exc}", file=sys.stderr)
+            return 2
     try:
         result: int = args.func(settings, args)
         return result

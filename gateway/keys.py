@@ -54,6 +54,11 @@ def cap(tenant: str, member: str, month: str) -> str:
     return f"{_t(tenant)}cap:{member}:{month}"
 
 
+def templates(tenant: str) -> str:
+    """Hash of a tenant's own templates: name -> JSON document."""
+    return f"{_t(tenant)}templates"
+
+
 def api_key(key_hash: str) -> str:
     """Hash of one API key (looked up by the SHA-256 of the key)."""
     return f"{PREFIX}apikey:{key_hash}"

@@ -35,3 +35,15 @@ def test_cli_reports_bad_settings(
     monkeypatch.setenv("TIDINGS_SEND_CONCURENCY", "3")
     assert main(["dlq", "list"]) == 2
     assert "TIDINGS_SEND_CONCURENCY" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bad_policy(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    from pathlib import Path
+
+    from gateway.cli import main
+
+    bad = Path(str(tmp_path)) / "policy.toml"
+    bad.write_text('[defaults]\nmonthly_cap = 4\nquiet_start = "25:00"\n', encoding="utf-8")
+    monkeypatch.setenv("TIDINGS_POLICY_PATH", str(bad))
+    assert main(["worker"]) == 2
+    assert 'quiet_start must be "HH:MM"' in capsys.readouterr().err

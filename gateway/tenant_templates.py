@@ -1,0 +1,116 @@
+"""Tenant templates: stored in Redis beside the shipped catalogue, which they override by name."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from compliance.content import Draft, WordingRule, run
+from compliance.policy import Policy
+from compliance.reasons import Reason, reason
+from gateway import keys
+from templates.renderer import CHANNEL_FIELDS, InvalidTemplate, Renderer, Template, parse_template
+
+
+class TemplateRejected(ValueError):
+    """A template whose text fails the content rules; reasons as for a notify."""
+
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(reasons[0]["detail"])
+        self.reasons = reasons
+
+
+class TenantTemplates:
+    """Per-tenant renderers (catalogue + the tenant's own templates), cached for a few seconds."""
+
+    def __init__(
+        self, redis: aioredis.Redis, catalog: dict[str, Template], policy: Policy, cache_seconds: float = 2.0
+    ) -> None:
+        self.redis = redis
+        self.catalog = catalog
+        self.policy = policy
+        self.cache_seconds = cache_seconds
+        self._base = Renderer(catalog)
+        self._cache: dict[str, tuple[float, Renderer]] = {}
+
+    async def renderer(self, tenant: str) -> Renderer:
+        """The renderer for a tenant (the shared catalogue one when it has no templates of its own)."""
+        now = time.monotonic()
+        hit = self._cache.get(tenant)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        own = await self.custom(tenant)
+        renderer = Renderer({**self.catalog, **own}) if own else self._base
+        self._cache[tenant] = (now + self.cache_seconds, renderer)
+        return renderer
+
+    async def custom(self, tenant: str) -> dict[str, Template]:
+        """The tenant's own templates."""
+        raw = await self.redis.hgetall(keys.templates(tenant))
+        out = {}
+        for name, doc in raw.items():
+            data = msgspec.json.decode(doc)
+            out[name.decode() if isinstance(name, bytes) else str(name)] = parse_template(
+                data, source="stored"
+            )
+        return out
+
+    def check(self, name: str, document: dict[str, Any]) -> Template:
+        """Validate a template document and run the content rules over every channel variant."""
+        try:
+            tpl = parse_template({**document, "name": name}, source=name)
+        except InvalidTemplate as exc:
+            raise TemplateRejected([reason(Reason.VALIDATION_ERROR, str(exc))]) from None
+        if not tpl.variants:
+            raise TemplateRejected(
+                [
+                    reason(
+                        Reason.VALIDATION_ERROR,
+                        f"a template needs at least one of {', '.join(CHANNEL_FIELDS)}",
+                    )
+                ]
+            )
+        rules = self.policy.rules(None, None)
+        wording = WordingRule(self.policy.matcher)
+        problems: list[dict[str, Any]] = []
+        for channel, variant in tpl.variants.items():
+            for field in CHANNEL_FIELDS[channel]:
+                text = variant.get(field)
+                if not text:
+                    continue
+                draft = Draft(
+                    channel=channel,
+                    category=tpl.category,
+                    brand=None,
+                    fields={"text": str(text)},
+                    rules=rules,
+                )
+                verdict = run((wording,), draft)
+                if verdict is not None:
+                    for term in verdict.reason.get("terms", []):
+                        term["field"] = f"{channel}.{field}"
+                    problems.append(verdict.reason)
+                if channel in ("sms", "mms") and field == "text" and tpl.category == "transactional":
+                    from compliance.content import UNSUBSCRIBE
+
+                    if UNSUBSCRIBE.search(str(text)):
+                        problems.append(
+                            reason(
+                                Reason.UNSUBSCRIBE_ON_TRANSACTIONAL,
+                                f"{channel}.text: transactional SMS must not carry an unsubscribe line",
+                            )
+                        )
+        if problems:
+            raise TemplateRejected(problems)
+        return tpl
+
+    async def put(self, tenant: str, name: str, document: dict[str, Any]) -> Template:
+        """Store a template (after check); the tenant's cache is dropped."""
+        tpl = self.check(name, document)
+        stored = {k: v for k, v in {**document, "name": name}.items()}
+        await self.redis.hset(keys.templates(tenant), name, msgspec.json.encode(stored))
+        self._cache.pop(tenant, None)
+        return tpl
