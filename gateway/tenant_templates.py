@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from compliance.content import Draft, WordingRule, run
+from compliance.content import Draft, FooterRule, WordingRule, run
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
 from gateway import keys
@@ -75,6 +75,10 @@ class TenantTemplates:
             )
         rules = self.policy.rules(None, None)
         wording = WordingRule(self.policy.matcher)
+        sms_rules = (
+            wording,
+            FooterRule(),
+        )  # the footer rule refuses an unsubscribe line on transactional text
         problems: list[dict[str, Any]] = []
         for channel, variant in tpl.variants.items():
             for field in CHANNEL_FIELDS[channel]:
@@ -88,21 +92,11 @@ class TenantTemplates:
                     fields={"text": str(text)},
                     rules=rules,
                 )
-                verdict = run((wording,), draft)
+                verdict = run(sms_rules if field == "text" else (wording,), draft)
                 if verdict is not None:
                     for term in verdict.reason.get("terms", []):
                         term["field"] = f"{channel}.{field}"
-                    problems.append(verdict.reason)
-                if channel in ("sms", "mms") and field == "text" and tpl.category == "transactional":
-                    from compliance.content import UNSUBSCRIBE
-
-                    if UNSUBSCRIBE.search(str(text)):
-                        problems.append(
-                            reason(
-                                Reason.UNSUBSCRIBE_ON_TRANSACTIONAL,
-                                f"{channel}.text: transactional SMS must not carry an unsubscribe line",
-                            )
-                        )
+                    problems.append({**verdict.reason, "field": f"{channel}.{field}"})
         if problems:
             raise TemplateRejected(problems)
         return tpl

@@ -37,7 +37,9 @@ def test_cli_reports_bad_settings(
     assert "TIDINGS_SEND_CONCURENCY" in capsys.readouterr().err
 
 
-def test_cli_refuses_a_bad_policy(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+def test_cli_refuses_a_bad_policy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
     from pathlib import Path
 
     from gateway.cli import main
