@@ -39,18 +39,24 @@ def test_sigkill_mid_batch_delivers_everything_exactly_once(stack_factory: Calla
     n = 400
     ids = send_batch(stack, n, prefix="137")
 
+    r = redis.Redis.from_url(stack.redis_url)
+
+    def in_flight() -> list[str]:
+        with r.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hget(keys.notification(TENANT, i), "status")
+            return [i for i, st in zip(ids, pipe.execute(), strict=True) if st == b"sending"]
+
     first = start_worker(stack)
     try:
-        wait_for(lambda: len(stack.messages()) >= 60, timeout=30, interval=0.02)
+        # Kill once some messages went out and a batch is on its way to the provider.
+        wait_for(lambda: len(stack.messages()) >= 60 and in_flight(), timeout=30, interval=0.01)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     delivered_before = len(stack.messages())
     assert delivered_before < n, "the worker finished before it could be killed mid-batch"
-
-    r = redis.Redis.from_url(stack.redis_url)
-    in_flight = [i for i in ids if r.hget(keys.notification(TENANT, i), "status") == b"sending"]
-    assert in_flight, "nothing was in flight when the worker died"
+    assert in_flight(), "nothing was in flight when the worker died"
 
     second = start_worker(stack)
     try:
