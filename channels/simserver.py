@@ -242,11 +242,19 @@ class Simulator:
     async def _reply(self, spec: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         if not spec.get("from") or not spec.get("text"):
             raise ValueError("from and text are required")
+        # Like a provider's sub-port (extend code): the reply is tied to the last message sent to that number.
+        sender = str(spec["from"])
+        last = [
+            m
+            for m in self.state.messages
+            if m["to"] == sender and (not spec.get("brand") or m.get("brand") == spec["brand"])
+        ]
         payload = {
-            "from": spec["from"],
+            "from": sender,
             "to": spec.get("to") or "106900000001",
             "text": spec["text"],
-            "brand": spec.get("brand"),
+            "brand": spec.get("brand") or (last[-1].get("brand") if last else None),
+            "reference": last[-1]["reference"] if last else None,
             "received_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
         try:

@@ -6,13 +6,11 @@ import contextlib
 import gc
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import redis
 from litestar import Litestar, Request, Response, get, post, put
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, JSONBody
@@ -22,10 +20,13 @@ from channels.signing import SIGNATURE_HEADER, verify
 from compliance.policy import load_policy
 from gateway import keys, metrics
 from gateway.accept import Acceptor, Answer, Rejected
-from gateway.auth import Authenticator, Principal
+from gateway.app_support import Services, json_response, principal, raw_header, services
+from gateway.auth import Authenticator
 from gateway.dispatch import AsyncScheduler, Enqueuer
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, TidingsError, Unprocessable
 from gateway.models import BatchRequest, NotifyRequest
+from gateway.optout_api import HANDLERS as OPTOUT_HANDLERS
+from gateway.optouts import OptOuts
 from gateway.problems import (
     on_http_exception,
     on_redis_error,
@@ -33,7 +34,7 @@ from gateway.problems import (
     on_unexpected,
     problem_response,
 )
-from gateway.recipients import mask_address, mask_token
+from gateway.recipients import Members, mask_address, mask_token
 from gateway.redisdb import async_client, sync_client
 from gateway.settings import Settings
 from gateway.store import Store, event
@@ -42,46 +43,7 @@ from gateway.timeutil import rfc3339, system_clock
 from templates.renderer import load_catalog
 
 _encode = msgspec.json.Encoder()
-JSON = "application/json"
 MERGED_FIELDS = ("to", "params", "content", "metadata")
-
-
-@dataclass
-class Services:
-    """Everything a request handler needs, built once per process."""
-
-    settings: Settings
-    store: Store
-    auth: Authenticator
-    acceptor: Acceptor
-    sync_redis: redis.Redis
-    templates: TenantTemplates
-
-
-def services(state: State) -> Services:
-    """The process's services."""
-    svc: Services = state.services
-    return svc
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
-    """JSON encoded by msgspec."""
-    return Response(content=_encode.encode(body), status_code=status, media_type=JSON, headers=headers)
-
-
-def raw_header(request: Request[Any, Any, Any], name: bytes) -> str | None:
-    """One request header straight from the ASGI scope (cheaper than building the headers mapping)."""
-    for key, value in request.scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-async def principal(request: Request[Any, Any, Any], scope: str) -> Principal:
-    """Authenticate the caller and check a scope."""
-    who = await services(request.app.state).auth.principal(raw_header(request, b"authorization"))
-    who.require(scope)
-    return who
 
 
 def answer_response(answer: Answer) -> Response[bytes]:
@@ -443,6 +405,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             auth=Authenticator(client, settings.api_key_cache_seconds),
             acceptor=Acceptor(settings, store, templates, scheduler, policy),
             templates=templates,
+            optouts=OptOuts(client, Members(settings.hmac_key)),
             sync_redis=sync,
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
@@ -472,6 +435,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             healthz,
             readyz,
             metrics_endpoint,
+            *OPTOUT_HANDLERS,
         ],
         lifespan=[lifespan],
         exception_handlers={

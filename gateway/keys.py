@@ -49,6 +49,11 @@ def optouts(tenant: str, member: str) -> str:
     return f"{_t(tenant)}optout:{member}"
 
 
+def optout_log(tenant: str, member: str) -> str:
+    """List of every change to one member's opt-outs (JSON), oldest first. Never expires."""
+    return f"{_t(tenant)}optout-log:{member}"
+
+
 def cap(tenant: str, member: str, month: str) -> str:
     """Counter of one member's capped messages in one calendar month of their own zone."""
     return f"{_t(tenant)}cap:{member}:{month}"

@@ -20,7 +20,7 @@ def scope(brand: str | None, channel: str | None) -> str:
 
 
 class OptOuts:
-    """Read and write opt-out entries. Entries never expire."""
+    """Read and write opt-out entries. Entries never expire; every change is logged."""
 
     def __init__(self, redis: aioredis.Redis, members: Members) -> None:
         self.redis = redis
@@ -48,17 +48,53 @@ class OptOuts:
             "reason": reason,
             "by": by,
         }
-        key = keys.optouts(tenant, self.members.of(address))
-        return bool(await self.redis.hsetnx(key, scope(brand, channel), msgspec.json.encode(entry)))
+        member = self.members.of(address)
+        added = bool(
+            await self.redis.hsetnx(
+                keys.optouts(tenant, member), scope(brand, channel), msgspec.json.encode(entry)
+            )
+        )
+        if added:
+            await self._log(tenant, member, {"change": "opt_out", **entry})
+        return added
 
     async def remove(
-        self, tenant: str, address: str, *, brand: str | None = None, channel: str | None = None
+        self,
+        tenant: str,
+        address: str,
+        *,
+        brand: str | None = None,
+        channel: str | None = None,
+        evidence: str,
+        by: str = "",
     ) -> bool:
-        """Opt back in for exactly that scope; False if there was no such entry."""
-        key = keys.optouts(tenant, self.members.of(address))
-        return bool(await self.redis.hdel(key, scope(brand, channel)))
+        """Opt back in for exactly that scope, with the member's consent evidence; False if there was no entry."""
+        if not evidence.strip():
+            raise ValueError("opting back in needs consent evidence")
+        member = self.members.of(address)
+        removed = bool(await self.redis.hdel(keys.optouts(tenant, member), scope(brand, channel)))
+        if removed:
+            change = {
+                "change": "opt_in",
+                "brand": brand,
+                "channel": channel,
+                "at": rfc3339(system_clock()),
+                "consent_evidence": evidence,
+                "by": by,
+            }
+            await self._log(tenant, member, change)
+        return removed
 
     async def entries(self, tenant: str, address: str) -> list[dict[str, Any]]:
         """Every entry of the address."""
         raw = await self.redis.hgetall(keys.optouts(tenant, self.members.of(address)))
         return [msgspec.json.decode(v) for v in raw.values()]
+
+    async def history(self, tenant: str, address: str) -> list[dict[str, Any]]:
+        """Every change of the address's opt-outs, oldest first."""
+        raw = await self.redis.lrange(keys.optout_log(tenant, self.members.of(address)), 0, -1)
+        return [msgspec.json.decode(v) for v in raw]
+
+    async def _log(self, tenant: str, member: str, change: dict[str, Any]) -> None:
+        # Kept for the auditors; the audit log (issue 6) will take these over.
+        await self.redis.rpush(keys.optout_log(tenant, member), msgspec.json.encode(change))

@@ -1,0 +1,154 @@
+"""Opt-out endpoints: members' replies from providers, and the opt-out API of API.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post, put
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from channels.signing import SIGNATURE_HEADER, verify
+from compliance.replies import ReplyKind, classify
+from gateway import keys
+from gateway.app_support import json_response, principal, raw_header, services
+from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from gateway.recipients import InvalidRecipient, check_email, mask_address, parse_phone
+
+
+class SimReply(msgspec.Struct):
+    """A member's reply as the simulator pushes it."""
+
+    text: str
+    sender: str = msgspec.field(name="from")
+    to: str = ""
+    brand: str | None = None
+    reference: str | None = None
+    received_at: str | None = None
+
+
+@post("/v1/inbound/{provider:str}/replies", status_code=200, summary="Member replies (MO) from a provider")
+async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
+    """Verify the provider's signature; an unsubscribe reply opts the member out of the brand it answered."""
+    svc = services(request.app.state)
+    if provider != "simulator":
+        raise NotFound("unknown_provider", f"no replies endpoint for provider {provider!r}")
+    body = await request.body()
+    if not verify(svc.settings.simulator_secret, body, raw_header(request, SIGNATURE_HEADER.encode())):
+        raise Forbidden("bad_signature", "the request signature does not verify")
+    try:
+        reply = msgspec.json.decode(body, type=SimReply)
+    except msgspec.DecodeError as exc:
+        raise BadRequest("malformed_reply", str(exc)) from None
+    kind = classify(reply.text)
+    tenant = (reply.reference or "").partition(":")[0]
+    if not tenant:
+        # No message of ours to tie it to (the provider's sub-port matched nothing): nothing to act on.
+        return json_response({"ok": True, "kind": kind.value, "action": "unmatched"})
+    try:
+        phone = parse_phone(reply.sender, svc.settings.default_region).e164
+    except InvalidRecipient:
+        return json_response({"ok": True, "kind": kind.value, "action": "invalid_sender"})
+    if kind is not ReplyKind.OPT_OUT:
+        return json_response({"ok": True, "kind": kind.value, "action": "none"})
+    rules = svc.acceptor.policy.rules(tenant, reply.brand)
+    brand = None if rules.replies_global else reply.brand
+    added = await svc.optouts.add(
+        tenant, phone, brand=brand, source="sms_reply", reason=reply.text[:64], by=provider
+    )
+    return json_response(
+        {"ok": True, "kind": kind.value, "action": "opted_out" if added else "already_opted_out"}
+    )
+
+
+def _address(raw: str, region: str) -> str:
+    try:
+        return check_email(raw) if "@" in raw else parse_phone(raw, region).e164
+    except InvalidRecipient as exc:
+        raise Unprocessable("invalid_recipient", str(exc)) from None
+
+
+async def _view(request: Request[Any, Any, Any], tenant: str, address: str) -> dict[str, Any]:
+    entries = await services(request.app.state).optouts.entries(tenant, address)
+    shown = [{k: e.get(k) for k in ("brand", "channel", "since", "source")} for e in entries]
+    return {"address": mask_address(address), "opted_out": bool(entries), "entries": shown}
+
+
+@get("/v1/optouts/{address:str}", summary="A member's opt-outs")
+async def get_optouts(request: Request[Any, Any, Any], address: FromPath[str]) -> Response[bytes]:
+    """Masked address, whether any opt-out applies, and the entries."""
+    who = await principal(request, "optouts")
+    return json_response(
+        await _view(
+            request, who.tenant, _address(address, services(request.app.state).settings.default_region)
+        )
+    )
+
+
+class OptOutBody(msgspec.Struct, forbid_unknown_fields=True):
+    """PUT body: null brand/channel = every brand/channel."""
+
+    brand: str | None = None
+    channel: str | None = None
+    reason: str = ""
+
+
+class OptInBody(msgspec.Struct, forbid_unknown_fields=True):
+    """DELETE body: what shows the member consented again."""
+
+    consent_evidence: str = ""
+
+
+@put("/v1/optouts/{address:str}", status_code=200, summary="Opt a member out")
+async def put_optout(
+    request: Request[Any, Any, Any], address: FromPath[str], data: JSONBody[OptOutBody]
+) -> Response[bytes]:
+    """Idempotent: the same scope twice is one entry."""
+    who = await principal(request, "optouts")
+    svc = services(request.app.state)
+    if data.channel is not None and data.channel not in keys.CHANNELS:
+        raise Unprocessable(
+            "unsupported_channel", f"channel must be one of {', '.join(keys.CHANNELS)} or null"
+        )
+    addr = _address(address, svc.settings.default_region)
+    await svc.optouts.add(
+        who.tenant,
+        addr,
+        brand=data.brand,
+        channel=data.channel,
+        source="api",
+        reason=data.reason[:256],
+        by=who.key_id,
+    )
+    return json_response(await _view(request, who.tenant, addr))
+
+
+@delete("/v1/optouts/{address:str}", status_code=200, summary="Opt a member back in (needs consent evidence)")
+async def delete_optout(
+    request: Request[Any, Any, Any],
+    address: FromPath[str],
+    brand: FromQuery[str | None] = None,
+    channel: FromQuery[str | None] = None,
+) -> Response[bytes]:
+    """Removes exactly the scope given; refused without consent evidence, which is recorded."""
+    who = await principal(request, "optouts")
+    svc = services(request.app.state)
+    raw = await request.body()
+    try:
+        body = msgspec.json.decode(raw, type=OptInBody) if raw.strip() else OptInBody()
+    except msgspec.DecodeError as exc:
+        raise BadRequest("malformed_json", str(exc)) from None
+    if not body.consent_evidence.strip():
+        raise Unprocessable(
+            "consent_evidence_required", "opting back in needs consent_evidence (how the member agreed again)"
+        )
+    addr = _address(address, svc.settings.default_region)
+    removed = await svc.optouts.remove(
+        who.tenant, addr, brand=brand, channel=channel, evidence=body.consent_evidence[:1000], by=who.key_id
+    )
+    if not removed:
+        raise NotFound("not_found", "no opt-out with that brand and channel for this address")
+    return json_response(await _view(request, who.tenant, addr))
+
+
+HANDLERS = [replies, get_optouts, put_optout, delete_optout]

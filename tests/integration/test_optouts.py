@@ -1,0 +1,97 @@
+"""Members' replies through the simulator, and the opt-out API."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import Stack, points_expiry, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def reply(
+    stack: Stack, text: str, sender: str = "+8613812345678", brand: str | None = "星耀商城"
+) -> httpx.Response:
+    return httpx.post(
+        f"{stack.sim_url}/replies", json={"from": sender, "text": text, "brand": brand}, timeout=10
+    )
+
+
+def test_td_reply_opts_out_of_that_brand_and_holds_back_queued_messages(stack_factory: object) -> None:
+    stack = stack_factory()  # type: ignore[operator]
+    with stack.client() as c:
+        c.post("/v1/notify", json=points_expiry())
+    wait_for(lambda: stack.messages("+8613812345678"), timeout=5)
+
+    stack.stop_workers()
+    with stack.client() as c:
+        queued = c.post(
+            "/v1/notify", json=points_expiry(params={"name": "李女士", "points": 1, "days": 1})
+        ).json()
+    assert queued["status"] == "queued"
+
+    answer = reply(stack, "ＴＤ 不要再发")
+    assert answer.status_code == 200 and answer.json()["gateway"]["action"] == "opted_out"
+    again = reply(stack, "TD")  # a provider's retry or the member again: still one opt-out
+    assert again.json()["gateway"]["action"] == "already_opted_out"
+    assert reply(stack, "好的谢谢").json()["gateway"]["action"] == "none"
+
+    stack.start_worker()
+    with stack.client() as c:
+        wait_for(
+            lambda: c.get(f"/v1/notifications/{queued['id']}").json()["status"] == "suppressed", timeout=10
+        )
+        nxt = c.post("/v1/notify", json=points_expiry())
+        assert nxt.status_code == 200 and nxt.json()["reasons"][0]["code"] == "opted_out"
+        other_brand = c.post("/v1/notify", json=points_expiry(brand="月光百货"))
+        assert other_brand.json()["status"] == "queued"
+        view = c.get("/v1/optouts/13812345678").json()
+    assert view == {
+        "address": "+86138****5678",
+        "opted_out": True,
+        "entries": [
+            {
+                "brand": "星耀商城",
+                "channel": None,
+                "since": view["entries"][0]["since"],
+                "source": "sms_reply",
+            }
+        ],
+    }
+    # The queued 星耀商城 message never went out; only the first one (and the other brand's) did.
+    assert sum(1 for m in stack.messages("+8613812345678") if m["brand"] == "星耀商城") == 1
+
+
+def test_forged_reply_is_refused_and_changes_nothing(stack: Stack) -> None:
+    body = b'{"from": "+8613812345678", "text": "TD", "reference": "acme:ntf_x"}'
+    r = httpx.post(
+        f"{stack.api_url}/v1/inbound/simulator/replies",
+        content=body,
+        headers={"x-tidings-signature": "ab" * 32},
+    )
+    assert r.status_code == 403 and r.json()["code"] == "bad_signature"
+    with stack.client() as c:
+        assert c.get("/v1/optouts/13812345678").json()["opted_out"] is False
+
+
+def test_optout_api_put_get_delete_with_consent(stack: Stack) -> None:
+    with stack.client() as c:
+        put = c.put(
+            "/v1/optouts/+86 138-1234-5678", json={"brand": None, "channel": "sms", "reason": "客服来电要求"}
+        )
+        assert put.status_code == 200 and put.json()["opted_out"] is True
+        assert c.post("/v1/notify", json=points_expiry()).json()["status"] == "suppressed"
+        refused = c.request("DELETE", "/v1/optouts/13812345678", params={"channel": "sms"})
+        assert refused.status_code == 422 and refused.json()["code"] == "consent_evidence_required"
+        ok = c.request(
+            "DELETE",
+            "/v1/optouts/13812345678",
+            params={"channel": "sms"},
+            json={"consent_evidence": "会员APP勾选同意 2026-11-25"},
+        )
+        assert ok.status_code == 200 and ok.json()["opted_out"] is False
+        assert c.post("/v1/notify", json=points_expiry()).json()["status"] == "queued"
+        assert c.get("/v1/optouts/not-a-number").json()["code"] == "invalid_recipient"
+        email = c.put("/v1/optouts/Lina@Example.com", json={})
+        assert email.json()["address"] == "L***@example.com"
