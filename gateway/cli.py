@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="")
     create.set_defaults(func=cmd_keys_create)
 
+    optouts = sub.add_parser("optouts", help="import and export opt-outs")
+    optouts_sub = optouts.add_subparsers(dest="optouts_command", required=True)
+    imp = optouts_sub.add_parser("import", help="import a CSV file (address,brand,channel), streaming")
+    imp.add_argument("file")
+    imp.add_argument("--tenant", required=True)
+    imp.set_defaults(func=cmd_optouts_import)
+    exp = optouts_sub.add_parser("export", help="export every opt-out of a tenant as CSV")
+    exp.add_argument("--tenant", required=True)
+    exp.add_argument("--output", help="file to write (default: standard output)")
+    exp.set_defaults(func=cmd_optouts_export)
+
     dlq = sub.add_parser("dlq", help="the dead-letter list")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_sub.add_parser("list", help="notifications that exhausted their retries")
@@ -112,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("ids", nargs="*", help="ids to replay (default: all)")
     replay.set_defaults(func=cmd_dlq_replay)
 
-    for sp in (serve, worker, create, dlq_list, replay):
+    for sp in (serve, worker, create, dlq_list, replay, imp, exp):
         sp.add_argument(
             "--data-dir",
             default="./var",
@@ -272,6 +284,93 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         log_level="warning",
     )
+    return 0
+
+
+# -- opt-outs -----------------------------------------------------------------------------------
+def _optouts(settings: Settings, url: str) -> Any:
+    from gateway.optouts import OptOuts
+    from gateway.recipients import Members
+    from gateway.redisdb import async_client
+
+    return OptOuts(async_client(url), Members(settings.hmac_key))
+
+
+def cmd_optouts_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Stream a CSV file into the opt-out store with a progress bar and a summary."""
+    from gateway.optout_import import CsvImporter, ImportReport
+
+    url = redis_url_for(settings, args.data_dir)
+    path = Path(args.file)
+    try:
+        total = path.stat().st_size
+    except OSError as exc:
+        raise CliError(f"{args.file}: {exc.strerror}") from None
+    started = time.monotonic()
+    last = [0.0]
+
+    def progress(done: int, report: ImportReport) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.25 and done < total:
+            return
+        last[0] = now
+        width = 30
+        filled = int(width * done / total) if total else width
+        rate = report.rows / max(now - started, 1e-9)
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done * 100 // max(total, 1):3d}%  {report.rows:,} rows  {rate:,.0f} rows/s"
+        )
+        sys.stderr.flush()
+
+    async def chunks(fh: Any) -> Any:
+        while data := fh.read(1 << 20):  # a local file: each read is short
+            yield data
+
+    async def run(fh: Any) -> ImportReport:
+        optouts = _optouts(settings, url)
+        try:
+            importer = CsvImporter(optouts, args.tenant, settings.default_region, by="cli")
+            return await importer.run(chunks(fh), progress)
+        finally:
+            await optouts.redis.aclose()
+
+    with path.open("rb") as fh:
+        report = asyncio.run(run(fh))
+    elapsed = time.monotonic() - started
+    sys.stderr.write("\n")
+    print(
+        f"rows {report.rows:,}  imported {report.imported:,}  duplicates {report.duplicates:,}  "
+        f"invalid {report.invalid_count:,}  in {elapsed:.1f} s ({report.rows / max(elapsed, 1e-9):,.0f} rows/s)"
+    )
+    for bad in report.invalid[:20]:
+        print(f"  line {bad['line']}: {bad['error']}")
+    return 0
+
+
+def cmd_optouts_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Every opt-out of the tenant as CSV (address,brand,channel,since,source)."""
+    from gateway.optout_api import csv_line
+
+    url = redis_url_for(settings, args.data_dir)
+
+    async def run(out: Any) -> int:
+        optouts = _optouts(settings, url)
+        count = 0
+        try:
+            out.write("address,brand,channel,since,source\n")
+            async for entry in optouts.export(args.tenant):
+                out.write(csv_line(entry))
+                count += 1
+        finally:
+            await optouts.redis.aclose()
+        return count
+
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as fh:
+            count = asyncio.run(run(fh))
+    else:
+        count = asyncio.run(run(sys.stdout))
+    print(f"{count:,} opt-out(s) exported", file=sys.stderr)
     return 0
 
 

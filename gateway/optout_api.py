@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Stream
 
 from channels.signing import SIGNATURE_HEADER, verify
 from compliance.replies import ReplyKind, classify
 from gateway import keys
 from gateway.app_support import json_response, principal, raw_header, services
 from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from gateway.optout_import import CsvImporter
 from gateway.recipients import InvalidRecipient, check_email, mask_address, parse_phone
 
 
@@ -151,4 +156,48 @@ async def delete_optout(
     return json_response(await _view(request, who.tenant, addr))
 
 
-HANDLERS = [replies, get_optouts, put_optout, delete_optout]
+@post(
+    "/v1/optouts/import",
+    status_code=200,
+    summary="Import opt-outs from CSV (address,brand,channel)",
+    request_max_body_size=1 << 30,
+)
+async def import_optouts(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Streams the body: a million rows without holding the file in memory."""
+    who = await principal(request, "optouts")
+    svc = services(request.app.state)
+    importer = CsvImporter(svc.optouts, who.tenant, svc.settings.default_region, by=who.key_id)
+    report = await importer.run(request.stream())
+    return json_response(report.as_dict())
+
+
+@get("/v1/optouts/export", summary="Every opt-out of the tenant as CSV")
+async def export_optouts(request: Request[Any, Any, Any]) -> Stream:
+    """Streams address,brand,channel,since,source."""
+    who = await principal(request, "optouts")
+    svc = services(request.app.state)
+
+    async def rows() -> AsyncIterator[bytes]:
+        yield b"address,brand,channel,since,source\n"
+        async for e in svc.optouts.export(who.tenant):
+            yield csv_line(e).encode()
+
+    return Stream(rows(), media_type="text/csv; charset=utf-8")
+
+
+def csv_line(e: dict[str, Any]) -> str:
+    """One export row."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(
+        [
+            e.get("address", ""),
+            e.get("brand") or "",
+            e.get("channel") or "",
+            e.get("since", ""),
+            e.get("source", ""),
+        ]
+    )
+    return buf.getvalue()
+
+
+HANDLERS = [replies, export_optouts, import_optouts, get_optouts, put_optout, delete_optout]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -12,6 +13,27 @@ from gateway.recipients import Members
 from gateway.timeutil import rfc3339, system_clock
 
 SOURCES = ("sms_reply", "api", "import", "email_link")
+
+
+def _entry(
+    address: str, brand: str | None, channel: str | None, source: str, reason: str, by: str
+) -> dict[str, Any]:
+    # The address is kept in the entry (live state, like a notification's) so opt-outs can be
+    # exported; lookups go through the keyed hash, and views mask it.
+    return {
+        "address": address,
+        "brand": brand,
+        "channel": channel,
+        "since": rfc3339(system_clock()),
+        "source": source,
+        "reason": reason,
+        "by": by,
+    }
+
+
+def _change(entry: dict[str, Any]) -> dict[str, Any]:
+    # The change log is for auditors: no plain address in it.
+    return {"change": "opt_out", **{k: v for k, v in entry.items() if k != "address"}}
 
 
 def scope(brand: str | None, channel: str | None) -> str:
@@ -40,14 +62,7 @@ class OptOuts:
         """Opt the address out for the scope; False if that entry already existed (nothing changed)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
-        entry = {
-            "brand": brand,
-            "channel": channel,
-            "since": rfc3339(system_clock()),
-            "source": source,
-            "reason": reason,
-            "by": by,
-        }
+        entry = _entry(address, brand, channel, source, reason, by)
         member = self.members.of(address)
         added = bool(
             await self.redis.hsetnx(
@@ -55,8 +70,42 @@ class OptOuts:
             )
         )
         if added:
-            await self._log(tenant, member, {"change": "opt_out", **entry})
+            await self._log(tenant, member, _change(entry))
         return added
+
+    async def add_many(
+        self, tenant: str, rows: Sequence[tuple[str, str | None, str | None]], *, source: str, by: str = ""
+    ) -> tuple[int, int]:
+        """Opt many (address, brand, channel) out in two round trips; (imported, duplicates)."""
+        if not rows:
+            return 0, 0
+        entries = [(self.members.of(a), scope(b, c), _entry(a, b, c, source, "", by)) for a, b, c in rows]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member, field, entry in entries:
+                pipe.hsetnx(keys.optouts(tenant, member), field, msgspec.json.encode(entry))
+            added = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (member, _, entry), was_added in zip(entries, added, strict=True):
+                if was_added:
+                    pipe.rpush(keys.optout_log(tenant, member), msgspec.json.encode(_change(entry)))
+            await pipe.execute()
+        imported = sum(1 for a in added if a)
+        return imported, len(rows) - imported
+
+    async def export(self, tenant: str) -> AsyncIterator[dict[str, Any]]:
+        """Every entry of the tenant, a SCAN at a time (flat memory)."""
+        cursor: int = 0
+        while True:
+            cursor, page = await self.redis.scan(cursor, match=keys.optouts(tenant, "*"), count=1000)
+            if page:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in page:
+                        pipe.hgetall(key)
+                    for entries in await pipe.execute():
+                        for raw in entries.values():
+                            yield msgspec.json.decode(raw)
+            if cursor == 0:
+                return
 
     async def remove(
         self,

@@ -23,7 +23,9 @@ def test_opt_out_acknowledged_a_second_before_sigkill_survives(tmp_path: Path) -
     async def add() -> None:
         client = async_client(url)
         try:
-            assert await OptOuts(client, members).add("acme", "+8613812345678", brand="星耀商城", source="sms_reply")
+            assert await OptOuts(client, members).add(
+                "acme", "+8613812345678", brand="星耀商城", source="sms_reply"
+            )
         finally:
             await client.aclose()
 
