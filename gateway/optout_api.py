@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
@@ -13,6 +16,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
 from channels.signing import SIGNATURE_HEADER, verify
+from channels.twilio_signature import verify_twilio
 from compliance.replies import ReplyKind, classify
 from gateway import keys
 from gateway.app_support import json_response, principal, raw_header, services
@@ -34,10 +38,38 @@ class SimReply(msgspec.Struct):
 
 @post("/v1/inbound/{provider:str}/replies", status_code=200, summary="Member replies (MO) from a provider")
 async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
-    """Verify the provider's signature; an unsubscribe reply opts the member out of the brand it answered."""
+    """Each provider's own format and proof of origin; an unsubscribe reply opts the member out."""
+    if provider == "simulator":
+        return await _simulator_reply(request)
+    if provider == "twilio":
+        return await _twilio_reply(request)
+    if provider == "alibaba":
+        return await _alibaba_reply(request)
+    raise NotFound("unknown_provider", f"no replies endpoint for provider {provider!r}")
+
+
+async def _apply(
+    request: Request[Any, Any, Any], tenant: str, sender: str, text: str, brand: str | None, provider: str
+) -> dict[str, Any]:
+    """Classify one reply and act on it; idempotent (the same reply twice is one opt-out)."""
     svc = services(request.app.state)
-    if provider != "simulator":
-        raise NotFound("unknown_provider", f"no replies endpoint for provider {provider!r}")
+    kind = classify(text)
+    try:
+        phone = parse_phone(sender, svc.settings.default_region).e164
+    except InvalidRecipient:
+        return {"kind": kind.value, "action": "invalid_sender"}
+    if kind is not ReplyKind.OPT_OUT:
+        return {"kind": kind.value, "action": "none"}
+    rules = svc.acceptor.policy.rules(tenant, brand)
+    scope_brand = None if rules.replies_global else brand
+    added = await svc.optouts.add(
+        tenant, phone, brand=scope_brand, source="sms_reply", reason=text[:64], by=provider
+    )
+    return {"kind": kind.value, "action": "opted_out" if added else "already_opted_out"}
+
+
+async def _simulator_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
+    svc = services(request.app.state)
     body = await request.body()
     if not verify(svc.settings.simulator_secret, body, raw_header(request, SIGNATURE_HEADER.encode())):
         raise Forbidden("bad_signature", "the request signature does not verify")
@@ -45,25 +77,73 @@ async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> R
         reply = msgspec.json.decode(body, type=SimReply)
     except msgspec.DecodeError as exc:
         raise BadRequest("malformed_reply", str(exc)) from None
-    kind = classify(reply.text)
     tenant = (reply.reference or "").partition(":")[0]
     if not tenant:
         # No message of ours to tie it to (the provider's sub-port matched nothing): nothing to act on.
-        return json_response({"ok": True, "kind": kind.value, "action": "unmatched"})
-    try:
-        phone = parse_phone(reply.sender, svc.settings.default_region).e164
-    except InvalidRecipient:
-        return json_response({"ok": True, "kind": kind.value, "action": "invalid_sender"})
-    if kind is not ReplyKind.OPT_OUT:
-        return json_response({"ok": True, "kind": kind.value, "action": "none"})
-    rules = svc.acceptor.policy.rules(tenant, reply.brand)
-    brand = None if rules.replies_global else reply.brand
-    added = await svc.optouts.add(
-        tenant, phone, brand=brand, source="sms_reply", reason=reply.text[:64], by=provider
-    )
+        return json_response({"ok": True, "kind": classify(reply.text).value, "action": "unmatched"})
     return json_response(
-        {"ok": True, "kind": kind.value, "action": "opted_out" if added else "already_opted_out"}
+        {"ok": True, **await _apply(request, tenant, reply.sender, reply.text, reply.brand, "simulator")}
     )
+
+
+async def _twilio_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Form-encoded; X-Twilio-Signature over our public URL (with its ?tenant=&brand=) and the sorted fields."""
+    svc = services(request.app.state)
+    raw = await request.body()
+    try:
+        fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise BadRequest("malformed_reply", "body is not UTF-8") from None
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    url = f"{svc.settings.public_url.rstrip('/')}{request.scope['path']}" + (f"?{query}" if query else "")
+    if not verify_twilio(
+        svc.settings.twilio_auth_token, url, fields, raw_header(request, b"x-twilio-signature")
+    ):
+        raise Forbidden("bad_signature", "X-Twilio-Signature does not verify")
+    tenant = request.query_params.get("tenant") or ""
+    if not tenant or "From" not in fields:
+        raise BadRequest("malformed_reply", "the webhook URL needs ?tenant= and the form needs From and Body")
+    await _apply(
+        request, tenant, fields["From"], fields.get("Body", ""), request.query_params.get("brand"), "twilio"
+    )
+    twiml = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+    return Response(content=twiml, media_type="text/xml", status_code=200)
+
+
+class AlibabaReply(msgspec.Struct):
+    """One SmsUp record of Alibaba Cloud's HTTP batch push."""
+
+    phone_number: str
+    content: str
+    send_time: str = ""
+    dest_code: str = ""
+    sequence_id: int | str = ""
+    sign_name: str | None = None
+
+
+async def _alibaba_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A JSON array of SmsUp records; answered {"code": 0} as Alibaba expects (else it pushes again)."""
+    svc = services(request.app.state)
+    tenant = request.query_params.get("tenant") or ""
+    token = request.query_params.get("token") or ""
+    if not tenant or not hmac.compare_digest(
+        token, inbound_token(svc.settings.inbound_token, "alibaba", tenant)
+    ):
+        raise Forbidden("bad_token", "the push URL's token does not match")
+    try:
+        records = msgspec.json.decode(await request.body(), type=list[AlibabaReply])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadRequest("malformed_reply", str(exc)) from None
+    for record in records:
+        # Alibaba's record has no message id: the member is matched by number and signature (brand).
+        brand = (record.sign_name or "").strip("【】 ") or None
+        await _apply(request, tenant, record.phone_number, record.content, brand, "alibaba")
+    return json_response({"code": 0, "msg": "接收成功"})
+
+
+def inbound_token(secret: str, provider: str, tenant: str) -> str:
+    """The token in a provider's push URL for one tenant (providers that do not sign their pushes)."""
+    return hmac.new(secret.encode(), f"{provider}:{tenant}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _address(raw: str, region: str) -> str:

@@ -27,6 +27,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     simulator_url: str = "http://127.0.0.1:8081"
     simulator_secret: str = "dev-simulator-secret"  # noqa: S105 - dev default, set it in production
     public_url: str = "http://127.0.0.1:8080"
+    # Providers' webhook secrets. Twilio signs with the account's auth token; Alibaba's HTTP push has
+    # no signature, so its push URL carries ?tenant=...&token=... with this shared token.
+    twilio_auth_token: str = "dev-twilio-auth-token"  # noqa: S105 - dev default
+    inbound_token: str = "dev-inbound-token"  # noqa: S105 - dev default
     # Compliance policy TOML (None: the shipped compliance/data/policy.toml).
     policy_path: str | None = None
     # Key of the HMAC that turns addresses into member keys (opt-outs, caps, audit lookups).

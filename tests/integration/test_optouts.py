@@ -95,3 +95,70 @@ def test_optout_api_put_get_delete_with_consent(stack: Stack) -> None:
         assert c.get("/v1/optouts/not-a-number").json()["code"] == "invalid_recipient"
         email = c.put("/v1/optouts/Lina@Example.com", json={})
         assert email.json()["address"] == "L***@example.com"
+
+
+def test_alibaba_smsup_push_is_answered_code_zero_and_opts_out(stack: Stack) -> None:
+    from gateway.optout_api import inbound_token
+
+    token = inbound_token(stack.settings.inbound_token, "alibaba", "acme")
+    push = [
+        {
+            "phone_number": "13812345678",
+            "content": "退订谢谢",
+            "send_time": "2026-11-25 10:00:00",
+            "dest_code": "1234",
+            "sequence_id": 1234567890,
+            "sign_name": "【星耀商城】",
+        },
+        {
+            "phone_number": "13812340002",
+            "content": "怎么兑换",
+            "send_time": "2026-11-25 10:00:01",
+            "dest_code": "1234",
+            "sequence_id": 1234567891,
+            "sign_name": "星耀商城",
+        },
+    ]
+    url = f"{stack.api_url}/v1/inbound/alibaba/replies"
+    r = httpx.post(url, params={"tenant": "acme", "token": token}, json=push)
+    assert r.status_code == 200 and r.json() == {"code": 0, "msg": "接收成功"}
+    again = httpx.post(
+        url, params={"tenant": "acme", "token": token}, json=push
+    )  # Alibaba pushes again on doubt
+    assert again.json()["code"] == 0
+    forged = httpx.post(url, params={"tenant": "acme", "token": "0" * 32}, json=push)
+    assert forged.status_code == 403
+    with stack.client() as c:
+        view = c.get("/v1/optouts/13812345678").json()
+        assert [(e["brand"], e["source"]) for e in view["entries"]] == [("星耀商城", "sms_reply")]
+        assert c.get("/v1/optouts/13812340002").json()["opted_out"] is False
+
+
+def test_twilio_reply_needs_its_signature(stack: Stack) -> None:
+    from channels.twilio_signature import twilio_signature
+
+    form = {
+        "MessageSid": "SM0123456789",
+        "AccountSid": "AC0123",
+        "From": "+8613812345678",
+        "To": "+10000000000",
+        "Body": "STOP",
+    }
+    path = "/v1/inbound/twilio/replies?tenant=acme&brand=%E6%98%9F%E8%80%80%E5%95%86%E5%9F%8E"
+    good = twilio_signature(stack.settings.twilio_auth_token, stack.settings.public_url + path, form)
+    wrong = httpx.post(stack.api_url + path, data=form, headers={"X-Twilio-Signature": "bad" + good[3:]})
+    assert wrong.status_code == 403
+    tampered = httpx.post(
+        stack.api_url + path.replace("acme", "globex"), data=form, headers={"X-Twilio-Signature": good}
+    )
+    assert tampered.status_code == 403  # the tenant is part of the signed URL
+    with stack.client() as c:
+        assert c.get("/v1/optouts/13812345678").json()["opted_out"] is False
+    ok = httpx.post(stack.api_url + path, data=form, headers={"X-Twilio-Signature": good})
+    assert (
+        ok.status_code == 200
+        and ok.headers["content-type"].startswith("text/xml")
+        and b"<Response>" in ok.content
+    )
+    with stack.client() as c:
+        assert c.get("/v1/optouts/13812345678").json()["entries"][0]["brand"] == "星耀商城"

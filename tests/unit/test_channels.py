@@ -141,3 +141,20 @@ def test_batch_maps_each_item_and_whole_failures() -> None:
     items = asyncio.run(run(per_item))
     assert [r.outcome for r in items] == [Outcome.SENT, Outcome.RETRY, Outcome.REJECTED]  # type: ignore[attr-defined]
     assert all(r.outcome is Outcome.RETRY for r in asyncio.run(run(down)))  # type: ignore[attr-defined]
+
+
+def test_twilio_signature_matches_the_published_example() -> None:
+    from channels.twilio_signature import twilio_signature, verify_twilio
+
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+12349013030",
+        "Digits": "1234",
+        "From": "+12349013030",
+        "To": "+18005551212",
+    }
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert twilio_signature("12345", url, params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    assert verify_twilio("12345", url, params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+    assert not verify_twilio("12345", url, {**params, "Digits": "1235"}, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+    assert not verify_twilio("12345", url, params, None)
