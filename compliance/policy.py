@@ -34,6 +34,7 @@ class Overrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     unsubscribe_footer: str | None = None
     max_sms_chars: int | None = None
     replies_global: bool | None = None
+    replies_resubscribe: bool | None = None
 
 
 class TenantPolicy(Overrides, forbid_unknown_fields=True, omit_defaults=True):
@@ -79,6 +80,7 @@ class Rules:
     unsubscribe_footer: str
     max_sms_chars: int
     replies_global: bool
+    replies_resubscribe: bool
 
 
 class Policy:
@@ -149,6 +151,7 @@ class Policy:
             unsubscribe_footer=str(merged["unsubscribe_footer"]),
             max_sms_chars=int(merged["max_sms_chars"]),
             replies_global=bool(merged.get("replies_global", False)),
+            replies_resubscribe=bool(merged.get("replies_resubscribe", False)),
         )
         self._cache[key] = rules
         return rules

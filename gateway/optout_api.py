@@ -45,6 +45,8 @@ async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> R
         return await _twilio_reply(request)
     if provider == "alibaba":
         return await _alibaba_reply(request)
+    if provider == "tencent":
+        return await _tencent_reply(request)
     raise NotFound("unknown_provider", f"no replies endpoint for provider {provider!r}")
 
 
@@ -58,10 +60,14 @@ async def _apply(
         phone = parse_phone(sender, svc.settings.default_region).e164
     except InvalidRecipient:
         return {"kind": kind.value, "action": "invalid_sender"}
-    if kind is not ReplyKind.OPT_OUT:
-        return {"kind": kind.value, "action": "none"}
     rules = svc.acceptor.policy.rules(tenant, brand)
     scope_brand = None if rules.replies_global else brand
+    if kind is ReplyKind.RESUBSCRIBE and rules.replies_resubscribe:
+        evidence = f"{provider} reply from the member: {text[:64]}"
+        removed = await svc.optouts.remove(tenant, phone, brand=scope_brand, evidence=evidence, by=provider)
+        return {"kind": kind.value, "action": "opted_in" if removed else "none"}
+    if kind is not ReplyKind.OPT_OUT:
+        return {"kind": kind.value, "action": "none"}
     added = await svc.optouts.add(
         tenant, phone, brand=scope_brand, source="sms_reply", reason=text[:64], by=provider
     )
@@ -121,15 +127,43 @@ class AlibabaReply(msgspec.Struct):
     sign_name: str | None = None
 
 
-async def _alibaba_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """A JSON array of SmsUp records; answered {"code": 0} as Alibaba expects (else it pushes again)."""
-    svc = services(request.app.state)
+def _url_tenant(request: Request[Any, Any, Any], provider: str) -> str:
+    """For providers that do not sign their calls: the tenant in the URL, proven by its token."""
     tenant = request.query_params.get("tenant") or ""
     token = request.query_params.get("token") or ""
-    if not tenant or not hmac.compare_digest(
-        token, inbound_token(svc.settings.inbound_token, "alibaba", tenant)
-    ):
-        raise Forbidden("bad_token", "the push URL's token does not match")
+    secret = services(request.app.state).settings.inbound_token
+    if not tenant or not hmac.compare_digest(token, inbound_token(secret, provider, tenant)):
+        raise Forbidden("bad_token", "the callback URL's token does not match")
+    return tenant
+
+
+class TencentReply(msgspec.Struct):
+    """Tencent Cloud SMS reply callback (one reply per call)."""
+
+    mobile: str
+    text: str
+    nationcode: str = "86"
+    sign: str | None = None
+    time: int | None = None
+    extend: str | None = None
+
+
+async def _tencent_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Answered {"result": 0, "errmsg": "OK"} as Tencent expects."""
+    tenant = _url_tenant(request, "tencent")
+    try:
+        reply = msgspec.json.decode(await request.body(), type=TencentReply)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadRequest("malformed_reply", str(exc)) from None
+    sender = reply.mobile if reply.mobile.startswith("+") else f"+{reply.nationcode}{reply.mobile}"
+    brand = (reply.sign or "").strip("【】 ") or None
+    await _apply(request, tenant, sender, reply.text, brand, "tencent")
+    return json_response({"result": 0, "errmsg": "OK"})
+
+
+async def _alibaba_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A JSON array of SmsUp records; answered {"code": 0} as Alibaba expects (else it pushes again)."""
+    tenant = _url_tenant(request, "alibaba")
     try:
         records = msgspec.json.decode(await request.body(), type=list[AlibabaReply])
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

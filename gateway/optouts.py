@@ -9,7 +9,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from gateway import keys
-from gateway.recipients import Members
+from gateway.recipients import Members, mask_address
 from gateway.timeutil import rfc3339, system_clock
 
 SOURCES = ("sms_reply", "api", "import", "email_link")
@@ -32,8 +32,8 @@ def _entry(
 
 
 def _change(entry: dict[str, Any]) -> dict[str, Any]:
-    # The change log is for auditors: no plain address in it.
-    return {"change": "opt_out", **{k: v for k, v in entry.items() if k != "address"}}
+    # The change log is for auditors: the address masked, never plain.
+    return {"change": "opt_out", **entry, "address": mask_address(entry["address"])}
 
 
 def scope(brand: str | None, channel: str | None) -> str:
@@ -125,6 +125,7 @@ class OptOuts:
         if removed:
             change = {
                 "change": "opt_in",
+                "address": mask_address(address),
                 "brand": brand,
                 "channel": channel,
                 "at": rfc3339(system_clock()),

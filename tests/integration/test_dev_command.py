@@ -76,6 +76,26 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             timeout=5,
         )
         assert httpx.get(f"{api}/schema/openapi.json").json()["info"]["title"] == "Tidings"
+
+        # The member replies TD: a message accepted before (held for 3 s) never goes out, the next is suppressed.
+        from datetime import UTC, datetime, timedelta
+
+        auth = {"Authorization": "Bearer dev-key"}
+        later = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+        held = httpx.post(f"{api}/v1/notify", json={**body, "send_at": later}, headers=auth).json()
+        assert held["status"] == "scheduled"
+        td = httpx.post(f"{sim}/replies", json={"from": "+8613812345678", "text": "TD", "brand": "星耀商城"})
+        assert td.json()["gateway"]["action"] == "opted_out"
+        nxt = httpx.post(f"{api}/v1/notify", json=body, headers=auth)
+        assert nxt.status_code == 200 and nxt.json()["reasons"][0]["code"] == "opted_out"
+        wait_for(
+            lambda: (
+                httpx.get(f"{api}/v1/notifications/{held['id']}", headers=auth).json()["status"]
+                == "suppressed"
+            ),
+            timeout=15,
+        )
+        assert len(httpx.get(f"{sim}/messages", params={"to": "+8613812345678"}).json()) == 1
         var = tmp_path / "var"
         assert (var / "appendonly.aof").exists() or (var / "appendonlydir").is_dir()  # AOF is on
     finally:

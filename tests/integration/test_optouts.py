@@ -162,3 +162,74 @@ def test_twilio_reply_needs_its_signature(stack: Stack) -> None:
     )
     with stack.client() as c:
         assert c.get("/v1/optouts/13812345678").json()["entries"][0]["brand"] == "星耀商城"
+
+
+def test_tencent_reply_callback(stack: Stack) -> None:
+    from gateway.optout_api import inbound_token
+
+    token = inbound_token(stack.settings.inbound_token, "tencent", "acme")
+    body = {
+        "extend": "",
+        "mobile": "13812345678",
+        "nationcode": "86",
+        "sign": "星耀商城",
+        "text": "TD",
+        "time": 1795600000,
+    }
+    url = f"{stack.api_url}/v1/inbound/tencent/replies"
+    assert httpx.post(url, params={"tenant": "acme", "token": "x"}, json=body).status_code == 403
+    r = httpx.post(url, params={"tenant": "acme", "token": token}, json=body)
+    assert r.status_code == 200 and r.json() == {"result": 0, "errmsg": "OK"}
+    with stack.client() as c:
+        assert c.get("/v1/optouts/13812345678").json()["entries"][0]["brand"] == "星耀商城"
+
+
+def test_change_log_masks_the_address(stack: Stack) -> None:
+    import asyncio
+
+    from gateway.optouts import OptOuts
+    from gateway.recipients import Members
+    from gateway.redisdb import async_client
+
+    with stack.client() as c:
+        c.put("/v1/optouts/13812345678", json={"brand": "星耀商城"})
+        c.request(
+            "DELETE",
+            "/v1/optouts/13812345678",
+            params={"brand": "星耀商城"},
+            json={"consent_evidence": "门店纸质同意书 #88"},
+        )
+
+    async def history() -> list[dict[str, object]]:
+        client = async_client(stack.redis_url)
+        try:
+            return await OptOuts(client, Members(stack.settings.hmac_key)).history("acme", "+8613812345678")
+        finally:
+            await client.aclose()
+
+    log = asyncio.run(history())
+    assert [e["change"] for e in log] == ["opt_out", "opt_in"]
+    assert {e["address"] for e in log} == {"+86138****5678"}
+    assert log[1]["consent_evidence"] == "门店纸质同意书 #88" and str(log[0]["by"]).startswith("key_")
+    assert "13812345678" not in str(log)
+
+
+def test_resubscribe_by_reply_only_when_the_policy_allows(stack_factory: object, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.conftest import QUIET_OFF_POLICY
+
+    allowed = Path(str(tmp_path)) / "policy.toml"
+    allowed.write_text(QUIET_OFF_POLICY + "replies_resubscribe = true\n", encoding="utf-8")
+    for phone, policy, expected in (("13812340011", None, "none"), ("13812340012", str(allowed), "opted_in")):
+        overrides = {} if policy is None else {"policy_path": policy}
+        stack = stack_factory(**overrides)  # type: ignore[operator]
+        with stack.client() as c:
+            c.post("/v1/notify", json=points_expiry(phone=phone))
+        sender = f"+86{phone}"
+        wait_for(lambda s=stack, p=sender: s.messages(p), timeout=5)
+        assert reply(stack, "TD", sender=sender).json()["gateway"]["action"] == "opted_out"
+        assert (
+            reply(stack, "我想订阅吗", sender=sender).json()["gateway"]["action"] == "none"
+        )  # ambiguous: never
+        assert reply(stack, "START", sender=sender).json()["gateway"]["action"] == expected
