@@ -14,9 +14,6 @@ _GSM_EXTENDED = "^{}\\[~]|€\f"
 _GSM_BASIC_SET = frozenset(_GSM_BASIC)
 _GSM_EXT_SET = frozenset(_GSM_EXTENDED)
 
-# Providers cap one (long) message at about 500 characters.
-MAX_SMS_CHARS = 500
-
 
 def encoding_of(text: str) -> Encoding:
     """GSM-7 when every character is in the GSM 03.38 alphabet, else UCS-2."""

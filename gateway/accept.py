@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -498,8 +497,3 @@ class Acceptor:
             }[channel]
             raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
         return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
-
-
-def parse_time(value: str) -> datetime:
-    """RFC 3339 to an aware datetime (for CLI input)."""
-    return datetime.fromisoformat(value)

@@ -259,7 +259,7 @@ redis.call('ZADD', KEYS[3], ARGV[3], id)
 return 'queued'
 """
 
-# KEYS: lease.  ARGV: now, new_score, limit.  Takes notifications whose lease ran out.
+# KEYS: lease.  ARGV: now, new_score, limit.  Takes notifications whose lease ran out (the housekeeper).
 REAP = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end

@@ -68,7 +68,6 @@ class Store:
         self._receipt = redis.register_script(scripts.RECEIPT)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
-        self._reap = redis.register_script(scripts.REAP)
         self._pending: list[tuple[list[str], list[str | bytes], asyncio.Future[tuple[str, str]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._shas: dict[str, str | None] = {}
@@ -340,11 +339,6 @@ class Store:
         """(id, time) of every dead letter of a tenant."""
         raw: list[Any] = await self.redis.zrange(keys.dead_letters(tenant), 0, -1, withscores=True)
         return [(_s(pair[0]), float(pair[1])) for pair in raw]
-
-    async def reap(self, tenant: str, now: float, new_score: float, limit: int = 1000) -> list[str]:
-        """Notifications whose lease ran out; their lease is pushed to new_score so one reaper takes them."""
-        res = await self._reap(keys=[keys.leases(tenant)], args=[repr(now), repr(new_score), limit])
-        return [_s(r) for r in res]
 
     async def tenants(self) -> list[str]:
         """Every tenant that has an API key."""

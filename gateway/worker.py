@@ -28,6 +28,7 @@ from compliance.policy import load_policy
 from gateway import keys
 from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
 from gateway.redisdb import async_client, sync_client
+from gateway.scripts import REAP
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.timeutil import system_clock
@@ -102,7 +103,7 @@ class Housekeeper(threading.Thread):
         conn = sync_client(self.redis_url)
         enqueuer = Enqueuer(conn, self.settings.batch_size)
         scheduler = RQScheduler(self.queues, connection=conn)
-        reap = conn.register_script(_reap_script())
+        reap = conn.register_script(REAP)
         try:
             while not self.stopping.is_set():
                 try:
@@ -150,12 +151,6 @@ class Housekeeper(threading.Thread):
                     "re-enqueuing %d notifications of %s/%s whose lease ran out", len(batch), tenant, channel
                 )
                 enqueuer.enqueue(tenant, channel, batch)
-
-
-def _reap_script() -> str:
-    from gateway.scripts import REAP
-
-    return REAP
 
 
 class ThreadWorker(SimpleWorker):
