@@ -318,6 +318,8 @@ async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> 
     except msgspec.DecodeError as exc:
         raise BadRequest("malformed_receipt", str(exc)) from None
     applied = 0
+    items = []
+    channels = []
     for r in batch.receipts:
         tenant, _, ntf_id = r.reference.partition(":")
         if not ntf_id:
@@ -334,14 +336,16 @@ async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> 
             provider_message_id=r.provider_message_id,
             reported_at=r.at,
         )
-        verdict = await svc.store.receipt(tenant, ntf_id, final, ev, {"receipt_code": r.code or ""})
+        items.append((tenant, ntf_id, final, ev, {"receipt_code": r.code or ""}))
+        channels.append(r.channel or "unknown")
+    for (_, _, final, _, _), channel, verdict in zip(
+        items, channels, await svc.store.receipts(items), strict=True
+    ):
+        if verdict in ("delivered", "undelivered", "early"):
+            applied += 1
+            metrics.RECEIPTS.labels(channel, provider, final).inc()
         if verdict in ("delivered", "undelivered"):
-            applied += 1
-            metrics.RECEIPTS.labels(r.channel or "unknown", provider, final).inc()
-            metrics.NOTIFICATIONS_BY.inc(r.channel or "unknown", final)
-        elif verdict == "early":
-            applied += 1
-            metrics.RECEIPTS.labels(r.channel or "unknown", provider, final).inc()
+            metrics.NOTIFICATIONS_BY.inc(channel, final)
     return json_response({"ok": True, "received": len(batch.receipts), "applied": applied})
 
 

@@ -65,7 +65,6 @@ class Store:
         self.idempotency_ttl = idempotency_ttl
         self._idem_reserve = redis.register_script(scripts.IDEM_RESERVE)
         self._claim = redis.register_script(scripts.CLAIM)
-        self._receipt = redis.register_script(scripts.RECEIPT)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
         self._pending: list[tuple[list[str], list[str | bytes], asyncio.Future[tuple[str, str]]]] = []
@@ -303,16 +302,22 @@ class Store:
         parts = _s(raw).partition("|")
         return parts[0], parts[2]
 
-    async def receipt(self, tenant: str, ntf_id: str, status: str, ev: str, fields: Mapping[str, str]) -> str:
-        """Apply a delivery receipt; returns delivered/undelivered/early/duplicate/unknown/ignored."""
-        flat: list[str] = []
-        for k, v in fields.items():
-            flat += (k, v)
-        res = await self._receipt(
-            keys=[keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id)],
-            args=[status, ev, repr(system_clock()), self.record_ttl, *flat],
-        )
-        return _s(res)
+    async def receipts(self, items: Sequence[tuple[str, str, str, str, Mapping[str, str]]]) -> list[str]:
+        """Apply (tenant, id, final status, event, fields) receipts in one round trip; each returns
+        delivered/undelivered/early/duplicate/unknown/ignored."""
+        now = repr(system_clock())
+        calls = []
+        for tenant, ntf_id, status, ev, fields in items:
+            flat: list[str] = []
+            for k, v in fields.items():
+                flat += (k, v)
+            calls.append(
+                (
+                    [keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id)],
+                    [status, ev, now, self.record_ttl, *flat],
+                )
+            )
+        return [_s(r) for r in await self._evalsha_many(scripts.RECEIPT, calls)] if calls else []
 
     async def cancel(self, tenant: str, ntf_id: str, ev: str) -> str:
         """Cancel a queued or scheduled notification; returns 'ok', 'unknown' or the status that prevents it."""
