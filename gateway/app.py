@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.signing import SIGNATURE_HEADER, verify
 from compliance.policy import load_policy
-from gateway import keys, metrics
+from gateway import keys, metrics, scripts
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.app_support import Services, json_response, principal, raw_header, services
 from gateway.auth import Authenticator
@@ -36,6 +36,7 @@ from gateway.problems import (
 )
 from gateway.recipients import Members, mask_address, mask_token
 from gateway.redisdb import async_client, sync_client
+from gateway.scriptpipe import ScriptPipe
 from gateway.settings import Settings
 from gateway.store import Store, event
 from gateway.tenant_templates import TemplateRejected, TenantTemplates
@@ -397,8 +398,12 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         client = async_client(redis_url)
         sync = sync_client(redis_url)
+        pipe = None if redis_url.startswith("rediss://") else ScriptPipe(redis_url, scripts.ACCEPT)
         store = Store(
-            client, record_ttl=settings.record_ttl_seconds, idempotency_ttl=settings.idempotency_ttl_seconds
+            client,
+            record_ttl=settings.record_ttl_seconds,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+            pipe=pipe,
         )
         scheduler = AsyncScheduler(Enqueuer(sync, settings.batch_size))
         policy = load_policy(settings.policy_path)
@@ -422,6 +427,8 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         try:
             yield
         finally:
+            if pipe is not None:
+                await pipe.aclose()
             await client.aclose()
             sync.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from gateway import keys, scripts
+from gateway.scriptpipe import ScriptPipe
 from gateway.timeutil import rfc3339, system_clock
 
 FINAL_STATUSES = frozenset({"suppressed", "delivered", "undelivered", "failed", "cancelled"})
@@ -59,16 +59,17 @@ class Outcome:
 class Store:
     """Async access to notification state (used by the API and by workers)."""
 
-    def __init__(self, redis: aioredis.Redis, *, record_ttl: int, idempotency_ttl: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, record_ttl: int, idempotency_ttl: int, pipe: ScriptPipe | None = None
+    ) -> None:
         self.redis = redis
+        self.pipe = pipe
         self.record_ttl = record_ttl
         self.idempotency_ttl = idempotency_ttl
         self._idem_reserve = redis.register_script(scripts.IDEM_RESERVE)
         self._claim = redis.register_script(scripts.CLAIM)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
-        self._pending: list[tuple[list[str], list[str | bytes], asyncio.Future[tuple[str, str]]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self._shas: dict[str, str | None] = {}
 
     # -- accept ---------------------------------------------------------------------------------
@@ -123,38 +124,11 @@ class Store:
         return key_list, args
 
     async def accept(self, k: list[str], a: list[str | bytes]) -> tuple[str, str]:
-        """Run the accept script: ('new', decision) or ('dup', stored idempotency record).
-
-        Calls made in the same event-loop turn (concurrent requests) share one pipeline.
-        """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[str, str]] = loop.create_future()
-        self._pending.append((k, a, fut))
-        if len(self._pending) == 1:
-            loop.call_later(0.0005, self._flush_accepts)
-        return await fut
-
-    def _flush_accepts(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._run_accepts(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run_accepts(
-        self, batch: list[tuple[list[str], list[str | bytes], asyncio.Future[tuple[str, str]]]]
-    ) -> None:
-        try:
-            results = await self.accept_many([(k, a) for k, a, _ in batch])
-        except BaseException as exc:  # every waiter gets the error (Redis down -> 503)
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, _, fut), res in zip(batch, results, strict=True):
-            if not fut.done():
-                fut.set_result(res)
+        """Run the accept script: ('new', decision) or ('dup', stored idempotency record)."""
+        if self.pipe is None:
+            return (await self.accept_many([(k, a)]))[0]
+        res = await self.pipe.call(k, a)
+        return _s(res[0]), _s(res[1])
 
     async def accept_many(
         self, calls: Sequence[tuple[list[str], list[str | bytes]]]
