@@ -83,10 +83,9 @@ async def _simulator_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
         reply = msgspec.json.decode(body, type=SimReply)
     except msgspec.DecodeError as exc:
         raise BadRequest("malformed_reply", str(exc)) from None
-    tenant = (reply.reference or "").partition(":")[0]
-    if not tenant:
-        # No message of ours to tie it to (the provider's sub-port matched nothing): nothing to act on.
-        return json_response({"ok": True, "kind": classify(reply.text).value, "action": "unmatched"})
+    # The simulator ties a reply to the last message it delivered to that number (a sub-port);
+    # a reply to nothing it delivered belongs to the development tenant (it is the dev provider).
+    tenant = (reply.reference or "").partition(":")[0] or svc.settings.dev_tenant
     return json_response(
         {"ok": True, **await _apply(request, tenant, reply.sender, reply.text, reply.brand, "simulator")}
     )

@@ -233,3 +233,10 @@ def test_resubscribe_by_reply_only_when_the_policy_allows(stack_factory: object,
             reply(stack, "我想订阅吗", sender=sender).json()["gateway"]["action"] == "none"
         )  # ambiguous: never
         assert reply(stack, "START", sender=sender).json()["gateway"]["action"] == expected
+
+
+def test_simulator_reply_to_nothing_it_sent_belongs_to_the_dev_tenant(stack: Stack) -> None:
+    answer = reply(stack, "TD", sender="+8613812349999")
+    assert answer.json()["gateway"]["action"] == "opted_out"
+    with stack.client() as c:  # tenant acme is not the dev tenant: its view of the number is untouched
+        assert c.get("/v1/optouts/13812349999").json()["opted_out"] is False
