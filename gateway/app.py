@@ -415,7 +415,6 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             acceptor=Acceptor(settings, store, templates, scheduler, policy),
             templates=templates,
             optouts=OptOuts(client, Members(settings.hmac_key)),
-            sync_redis=sync,
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
         # fewer full collections while serving.

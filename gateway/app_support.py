@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import redis
 from litestar import Request, Response
 from litestar.datastructures import State
 
@@ -29,7 +28,6 @@ class Services:
     store: Store
     auth: Authenticator
     acceptor: Acceptor
-    sync_redis: redis.Redis
     templates: TenantTemplates
     optouts: OptOuts
 

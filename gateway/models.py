@@ -75,19 +75,3 @@ class NotifyResult(msgspec.Struct, kw_only=True):
     scheduled_for: str | None = None
     segments: int | None = None
     reasons: list[dict[str, Any]] = []
-
-
-class Rendered(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What goes to the provider, after template rendering."""
-
-    text: str | None = None
-    subject: str | None = None
-    html: str | None = None
-    title: str | None = None
-    media: list[str] = []
-
-
-class CancelRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Optional body of the cancel endpoint."""
-
-    reason: str | None = None
