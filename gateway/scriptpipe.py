@@ -2,23 +2,107 @@
 
 redis-py's asyncio pipeline costs about 20 µs per accept (pipeline objects,
 connection-pool locking, per-command parsing). Here one connection per process
-carries every accept: each call packs its command with hiredis, writes it and
-waits on a future; a reader task feeds replies to hiredis and resolves the
-futures in order (Redis answers in order). Concurrent requests share the
-socket's writes, so they pipeline by themselves.
+carries every accept, driven by an asyncio Protocol:
+
+- each call packs its command with hiredis and queues it; the commands queued
+  during one turn of the event loop leave in one write (one system call, and
+  Redis reads them in one go);
+- replies are fed to hiredis as they arrive and resolve the callers' futures in
+  order (Redis answers in order);
+- one watchdog timer, not one per call, fails calls Redis has not answered in
+  time. A late reply finds its future done and is skipped, so order is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis
 from redis.connection import parse_url
+
+
+class _Channel(asyncio.Protocol):
+    """One Redis connection: queued writes out, replies in order back to their futures."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.transport: asyncio.Transport | None = None
+        self.parser = hiredis.Reader()
+        # (future, deadline) in the order the commands were written.
+        self.waiters: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.outgoing: list[bytes] = []
+        self.closed = False
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    # -- protocol callbacks ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have the same methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        parser, waiters = self.parser, self.waiters
+        try:
+            parser.feed(data)
+            while (reply := parser.gets()) is not False:
+                fut = waiters.popleft()[0]
+                if not fut.done():
+                    fut.set_result(reply)
+        except (hiredis.ProtocolError, IndexError):
+            self.fail(redis.ConnectionError("Redis sent a reply nobody asked for"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(redis.ConnectionError("connection to Redis lost"))
+
+    # -- calls ----------------------------------------------------------------------------------
+    def send(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Queue a command; its reply resolves the returned future."""
+        if self.closed:
+            raise redis.ConnectionError("not connected")
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.waiters.append((fut, time.monotonic() + self.timeout))
+        if not self.outgoing:
+            self.loop.call_soon(self._flush)
+        self.outgoing.append(hiredis.pack_command(command))
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(self.timeout / 4, self._check_deadlines)
+        return fut
+
+    def _flush(self) -> None:
+        out, self.outgoing = self.outgoing, []
+        if self.transport is not None and not self.closed and out:
+            self.transport.write(b"".join(out))
+
+    def _check_deadlines(self) -> None:
+        self._watchdog = None
+        if self.closed or not self.waiters:
+            return
+        now = time.monotonic()
+        # The oldest call has the earliest deadline: stop at the first one still in time.
+        for fut, deadline in self.waiters:
+            if deadline > now:
+                break
+            if not fut.done():
+                fut.set_exception(redis.TimeoutError("Redis did not answer in time"))
+        self._watchdog = self.loop.call_later(self.timeout / 4, self._check_deadlines)
+
+    def fail(self, exc: Exception) -> None:
+        """Close and fail every call still waiting."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        while self.waiters:
+            fut = self.waiters.popleft()[0]
+            if not fut.done():
+                fut.set_exception(exc)
 
 
 class ScriptPipe:
@@ -31,100 +115,62 @@ class ScriptPipe:
         self.source = source
         self.timeout = timeout
         self.sha: str | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._task: asyncio.Task[None] | None = None
+        self._channel: _Channel | None = None
         self._lock = asyncio.Lock()
 
     async def call(self, keys: Sequence[str], args: Sequence[str | bytes]) -> Any:
         """EVALSHA the script; loads it when Redis does not know it (after a restart or flush)."""
-        if self._writer is None or self.sha is None:
-            await self._connect()
-        result = await self._wait(self._send(("EVALSHA", self.sha, len(keys), *keys, *args)))
+        channel = self._channel
+        if channel is None or channel.closed or self.sha is None:
+            channel = await self._connect()
+        result = await channel.send(("EVALSHA", self.sha, len(keys), *keys, *args))
         if isinstance(result, hiredis.ReplyError) and str(result).startswith("NOSCRIPT"):
-            self.sha = (await self._checked(("SCRIPT", "LOAD", self.source))).decode()
-            result = await self._wait(self._send(("EVALSHA", self.sha, len(keys), *keys, *args)))
+            self.sha = (await self._checked(channel, ("SCRIPT", "LOAD", self.source))).decode()
+            result = await channel.send(("EVALSHA", self.sha, len(keys), *keys, *args))
         if isinstance(result, hiredis.ReplyError):
             raise redis.ResponseError(str(result))
         return result
 
-    def _send(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
-        if self._writer is None:
-            raise redis.ConnectionError("not connected")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._writer.write(hiredis.pack_command(command))
-        return fut
-
-    async def _connect(self) -> None:
+    async def _connect(self) -> _Channel:
         async with self._lock:
-            if self._writer is not None and self.sha is not None:
-                return
+            channel = self._channel
+            if channel is not None and not channel.closed and self.sha is not None:
+                return channel
+            if channel is not None:
+                channel.fail(redis.ConnectionError("reconnecting"))
+            loop = asyncio.get_running_loop()
+            opts = self.options
             try:
-                if "path" in self.options:
-                    reader, writer = await asyncio.open_unix_connection(self.options["path"])
+                if "path" in opts:
+                    _, channel = await loop.create_unix_connection(
+                        lambda: _Channel(loop, self.timeout), opts["path"]
+                    )
                 else:
-                    reader, writer = await asyncio.open_connection(
-                        self.options.get("host", "localhost"), int(self.options.get("port", 6379))
+                    _, channel = await loop.create_connection(
+                        lambda: _Channel(loop, self.timeout),
+                        opts.get("host", "localhost"),
+                        int(opts.get("port", 6379)),
                     )
             except OSError as exc:
                 raise redis.ConnectionError(f"cannot reach Redis: {exc}") from None
-            self._reader, self._writer = reader, writer
-            self._task = asyncio.get_running_loop().create_task(self._read_replies(reader))
-            password, username = self.options.get("password"), self.options.get("username")
+            self._channel = channel
+            password, username = opts.get("password"), opts.get("username")
             if password:
-                auth = ("AUTH", username, password) if username else ("AUTH", password)
-                await self._checked(auth)
-            if int(self.options.get("db", 0) or 0):
-                await self._checked(("SELECT", int(self.options["db"])))
-            self.sha = (await self._checked(("SCRIPT", "LOAD", self.source))).decode()
+                await self._checked(channel, ("AUTH", username, password) if username else ("AUTH", password))
+            if int(opts.get("db", 0) or 0):
+                await self._checked(channel, ("SELECT", int(opts["db"])))
+            self.sha = (await self._checked(channel, ("SCRIPT", "LOAD", self.source))).decode()
+            return channel
 
-    async def _wait(self, fut: asyncio.Future[Any]) -> Any:
-        # A reply that comes after the time-out finds its future done and is skipped: order is kept.
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.timeout)
-        except TimeoutError:
-            fut.cancel()
-            raise redis.TimeoutError("Redis did not answer in time") from None
-
-    async def _checked(self, command: tuple[Any, ...]) -> Any:
-        reply = await self._wait(self._send(command))
+    @staticmethod
+    async def _checked(channel: _Channel, command: tuple[Any, ...]) -> Any:
+        reply = await channel.send(command)
         if isinstance(reply, hiredis.ReplyError):
             raise redis.ResponseError(str(reply))
         return reply
 
-    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
-        parser = hiredis.Reader()
-        try:
-            while True:
-                data = await reader.read(1 << 16)
-                if not data:
-                    break
-                parser.feed(data)
-                while (reply := parser.gets()) is not False:
-                    fut = self._waiters.popleft()
-                    if not fut.done():
-                        fut.set_result(reply)
-        except (OSError, hiredis.ProtocolError):
-            pass
-        finally:
-            self._fail_all(redis.ConnectionError("connection to Redis lost"))
-
-    def _fail_all(self, exc: Exception) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                writer.close()
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_exception(exc)
-
     async def aclose(self) -> None:
         """Close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._fail_all(redis.ConnectionError("closed"))
+        if self._channel is not None:
+            self._channel.fail(redis.ConnectionError("closed"))
+            self._channel = None

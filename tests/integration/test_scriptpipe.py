@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import uvloop
 
 from gateway.redisdb import EmbeddedRedis
 from gateway.scriptpipe import ScriptPipe
@@ -14,9 +15,14 @@ from gateway.scriptpipe import ScriptPipe
 pytestmark = pytest.mark.integration
 
 ECHO = "return {KEYS[1], ARGV[1]}"
+# The API runs on uvloop under uvicorn; tests and tools on the standard loop. Both must work.
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
-def test_concurrent_calls_get_their_own_replies_and_survive_flush_and_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop_kind", sorted(LOOPS))
+def test_concurrent_calls_get_their_own_replies_and_survive_flush_and_restart(
+    tmp_path: Path, loop_kind: str
+) -> None:
     server = EmbeddedRedis(tmp_path / "var")
     url = server.start()
     pipe = ScriptPipe(url, ECHO)
@@ -37,7 +43,7 @@ def test_concurrent_calls_get_their_own_replies_and_survive_flush_and_restart(tm
         await pipe.aclose()
         return result
 
-    loop = asyncio.new_event_loop()
+    loop = LOOPS[loop_kind]()
     try:
         assert loop.run_until_complete(first_part()) == [b"after-flush", b"1"]
         server.kill()
@@ -47,4 +53,40 @@ def test_concurrent_calls_get_their_own_replies_and_survive_flush_and_restart(tm
         assert loop.run_until_complete(after_restart()) == [b"k", b"back"]
     finally:
         loop.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("loop_kind", sorted(LOOPS))
+def test_a_call_redis_does_not_answer_times_out_and_later_calls_get_their_own_replies(
+    tmp_path: Path, loop_kind: str
+) -> None:
+    server = EmbeddedRedis(tmp_path / "var")
+    url = server.start()
+    pipe = ScriptPipe(url, ECHO, timeout=0.4)
+    blocker = redis.Redis.from_url(url)
+
+    async def run() -> tuple[object, object]:
+        await pipe.call(["warm"], ["0"])
+        # DEBUG SLEEP holds the server for 1 s: the call queued behind it gets no answer in time.
+        sleeping = asyncio.get_running_loop().run_in_executor(
+            None, blocker.execute_command, "DEBUG", "SLEEP", "1"
+        )
+        await asyncio.sleep(0.1)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(redis.TimeoutError):
+            await pipe.call(["late"], ["1"])
+        waited = asyncio.get_running_loop().time() - started
+        await sleeping
+        after = await pipe.call(["after"], ["2"])  # the late reply is skipped, not handed to this call
+        return waited, after
+
+    loop = LOOPS[loop_kind]()
+    try:
+        waited, after = loop.run_until_complete(run())
+        assert 0.4 <= float(waited) < 0.9  # type: ignore[arg-type]
+        assert after == [b"after", b"2"]
+        loop.run_until_complete(pipe.aclose())
+    finally:
+        loop.close()
+        blocker.close()
         server.stop()
