@@ -12,27 +12,28 @@ import msgspec
 import redis
 from litestar import Litestar, Request, Response, get, post, put
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromPath, JSONBody
+from litestar.types import ASGIApp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.signing import SIGNATURE_HEADER, verify
 from compliance.policy import load_policy
 from gateway import keys, metrics, scripts
 from gateway.accept import Acceptor, Answer, Rejected
-from gateway.app_support import Services, json_response, principal, raw_header, services
+from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
 from gateway.auth import Authenticator
 from gateway.dispatch import AsyncScheduler, Enqueuer
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, TidingsError, Unprocessable
-from gateway.models import BatchRequest, NotifyRequest
+from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
 from gateway.optout_api import HANDLERS as OPTOUT_HANDLERS
 from gateway.optouts import OptOuts
 from gateway.problems import (
+    PROBLEM,
     on_http_exception,
     on_redis_error,
     on_tidings_error,
     on_unexpected,
-    problem_response,
 )
 from gateway.recipients import Members, mask_address, mask_token
 from gateway.redisdb import async_client, sync_client
@@ -47,17 +48,24 @@ _encode = msgspec.json.Encoder()
 MERGED_FIELDS = ("to", "params", "content", "metadata")
 
 
-def answer_response(answer: Answer) -> Response[bytes]:
+def answer_response(answer: Answer) -> RawResponse:
     """An accept answer; rejections are also problem documents."""
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    if answer.status >= 400:
-        return problem_response(answer.status, answer.body, headers)
-    return json_response(answer.body, answer.status, headers)
+    media_type = PROBLEM if answer.status >= 400 else JSON
+    return RawResponse(_encode.encode(answer.body), answer.status, media_type, headers)
 
 
 # -- send ----------------------------------------------------------------------------------------
-@post("/v1/notify", status_code=202, summary="Send one notification")
-async def notify(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest]) -> Response[bytes]:
+@post(
+    "/v1/notify",
+    status_code=202,
+    summary="Send one notification",
+    responses={
+        202: ResponseSpec(NotifyResult, description="Accepted: queued or scheduled"),
+        200: ResponseSpec(NotifyResult, description="Accepted but suppressed (opted out, capped, expired)"),
+    },
+)
+async def notify(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest]) -> ASGIApp:
     """Accept one notification: 202 queued/scheduled, 200 suppressed, 422 rejected."""
     who = await principal(request, "notify")
     header_key = raw_header(request, b"idempotency-key")
@@ -77,8 +85,13 @@ async def notify(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest])
     return answer_response(answer)
 
 
-@post("/v1/notify/batch", status_code=200, summary="Send up to 1,000 notifications")
-async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequest]) -> Response[bytes]:
+@post(
+    "/v1/notify/batch",
+    status_code=200,
+    summary="Send up to 1,000 notifications",
+    responses={200: ResponseSpec(BatchResults, description="One result per item, in order")},
+)
+async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequest]) -> ASGIApp:
     """Each item is merged over ``defaults`` and accepted or rejected on its own."""
     who = await principal(request, "notify")
     svc = services(request.app.state)
@@ -116,7 +129,7 @@ async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequ
     if header_key:
         record = _encode.encode({"fp": fp, "status": 200, "body": out}).decode()
         await svc.store.idempotency_complete(who.tenant, f"batch:{header_key}", record)
-    return json_response(out)
+    return RawResponse(_encode.encode(out), 200)
 
 
 def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:

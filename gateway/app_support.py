@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.types import Receive, Scope, Send
 
 from gateway.accept import Acceptor
 from gateway.auth import Authenticator, Principal
@@ -41,6 +42,30 @@ def services(state: State) -> Services:
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
     """JSON encoded by msgspec."""
     return Response(content=_encode.encode(body), status_code=status, media_type=JSON, headers=headers)
+
+
+class RawResponse:
+    """A finished response as a bare ASGI app, for the hot endpoints.
+
+    Litestar hands an ASGI app returned by a handler straight to the server; building a
+    ``Response`` and converting it costs ~8 µs per request, a tenth of an accept.
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, body: bytes, status: int, media_type: str = JSON, headers: dict[str, str] | None = None
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())]
+        if headers:
+            self.headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the head and the body."""
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
 def raw_header(request: Request[Any, Any, Any], name: bytes) -> str | None:

@@ -75,3 +75,15 @@ class NotifyResult(msgspec.Struct, kw_only=True):
     scheduled_for: str | None = None
     segments: int | None = None
     reasons: list[dict[str, Any]] = []
+
+
+class BatchResult(NotifyResult, kw_only=True):
+    """One item of a batch answer: its index, and ``rejected`` with reasons when it failed alone."""
+
+    index: int
+
+
+class BatchResults(msgspec.Struct):
+    """The answer to ``POST /v1/notify/batch``."""
+
+    results: list[BatchResult]

@@ -90,3 +90,9 @@ def test_openapi_documents_the_contract(stack: Stack) -> None:
     ):
         assert path in paths, path
     assert "NotifyRequest" in str(doc["components"]["schemas"])
+    notify = paths["/v1/notify"]["post"]["responses"]
+    for status in ("202", "200"):
+        assert notify[status]["content"]["application/json"]["schema"]["$ref"].endswith("/NotifyResult")
+    batch = paths["/v1/notify/batch"]["post"]["responses"]["200"]
+    assert batch["content"]["application/json"]["schema"]["$ref"].endswith("/BatchResults")
+    assert "index" in doc["components"]["schemas"]["BatchResult"]["properties"]
