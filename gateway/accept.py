@@ -48,7 +48,7 @@ class Answer:
     """HTTP status, body and whether it is a replay."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | NotifyResult
     replayed: bool = False
 
 
@@ -96,6 +96,15 @@ class Prepared:
     def http_status(self) -> int:
         """202 for queued/scheduled, 200 for suppressed."""
         return 200 if self.result.status == "suppressed" else 202
+
+
+@lru_cache(maxsize=1024)
+def _scopes(brand: str, channel: str) -> list[str]:
+    """The opt-out scopes that stop a message of this brand on this channel (shared, never mutated)."""
+    scopes = ["*|*", f"*|{channel}"]
+    if brand:
+        scopes += [f"{brand}|*", f"{brand}|{channel}"]
+    return scopes
 
 
 @lru_cache(maxsize=256)
@@ -161,7 +170,7 @@ class Acceptor:
         if stored != "accept":
             prepared.suppress(stored)
         await self._after_accept([prepared])
-        return Answer(prepared.http_status, msgspec.to_builtins(prepared.result))
+        return Answer(prepared.http_status, prepared.result)
 
     async def notify_many(self, tenant: str, reqs: list[NotifyRequest | Rejected]) -> list[Answer]:
         """Accept many requests with one pipelined round trip; each item succeeds or fails alone."""
@@ -280,9 +289,9 @@ class Acceptor:
         rules = self.policy.rules(tenant, req.brand)
         draft = Draft(channel=channel, category=req.category, brand=req.brand, fields=rendered, rules=rules)
         verdict = run(self.pipeline, draft)
-        for rule_name, outcome, _ in draft.decisions:
-            metrics.DECISIONS_BY.inc(rule_name, outcome)  # a dict increment
+        content_decisions = tuple(draft.decisions)
         if verdict is not None:
+            metrics.DECISIONS_BY.inc_each(content_decisions)
             raise Rejected(channel, [verdict.reason])
         rendered = draft.fields
         segments, encoding = draft.segments, draft.encoding or ""
@@ -309,8 +318,8 @@ class Acceptor:
             status = "suppressed"
             reasons = [reason(Reason.EXPIRED, "expires_at is before the message could be sent")]
             timing[0] = ("expiry", "suppress")
-        for rule_name, outcome in timing:
-            metrics.DECISIONS_BY.inc(rule_name, outcome)
+        timing_decisions = tuple(timing)
+        metrics.DECISIONS_BY.inc_each(content_decisions, timing_decisions)
         final = status == "suppressed"
         scheduled_for = due if status == "scheduled" else None
         member = self.members.of(address)
@@ -363,7 +372,7 @@ class Acceptor:
             f'{{"type":"accepted","at":"{at}","status":"{status}","channel":"{channel}","category":"{req.category}"'
             + (f',"segments":{segments}}}' if segments is not None else "}")
         )
-        extra = [_compliance_event(at, tuple(draft.decisions), tuple(timing))]
+        extra = [_compliance_event(at, content_decisions, timing_decisions)]
         if status == "scheduled":
             extra.append(event("scheduled", at=now, scheduled_for=rfc3339(scheduled_for), reason=held_by))
         if final:
@@ -397,11 +406,7 @@ class Acceptor:
         now: float,
     ) -> StateArgs:
         """What the accept script needs for the opt-out test and the cap reservation."""
-        brand = req.brand or ""
-        scopes = ["*|*", f"*|{channel}"]
-        if brand:
-            scopes += [f"{brand}|*", f"{brand}|{channel}"]
-        state = StateArgs(keys.optouts(tenant, member), scopes)
+        state = StateArgs(keys.optouts(tenant, member), _scopes(req.brand or "", channel))
         if rules.monthly_cap > 0 and req.category in rules.cap_categories:
             month, month_end = cap_month(due, zone)
             state.cap_key = keys.cap(tenant, member, month)

@@ -119,7 +119,7 @@ async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequ
         raise
     results = []
     for index, ans in enumerate(answers):
-        body = ans.body
+        body = ans.body if isinstance(ans.body, dict) else msgspec.to_builtins(ans.body)
         if ans.status >= 400:
             reasons = body.get("reasons") or [{"code": body.get("code"), "detail": body.get("detail")}]
             results.append({"index": index, "id": body.get("id"), "status": "rejected", "reasons": reasons})

@@ -70,22 +70,40 @@ class FastCounter(Collector):
         self.documentation = documentation
         self.labels = labels
         self.values: dict[tuple[str, ...], float] = {}
+        # Sets of label tuples that are always counted together (the decisions of one accept):
+        # one dict increment per set, spread over its label tuples at scrape time.
+        self.grouped: dict[tuple[tuple[tuple[str | None, ...], ...], ...], float] = {}
         registry.register(self)
 
     def inc(self, *labels: str) -> None:
         """Add one for these label values."""
         self.values[labels] = self.values.get(labels, 0.0) + 1.0
 
+    def inc_each(self, *groups: tuple[tuple[str | None, ...], ...]) -> None:
+        """Add one for every label tuple in the groups; a tuple may carry extra values after the labels."""
+        self.grouped[groups] = self.grouped.get(groups, 0.0) + 1.0
+
+    def totals(self) -> dict[tuple[str, ...], float]:
+        """Every sample: single increments plus the grouped ones spread out."""
+        out = dict(self.values)
+        width = len(self.labels)
+        for groups, count in list(self.grouped.items()):
+            for group in groups:
+                for labels in group:
+                    key = tuple(str(v) for v in labels[:width])
+                    out[key] = out.get(key, 0.0) + count
+        return out
+
     def collect(self) -> Iterable[CounterMetricFamily]:
         """The family with every sample seen so far."""
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        for labels, value in sorted(self.values.items()):
+        for labels, value in sorted(self.totals().items()):
             family.add_metric(list(labels), value)
         yield family
 
     def get(self, *labels: str) -> float:
         """The current value (tests)."""
-        return self.values.get(labels, 0.0)
+        return self.totals().get(labels, 0.0)
 
 
 # The metric families are named without "_total": prometheus_client adds it to counters.

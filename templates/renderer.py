@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
+from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 CATALOG_DIR = Path(__file__).with_name("catalog")
@@ -106,12 +108,89 @@ def load_catalog(directory: Path = CATALOG_DIR) -> dict[str, Template]:
     return catalog
 
 
+# -- the fast path ---------------------------------------------------------------------------------
+# Most message templates only print params, with an optional default, and test whether an
+# optional param was given. Such a template is turned into a list of steps that render the
+# same text as Jinja, several times faster; anything else renders through Jinja.
+_TEXT, _VAR, _IF = 0, 1, 2
+_NO_DEFAULT = object()
+Steps = list[tuple[Any, ...]]
+
+
+def simple_steps(env: jinja2.Environment, source: str) -> Steps | None:
+    """The steps of a template made only of text, ``{{ p }}``, ``{{ p|default('x') }}`` and
+    ``{% if p is defined %}...{% else %}...{% endif %}``; None for anything else."""
+    try:
+        return _steps(env.parse(source).body)
+    except _NotSimple:
+        return None
+
+
+class _NotSimple(Exception):
+    pass
+
+
+def _steps(body: list[nodes.Node]) -> Steps:
+    out: Steps = []
+    for node in body:
+        if isinstance(node, nodes.Output):
+            for part in node.nodes:
+                if isinstance(part, nodes.TemplateData):
+                    out.append((_TEXT, part.data))
+                elif isinstance(part, nodes.Name):
+                    out.append((_VAR, part.name, _NO_DEFAULT))
+                elif (
+                    isinstance(part, nodes.Filter)
+                    and part.name == "default"
+                    and isinstance(part.node, nodes.Name)
+                    and len(part.args) == 1
+                    and isinstance(part.args[0], nodes.Const)
+                    and isinstance(part.args[0].value, str)
+                    and not part.kwargs
+                    and part.dyn_args is None
+                    and part.dyn_kwargs is None
+                ):
+                    out.append((_VAR, part.node.name, part.args[0].value))
+                else:
+                    raise _NotSimple
+        elif (
+            isinstance(node, nodes.If)
+            and isinstance(node.test, nodes.Test)
+            and node.test.name == "defined"
+            and isinstance(node.test.node, nodes.Name)
+            and not node.test.args
+            and not node.test.kwargs
+            and not node.elif_
+        ):
+            out.append((_IF, node.test.node.name, _steps(node.body), _steps(node.else_)))
+        else:
+            raise _NotSimple
+    return out
+
+
+def run_steps(steps: Steps, params: Mapping[str, Any], escape: bool, out: list[str]) -> None:
+    """Render steps into ``out``; a param printed without a default and not given is MissingParam."""
+    for step in steps:
+        kind = step[0]
+        if kind == _TEXT:
+            out.append(step[1])
+        elif kind == _VAR:
+            value = params.get(step[1], _NO_DEFAULT)
+            if value is _NO_DEFAULT:
+                value = step[2]
+                if value is _NO_DEFAULT:
+                    raise MissingParam([step[1]])
+            out.append(str(markupsafe.escape(value)) if escape else str(value))
+        else:
+            run_steps(step[2] if step[1] in params else step[3], params, escape, out)
+
+
 class Renderer:
     """Renders catalogue templates for a channel; compiled templates are cached."""
 
     def __init__(self, catalog: Mapping[str, Template]) -> None:
         self.catalog = dict(catalog)
-        self._compiled: dict[tuple[str, str, str], jinja2.Template] = {}
+        self._compiled: dict[tuple[str, str, str], tuple[jinja2.Template, Steps | None]] = {}
 
     def get(self, name: str) -> Template:
         """The template, or TemplateNotFound."""
@@ -134,14 +213,25 @@ class Renderer:
             if f not in variant:
                 continue
             key = (name, channel, f)
-            compiled = self._compiled.get(key)
-            if compiled is None:
+            found = self._compiled.get(key)
+            if found is None:
                 env = _html_env if f == "html" else _text_env
-                compiled = self._compiled[key] = env.from_string(str(variant[f]))
+                source = str(variant[f])
+                found = self._compiled[key] = (env.from_string(source), simple_steps(env, source))
+            compiled, steps = found
             try:
-                # A shared context uses params as they are instead of copying them over the
-                # environment's globals: half the cost of Template.render, same sandboxed code.
-                value = "".join(compiled.root_render_func(compiled.new_context(dict(params), shared=True)))
+                if steps is not None:
+                    parts: list[str] = []
+                    run_steps(steps, params, f == "html", parts)
+                    value = "".join(parts)
+                else:
+                    # A shared context uses params as they are instead of copying them over the
+                    # environment's globals: half the cost of Template.render, same sandboxed code.
+                    value = "".join(
+                        compiled.root_render_func(compiled.new_context(dict(params), shared=True))
+                    )
+            except MissingParam:
+                raise
             except jinja2.UndefinedError as exc:
                 raise MissingParam([_undefined_name(exc)]) from None
             except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import random
+from typing import Any
+
+import jinja2
+import jinja2.meta
 import pytest
 
 from templates.renderer import (
@@ -7,8 +12,12 @@ from templates.renderer import (
     Renderer,
     TemplateError,
     TemplateNotFound,
+    _html_env,
+    _text_env,
     load_catalog,
     parse_template,
+    run_steps,
+    simple_steps,
 )
 
 
@@ -64,3 +73,101 @@ def test_unknown_template_and_channel(renderer: Renderer) -> None:
     tpl = parse_template({"name": "smsonly", "sms": {"text": "hi"}}, source="s")
     with pytest.raises(TemplateNotFound):
         Renderer({"smsonly": tpl}).render("smsonly", "email", {})
+
+
+# -- the fast path renders exactly what Jinja renders ------------------------------------------
+VALUES: list[object] = ["李女士", "", None, 0, 28600, 12.5, True, "<b>&'\"", "{{ name }}"]
+SIMPLE_SOURCES = [
+    "{{ name }},您好",
+    "尊敬的{{ tier|default('') }}会员{{ name }}",
+    "{{ tier|default('普通<>') }}",
+    "{% if code is defined %}码:{{ code }}{% else %}无码{% endif %}/{{ name }}",
+    "{% if a is defined %}{% if b is defined %}{{ a }}{{ b }}{% else %}{{ a }}{% endif %}{% endif %}",
+    "纯文本,没有变量\n",
+]
+NOT_SIMPLE = [
+    "{{ name|upper }}",
+    "{{ name ~ '!' }}",
+    "{% for x in items %}{{ x }}{% endfor %}",
+    "{% if code %}{{ code }}{% endif %}",
+    "{{ tier|default(name) }}",
+    "{{ user.name }}",
+    "{% if code is not defined %}-{% endif %}",
+]
+
+
+def _jinja(env: Any, source: str, params: dict[str, object]) -> str:
+    tpl = env.from_string(source)
+    return "".join(tpl.root_render_func(tpl.new_context(dict(params), shared=True)))
+
+
+def _fast(env: Any, source: str, params: dict[str, object]) -> str:
+    steps = simple_steps(env, source)
+    assert steps is not None, source
+    out: list[str] = []
+    run_steps(steps, params, env.autoescape is True, out)
+    return "".join(out)
+
+
+def _param_sets(names: list[str]) -> list[dict[str, object]]:
+    sets: list[dict[str, object]] = [{}]
+    for name in names:
+        sets = [dict(s) for s in sets] + [{**s, name: v} for s in sets for v in VALUES[:4]]
+    rng = random.Random(3)
+    return sets + [{n: rng.choice(VALUES) for n in names} for _ in range(50)]
+
+
+@pytest.mark.parametrize("env", [_text_env, _html_env], ids=["text", "html"])
+@pytest.mark.parametrize("source", SIMPLE_SOURCES)
+def test_fast_path_matches_jinja(env: Any, source: str) -> None:
+    names = sorted(jinja2.meta.find_undeclared_variables(env.parse(source)))
+    for params in _param_sets(names):
+        try:
+            expected: object = _jinja(env, source, params)
+        except jinja2.UndefinedError as exc:
+            expected = ("missing", str(exc).split("'")[1])
+        try:
+            got: object = _fast(env, source, params)
+        except MissingParam as exc:
+            got = ("missing", exc.names[0])
+        assert got == expected, (source, params)
+
+
+def test_every_catalog_variant_takes_the_fast_path_and_matches_jinja(renderer: Renderer) -> None:
+    for tpl in renderer.catalog.values():
+        for channel, variant in tpl.variants.items():
+            for field, source in variant.items():
+                if field == "media":
+                    continue
+                env = _html_env if field == "html" else _text_env
+                assert simple_steps(env, source) is not None, (tpl.name, channel, field)
+                for params in _param_sets(sorted(tpl.params))[:200]:
+                    try:
+                        expected: object = _jinja(env, source, params)
+                    except jinja2.UndefinedError:
+                        expected = "missing"
+                    try:
+                        got: object = _fast(env, source, params)
+                    except MissingParam:
+                        got = "missing"
+                    assert got == expected, (tpl.name, channel, field, params)
+
+
+@pytest.mark.parametrize("source", NOT_SIMPLE)
+def test_anything_else_renders_through_jinja(source: str) -> None:
+    assert simple_steps(_text_env, source) is None
+    tpl = parse_template(
+        {"name": "x", "params": {"name": {}, "code": {"required": False}}, "sms": {"text": source}},
+        source="t",
+    )
+    r = Renderer({"x": tpl})
+    params = {"name": "王先生", "code": "A1", "items": [1, 2], "tier": None, "user": {"name": "n"}}
+    try:
+        expected: object = _jinja(_text_env, source, params)
+    except jinja2.UndefinedError:
+        expected = "missing"
+    try:
+        got: object = r.render("x", "sms", params)["text"]
+    except (MissingParam, TemplateError):
+        got = "missing"
+    assert got == expected
