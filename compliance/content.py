@@ -26,7 +26,7 @@ UNSUBSCRIBE = re.compile(
 TEXT_FIELDS = ("text", "subject", "title", "html")
 
 
-@dataclass
+@dataclass(slots=True)
 class Draft:
     """A message being checked; rules may rewrite ``fields``."""
 

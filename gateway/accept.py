@@ -43,7 +43,7 @@ class Rejected(Exception):
         return NotifyResult(id=None, status="rejected", channel=self.channel, reasons=self.reasons)
 
 
-@dataclass
+@dataclass(slots=True)
 class Answer:
     """HTTP status, body and whether it is a replay."""
 
@@ -52,7 +52,7 @@ class Answer:
     replayed: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class StateArgs:
     """Inputs of the accept script's state rules."""
 
@@ -63,7 +63,7 @@ class StateArgs:
     cap_ttl: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """A notify request turned into a record, ready for the accept script."""
 
