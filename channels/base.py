@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 class Outcome(StrEnum):
@@ -31,6 +31,10 @@ class Message:
     html: str | None = None
     title: str | None = None
     media: tuple[str, ...] = ()
+    # The catalogue template and its params: providers that send only pre-registered templates
+    # (Alibaba, Tencent) map them to their own template ids.
+    template: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -334,6 +334,7 @@ class Acceptor:
             "locale": req.to.locale or "",
             "brand": req.brand or "",
             "template": req.template or "",
+            "params": req.params,
             "rendered": rendered,
             "segments": "" if segments is None else str(segments),
             "encoding": encoding,

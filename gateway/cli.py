@@ -43,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PolicyError as exc:
             print(f"tidings: invalid policy: {exc}", file=sys.stderr)
             return 2
+    if args.command in ("dev", "worker") and settings.providers_path:
+        from channels.config import ProvidersError, load_router
+
+        try:
+            router = load_router(settings.providers_path)  # fails at start, naming the place, never a secret
+        except ProvidersError as exc:
+            print(f"tidings: invalid providers file: {exc}", file=sys.stderr)
+            return 2
+        for provider in router.providers.values():
+            logging.getLogger("tidings").info("provider %s: %r", provider.name, provider.adapter)
     try:
         result: int = args.func(settings, args)
         return result
@@ -518,6 +528,12 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
         return replayed
 
     replayed = asyncio.run(run())
+    if replayed:
+        from gateway.health import close_circuits
+
+        # Replaying says the cause is fixed: give every provider a fresh circuit (a provider that
+        # still fails opens again after a few sends).
+        close_circuits(enqueuer.connection)
     total = 0
     for (tenant, channel), ids in replayed.items():
         enqueuer.enqueue(tenant, channel, ids)

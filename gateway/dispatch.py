@@ -18,8 +18,9 @@ import msgspec
 import redis
 from rq import Queue
 
-from channels import Message, Outcome, Registry, SendResult
-from channels.base import Adapter, BatchAdapter
+from channels import Message, Outcome, SendResult
+from channels.base import BatchAdapter
+from channels.routing import Health, Provider, Router
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
 from compliance.timing import quiet_release
@@ -178,11 +179,14 @@ class Retry:
 class DeliveryEngine:
     """Sends one batch: claim, send concurrently (bounded), write outcomes, plan retries."""
 
-    def __init__(self, settings: Settings, store: Store, registry: Registry, policy: Policy) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, router: Router, health: Health, policy: Policy
+    ) -> None:
         self.settings = settings
         self.policy = policy
         self.store = store
-        self.registry = registry
+        self.router = router
+        self.health = health
         self._sem = asyncio.Semaphore(settings.send_concurrency)
 
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
@@ -201,15 +205,15 @@ class DeliveryEngine:
             return [Retry(when, batch) for when, batch in sorted(early.items())]
         results: list[tuple[Written, SendResult | None]] = []
         to_send: list[tuple[Claimed, Message]] = []
-        adapters = self.registry.for_channel(channel)
+        routed = bool(self.router.routes.get(channel))
         for c in claimed:
-            checked = self._check(c, adapters, now)
+            checked = self._check(c, routed, now)
             if checked is not None:
                 results.append((checked, None))
             else:
                 to_send.append((c, self._message(tenant, channel, c)))
         if to_send:
-            results += await self._send_all(channel, adapters[0], to_send)
+            results += await self._route(channel, to_send)
         outcomes = [o for o, _ in results]
         written = await self.store.record_outcomes(tenant, outcomes, system_clock())
         retries: dict[float, list[str]] = early
@@ -233,7 +237,7 @@ class DeliveryEngine:
             await self.store.map_provider_ids(tenant, sent_pairs)
         return [Retry(when, batch) for when, batch in sorted(retries.items())]
 
-    def _check(self, c: Claimed, adapters: Sequence[Adapter], now: float) -> Written | None:
+    def _check(self, c: Claimed, routed: bool, now: float) -> Written | None:
         """Dispatch-time checks (the opt-out test ran in the claim): an outcome without a provider, or None."""
         f = c.fields
         expires = f.get("expires_at")
@@ -260,7 +264,7 @@ class DeliveryEngine:
             )
             fields = {"status": "scheduled", "not_before": repr(release)}
             return Written(c.id, c.attempt, "defer", ev, fields, release + self.settings.lease_seconds)
-        if not adapters:
+        if not routed:
             why = reason(Reason.UNSUPPORTED_CHANNEL, "no provider is configured for this channel")
             return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now)
         return None
@@ -281,49 +285,85 @@ class DeliveryEngine:
             html=rendered.get("html"),
             title=rendered.get("title"),
             media=tuple(rendered.get("media", ())),
+            template=f.get("template") or None,
+            params=f.get("params") or {},
         )
 
-    async def _send_all(
-        self, channel: str, adapter: Adapter, items: list[tuple[Claimed, Message]]
+    async def _route(
+        self, channel: str, items: list[tuple[Claimed, Message]]
     ) -> list[tuple[Written, SendResult | None]]:
-        """Send concurrently (bounded); through the provider's batch API when it has one."""
-        limit = self.settings.send_timeout_seconds + 1
-        if isinstance(adapter, BatchAdapter) and len(items) > 1:
-            size = adapter.max_batch
-            chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        """Send through the channel's providers in route order: a message the first one cannot take
+        (transient failure, open circuit) goes to the next, within this attempt."""
+        done: dict[int, tuple[SendResult, float]] = {}
+        last: dict[int, tuple[SendResult, float]] = {}
+        pending = list(range(len(items)))
+        candidates = self.router.candidates(channel)
+        soonest: float | None = None
+        for rank, provider in enumerate(candidates):
+            if not pending:
+                break
+            admission, reopens = await self.health.admit(provider)
+            if admission == "open":
+                soonest = reopens if soonest is None else min(soonest, reopens)
+                continue
+            if rank > 0:
+                metrics.FAILOVERS.labels(channel, provider.name).inc(len(pending))
+            # Half-open: one message tests the provider; the others move on.
+            batch = pending if admission == "closed" else pending[:1]
+            outs = await self._send_via(provider, [items[i][1] for i in batch])
+            failed = [i for i, out in zip(batch, outs, strict=True) if out[0].outcome is Outcome.RETRY]
+            await self.health.report(provider, len(batch) - len(failed), len(failed))
+            for i, out in zip(batch, outs, strict=True):
+                (last if out[0].outcome is Outcome.RETRY else done)[i] = out
+            sent = set(batch) - set(failed)
+            pending = [i for i in pending if i not in sent]
+        # Not tried anywhere (every circuit open): an attempt like any failed send, so the retry budget
+        # stays the one rule for giving up; not before a probe may go.
+        unroutable = (
+            SendResult(
+                Outcome.RETRY,
+                "router",
+                code="circuit_open",
+                detail="every provider's circuit is open",
+                retry_after=soonest,
+            ),
+            0.0,
+        )
+        return [
+            self._outcome(channel, c, *(done.get(i) or last.get(i) or unroutable))
+            for i, (c, _) in enumerate(items)
+        ]
 
-            async def one_chunk(
-                chunk: list[tuple[Claimed, Message]],
-            ) -> list[tuple[Written, SendResult | None]]:
-                async with self._sem:
-                    started = time.perf_counter()
-                    try:
-                        results = await asyncio.wait_for(adapter.send_batch([m for _, m in chunk]), limit)
-                    except Exception as exc:  # an adapter bug or time-out must not lose the batch
-                        results = [_failure(adapter.name, exc)] * len(chunk)
-                    elapsed = time.perf_counter() - started
-                return [
-                    self._outcome(channel, c, r, elapsed) for (c, _), r in zip(chunk, results, strict=True)
-                ]
+    async def _send_via(self, provider: Provider, messages: list[Message]) -> list[tuple[SendResult, float]]:
+        """Send concurrently (bounded) through one provider, its batch API when it has one, at its rate."""
+        adapter = provider.adapter
+        limit = provider.timeout + 1
+        size = adapter.max_batch if isinstance(adapter, BatchAdapter) and len(messages) > 1 else 1
 
-            done = await asyncio.gather(*(one_chunk(ch) for ch in chunks))
-            return [pair for chunk_result in done for pair in chunk_result]
-
-        async def one(c: Claimed, message: Message) -> tuple[Written, SendResult | None]:
+        async def one_chunk(chunk: list[Message]) -> list[tuple[SendResult, float]]:
             async with self._sem:
+                # Reserve after taking a slot, so reserved sends are not bunched by the wait for one.
+                wait = await self.health.reserve(provider, len(chunk))
+                if wait:
+                    await asyncio.sleep(wait)
                 started = time.perf_counter()
                 try:
-                    result = await asyncio.wait_for(adapter.send(message), limit)
+                    if isinstance(adapter, BatchAdapter) and len(chunk) > 1:
+                        results = await asyncio.wait_for(adapter.send_batch(chunk), limit)
+                    else:
+                        results = [await asyncio.wait_for(adapter.send(chunk[0]), limit)]
                 except Exception as exc:  # an adapter bug or time-out must not lose the batch
-                    result = _failure(adapter.name, exc)
+                    results = [_failure(provider.name, exc)] * len(chunk)
                 elapsed = time.perf_counter() - started
-            return self._outcome(channel, c, result, elapsed)
+            return [(r, elapsed) for r in results]
 
-        return list(await asyncio.gather(*(one(c, m) for c, m in items)))
+        chunks = [messages[i : i + size] for i in range(0, len(messages), size)]
+        done = await asyncio.gather(*(one_chunk(ch) for ch in chunks))
+        return [pair for chunk_result in done for pair in chunk_result]
 
     def _outcome(
         self, channel: str, c: Claimed, result: SendResult, elapsed: float
-    ) -> tuple[Written, SendResult]:
+    ) -> tuple[Written, SendResult | None]:
         """Turn a provider's answer into the state change to write."""
         metrics.SEND_SECONDS.labels(channel, result.provider).observe(elapsed)
         metrics.DELIVERIES.labels(channel, result.provider, result.outcome.value).inc()

@@ -87,3 +87,13 @@ def workers() -> str:
 def queue_name(channel: str) -> str:
     """The rq queue of one channel."""
     return f"tidings-{channel}"
+
+
+def provider_breaker(provider: str) -> str:
+    """Hash with a provider's circuit breaker (state, failures, until, probe), shared by every worker."""
+    return f"{PREFIX}provider:{{{provider}}}:breaker"
+
+
+def provider_rate(provider: str) -> str:
+    """A provider's rate limiter: the theoretical arrival time of its next send (GCRA)."""
+    return f"{PREFIX}provider:{{{provider}}}:rate"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -118,4 +118,20 @@ DECISIONS_BY = FastCounter(
     "Compliance decisions by rule and outcome (pass, warn, reject, defer, suppress).",
     ["rule", "outcome"],
     REGISTRY,
+)
+
+FAILOVERS = Counter(
+    "tidings_provider_failovers",
+    "Messages handed to the next provider of the route after a transient failure or an open circuit.",
+    ["channel", "provider"],
+)
+CIRCUIT_OPEN = Gauge(
+    "tidings_provider_circuit_open",
+    "1 while a provider's circuit is open (seen by this process), else 0.",
+    ["provider"],
+)
+RATE_WAIT_SECONDS = Counter(
+    "tidings_provider_rate_wait_seconds",
+    "Seconds sends waited for their provider's rate limit.",
+    ["provider"],
 )

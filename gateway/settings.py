@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     inbound_token: str = "dev-inbound-token"  # noqa: S105 - dev default
     # Compliance policy TOML (None: the shipped compliance/data/policy.toml).
     policy_path: str | None = None
+    # Providers and routes TOML (channels/config.py). None: the simulator carries every channel.
+    providers_path: str | None = None
     # Key of the HMAC that turns addresses into member keys (opt-outs, caps, audit lookups).
     hmac_key: Annotated[str, Meta(min_length=8)] = "dev-hmac-key-change-me"
     default_region: Annotated[str, Meta(pattern="^[A-Z]{2}$")] = "CN"

@@ -22,11 +22,12 @@ from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
-from channels import Registry
-from channels.simulator import SimulatorAdapter
+from channels.config import load_router, simulator_router
+from channels.routing import Router
 from compliance.policy import load_policy
 from gateway import keys
 from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
+from gateway.health import RedisHealth
 from gateway.redisdb import async_client, sync_client
 from gateway.scripts import REAP
 from gateway.settings import Settings
@@ -36,15 +37,11 @@ from gateway.timeutil import system_clock
 log = logging.getLogger("tidings.worker")
 
 
-def build_registry(settings: Settings) -> Registry:
-    """The adapters this deployment sends through."""
-    return Registry(
-        [
-            SimulatorAdapter(
-                settings.simulator_url, settings.simulator_secret, timeout=settings.send_timeout_seconds
-            )
-        ]
-    )
+def build_router(settings: Settings) -> Router:
+    """The providers and routes this deployment sends through (ProvidersError when unusable)."""
+    if settings.providers_path:
+        return load_router(settings.providers_path)
+    return simulator_router(settings.simulator_url, settings.simulator_secret, settings.send_timeout_seconds)
 
 
 class Runtime:
@@ -68,7 +65,11 @@ class Runtime:
             idempotency_ttl=self.settings.idempotency_ttl_seconds,
         )
         return DeliveryEngine(
-            self.settings, store, build_registry(self.settings), load_policy(self.settings.policy_path)
+            self.settings,
+            store,
+            build_router(self.settings),
+            RedisHealth(client),
+            load_policy(self.settings.policy_path),
         )
 
     def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class Runtime:
     def close(self) -> None:
         """Close adapters and clients."""
         with contextlib.suppress(Exception):
-            self.runner.run(self.engine.registry.aclose())
+            self.runner.run(self.engine.router.aclose())
             self.runner.run(self.engine.store.redis.aclose())
         self.runner.close()
         self.sync.close()

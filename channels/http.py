@@ -1,0 +1,81 @@
+"""What every HTTP provider adapter shares: a pooled client and transport trouble turned into RETRY."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from channels.base import Outcome, SendResult
+
+
+class HttpAdapter:
+    """Base of the HTTP adapters: one pooled client per adapter, no exceptions out of a send."""
+
+    name: str
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout: float = 5.0,
+        pool_size: int = 32,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http2: bool = False,
+    ) -> None:
+        self.name = name
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+            transport=transport,
+            http2=http2,
+        )
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response | SendResult:
+        """The provider's answer, or a RETRY result when it could not be reached in time."""
+        try:
+            return await self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException:
+            return self.retry("timeout", "provider did not answer in time")
+        except httpx.HTTPError as exc:
+            return self.retry("transport_error", type(exc).__name__)
+
+    def retry(self, code: str, detail: str | None = None, retry_after: float | None = None) -> SendResult:
+        """A transient failure."""
+        return SendResult(Outcome.RETRY, self.name, code=code, detail=detail, retry_after=retry_after)
+
+    def rejected(self, code: str, detail: str | None = None) -> SendResult:
+        """A permanent failure."""
+        return SendResult(Outcome.REJECTED, self.name, code=code, detail=detail)
+
+    def sent(self, provider_message_id: str) -> SendResult:
+        """Accepted by the provider."""
+        return SendResult(Outcome.SENT, self.name, provider_message_id=provider_message_id)
+
+    def by_status(self, resp: httpx.Response, code: str | None, detail: str | None) -> SendResult:
+        """A failed HTTP answer: 408, 409, 425, 429 and 5xx are transient, other 4xx permanent."""
+        status = resp.status_code
+        if status in (408, 409, 425, 429) or status >= 500:
+            return self.retry(code or f"http_{status}", detail, retry_after_seconds(resp))
+        return self.rejected(code or f"http_{status}", detail)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+def retry_after_seconds(resp: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds, when given as a number."""
+    value = resp.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def json_or_none(resp: httpx.Response) -> Any:
+    """The JSON body, or None."""
+    try:
+        return resp.json()
+    except ValueError:
+        return None

@@ -1,0 +1,112 @@
+"""Provider health in Redis: circuit breakers and rate limits every worker shares.
+
+Both run as Lua scripts on one key each and read the time from Redis (``TIME``), so workers on
+different machines agree on it.
+"""
+
+from __future__ import annotations
+
+import redis as syncredis
+import redis.asyncio as aioredis
+
+from channels.routing import Admission, Provider
+from gateway import keys, metrics
+
+_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
+
+# KEYS: breaker.  ARGV: cooldown.  -> {'closed' | 'probe' | 'open', seconds until a probe may go}
+ADMIT = (
+    _NOW
+    + """
+local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if st == 'closed' then return {'closed', '0'} end
+local until_ = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if now < until_ then return {'open', string.format('%.3f', until_ - now)} end
+-- Cool-down over: one probe at a time; a probe that never reports frees its place after a cool-down.
+local probe = tonumber(redis.call('HGET', KEYS[1], 'probe') or '0')
+if probe > now then return {'open', string.format('%.3f', probe - now)} end
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe', string.format('%.6f', now + tonumber(ARGV[1])))
+return {'probe', '0'}
+"""
+)
+
+# KEYS: breaker.  ARGV: ok, failed, threshold, cooldown.  -> state after
+REPORT = (
+    _NOW
+    + """
+local ok, failed = tonumber(ARGV[1]), tonumber(ARGV[2])
+if ok > 0 then
+  redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0, 'probe', 0)
+  return 'closed'
+end
+if failed == 0 then return redis.call('HGET', KEYS[1], 'state') or 'closed' end
+local f = redis.call('HINCRBY', KEYS[1], 'failures', failed)
+local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if st == 'half_open' or f >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'until', string.format('%.6f', now + tonumber(ARGV[4])), 'probe', 0)
+  return 'open'
+end
+return st
+"""
+)
+
+# KEYS: rate.  ARGV: interval, n.  GCRA: the sends are spaced by interval; returns how long to wait
+# until the last of the n reserved slots.
+RESERVE = (
+    _NOW
+    + """
+local interval, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local after = tat + interval * n
+redis.call('SET', KEYS[1], string.format('%.6f', after), 'PX', math.ceil((after - now) * 1000) + 1000)
+return string.format('%.6f', tat + interval * (n - 1) - now)
+"""
+)
+
+
+class RedisHealth:
+    """The ``Health`` of channels.routing, in Redis."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._admit = redis.register_script(ADMIT)
+        self._report = redis.register_script(REPORT)
+        self._reserve = redis.register_script(RESERVE)
+
+    async def admit(self, provider: Provider) -> tuple[Admission, float]:
+        """closed / probe / open, and for open the seconds until a probe may go."""
+        raw = await self._admit(keys=[keys.provider_breaker(provider.name)], args=[provider.breaker_cooldown])
+        state, wait = (v.decode() if isinstance(v, bytes) else str(v) for v in raw)
+        metrics.CIRCUIT_OPEN.labels(provider.name).set(1 if state == "open" else 0)
+        if state == "probe":
+            return "probe", 0.0
+        return ("open", float(wait)) if state == "open" else ("closed", 0.0)
+
+    async def report(self, provider: Provider, ok: int, failed: int) -> str:
+        """Successes close the circuit; enough consecutive failures (or a failed probe) open it."""
+        raw = await self._report(
+            keys=[keys.provider_breaker(provider.name)],
+            args=[ok, failed, provider.breaker_failures, provider.breaker_cooldown],
+        )
+        state = raw.decode() if isinstance(raw, bytes) else str(raw)
+        metrics.CIRCUIT_OPEN.labels(provider.name).set(1 if state == "open" else 0)
+        return state
+
+    async def reserve(self, provider: Provider, n: int) -> float:
+        """Seconds to wait before sending n messages (0 without a limit)."""
+        interval = provider.send_interval
+        if interval is None or n <= 0:
+            return 0.0
+        raw = await self._reserve(keys=[keys.provider_rate(provider.name)], args=[repr(interval), n])
+        wait = max(0.0, float(raw.decode() if isinstance(raw, bytes) else raw))
+        if wait:
+            metrics.RATE_WAIT_SECONDS.labels(provider.name).inc(wait)
+        return wait
+
+
+def close_circuits(redis: syncredis.Redis) -> int:
+    """Forget every provider's circuit state (an operator says the cause is fixed); how many were kept."""
+    found = list(redis.scan_iter(match=f"{keys.PREFIX}provider:*:breaker", count=500))
+    if found:
+        redis.delete(*found)
+    return len(found)

@@ -1,0 +1,170 @@
+"""The contract suite: every registered provider adapter against a local server speaking its protocol.
+
+Each stand-in checks the request signature with the provider's published algorithm (the same
+functions are pinned to the providers' worked examples in tests/unit/test_provider_signatures.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from channels.base import Message, Outcome, SendResult
+from channels.config import KINDS, ProviderSpec, build_provider
+from channels.routing import Provider
+from gateway.redisdb import free_port
+from gateway.servers import ServerThread
+from tests.providers import BAD_NUMBER, ProviderServer
+
+pytestmark = pytest.mark.integration
+
+URLS = {
+    "alibaba": "alibaba+http://{user}:{secret}@127.0.0.1:{port}/?sign_name=星耀商城"
+    "&templates=points_expiry:SMS_1001&template_code=SMS_1000",
+    "tencent": "tencent+http://{user}:{secret}@127.0.0.1:{port}/?sdk_app_id=1400000000&sign_name=星耀商城"
+    "&templates=points_expiry:1001(name|points|days)&template_id=1000",
+    "twilio": "twilio+http://{user}:{secret}@127.0.0.1:{port}/?from=%2B15005550006"
+    "&status_callback=https://gw.example.com/v1/inbound/twilio/receipts",
+    "webhook": "webhook+http://:{secret}@127.0.0.1:{port}/send",
+}
+# The provider's own code for a bad signature or credentials, as its stand-in answers.
+AUTH_CODES = {
+    "alibaba": "SignatureDoesNotMatch",
+    "tencent": "AuthFailure.SignatureFailure",
+    "twilio": "20003",
+    "webhook": "bad_signature",
+}
+INVALID_NUMBER_CODES = {
+    "alibaba": "isv.MOBILE_NUMBER_ILLEGAL",
+    "tencent": "InvalidParameterValue.IncorrectPhoneNumber",
+    "twilio": "21211",
+    "webhook": "invalid_number",
+}
+
+
+def test_the_suite_covers_every_registered_kind() -> None:
+    # The simulator has its own suite (tests/integration/test_delivery.py and friends).
+    assert set(KINDS) - {"simulator"} == set(URLS)
+
+
+@dataclass
+class Running:
+    server: ProviderServer
+    thread: ServerThread
+    port: int
+
+    def provider(self, secret: str | None = None, timeout: float = 2.0) -> Provider:
+        url = URLS[self.server.kind].format(
+            user=self.server.user, secret=secret or self.server.secret, port=self.port
+        )
+        return build_provider(self.server.kind, ProviderSpec(url=url, timeout=timeout))
+
+
+@pytest.fixture(params=sorted(URLS))
+def running(request: pytest.FixtureRequest) -> Iterator[Running]:
+    server = ProviderServer(request.param)
+    port = free_port()
+    thread = ServerThread(server, "127.0.0.1", port).start_and_wait()
+    yield Running(server, thread, port)
+    thread.stop()
+
+
+def message(to: str = "+8613812345678", reference: str = "acme:ntf_01CONTRACT") -> Message:
+    return Message(
+        reference=reference,
+        tenant="acme",
+        channel="sms",
+        to=to,
+        brand="星耀商城",
+        text="【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。拒收请回复R",
+        template="points_expiry",
+        params={"name": "李女士", "points": 28600, "days": 12},
+    )
+
+
+def send(provider: Provider, m: Message) -> SendResult:
+    async def run() -> SendResult:
+        try:
+            return await provider.adapter.send(m)
+        finally:
+            await provider.adapter.aclose()
+
+    return asyncio.run(run())
+
+
+def test_sends_with_our_reference_and_the_mapped_template(running: Running) -> None:
+    result = send(running.provider(), message())
+    assert result.outcome is Outcome.SENT, result
+    assert result.provider_message_id
+    [got] = running.server.accepted()
+    f = got.fields
+    kind = running.server.kind
+    if kind == "alibaba":
+        assert (f["PhoneNumbers"], f["OutId"], f["TemplateCode"]) == (
+            "13812345678",
+            "acme:ntf_01CONTRACT",
+            "SMS_1001",
+        )
+        assert f["SignName"] == "星耀商城" and '"points":"28600"' in f["TemplateParam"]
+    elif kind == "tencent":
+        assert f["PhoneNumberSet"] == ["+8613812345678"] and f["SessionContext"] == "acme:ntf_01CONTRACT"
+        assert (f["TemplateId"], f["TemplateParamSet"]) == ("1001", ["李女士", "28600", "12"])
+    elif kind == "twilio":
+        assert (f["To"], f["From"]) == ("+8613812345678", "+15005550006")
+        assert f["Body"].startswith("【星耀商城】")
+        assert parse_qs(urlsplit(f["StatusCallback"]).query)["ref"] == ["acme:ntf_01CONTRACT"]
+    else:
+        assert (f["to"], f["reference"], f["template"]) == (
+            "+8613812345678",
+            "acme:ntf_01CONTRACT",
+            "points_expiry",
+        )
+
+
+def test_a_wrong_secret_fails_the_signature_check_and_is_permanent(running: Running) -> None:
+    result = send(running.provider(secret="not-the-secret"), message())
+    assert result.outcome is Outcome.REJECTED, result
+    assert result.code == AUTH_CODES[running.server.kind]
+    assert running.server.accepted() == [] and len(running.server.received) == 1
+
+
+def test_an_invalid_number_is_permanent_with_the_providers_code(running: Running) -> None:
+    result = send(running.provider(), message(to=BAD_NUMBER))
+    assert result.outcome is Outcome.REJECTED, result
+    assert result.code == INVALID_NUMBER_CODES[running.server.kind]
+
+
+def test_a_5xx_is_transient(running: Running) -> None:
+    running.server.fault_status = 503
+    result = send(running.provider(), message())
+    assert result.outcome is Outcome.RETRY, result
+
+
+def test_a_provider_slower_than_the_timeout_is_transient(running: Running) -> None:
+    running.server.delay = 1.5
+    result = send(running.provider(timeout=0.5), message())
+    assert (result.outcome, result.code) == (Outcome.RETRY, "timeout")
+
+
+def test_free_text_needs_a_provider_template_where_the_provider_sends_only_templates(
+    running: Running,
+) -> None:
+    free = Message(
+        reference="acme:ntf_free", tenant="acme", channel="sms", to="+8613812345678", text="【星耀商城】你好"
+    )
+    result = send(running.provider(), free)
+    assert result.outcome is Outcome.SENT, (
+        result
+    )  # alibaba and tencent: their default template carries the text
+    [got] = running.server.accepted()
+    if running.server.kind == "alibaba":
+        assert (got.fields["TemplateCode"], got.fields["TemplateParam"]) == (
+            "SMS_1000",
+            '{"content":"【星耀商城】你好"}',
+        )
+    if running.server.kind == "tencent":
+        assert (got.fields["TemplateId"], got.fields["TemplateParamSet"]) == ("1000", ["【星耀商城】你好"])

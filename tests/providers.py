@@ -1,0 +1,180 @@
+"""Local stand-ins that speak each provider's protocol and check its signature (tests only).
+
+One raw ASGI app per instance; ``kind`` picks the protocol. Every request is recorded with the
+time it arrived; ``fault`` makes it answer an HTTP error (all or a share of requests) and
+``delay`` makes it slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from channels.aliyun_signature import rpc_signature
+from channels.signing import SIGNATURE_HEADER, verify_timestamped
+from channels.tencent_signature import authorization
+
+Scope = dict[str, Any]
+
+# Numbers every stand-in refuses as invalid.
+BAD_NUMBER = "+8617000000000"
+
+
+@dataclass
+class Received:
+    """One request the stand-in accepted or refused."""
+
+    at: float
+    path: str
+    fields: dict[str, Any]
+    ok: bool
+
+
+@dataclass
+class ProviderServer:
+    """A provider stand-in: alibaba, tencent, twilio or webhook."""
+
+    kind: str
+    user: str = "test-id"
+    secret: str = "test-secret"
+    fault_status: int | None = None
+    fault_share: float = 1.0
+    delay: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accepted(self) -> list[Received]:
+        """Requests that were sent successfully."""
+        with self._lock:
+            return [r for r in self.received if r.ok]
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        arrived = time.time()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        status, answer, fields = getattr(self, f"_{self.kind}")(scope["path"], headers, body)
+        if status < 300 and self.fault_status and random.random() < self.fault_share:
+            status, answer = self.fault_status, {"code": "injected", "message": "injected fault"}
+        with self._lock:
+            self.received.append(Received(arrived, scope["path"], fields, status < 300 and _ok(answer)))
+        raw = json.dumps(answer, ensure_ascii=False).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(raw)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": raw})
+
+    # -- protocols ------------------------------------------------------------------------------
+    def _alibaba(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
+        params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        given = params.pop("Signature", "")
+        expected = rpc_signature(self.secret, "POST", params)
+        if params.get("AccessKeyId") != self.user:
+            return (
+                404,
+                {"Code": "InvalidAccessKeyId.NotFound", "Message": "Specified access key is not found."},
+                params,
+            )
+        if not hmac.compare_digest(given, expected):
+            return (
+                400,
+                {"Code": "SignatureDoesNotMatch", "Message": "Specified signature is not matched."},
+                params,
+            )
+        if params.get("Action") != "SendSms" or params.get("Version") != "2017-05-25":
+            return 400, {"Code": "InvalidAction", "Message": "bad action"}, params
+        if "+86" + params.get("PhoneNumbers", "") == BAD_NUMBER:
+            return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"}, params
+        return 200, {"Code": "OK", "Message": "OK", "BizId": f"{random.randint(10**15, 10**16)}^0"}, params
+
+    def _tencent(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
+        payload = json.loads(body)
+        ts = int(headers.get("x-tc-timestamp", "0"))
+        expected = authorization(
+            self.user, self.secret, "sms", headers.get("host", ""), headers.get("content-type", ""), body, ts
+        )
+        if headers.get("x-tc-action") != "SendSms" or headers.get("x-tc-version") != "2021-01-11":
+            return 200, {"Response": {"Error": {"Code": "InvalidAction", "Message": "bad"}}}, payload
+        if not hmac.compare_digest(headers.get("authorization", ""), expected):
+            error = {
+                "Code": "AuthFailure.SignatureFailure",
+                "Message": "The provided credentials could not be validated.",
+            }
+            return 200, {"Response": {"Error": error, "RequestId": str(uuid.uuid4())}}, payload
+        number = payload["PhoneNumberSet"][0]
+        code, message = (
+            ("InvalidParameterValue.IncorrectPhoneNumber", "手机号格式错误")
+            if number == BAD_NUMBER
+            else ("Ok", "send success")
+        )
+        status = {
+            "SerialNo": uuid.uuid4().hex,
+            "PhoneNumber": number,
+            "Fee": 1,
+            "SessionContext": payload.get("SessionContext", ""),
+            "Code": code,
+            "Message": message,
+            "IsoCode": "CN",
+        }
+        return 200, {"Response": {"SendStatusSet": [status], "RequestId": str(uuid.uuid4())}}, payload
+
+    def _twilio(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
+        form: dict[str, Any] = {}
+        for k, v in parse_qsl(body.decode(), keep_blank_values=True):
+            form.setdefault(k, []).append(v)
+        fields = {k: v[0] if len(v) == 1 else v for k, v in form.items()}
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.secret}".encode()).decode()
+        if not hmac.compare_digest(headers.get("authorization", ""), expected):
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}, fields
+        if path != f"/2010-04-01/Accounts/{self.user}/Messages.json":
+            return 404, {"code": 20404, "message": "not found", "status": 404}, fields
+        if fields.get("To") == BAD_NUMBER:
+            return (
+                400,
+                {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400},
+                fields,
+            )
+        return 201, {"sid": "SM" + uuid.uuid4().hex, "status": "queued", "to": fields.get("To")}, fields
+
+    def _webhook(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
+        payload = json.loads(body)
+        if not verify_timestamped(self.secret, body, headers.get(SIGNATURE_HEADER), time.time()):
+            return 401, {"code": "bad_signature", "message": "signature does not verify"}, payload
+        if payload.get("to") == BAD_NUMBER:
+            return 422, {"code": "invalid_number", "message": "not a mobile number"}, payload
+        return 200, {"id": "wh_" + uuid.uuid4().hex}, payload
+
+
+def _ok(answer: Any) -> bool:
+    if not isinstance(answer, dict):
+        return False
+    if "Response" in answer:
+        statuses = answer["Response"].get("SendStatusSet") or []
+        return bool(statuses) and statuses[0].get("Code") == "Ok"
+    if "Code" in answer:
+        return bool(answer.get("Code") == "OK")
+    return "code" not in answer
