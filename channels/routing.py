@@ -59,8 +59,9 @@ class Health(Protocol):
         """Record how sends went; returns the circuit state after ("closed", "open" or "half_open")."""
         ...
 
-    async def reserve(self, provider: Provider, n: int) -> float:
-        """Reserve n sends under the provider's rate; seconds to wait before sending them."""
+    async def reserve(self, provider: Provider, n: int, max_wait: float) -> tuple[bool, float]:
+        """Reserve n sends under the provider's rate: (True, seconds to wait before sending them), or
+        (False, seconds until there is room) when the wait would be longer than max_wait."""
         ...
 
 

@@ -176,6 +176,9 @@ class Retry:
     ids: list[str]
 
 
+RATE_LIMITED = "rate_limited"
+
+
 class DeliveryEngine:
     """Sends one batch: claim, send concurrently (bounded), write outcomes, plan retries."""
 
@@ -299,6 +302,7 @@ class DeliveryEngine:
         pending = list(range(len(items)))
         candidates = self.router.candidates(channel)
         soonest: float | None = None
+        deferred: dict[int, float] = {}
         for rank, provider in enumerate(candidates):
             if not pending:
                 break
@@ -312,9 +316,14 @@ class DeliveryEngine:
             batch = pending if admission == "closed" else pending[:1]
             outs = await self._send_via(provider, [items[i][1] for i in batch])
             failed = [i for i, out in zip(batch, outs, strict=True) if out[0].outcome is Outcome.RETRY]
-            await self.health.report(provider, len(batch) - len(failed), len(failed))
+            # Held back by the rate limit: not sent, so not a failure of the provider.
+            held = {i for i, out in zip(batch, outs, strict=True) if out[0].code == RATE_LIMITED}
+            await self.health.report(provider, len(batch) - len(failed), len(failed) - len(held))
             for i, out in zip(batch, outs, strict=True):
-                (last if out[0].outcome is Outcome.RETRY else done)[i] = out
+                if i in held:
+                    deferred[i] = max(deferred.get(i, 0.0), out[0].retry_after or 0.0)
+                else:
+                    (last if out[0].outcome is Outcome.RETRY else done)[i] = out
             sent = set(batch) - set(failed)
             pending = [i for i in pending if i not in sent]
         # Not tried anywhere (every circuit open): an attempt like any failed send, so the retry budget
@@ -329,10 +338,20 @@ class DeliveryEngine:
             ),
             0.0,
         )
-        return [
-            self._outcome(channel, c, *(done.get(i) or last.get(i) or unroutable))
-            for i, (c, _) in enumerate(items)
-        ]
+        answers: list[tuple[Written, SendResult | None]] = []
+        for i, (c, _) in enumerate(items):
+            if i in deferred and i not in done and i not in last:
+                answers.append((self._held(c, deferred[i]), None))
+            else:
+                answers.append(self._outcome(channel, c, *(done.get(i) or last.get(i) or unroutable)))
+        return answers
+
+    def _held(self, c: Claimed, wait: float) -> Written:
+        """Every usable provider was at its rate limit: no attempt spent, go again when there is room."""
+        now = system_clock()
+        ev = event("deferred", at=now, reason=RATE_LIMITED, detail="the providers' rate limits are reached")
+        fields = {"status": "queued", "not_before": repr(now + wait)}
+        return Written(c.id, c.attempt, "defer", ev, fields, now + wait + self.settings.lease_seconds)
 
     async def _send_via(self, provider: Provider, messages: list[Message]) -> list[tuple[SendResult, float]]:
         """Send concurrently (bounded) through one provider, its batch API when it has one, at its rate."""
@@ -343,7 +362,14 @@ class DeliveryEngine:
         async def one_chunk(chunk: list[Message]) -> list[tuple[SendResult, float]]:
             async with self._sem:
                 # Reserve after taking a slot, so reserved sends are not bunched by the wait for one.
-                wait = await self.health.reserve(provider, len(chunk))
+                # A longer wait would outlive the lease (another worker would take the message
+                # over): beyond it the message is given back for later instead.
+                reserved, wait = await self.health.reserve(
+                    provider, len(chunk), self.settings.lease_seconds / 3
+                )
+                if not reserved:
+                    held = SendResult(Outcome.RETRY, provider.name, code=RATE_LIMITED, retry_after=wait)
+                    return [(held, 0.0)] * len(chunk)
                 if wait:
                     await asyncio.sleep(wait)
                 started = time.perf_counter()

@@ -50,17 +50,20 @@ return st
 """
 )
 
-# KEYS: rate.  ARGV: interval, n.  GCRA: the sends are spaced by interval; returns how long to wait
-# until the last of the n reserved slots.
+# KEYS: rate.  ARGV: interval, n, max_wait.  GCRA: sends are spaced by interval. Returns the wait
+# until the last of the n slots it reserved, or, when that would exceed max_wait, reserves nothing
+# and returns {'full', seconds until there is room}.
 RESERVE = (
     _NOW
     + """
-local interval, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local interval, n, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
+local wait = tat + interval * (n - 1) - now
+if wait > max_wait then return {'full', string.format('%.6f', wait - max_wait)} end
 local after = tat + interval * n
 redis.call('SET', KEYS[1], string.format('%.6f', after), 'PX', math.ceil((after - now) * 1000) + 1000)
-return string.format('%.6f', tat + interval * (n - 1) - now)
+return {'ok', string.format('%.6f', wait)}
 """
 )
 
@@ -92,16 +95,20 @@ class RedisHealth:
         metrics.CIRCUIT_OPEN.labels(provider.name).set(1 if state == "open" else 0)
         return state
 
-    async def reserve(self, provider: Provider, n: int) -> float:
-        """Seconds to wait before sending n messages (0 without a limit)."""
+    async def reserve(self, provider: Provider, n: int, max_wait: float) -> tuple[bool, float]:
+        """(True, seconds to wait before sending n messages), or (False, seconds until there is room)
+        when the wait would exceed max_wait (nothing reserved then)."""
         interval = provider.send_interval
         if interval is None or n <= 0:
-            return 0.0
-        raw = await self._reserve(keys=[keys.provider_rate(provider.name)], args=[repr(interval), n])
-        wait = max(0.0, float(raw.decode() if isinstance(raw, bytes) else raw))
-        if wait:
+            return True, 0.0
+        raw = await self._reserve(
+            keys=[keys.provider_rate(provider.name)], args=[repr(interval), n, repr(max_wait)]
+        )
+        verdict, seconds = (v.decode() if isinstance(v, bytes) else str(v) for v in raw)
+        wait = max(0.0, float(seconds))
+        if verdict == "ok" and wait:
             metrics.RATE_WAIT_SECONDS.labels(provider.name).inc(wait)
-        return wait
+        return verdict == "ok", wait
 
 
 def close_circuits(redis: syncredis.Redis) -> int:

@@ -1,0 +1,113 @@
+"""Routing through real provider stand-ins: failover, the circuit breaker, the shared rate limit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from gateway import keys
+from gateway.redisdb import free_port
+from gateway.servers import ServerThread
+from tests.conftest import Stack, send_batch, wait_for
+from tests.providers import ProviderServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def webhooks() -> Iterator[Callable[[], tuple[ProviderServer, int]]]:
+    threads: list[ServerThread] = []
+
+    def start() -> tuple[ProviderServer, int]:
+        server = ProviderServer("webhook")
+        port = free_port()
+        threads.append(ServerThread(server, "127.0.0.1", port).start_and_wait())
+        return server, port
+
+    yield start
+    for t in threads:
+        t.stop()
+
+
+def providers_file(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "providers.toml"
+    path.write_text(body, encoding="utf-8")
+    return str(path)
+
+
+def statuses(stack: Stack, ids: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with stack.client() as c:
+        for i in ids:
+            s = c.get(f"/v1/notifications/{i}").json()["status"]
+            out[s] = out.get(s, 0) + 1
+    return out
+
+
+def test_primary_down_fails_over_opens_its_circuit_and_closes_it_after_recovery(
+    tmp_path: Path,
+    stack_factory: Callable[..., Stack],
+    webhooks: Callable[[], tuple[ProviderServer, int]],
+    rdb: redis.Redis,
+) -> None:
+    primary, p_port = webhooks()
+    secondary, s_port = webhooks()
+    tag = uuid.uuid4().hex[:6]
+    first, second = f"primary{tag}", f"secondary{tag}"
+    path = providers_file(
+        tmp_path,
+        f"""
+[providers.{first}]
+url = "webhook+http://:test-secret@127.0.0.1:{p_port}/send"
+timeout = 1.0
+breaker_failures = 3
+breaker_cooldown = 3.0
+[providers.{second}]
+url = "webhook+http://:test-secret@127.0.0.1:{s_port}/send"
+timeout = 1.0
+[[routes.sms]]
+provider = "{first}"
+priority = 0
+[[routes.sms]]
+provider = "{second}"
+priority = 1
+""",
+    )
+    primary.fault_status = 500
+    stack = stack_factory(providers_path=path)
+    ids = send_batch(stack, 10)
+    wait_for(lambda: statuses(stack, ids) == {"sent": 10}, timeout=20, interval=0.3)
+    # The first batch met the primary's errors and went out through the secondary; the circuit opened.
+    assert len(primary.received) == 10 and primary.accepted() == []
+    assert rdb.hget(keys.provider_breaker(first), "state") == b"open"
+    # While it is open the primary is not even tried.
+    ids += send_batch(stack, 20, prefix="136")
+    wait_for(lambda: statuses(stack, ids) == {"sent": 30}, timeout=20, interval=0.3)
+    assert len(primary.received) == 10
+    refs = sorted(r.fields["reference"].split(":")[1] for r in secondary.accepted())
+    assert refs == sorted(ids)  # every message exactly once
+    with stack.client() as c:
+        attempts = c.get(f"/v1/notifications/{ids[0]}").json()["attempts"]
+    assert attempts[-1]["provider"] == second
+
+    # The primary recovers: after the cool-down a probe goes through and the circuit closes.
+    primary.fault_status = None
+    rounds = iter(range(100))
+
+    def traffic_closes_it() -> bool:
+        # Probes ride on traffic: keep sending a little until one has gone through the primary.
+        prefix = ("186", "187", "188", "158", "159", "135", "182", "183", "184", "185")[next(rounds) % 10]
+        later = send_batch(stack, 2, prefix=prefix)
+        wait_for(lambda: statuses(stack, later) == {"sent": 2}, timeout=10, interval=0.2)
+        return bool(rdb.hget(keys.provider_breaker(first), "state") == b"closed")
+
+    wait_for(traffic_closes_it, timeout=20, interval=0.5)
+    assert primary.accepted()  # the probe
+    more = send_batch(stack, 10, prefix="137")
+    wait_for(lambda: statuses(stack, more) == {"sent": 10}, timeout=20, interval=0.3)
+    back = {r.fields["reference"].split(":")[1] for r in primary.accepted()}
+    assert set(more) <= back
