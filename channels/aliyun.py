@@ -29,7 +29,6 @@ from channels.urls import ProviderURL
 TRANSIENT = frozenset(
     {
         "isp.SYSTEM_ERROR",
-        "isp.RAM_PERMISSION_DENY",
         "isv.BUSINESS_LIMIT_CONTROL",
         "Throttling.User",
         "Throttling.Api",

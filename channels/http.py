@@ -53,10 +53,15 @@ class HttpAdapter:
         return SendResult(Outcome.SENT, self.name, provider_message_id=provider_message_id)
 
     def by_status(self, resp: httpx.Response, code: str | None, detail: str | None) -> SendResult:
-        """A failed HTTP answer: 408, 409, 425, 429 and 5xx are transient, other 4xx permanent."""
-        status = resp.status_code
+        """A failed HTTP answer (see ``classify``)."""
+        return self.classify(resp.status_code, code, detail, retry_after_seconds(resp))
+
+    def classify(
+        self, status: int, code: str | None, detail: str | None, retry_after: float | None = None
+    ) -> SendResult:
+        """A failed status: 408, 409, 425, 429 and 5xx are transient, other 4xx permanent."""
         if status in (408, 409, 425, 429) or status >= 500:
-            return self.retry(code or f"http_{status}", detail, retry_after_seconds(resp))
+            return self.retry(code or f"http_{status}", detail, retry_after)
         return self.rejected(code or f"http_{status}", detail)
 
     async def aclose(self) -> None:

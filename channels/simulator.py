@@ -8,11 +8,12 @@ from typing import Any, ClassVar
 
 import httpx
 
-from channels.base import Message, Outcome, SendResult
+from channels.base import Message, SendResult
+from channels.http import HttpAdapter, json_or_none, retry_after_seconds
 from channels.signing import SIGNATURE_HEADER, sign
 
 
-class SimulatorAdapter:
+class SimulatorAdapter(HttpAdapter):
     """Sends through the simulator's ``POST /v1/send``; dedup by our reference makes resends safe."""
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms", "mms", "push", "email"})
@@ -29,14 +30,9 @@ class SimulatorAdapter:
         transport: httpx.AsyncBaseTransport | None = None,
         pool_size: int = 32,
     ) -> None:
-        self.name = name
+        super().__init__(name, timeout=timeout, pool_size=pool_size, transport=transport)
         self.base_url = base_url.rstrip("/")
         self.secret = secret
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
-            transport=transport,
-        )
 
     def __repr__(self) -> str:
         return f"SimulatorAdapter({self.base_url!r}, secret=***)"
@@ -46,52 +42,33 @@ class SimulatorAdapter:
         resp = await self._post("/v1/send", _payload(message))
         if isinstance(resp, SendResult):
             return resp
-        return self._result(resp.status_code, _json_or_none(resp), resp.headers.get("retry-after"))
+        return self._result(resp.status_code, json_or_none(resp), retry_after_seconds(resp))
 
     async def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         """POST up to ``max_batch`` messages in one call; one result per message."""
         resp = await self._post("/v1/send/batch", {"messages": [_payload(m) for m in messages]})
         if isinstance(resp, SendResult):
             return [resp] * len(messages)
-        data = _json_or_none(resp)
+        data = json_or_none(resp)
         items = data.get("results") if resp.status_code == 200 and isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != len(messages):
-            whole = self._result(
-                resp.status_code if resp.status_code != 200 else 502, data, resp.headers.get("retry-after")
-            )
-            return [whole] * len(messages)
+            status = resp.status_code if resp.status_code != 200 else 502
+            return [self._result(status, data, retry_after_seconds(resp))] * len(messages)
         return [self._result(int(i.get("status", 502)), i, None) for i in items]
 
     async def _post(self, path: str, payload: dict[str, Any]) -> httpx.Response | SendResult:
         body = json.dumps(payload, ensure_ascii=False).encode()
         headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, body)}
-        try:
-            return await self._client.post(f"{self.base_url}{path}", content=body, headers=headers)
-        except httpx.TimeoutException:
-            return SendResult(
-                Outcome.RETRY, self.name, code="timeout", detail="provider did not answer in time"
-            )
-        except httpx.HTTPError as exc:
-            return SendResult(Outcome.RETRY, self.name, code="transport_error", detail=type(exc).__name__)
+        return await self.request("POST", f"{self.base_url}{path}", content=body, headers=headers)
 
-    def _result(self, status: int, data: Any, retry_after: str | None) -> SendResult:
+    def _result(self, status: int, data: Any, retry_after: float | None) -> SendResult:
         if status == 200 and isinstance(data, dict) and data.get("provider_message_id"):
-            return SendResult(Outcome.SENT, self.name, provider_message_id=str(data["provider_message_id"]))
+            return self.sent(str(data["provider_message_id"]))
         code = str(data["code"]) if isinstance(data, dict) and data.get("code") else None
         detail = str(data.get("message") or "") or None if isinstance(data, dict) else None
-        if status == 429 or status >= 500 or status == 200:
-            return SendResult(
-                Outcome.RETRY,
-                self.name,
-                code=code or f"http_{status}",
-                detail=detail,
-                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
-            )
-        return SendResult(Outcome.REJECTED, self.name, code=code or f"http_{status}", detail=detail)
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
+        if status == 200:  # a 200 without a message id: the provider did not say it took it
+            return self.retry(code or "http_200", detail, retry_after)
+        return self.classify(status, code, detail, retry_after)
 
 
 def _payload(message: Message) -> dict[str, Any]:
@@ -106,10 +83,3 @@ def _payload(message: Message) -> dict[str, Any]:
         "brand": message.brand,
         "reference": message.reference,
     }
-
-
-def _json_or_none(resp: httpx.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return {"message": resp.text[:200]} if resp.text else None

@@ -32,7 +32,8 @@ def is_transient(code: str) -> bool:
     """Tencent's codes for trouble on its side or throttling."""
     return (
         code.startswith("InternalError")
-        or code in ("RequestLimitExceeded", "ResourceUnavailable", "FailedOperation.ContainDirtyWord.Retry")
+        or code.startswith("ResourceUnavailable")
+        or code == "RequestLimitExceeded"
         or code.startswith("LimitExceeded.PhoneNumberThirtySecondLimit")
     )
 

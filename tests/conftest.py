@@ -210,6 +210,16 @@ def points_expiry(phone: str = "13812345678", **extra: Any) -> dict[str, Any]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def statuses(stack: Stack, ids: list[str]) -> dict[str, int]:
+    """How many of the notifications are in each status."""
+    counts: dict[str, int] = {}
+    with stack.client() as c:
+        for i in ids:
+            s = c.get(f"/v1/notifications/{i}").json()["status"]
+            counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
 def send_batch(stack: Stack, n: int, prefix: str = "138") -> list[str]:
     """Accept n points-expiry SMS through the batch endpoint; their ids, all queued."""
     items = [{"to": {"phone": f"{prefix}{i:08d}"}} for i in range(n)]

@@ -23,6 +23,8 @@ def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
         **os.environ,
         "TIDINGS_REDIS_URL": stack.redis_url,
         "TIDINGS_SIMULATOR_URL": stack.sim_url,
+        # The stack's policy (no quiet hours): the test must not depend on the time of day it runs at.
+        "TIDINGS_POLICY_PATH": str(stack.settings.policy_path),
         "TIDINGS_LEASE_SECONDS": "2",
         "TIDINGS_HOUSEKEEPING_INTERVAL_SECONDS": "0.2",
         "TIDINGS_BATCH_SIZE": "50",

@@ -10,18 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from gateway import metrics
-from tests.conftest import ROOT, Stack, send_batch, wait_for
+from tests.conftest import ROOT, Stack, send_batch, statuses, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def statuses(stack: Stack, ids: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    with stack.client() as c:
-        for i in ids:
-            s = c.get(f"/v1/notifications/{i}").json()["status"]
-            counts[s] = counts.get(s, 0) + 1
-    return counts
 
 
 def retry_count() -> float:

@@ -12,7 +12,7 @@ import redis
 from gateway import keys
 from gateway.redisdb import free_port
 from gateway.servers import ServerThread
-from tests.conftest import Stack, send_batch, wait_for
+from tests.conftest import Stack, send_batch, statuses, wait_for
 from tests.providers import ProviderServer
 
 pytestmark = pytest.mark.integration
@@ -37,15 +37,6 @@ def providers_file(tmp_path: Path, body: str) -> str:
     path = tmp_path / "providers.toml"
     path.write_text(body, encoding="utf-8")
     return str(path)
-
-
-def statuses(stack: Stack, ids: list[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    with stack.client() as c:
-        for i in ids:
-            s = c.get(f"/v1/notifications/{i}").json()["status"]
-            out[s] = out.get(s, 0) + 1
-    return out
 
 
 def test_primary_down_fails_over_opens_its_circuit_and_closes_it_after_recovery(

@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 
 import httpx
 import pytest
 
-from channels import Outcome, Registry
+from channels import Outcome
 from channels.base import Message
+from channels.routing import Provider, Route, Router
 from channels.signing import sign, verify
 from channels.simulator import SimulatorAdapter
+from channels.urls import parse_provider_url
+from channels.webhook import Webhook
 from gateway.dispatch import backoff_delay
 from gateway.ids import new_id
 
@@ -79,14 +83,29 @@ def test_transport_trouble_is_a_retry_not_an_exception() -> None:
     assert send_with(httpx.MockTransport(refused)).outcome is Outcome.RETRY  # type: ignore[attr-defined]
 
 
-def test_registry_refuses_duplicates_and_routes_by_channel() -> None:
-    a = SimulatorAdapter("http://sim", "x")
-    reg = Registry([a])
-    with pytest.raises(ValueError, match="already registered"):
-        reg.register(SimulatorAdapter("http://sim", "x"))
-    assert reg.for_channel("sms") == [a] and reg.for_channel("fax") == []
-    assert "x" not in repr(a).replace("simulator", "")  # the secret is redacted
-    asyncio.run(reg.aclose())
+def test_router_orders_by_priority_shares_by_weight_and_refuses_bad_routes() -> None:
+    def provider(name: str) -> Provider:
+        return Provider(name, SimulatorAdapter("http://sim", "x", name=name))
+
+    providers = {n: provider(n) for n in ("a", "b", "c")}
+    router = Router(
+        providers,
+        {"sms": [Route("c", priority=1), Route("a", weight=3.0), Route("b", weight=1.0)]},
+        rng=random.Random(5),
+    )
+    firsts = [router.candidates("sms")[0].name for _ in range(4000)]
+    assert all(router.candidates("sms")[-1].name == "c" for _ in range(50))  # lower priority last
+    assert 0.70 < firsts.count("a") / len(firsts) < 0.80  # weight 3 of 4
+    assert router.candidates("fax") == [] and router.channels() == ["sms"]
+    with pytest.raises(ValueError, match="unknown provider"):
+        Router(providers, {"sms": [Route("nope")]})
+    sms_only = Provider("sms_only", Webhook(parse_provider_url("webhook://:s@h/?channels=sms", environ={})))
+    with pytest.raises(ValueError, match="cannot carry push"):
+        Router({"sms_only": sms_only}, {"push": [Route("sms_only")]})
+    with pytest.raises(ValueError, match="weight"):
+        Router(providers, {"sms": [Route("a", weight=0)]})
+    assert "x" not in repr(providers["a"].adapter).replace("simulator", "")  # the secret is redacted
+    asyncio.run(router.aclose())
 
 
 def test_signatures() -> None:
