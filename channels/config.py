@@ -32,8 +32,8 @@ from channels.urls import ProviderURL, parse_provider_url
 from channels.webhook import Webhook
 
 
-def _simulator(url: ProviderURL, *, name: str, timeout: float) -> Adapter:
-    return SimulatorAdapter(url.base, url.secret, timeout=timeout, name=name)
+def _simulator(url: ProviderURL, *, name: str, timeout: float, pool_size: int = 32) -> Adapter:
+    return SimulatorAdapter(url.base, url.secret, timeout=timeout, name=name, pool_size=pool_size)
 
 
 # Provider URL kinds; each builds an adapter from its URL.
@@ -76,8 +76,11 @@ class ProvidersError(ValueError):
     """The providers file is unusable; the message names the place and never a secret."""
 
 
-def build_provider(name: str, spec: ProviderSpec, environ: dict[str, str] | None = None) -> Provider:
-    """An adapter from its URL, with its limits."""
+def build_provider(
+    name: str, spec: ProviderSpec, environ: dict[str, str] | None = None, pool_size: int = 32
+) -> Provider:
+    """An adapter from its URL, with its limits; ``pool_size`` connections (the send concurrency, so a
+    send never waits for a connection after its rate-limit slot)."""
     try:
         url = parse_provider_url(spec.url, environ)
     except ValueError as exc:
@@ -94,7 +97,7 @@ def build_provider(name: str, spec: ProviderSpec, environ: dict[str, str] | None
     if not 0 <= spec.rate_headroom < 1:
         raise ProvidersError(f"providers.{name}.rate_headroom must be in [0, 1)")
     try:
-        adapter = factory(url, name=name, timeout=spec.timeout)
+        adapter = factory(url, name=name, timeout=spec.timeout, pool_size=pool_size)
     except ValueError as exc:
         raise ProvidersError(f"providers.{name}: {exc}") from None
     return Provider(
@@ -108,7 +111,7 @@ def build_provider(name: str, spec: ProviderSpec, environ: dict[str, str] | None
     )
 
 
-def load_router(path: str | Path, environ: dict[str, str] | None = None) -> Router:
+def load_router(path: str | Path, environ: dict[str, str] | None = None, pool_size: int = 32) -> Router:
     """Read and check the providers file."""
     try:
         raw: Any = tomllib.loads(Path(path).read_text())
@@ -117,7 +120,9 @@ def load_router(path: str | Path, environ: dict[str, str] | None = None) -> Rout
         raise ProvidersError(f"{path}: {exc}") from None
     except msgspec.ValidationError as exc:
         raise ProvidersError(f"{path}: {exc}") from None
-    providers = {name: build_provider(name, spec, environ) for name, spec in parsed.providers.items()}
+    providers = {
+        name: build_provider(name, spec, environ, pool_size) for name, spec in parsed.providers.items()
+    }
     routes = {
         channel: [Route(r.provider, r.priority, r.weight) for r in entries]
         for channel, entries in parsed.routes.items()

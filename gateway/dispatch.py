@@ -195,6 +195,9 @@ class DeliveryEngine:
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
         """Deliver what is due among ids; returns the retries to schedule."""
         now = system_clock()
+        # Sends of this batch may wait for rate-limit slots until half the lease is gone: the rest
+        # of the lease covers the send itself and recording it, before another worker may take over.
+        wait_until = time.monotonic() + self.settings.lease_seconds / 2
         claim = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
         claimed = claim.claimed
         early: dict[float, list[str]] = defaultdict(list)
@@ -216,7 +219,7 @@ class DeliveryEngine:
             else:
                 to_send.append((c, self._message(tenant, channel, c)))
         if to_send:
-            results += await self._route(channel, to_send)
+            results += await self._route(channel, to_send, wait_until)
         outcomes = [o for o, _ in results]
         written = await self.store.record_outcomes(tenant, outcomes, system_clock())
         retries: dict[float, list[str]] = early
@@ -293,7 +296,7 @@ class DeliveryEngine:
         )
 
     async def _route(
-        self, channel: str, items: list[tuple[Claimed, Message]]
+        self, channel: str, items: list[tuple[Claimed, Message]], wait_until: float
     ) -> list[tuple[Written, SendResult | None]]:
         """Send through the channel's providers in route order: a message the first one cannot take
         (transient failure, open circuit) goes to the next, within this attempt."""
@@ -314,7 +317,7 @@ class DeliveryEngine:
                 metrics.FAILOVERS.labels(channel, provider.name).inc(len(pending))
             # Half-open: one message tests the provider; the others move on.
             batch = pending if admission == "closed" else pending[:1]
-            outs = await self._send_via(provider, [items[i][1] for i in batch])
+            outs = await self._send_via(provider, [items[i][1] for i in batch], wait_until)
             failed = [i for i, out in zip(batch, outs, strict=True) if out[0].outcome is Outcome.RETRY]
             # Held back by the rate limit: not sent, so not a failure of the provider.
             held = {i for i, out in zip(batch, outs, strict=True) if out[0].code == RATE_LIMITED}
@@ -353,7 +356,9 @@ class DeliveryEngine:
         fields = {"status": "queued", "not_before": repr(now + wait)}
         return Written(c.id, c.attempt, "defer", ev, fields, now + wait + self.settings.lease_seconds)
 
-    async def _send_via(self, provider: Provider, messages: list[Message]) -> list[tuple[SendResult, float]]:
+    async def _send_via(
+        self, provider: Provider, messages: list[Message], wait_until: float
+    ) -> list[tuple[SendResult, float]]:
         """Send concurrently (bounded) through one provider, its batch API when it has one, at its rate."""
         adapter = provider.adapter
         limit = provider.timeout + 1
@@ -362,11 +367,10 @@ class DeliveryEngine:
         async def one_chunk(chunk: list[Message]) -> list[tuple[SendResult, float]]:
             async with self._sem:
                 # Reserve after taking a slot, so reserved sends are not bunched by the wait for one.
-                # A longer wait would outlive the lease (another worker would take the message
-                # over): beyond it the message is given back for later instead.
-                reserved, wait = await self.health.reserve(
-                    provider, len(chunk), self.settings.lease_seconds / 3
-                )
+                # A wait past wait_until would outlive the lease (another worker would take the
+                # message over): such a message is given back for later instead.
+                budget = max(0.0, wait_until - time.monotonic())
+                reserved, wait = await self.health.reserve(provider, len(chunk), budget)
                 if not reserved:
                     held = SendResult(Outcome.RETRY, provider.name, code=RATE_LIMITED, retry_after=wait)
                     return [(held, 0.0)] * len(chunk)

@@ -10,11 +10,12 @@ from gateway.worker import Runtime
 
 def deliver(tenant: str, channel: str, ids: list[str]) -> dict[str, Any]:
     """Deliver a batch of notification ids of one tenant and channel."""
-    runtime = Runtime.current
+    runtime = Runtime.current()
     if runtime is None:
         import os
 
         settings = load_settings()
         url = settings.redis_url or os.environ.get("TIDINGS_REDIS_URL", "")
-        runtime = Runtime.current = Runtime(settings, url)
+        runtime = Runtime(settings, url)
+        Runtime.install(runtime)
     return runtime.deliver(tenant, channel, ids)

@@ -40,14 +40,30 @@ log = logging.getLogger("tidings.worker")
 def build_router(settings: Settings) -> Router:
     """The providers and routes this deployment sends through (ProvidersError when unusable)."""
     if settings.providers_path:
-        return load_router(settings.providers_path)
+        return load_router(settings.providers_path, pool_size=settings.send_concurrency)
     return simulator_router(settings.simulator_url, settings.simulator_secret, settings.send_timeout_seconds)
 
 
-class Runtime:
-    """What a worker process keeps between jobs: settings, its event loop, clients, adapters."""
+_THREAD = threading.local()
 
-    current: Runtime | None = None
+
+class Runtime:
+    """What a worker keeps between jobs: settings, its event loop, clients, adapters.
+
+    One per worker thread: rq runs a thread's jobs one after another on that thread's loop, and
+    several workers in one process (tests, ``tidings dev``) must not share a loop.
+    """
+
+    @staticmethod
+    def current() -> Runtime | None:
+        """This thread's runtime."""
+        found: Runtime | None = getattr(_THREAD, "runtime", None)
+        return found
+
+    @staticmethod
+    def install(runtime: Runtime | None) -> None:
+        """Make (or unmake) this thread's runtime."""
+        _THREAD.runtime = runtime
 
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
@@ -193,7 +209,7 @@ def run_worker(
 ) -> None:
     """Run one worker until stopped (SIGINT/SIGTERM in the main thread, or ``stop``)."""
     runtime = Runtime(settings, redis_url)
-    Runtime.current = runtime
+    Runtime.install(runtime)
     name = worker_name()
     queue_names = [keys.queue_name(c) for c in channels]
     housekeeper = Housekeeper(settings, redis_url, name, queue_names)
@@ -210,7 +226,7 @@ def run_worker(
         batcher.stopping.set()
         housekeeper.join(5)
         batcher.join(5)
-        Runtime.current = None
+        Runtime.install(None)
         runtime.close()
 
 

@@ -66,8 +66,16 @@ class ProviderServer:
             body += msg.get("body", b"")
             if not msg.get("more_body"):
                 break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         arrived = time.time()
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if scope["method"] == "GET" and scope["path"] == "/__received":
+            # For a test driving this stand-in in another process.
+            with self._lock:
+                rows = [
+                    {"at": r.at, "reference": r.fields.get("reference"), "ok": r.ok} for r in self.received
+                ]
+            await _answer(send, 200, rows)
+            return
         if self.delay:
             await asyncio.sleep(self.delay)
         status, answer, fields = getattr(self, f"_{self.kind}")(scope["path"], headers, body)
@@ -75,18 +83,7 @@ class ProviderServer:
             status, answer = self.fault_status, {"code": "injected", "message": "injected fault"}
         with self._lock:
             self.received.append(Received(arrived, scope["path"], fields, status < 300 and _ok(answer)))
-        raw = json.dumps(answer, ensure_ascii=False).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(raw)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": raw})
+        await _answer(send, status, answer)
 
     # -- protocols ------------------------------------------------------------------------------
     def _alibaba(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
@@ -178,3 +175,20 @@ def _ok(answer: Any) -> bool:
     if "Code" in answer:
         return bool(answer.get("Code") == "OK")
     return "code" not in answer
+
+
+async def _answer(send: Any, status: int, answer: Any) -> None:
+    raw = json.dumps(answer, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": raw})
+
+
+if __name__ == "__main__":
+    # python -m tests.providers KIND PORT: a stand-in in its own process, so its clock stamps
+    # arrivals without sharing a GIL with the gateway under test.
+    import sys
+
+    import uvicorn
+
+    uvicorn.run(ProviderServer(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")

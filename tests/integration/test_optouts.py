@@ -233,6 +233,8 @@ def test_resubscribe_by_reply_only_when_the_policy_allows(stack_factory: object,
             reply(stack, "我想订阅吗", sender=sender).json()["gateway"]["action"] == "none"
         )  # ambiguous: never
         assert reply(stack, "START", sender=sender).json()["gateway"]["action"] == expected
+        # Both stacks share one Redis and its queues: the next stack's jobs are for its own worker.
+        stack.stop_workers()
 
 
 def test_simulator_reply_to_nothing_it_sent_belongs_to_the_dev_tenant(stack: Stack) -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import redis
 
 from gateway import keys
 from gateway.redisdb import free_port
 from gateway.servers import ServerThread
-from tests.conftest import Stack, send_batch, statuses, wait_for
+from tests.conftest import ROOT, Stack, send_batch, statuses, wait_for
 from tests.providers import ProviderServer
 
 pytestmark = pytest.mark.integration
@@ -102,3 +107,67 @@ priority = 1
     wait_for(lambda: statuses(stack, more) == {"sent": 10}, timeout=20, interval=0.3)
     back = {r.fields["reference"].split(":")[1] for r in primary.accepted()}
     assert set(more) <= back
+
+
+@pytest.fixture
+def webhook_process() -> Iterator[str]:
+    """A webhook stand-in in its own process: its arrival stamps do not share a GIL with the gateway."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.providers", "webhook", str(port)], cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{base}/__received"), timeout=15, interval=0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_provider_limited_to_50_per_second_never_gets_more_from_two_workers(
+    tmp_path: Path, stack_factory: Callable[..., Stack], webhook_process: str
+) -> None:
+    name = f"limited{uuid.uuid4().hex[:6]}"
+    port = urlsplit(webhook_process).port
+    path = providers_file(
+        tmp_path,
+        f"""
+[providers.{name}]
+url = "webhook+http://:test-secret@127.0.0.1:{port}/send"
+rate_per_second = 50
+[[routes.sms]]
+provider = "{name}"
+""",
+    )
+    # The production lease (30 s): a batch of 100 waits at most ~4.5 s for its slots, well inside it.
+    stack = stack_factory(workers=2, providers_path=path, lease_seconds=30.0)
+    ids = send_batch(stack, 1000) + send_batch(stack, 1000, prefix="139")
+
+    def received() -> list[dict[str, Any]]:
+        return [r for r in httpx.get(f"{webhook_process}/__received", timeout=5).json() if r["ok"]]
+
+    wait_for(lambda: len(received()) >= 2000, timeout=120, interval=1.0)
+    rows = received()
+    assert len(rows) == 2000
+    assert sorted(r["reference"].split(":")[1] for r in rows) == sorted(ids)  # each exactly once
+    times = sorted(r["at"] for r in rows)
+    per_second: dict[int, int] = {}
+    for t in times:
+        per_second[int(t)] = per_second.get(int(t), 0) + 1
+    assert max(per_second.values()) <= 50, per_second
+    # Nor in any sliding one-second window, by the receiving server's clock.
+    j, busiest = 0, 0
+    for i in range(len(times)):
+        while times[i] - times[j] >= 1.0:
+            j += 1
+        busiest = max(busiest, i - j + 1)
+    assert busiest <= 50
+    # The limit was used, not only respected: the two workers together kept close to it.
+    assert times[-1] - times[0] < 2000 / 50 * 1.5
