@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from channels.aliyun_signature import rpc_signature, string_to_sign
+from channels.config import ProvidersError, load_router
 from channels.tencent_signature import authorization, canonical_request
 from channels.urls import ProviderURLError, parse_provider_url
 
@@ -79,3 +82,24 @@ def test_provider_urls_take_secrets_from_the_environment() -> None:
     assert "s3" not in str(err.value)
     with pytest.raises(ProviderURLError):
         parse_provider_url("webhook+ftp://:x@h/", environ={})
+
+
+def test_the_ops_example_providers_file_loads_and_bad_ones_are_named_without_secrets(tmp_path: Path) -> None:
+    names = ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET_ID", "TENCENT_SECRET_KEY")
+    names += ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "INHOUSE_SIGNING_SECRET")
+    env = {n: f"secret-{n.lower()}" for n in names}
+    router = load_router(Path(__file__).parents[2] / "ops" / "providers.example.toml", env)
+    assert {p.name for p in router.candidates("sms")} == {"aliyun", "tencent", "inhouse"}
+    assert router.candidates("sms")[-1].name == "inhouse"  # priority 1 after the two at 0
+    assert all("secret-" not in repr(p.adapter) for p in router.providers.values())
+
+    bad = tmp_path / "providers.toml"
+    bad.write_text('[providers.x]\nurl = "alibaba://id:TopSecret@h/"\n', encoding="utf-8")
+    with pytest.raises(ProvidersError, match="sign_name") as err:
+        load_router(bad, {})
+    assert "TopSecret" not in str(err.value)
+    bad.write_text(
+        '[providers.x]\nurl = "webhook://:s@h/"\n[[routes.sms]]\nprovider = "y"\n', encoding="utf-8"
+    )
+    with pytest.raises(ProvidersError, match="unknown provider 'y'"):
+        load_router(bad, {})
