@@ -35,6 +35,8 @@ class Message:
     # (Alibaba, Tencent) map them to their own template ids.
     template: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Marketing email: the signed one-click unsubscribe link (RFC 8058) the gateway made for it.
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from channels.aliyun import AlibabaSms
 from channels.base import Adapter
 from channels.routing import Provider, Route, Router
 from channels.simulator import SimulatorAdapter
+from channels.smtp import SmtpEmail
 from channels.tencent import TencentSms
 from channels.twilio import TwilioMessages
 from channels.urls import ProviderURL, parse_provider_url
@@ -42,6 +43,7 @@ KINDS: dict[str, Callable[..., Adapter]] = {
     "tencent": TencentSms,
     "twilio": TwilioMessages,
     "webhook": Webhook,
+    "smtp": SmtpEmail,
     "simulator": _simulator,
 }
 

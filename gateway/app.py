@@ -42,6 +42,7 @@ from gateway.settings import Settings
 from gateway.store import Store, event
 from gateway.tenant_templates import TemplateRejected, TenantTemplates
 from gateway.timeutil import rfc3339, system_clock
+from gateway.unsubscribe_api import HANDLERS as UNSUBSCRIBE_HANDLERS
 from templates.renderer import load_catalog
 
 _encode = msgspec.json.Encoder()
@@ -459,6 +460,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             readyz,
             metrics_endpoint,
             *OPTOUT_HANDLERS,
+            *UNSUBSCRIBE_HANDLERS,
         ],
         lifespan=[lifespan],
         exception_handlers={

@@ -29,6 +29,7 @@ from gateway.settings import Settings
 from gateway.store import Claimed, Store, event
 from gateway.store import Outcome as Written
 from gateway.timeutil import rfc3339, system_clock, to_real
+from gateway.unsubscribe import make_token
 
 log = logging.getLogger("tidings.dispatch")
 
@@ -275,10 +276,13 @@ class DeliveryEngine:
             return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now)
         return None
 
-    @staticmethod
-    def _message(tenant: str, channel: str, c: Claimed) -> Message:
+    def _message(self, tenant: str, channel: str, c: Claimed) -> Message:
         f = c.fields
         rendered: dict[str, Any] = f.get("rendered") or {}
+        unsubscribe_url = None
+        if channel == "email" and f.get("category", "marketing") == "marketing":
+            token = make_token(self.settings.hmac_key, tenant, f["address"], f.get("brand") or None)
+            unsubscribe_url = f"{self.settings.public_url.rstrip('/')}/v1/unsubscribe/{token}"
         return Message(
             reference=f"{tenant}:{c.id}",
             tenant=tenant,
@@ -293,6 +297,7 @@ class DeliveryEngine:
             media=tuple(rendered.get("media", ())),
             template=f.get("template") or None,
             params=f.get("params") or {},
+            unsubscribe_url=unsubscribe_url,
         )
 
     async def _route(

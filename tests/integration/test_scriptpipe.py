@@ -67,23 +67,22 @@ def test_a_call_redis_does_not_answer_times_out_and_later_calls_get_their_own_re
 
     async def run() -> tuple[object, object]:
         await pipe.call(["warm"], ["0"])
-        # DEBUG SLEEP holds the server for 1 s: the call queued behind it gets no answer in time.
-        sleeping = asyncio.get_running_loop().run_in_executor(
-            None, blocker.execute_command, "DEBUG", "SLEEP", "1"
-        )
-        await asyncio.sleep(0.1)
+        # CLIENT PAUSE holds every other client's commands for 2 s, from the moment it returns: the
+        # call behind it gets no answer in time (no race with the pause starting).
+        blocker.execute_command("CLIENT", "PAUSE", "2000")
         started = asyncio.get_running_loop().time()
         with pytest.raises(redis.TimeoutError):
             await pipe.call(["late"], ["1"])
         waited = asyncio.get_running_loop().time() - started
-        await sleeping
+        await asyncio.sleep(max(0.0, 2.2 - waited))  # the pause is over; the late reply has come
         after = await pipe.call(["after"], ["2"])  # the late reply is skipped, not handed to this call
         return waited, after
 
     loop = LOOPS[loop_kind]()
     try:
         waited, after = loop.run_until_complete(run())
-        assert 0.4 <= float(waited) < 0.9  # type: ignore[arg-type]
+        # About the 0.4 s time-out (two clocks read a moment apart), not the end of the 2 s pause.
+        assert 0.39 <= float(waited) < 1.5  # type: ignore[arg-type]
         assert after == [b"after", b"2"]
         loop.run_until_complete(pipe.aclose())
     finally:

@@ -86,11 +86,12 @@ def test_provider_urls_take_secrets_from_the_environment() -> None:
 
 def test_the_ops_example_providers_file_loads_and_bad_ones_are_named_without_secrets(tmp_path: Path) -> None:
     names = ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET_ID", "TENCENT_SECRET_KEY")
-    names += ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "INHOUSE_SIGNING_SECRET")
+    names += ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "INHOUSE_SIGNING_SECRET", "SMTP_PASSWORD")
     env = {n: f"secret-{n.lower()}" for n in names}
     router = load_router(Path(__file__).parents[2] / "ops" / "providers.example.toml", env)
     assert {p.name for p in router.candidates("sms")} == {"aliyun", "tencent", "inhouse"}
     assert router.candidates("sms")[-1].name == "inhouse"  # priority 1 after the two at 0
+    assert [p.name for p in router.candidates("email")] == ["mail", "inhouse"]
     assert all("secret-" not in repr(p.adapter) for p in router.providers.values())
 
     bad = tmp_path / "providers.toml"
