@@ -24,6 +24,7 @@ import msgspec
 
 from channels.aliyun import AlibabaSms
 from channels.base import Adapter
+from channels.fcm import FcmPush
 from channels.routing import Provider, Route, Router
 from channels.simulator import SimulatorAdapter
 from channels.smtp import SmtpEmail
@@ -44,6 +45,7 @@ KINDS: dict[str, Callable[..., Adapter]] = {
     "twilio": TwilioMessages,
     "webhook": Webhook,
     "smtp": SmtpEmail,
+    "fcm": FcmPush,
     "simulator": _simulator,
 }
 

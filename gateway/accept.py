@@ -158,6 +158,7 @@ class Acceptor:
         fp = fingerprint(req) if req.idempotency_key else ""
         renderer = await self.templates.renderer(tenant)
         try:
+            await self._live_push_token(tenant, req)
             prepared = self.prepare(tenant, req, fp, renderer)
         except Rejected as rej:
             return Answer(422, self.rejection_body(rej))
@@ -183,6 +184,7 @@ class Acceptor:
                 answers[i] = Answer(422, self.rejection_body(req))
                 continue
             try:
+                await self._live_push_token(tenant, req)
                 prepared = self.prepare(
                     tenant, req, fingerprint(req) if req.idempotency_key else "", renderer
                 )
@@ -440,6 +442,19 @@ class Acceptor:
                 await self.scheduler.schedule(
                     p.scheduled_for, p.tenant, p.record["channel"], [p.record["id"]]
                 )
+
+    async def _live_push_token(self, tenant: str, req: NotifyRequest) -> None:
+        """A push token its provider called unregistered is refused (one look-up, push only)."""
+        token = req.to.push_token
+        if req.channel == "push" and token and await self.store.is_dead_token(tenant, token):
+            raise Rejected(
+                "push",
+                [
+                    reason(
+                        Reason.INVALID_RECIPIENT, "the push provider said this device token is unregistered"
+                    )
+                ],
+            )
 
     def _recipient(self, req: NotifyRequest) -> tuple[str, str]:
         to, channel = req.to, req.channel

@@ -178,6 +178,8 @@ class Retry:
 
 
 RATE_LIMITED = "rate_limited"
+# Push providers' codes for a device token that will never work again (FCM, APNs).
+DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "BadDeviceToken", "Unregistered"})
 
 
 class DeliveryEngine:
@@ -225,9 +227,13 @@ class DeliveryEngine:
         written = await self.store.record_outcomes(tenant, outcomes, system_clock())
         retries: dict[float, list[str]] = early
         sent_pairs: list[tuple[str, str, str]] = []
+        dead_tokens: list[str] = []
+        addresses = {c.id: c.fields.get("address", "") for c in claimed}
         for (o, result), verdict in zip(results, written, strict=True):
             if verdict == "stale":
                 continue
+            if result is not None and result.outcome is Outcome.REJECTED and result.code in DEAD_TOKEN_CODES:
+                dead_tokens.append(addresses.get(o.id, ""))
             if o.kind in ("retry", "defer"):
                 retries[float(o.fields["not_before"])].append(o.id)
             if result is not None and result.provider_message_id and o.kind == "sent":
@@ -242,6 +248,8 @@ class DeliveryEngine:
                 metrics.DEAD_LETTERED.labels(channel).inc()
         if sent_pairs:
             await self.store.map_provider_ids(tenant, sent_pairs)
+        if dead_tokens:
+            await self.store.mark_dead_tokens(tenant, [t for t in dead_tokens if t])
         return [Retry(when, batch) for when, batch in sorted(retries.items())]
 
     def _check(self, c: Claimed, routed: bool, now: float) -> Written | None:

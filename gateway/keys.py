@@ -97,3 +97,8 @@ def provider_breaker(provider: str) -> str:
 def provider_rate(provider: str) -> str:
     """A provider's rate limiter: the theoretical arrival time of its next send (GCRA)."""
     return f"{PREFIX}provider:{{{provider}}}:rate"
+
+
+def dead_token(tenant: str, token_hash: str) -> str:
+    """Marks a push token its provider said is unregistered (SHA-256 of the token)."""
+    return f"{_t(tenant)}deadtoken:{token_hash}"

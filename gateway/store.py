@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -268,6 +269,17 @@ class Store:
                 pipe.set(keys.provider_message(provider, pmid), f"{tenant}|{ntf_id}", ex=self.record_ttl)
             await pipe.execute()
 
+    async def mark_dead_tokens(self, tenant: str, tokens: Iterable[str]) -> None:
+        """Remember push tokens a provider called unregistered (for 180 days)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for token in tokens:
+                pipe.set(keys.dead_token(tenant, _token_hash(token)), "1", ex=180 * 86_400)
+            await pipe.execute()
+
+    async def is_dead_token(self, tenant: str, token: str) -> bool:
+        """Whether a provider said this push token is unregistered."""
+        return bool(await self.redis.exists(keys.dead_token(tenant, _token_hash(token))))
+
     async def lookup_provider_id(self, provider: str, pmid: str) -> tuple[str, str] | None:
         """(tenant, id) of a provider message id."""
         raw = await self.redis.get(keys.provider_message(provider, pmid))
@@ -336,3 +348,7 @@ def _s(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode()
     return "" if value is None else str(value)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import jwt
+from cryptography.hazmat.primitives import serialization
+
 from channels.aliyun_signature import rpc_signature
+from channels.fcm import SCOPE as FCM_SCOPE
 from channels.signing import SIGNATURE_HEADER, verify_timestamped
 from channels.tencent_signature import authorization
 
@@ -41,7 +45,8 @@ class Received:
 
 @dataclass
 class ProviderServer:
-    """A provider stand-in: alibaba, tencent, twilio or webhook."""
+    """A provider stand-in: alibaba, tencent, twilio, webhook or fcm (whose secret is the service
+    account's private key, PEM)."""
 
     kind: str
     user: str = "test-id"
@@ -50,6 +55,8 @@ class ProviderServer:
     fault_share: float = 1.0
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
+    token_requests: int = 0
+    issued: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accepted(self) -> list[Received]:
@@ -78,6 +85,13 @@ class ProviderServer:
             return
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.kind == "fcm" and scope["path"] == "/token":
+            status, answer = self._fcm_token(headers, body)
+            if status != 200:  # a refused exchange is a refused request; granted ones are counted apart
+                with self._lock:
+                    self.received.append(Received(arrived, scope["path"], {}, False))
+            await _answer(send, status, answer)
+            return
         status, answer, fields = getattr(self, f"_{self.kind}")(scope["path"], headers, body)
         if status < 300 and self.fault_status and random.random() < self.fault_share:
             status, answer = self.fault_status, {"code": "injected", "message": "injected fault"}
@@ -157,6 +171,56 @@ class ProviderServer:
             )
         return 201, {"sid": "SM" + uuid.uuid4().hex, "status": "queued", "to": fields.get("To")}, fields
 
+    def _fcm_token(self, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        form = dict(parse_qsl(body.decode()))
+        public = serialization.load_pem_private_key(self.secret.encode(), password=None).public_key()
+        try:
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                public,  # type: ignore[arg-type]
+                algorithms=["RS256"],
+                audience=f"http://{headers.get('host')}/token",
+                issuer=self.user,
+            )
+        except jwt.PyJWTError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        if (
+            form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            or claims.get("scope") != FCM_SCOPE
+        ):
+            return 400, {"error": "invalid_scope", "error_description": "bad grant or scope"}
+        token = "ya29." + uuid.uuid4().hex
+        with self._lock:
+            self.token_requests += 1
+            self.issued.add(token)
+        return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+    def _fcm(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
+        payload = json.loads(body)
+        message = payload.get("message", {})
+        fields = {**message, "reference": message.get("data", {}).get("reference")}
+        if headers.get("authorization", "").removeprefix("Bearer ") not in self.issued:
+            return (
+                401,
+                {"error": {"code": 401, "message": "invalid token", "status": "UNAUTHENTICATED"}},
+                fields,
+            )
+        if path != "/v1/projects/tidings-test/messages:send":
+            return 404, {"error": {"code": 404, "message": "no such project", "status": "NOT_FOUND"}}, fields
+        if message.get("token") == BAD_NUMBER:
+            detail = {
+                "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                "errorCode": "UNREGISTERED",
+            }
+            error = {
+                "code": 404,
+                "message": "Requested entity was not found.",
+                "status": "NOT_FOUND",
+                "details": [detail],
+            }
+            return 404, {"error": error}, fields
+        return 200, {"name": f"projects/tidings-test/messages/0:{uuid.uuid4().int % 10**16}"}, fields
+
     def _webhook(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
         payload = json.loads(body)
         if not verify_timestamped(self.secret, body, headers.get(SIGNATURE_HEADER), time.time()):
@@ -172,6 +236,8 @@ def _ok(answer: Any) -> bool:
     if "Response" in answer:
         statuses = answer["Response"].get("SendStatusSet") or []
         return bool(statuses) and statuses[0].get("Code") == "Ok"
+    if "name" in answer:
+        return True
     if "Code" in answer:
         return bool(answer.get("Code") == "OK")
     return "code" not in answer

@@ -7,11 +7,16 @@ functions are pinned to the providers' worked examples in tests/unit/test_provid
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from channels.base import Message, Outcome, SendResult
 from channels.config import KINDS, ProviderSpec, build_provider
@@ -30,6 +35,7 @@ URLS = {
     "twilio": "twilio+http://{user}:{secret}@127.0.0.1:{port}/?from=%2B15005550006"
     "&status_callback=https://gw.example.com/v1/inbound/twilio/receipts",
     "webhook": "webhook+http://:{secret}@127.0.0.1:{port}/send",
+    "fcm": "fcm+http://127.0.0.1:{port}/?service_account={account}",
 }
 # The provider's own code for a bad signature or credentials, as its stand-in answers.
 AUTH_CODES = {
@@ -37,12 +43,14 @@ AUTH_CODES = {
     "tencent": "AuthFailure.SignatureFailure",
     "twilio": "20003",
     "webhook": "bad_signature",
+    "fcm": "oauth_400",  # Google's token endpoint refuses a JWT signed with another key
 }
 INVALID_NUMBER_CODES = {
     "alibaba": "isv.MOBILE_NUMBER_ILLEGAL",
     "tencent": "InvalidParameterValue.IncorrectPhoneNumber",
     "twilio": "21211",
     "webhook": "invalid_number",
+    "fcm": "UNREGISTERED",
 }
 
 
@@ -58,19 +66,46 @@ class Running:
     thread: ServerThread
     port: int
 
+    tmp: Path
+
     def provider(self, secret: str | None = None, timeout: float = 2.0) -> Provider:
-        url = URLS[self.server.kind].format(
-            user=self.server.user, secret=secret or self.server.secret, port=self.port
+        kind = self.server.kind
+        if kind == "fcm" and secret is not None:
+            secret = rsa_pem()  # a wrong secret for FCM: the service account file holds another key
+        account = self.tmp / f"service-account-{uuid.uuid4().hex[:6]}.json"
+        account.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": "tidings-test",
+                    "private_key_id": "k1",
+                    "private_key": secret or self.server.secret,
+                    "client_email": self.server.user,
+                    "token_uri": f"http://127.0.0.1:{self.port}/token",
+                }
+            )
         )
-        return build_provider(self.server.kind, ProviderSpec(url=url, timeout=timeout))
+        url = URLS[kind].format(
+            user=self.server.user, secret=secret or self.server.secret, port=self.port, account=account
+        )
+        return build_provider(kind, ProviderSpec(url=url, timeout=timeout))
+
+
+def rsa_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 @pytest.fixture(params=sorted(URLS))
-def running(request: pytest.FixtureRequest) -> Iterator[Running]:
+def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
     server = ProviderServer(request.param)
+    if request.param == "fcm":
+        server.user, server.secret = "tidings@tidings-test.iam.gserviceaccount.com", rsa_pem()
     port = free_port()
     thread = ServerThread(server, "127.0.0.1", port).start_and_wait()
-    yield Running(server, thread, port)
+    yield Running(server, thread, port, tmp_path)
     thread.stop()
 
 
@@ -118,6 +153,9 @@ def test_sends_with_our_reference_and_the_mapped_template(running: Running) -> N
         assert (f["To"], f["From"]) == ("+8613812345678", "+15005550006")
         assert f["Body"].startswith("【星耀商城】")
         assert parse_qs(urlsplit(f["StatusCallback"]).query)["ref"] == ["acme:ntf_01CONTRACT"]
+    elif kind == "fcm":
+        assert (f["token"], f["reference"]) == ("+8613812345678", "acme:ntf_01CONTRACT")
+        assert f["notification"]["body"].startswith("【星耀商城】")
     else:
         assert (f["to"], f["reference"], f["template"]) == (
             "+8613812345678",
@@ -169,3 +207,22 @@ def test_free_text_needs_a_provider_template_where_the_provider_sends_only_templ
         )
     if running.server.kind == "tencent":
         assert (got.fields["TemplateId"], got.fields["TemplateParamSet"]) == ("1000", ["【星耀商城】你好"])
+
+
+@pytest.mark.parametrize("running", ["fcm"], indirect=True)
+def test_fcm_fetches_its_token_once_and_reuses_it(running: Running) -> None:
+    provider = running.provider()
+
+    async def run() -> list[SendResult]:
+        try:
+            return list(
+                await asyncio.gather(
+                    *(provider.adapter.send(message(reference=f"acme:ntf_{i}")) for i in range(20))
+                )
+            )
+        finally:
+            await provider.adapter.aclose()
+
+    results = asyncio.run(run())
+    assert all(r.outcome is Outcome.SENT for r in results)
+    assert running.server.token_requests == 1 and len(running.server.accepted()) == 20
