@@ -344,6 +344,9 @@ class Acceptor:
             "expires_at": "" if expires_at is None else repr(expires_at),
             "created_at": repr(now),
             "fallback": req.fallback,
+            # What a fallback channel needs to be tried later: every address and literal content.
+            "to": req.to,
+            "content": req.content,
             "metadata": req.metadata,
             "idempotency_key": req.idempotency_key or "",
         }
@@ -518,3 +521,17 @@ class Acceptor:
             }[channel]
             raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
         return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
+
+
+async def accept_fallbacks(
+    acceptor: Acceptor, tenant: str, requests: list[dict[str, Any]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Accept notifications a worker builds for fallback channels: (HTTP status, body) for each."""
+    reqs: list[NotifyRequest | Rejected] = []
+    for raw in requests:
+        try:
+            reqs.append(msgspec.convert(raw, NotifyRequest, strict=False))
+        except msgspec.ValidationError as exc:
+            reqs.append(Rejected(str(raw.get("channel", "")), [reason(Reason.VALIDATION_ERROR, str(exc))]))
+    answers = await acceptor.notify_many(tenant, reqs)
+    return [(a.status, a.body if isinstance(a.body, dict) else msgspec.to_builtins(a.body)) for a in answers]

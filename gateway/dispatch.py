@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -177,6 +177,9 @@ class Retry:
     ids: list[str]
 
 
+# Accepts fallback notifications (the Acceptor, in the worker): (HTTP status, answer body) per request.
+FallbackAccept = Callable[[str, list[dict[str, Any]]], Awaitable[list[tuple[int, dict[str, Any]]]]]
+
 RATE_LIMITED = "rate_limited"
 # Push providers' codes for a device token that will never work again (FCM, APNs).
 DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "BadDeviceToken", "Unregistered"})
@@ -186,8 +189,15 @@ class DeliveryEngine:
     """Sends one batch: claim, send concurrently (bounded), write outcomes, plan retries."""
 
     def __init__(
-        self, settings: Settings, store: Store, router: Router, health: Health, policy: Policy
+        self,
+        settings: Settings,
+        store: Store,
+        router: Router,
+        health: Health,
+        policy: Policy,
+        fallback: FallbackAccept | None = None,
     ) -> None:
+        self.fallback = fallback
         self.settings = settings
         self.policy = policy
         self.store = store
@@ -228,12 +238,16 @@ class DeliveryEngine:
         retries: dict[float, list[str]] = early
         sent_pairs: list[tuple[str, str, str]] = []
         dead_tokens: list[str] = []
+        by_id = {c.id: c for c in claimed}
         addresses = {c.id: c.fields.get("address", "") for c in claimed}
+        failed_with_fallback: list[Claimed] = []
         for (o, result), verdict in zip(results, written, strict=True):
             if verdict == "stale":
                 continue
             if result is not None and result.outcome is Outcome.REJECTED and result.code in DEAD_TOKEN_CODES:
                 dead_tokens.append(addresses.get(o.id, ""))
+            if o.kind in ("failed", "dead") and result is not None and by_id[o.id].fields.get("fallback"):
+                failed_with_fallback.append(by_id[o.id])
             if o.kind in ("retry", "defer"):
                 retries[float(o.fields["not_before"])].append(o.id)
             if result is not None and result.provider_message_id and o.kind == "sent":
@@ -250,7 +264,45 @@ class DeliveryEngine:
             await self.store.map_provider_ids(tenant, sent_pairs)
         if dead_tokens:
             await self.store.mark_dead_tokens(tenant, [t for t in dead_tokens if t])
+        if failed_with_fallback:
+            await self._fall_back(tenant, failed_with_fallback)
         return [Retry(when, batch) for when, batch in sorted(retries.items())]
+
+    async def _fall_back(self, tenant: str, failed: list[Claimed]) -> None:
+        """A channel could not deliver: the next channel of the request's ``fallback`` list is tried as a
+        new notification, through the whole accept pipeline (its own opt-out scope, cap and content)."""
+        if self.fallback is None:
+            return
+        requests: list[dict[str, Any]] = []
+        for c in failed:
+            f = c.fields
+            chain = list(f["fallback"])
+            requests.append(
+                {
+                    "to": f.get("to") or {},
+                    "channel": chain[0],
+                    "fallback": chain[1:],
+                    "category": f.get("category", "marketing"),
+                    "brand": f.get("brand") or None,
+                    "template": f.get("template") or None,
+                    "params": f.get("params") or {},
+                    "content": f.get("content"),
+                    "expires_at": rfc3339(f.get("expires_at") or None),
+                    "metadata": {**(f.get("metadata") or {}), "fallback_of": c.id},
+                }
+            )
+        answers = await self.fallback(tenant, requests)
+        for c, request, (status, body) in zip(failed, requests, answers, strict=True):
+            ev = event(
+                "fallback",
+                at=system_clock(),
+                channel=request["channel"],
+                id=body.get("id"),
+                status=body.get("status"),
+                reasons=body.get("reasons") or None,
+                http_status=status,
+            )
+            await self.store.append_event(tenant, c.id, ev)
 
     def _check(self, c: Claimed, routed: bool, now: float) -> Written | None:
         """Dispatch-time checks (the opt-out test ran in the claim): an outcome without a provider, or None."""

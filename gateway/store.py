@@ -269,6 +269,10 @@ class Store:
                 pipe.set(keys.provider_message(provider, pmid), f"{tenant}|{ntf_id}", ex=self.record_ttl)
             await pipe.execute()
 
+    async def append_event(self, tenant: str, ntf_id: str, ev: str) -> None:
+        """Add an event to a notification's timeline."""
+        await self.redis.rpush(keys.events(tenant, ntf_id), ev)
+
     async def mark_dead_tokens(self, tenant: str, tokens: Iterable[str]) -> None:
         """Remember push tokens a provider called unregistered (for 180 days)."""
         async with self.redis.pipeline(transaction=False) as pipe:

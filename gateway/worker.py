@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -26,13 +27,16 @@ from channels.config import load_router, simulator_router
 from channels.routing import Router
 from compliance.policy import load_policy
 from gateway import keys
-from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
+from gateway.accept import Acceptor, accept_fallbacks
+from gateway.dispatch import AsyncScheduler, Batcher, DeliveryEngine, Enqueuer, Retry
 from gateway.health import RedisHealth
 from gateway.redisdb import async_client, sync_client
 from gateway.scripts import REAP
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.tenant_templates import TenantTemplates
 from gateway.timeutil import system_clock
+from templates.renderer import load_catalog
 
 log = logging.getLogger("tidings.worker")
 
@@ -80,12 +84,22 @@ class Runtime:
             record_ttl=self.settings.record_ttl_seconds,
             idempotency_ttl=self.settings.idempotency_ttl_seconds,
         )
+        policy = load_policy(self.settings.policy_path)
+        # Fallback channels go through the same accept pipeline as a request from upstream.
+        acceptor = Acceptor(
+            self.settings,
+            store,
+            TenantTemplates(client, load_catalog(), policy),
+            AsyncScheduler(self.enqueuer),
+            policy,
+        )
         return DeliveryEngine(
             self.settings,
             store,
             build_router(self.settings),
             RedisHealth(client),
-            load_policy(self.settings.policy_path),
+            policy,
+            fallback=functools.partial(accept_fallbacks, acceptor),
         )
 
     def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> dict[str, Any]:

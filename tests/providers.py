@@ -207,7 +207,7 @@ class ProviderServer:
             )
         if path != "/v1/projects/tidings-test/messages:send":
             return 404, {"error": {"code": 404, "message": "no such project", "status": "NOT_FOUND"}}, fields
-        if message.get("token") == BAD_NUMBER:
+        if message.get("token") == BAD_NUMBER or str(message.get("token")).startswith("dead-"):
             detail = {
                 "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
                 "errorCode": "UNREGISTERED",

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def fcm(tmp_path: Path) -> Iterator[tuple[ProviderServer, str]]:
-    """An FCM stand-in and a providers file routing push to it (SMS to the simulator)."""
+    """An FCM stand-in and a providers file routing push to it."""
     server = ProviderServer("fcm", user="tidings@tidings-test.iam.gserviceaccount.com", secret=rsa_pem())
     port = free_port()
     thread = ServerThread(server, "127.0.0.1", port).start_and_wait()
@@ -44,6 +44,19 @@ def fcm(tmp_path: Path) -> Iterator[tuple[ProviderServer, str]]:
     )
     yield server, str(providers)
     thread.stop()
+
+
+def with_simulator_for_sms(stack_factory: Callable[..., Stack], providers: str) -> Stack:
+    """A stack whose worker sends push through FCM and SMS through the stack's own simulator."""
+    stack = stack_factory(workers=0, providers_path=providers)
+    secret = stack.settings.simulator_secret
+    with open(providers, "a", encoding="utf-8") as fh:
+        fh.write(
+            f'[providers.sim]\nurl = "simulator+{stack.sim_url.replace("http://", f"http://:{secret}@")}"\n'
+        )
+        fh.write('[[routes.sms]]\nprovider = "sim"\n')
+    stack.start_worker()
+    return stack
 
 
 def push(token: str) -> dict[str, object]:
@@ -74,3 +87,41 @@ def test_an_unregistered_token_fails_once_is_not_retried_and_is_refused_afterwar
         assert again.status_code == 422 and again.json()["code"] == "invalid_recipient"
     # One request for the dead token (no retry), one for the live one, one OAuth token for both.
     assert len(server.received) == 2 and server.token_requests == 1
+
+
+def test_a_push_that_fails_permanently_falls_back_to_sms_unless_the_member_opted_out_of_sms(
+    fcm: tuple[ProviderServer, str], stack_factory: Callable[..., Stack]
+) -> None:
+    _, providers = fcm
+    stack = with_simulator_for_sms(stack_factory, providers)
+    with stack.client() as c:
+        # Member 1: the push token is dead; the request asks for SMS next.
+        first = c.post("/v1/notify", json={**push("dead-token-1"), "fallback": ["sms"]}).json()["id"]
+        # Member 2 opted out of SMS (every brand): the fallback must not text them.
+        put = c.put("/v1/optouts/13900001111", json={"channel": "sms", "reason": "member asked"})
+        assert put.status_code == 200, put.text
+        body = {**push("dead-token-2"), "fallback": ["sms"]}
+        body["to"] = {"push_token": "dead-token-2", "phone": "13900001111"}
+        second = c.post("/v1/notify", json=body).json()["id"]
+
+    def fallback_event(ntf_id: str) -> dict[str, object] | None:
+        with stack.client() as c:
+            events = c.get(f"/v1/notifications/{ntf_id}").json()["events"]
+        return next((e for e in events if e["type"] == "fallback"), None)
+
+    wait_for(lambda: fallback_event(first) and fallback_event(second), timeout=15, interval=0.2)
+    went = fallback_event(first)
+    assert went is not None and (went["channel"], went["status"]) == ("sms", "queued")
+    sms_id = str(went["id"])
+    wait_for(lambda: statuses(stack, [sms_id]) == {"delivered": 1}, timeout=15, interval=0.2)
+    [texted] = stack.messages("+8613812345678")
+    assert texted["channel"] == "sms" and "100积分" in texted["text"] and texted["reference"].endswith(sms_id)
+    with stack.client() as c:
+        sms = c.get(f"/v1/notifications/{sms_id}").json()
+        assert sms["channel"] == "sms" and sms["metadata"]["fallback_of"] == first
+        assert c.get(f"/v1/notifications/{first}").json()["status"] == "failed"
+
+    held = fallback_event(second)
+    assert held is not None and (held["channel"], held["status"]) == ("sms", "suppressed")
+    assert [r["code"] for r in held["reasons"]] == ["opted_out"]  # type: ignore[union-attr]
+    assert stack.messages("+8613900001111") == []
