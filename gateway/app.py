@@ -17,14 +17,13 @@ from litestar.params import FromPath, JSONBody
 from litestar.types import ASGIApp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from channels.signing import SIGNATURE_HEADER, verify
 from compliance.policy import load_policy
 from gateway import keys, metrics, scripts
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
 from gateway.auth import Authenticator
 from gateway.dispatch import AsyncScheduler, Enqueuer
-from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, TidingsError, Unprocessable
+from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
 from gateway.optout_api import HANDLERS as OPTOUT_HANDLERS
 from gateway.optouts import OptOuts
@@ -35,6 +34,7 @@ from gateway.problems import (
     on_tidings_error,
     on_unexpected,
 )
+from gateway.receipts_api import HANDLERS as RECEIPT_HANDLERS
 from gateway.recipients import Members, mask_address, mask_token
 from gateway.redisdb import async_client, sync_client
 from gateway.scriptpipe import ScriptPipe
@@ -301,69 +301,6 @@ def notification_view(record: dict[str, Any], events: list[dict[str, Any]]) -> d
     }
 
 
-# -- provider callbacks --------------------------------------------------------------------------
-class SimReceipt(msgspec.Struct):
-    """One receipt as the simulator posts it."""
-
-    reference: str
-    provider_message_id: str
-    status: str
-    channel: str = ""
-    code: str | None = None
-    at: str | None = None
-
-
-class SimReceipts(msgspec.Struct):
-    """The simulator's receipt batch."""
-
-    receipts: list[SimReceipt]
-
-
-@post("/v1/inbound/{provider:str}/receipts", status_code=200, summary="Delivery receipts from a provider")
-async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
-    """Verify the provider's signature, then mark notifications delivered or undelivered."""
-    svc = services(request.app.state)
-    if provider != "simulator":
-        raise NotFound("unknown_provider", f"no receipts endpoint for provider {provider!r}")
-    body = await request.body()
-    if not verify(svc.settings.simulator_secret, body, request.headers.get(SIGNATURE_HEADER)):
-        raise Forbidden("bad_signature", "the request signature does not verify")
-    try:
-        batch = msgspec.json.decode(body, type=SimReceipts)
-    except msgspec.DecodeError as exc:
-        raise BadRequest("malformed_receipt", str(exc)) from None
-    applied = 0
-    items = []
-    channels = []
-    for r in batch.receipts:
-        tenant, _, ntf_id = r.reference.partition(":")
-        if not ntf_id:
-            found = await svc.store.lookup_provider_id(provider, r.provider_message_id)
-            if found is None:
-                continue
-            tenant, ntf_id = found
-        final = "delivered" if r.status == "delivered" else "undelivered"
-        ev = event(
-            "receipt",
-            status=final,
-            provider=provider,
-            provider_code=r.code,
-            provider_message_id=r.provider_message_id,
-            reported_at=r.at,
-        )
-        items.append((tenant, ntf_id, final, ev, {"receipt_code": r.code or ""}))
-        channels.append(r.channel or "unknown")
-    for (_, _, final, _, _), channel, verdict in zip(
-        items, channels, await svc.store.receipts(items), strict=True
-    ):
-        if verdict in ("delivered", "undelivered", "early"):
-            applied += 1
-            metrics.RECEIPTS.labels(channel, provider, final).inc()
-        if verdict in ("delivered", "undelivered"):
-            metrics.NOTIFICATIONS_BY.inc(channel, final)
-    return json_response({"ok": True, "received": len(batch.receipts), "applied": applied})
-
-
 # -- operations ----------------------------------------------------------------------------------
 @get("/healthz", summary="The process is alive")
 async def healthz() -> Response[bytes]:
@@ -455,7 +392,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             put_template,
             get_notification,
             cancel_notification,
-            receipts,
+            *RECEIPT_HANDLERS,
             healthz,
             readyz,
             metrics_endpoint,

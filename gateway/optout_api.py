@@ -91,26 +91,38 @@ async def _simulator_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
 
 
-async def _twilio_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Form-encoded; X-Twilio-Signature over our public URL (with its ?tenant=&brand=) and the sorted fields."""
+async def twilio_form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """A Twilio webhook's form fields, after X-Twilio-Signature checked out over our public URL (with
+    its query) and the sorted fields."""
     svc = services(request.app.state)
     raw = await request.body()
     try:
         fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
-        raise BadRequest("malformed_reply", "body is not UTF-8") from None
+        raise BadRequest("malformed_request", "body is not UTF-8") from None
     query = request.scope.get("query_string", b"").decode("latin-1")
     url = f"{svc.settings.public_url.rstrip('/')}{request.scope['path']}" + (f"?{query}" if query else "")
     if not verify_twilio(
         svc.settings.twilio_auth_token, url, fields, raw_header(request, b"x-twilio-signature")
     ):
         raise Forbidden("bad_signature", "X-Twilio-Signature does not verify")
+    return fields
+
+
+async def _twilio_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Form-encoded, signed; the tenant (and brand) in the webhook URL's query."""
+    fields = await twilio_form(request)
     tenant = request.query_params.get("tenant") or ""
     if not tenant or "From" not in fields:
         raise BadRequest("malformed_reply", "the webhook URL needs ?tenant= and the form needs From and Body")
     await _apply(
         request, tenant, fields["From"], fields.get("Body", ""), request.query_params.get("brand"), "twilio"
     )
+    return empty_twiml()
+
+
+def empty_twiml() -> Response[bytes]:
+    """What Twilio expects back when there is nothing to say."""
     twiml = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
     return Response(content=twiml, media_type="text/xml", status_code=200)
 
@@ -126,7 +138,7 @@ class AlibabaReply(msgspec.Struct):
     sign_name: str | None = None
 
 
-def _url_tenant(request: Request[Any, Any, Any], provider: str) -> str:
+def url_tenant(request: Request[Any, Any, Any], provider: str) -> str:
     """For providers that do not sign their calls: the tenant in the URL, proven by its token."""
     tenant = request.query_params.get("tenant") or ""
     token = request.query_params.get("token") or ""
@@ -149,7 +161,7 @@ class TencentReply(msgspec.Struct):
 
 async def _tencent_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Answered {"result": 0, "errmsg": "OK"} as Tencent expects."""
-    tenant = _url_tenant(request, "tencent")
+    tenant = url_tenant(request, "tencent")
     try:
         reply = msgspec.json.decode(await request.body(), type=TencentReply)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -162,7 +174,7 @@ async def _tencent_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 async def _alibaba_reply(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A JSON array of SmsUp records; answered {"code": 0} as Alibaba expects (else it pushes again)."""
-    tenant = _url_tenant(request, "alibaba")
+    tenant = url_tenant(request, "alibaba")
     try:
         records = msgspec.json.decode(await request.body(), type=list[AlibabaReply])
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

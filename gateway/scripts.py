@@ -203,7 +203,8 @@ return kind
 )
 
 # KEYS: ntf, events.  ARGV: final_status, event, now, record_ttl, field, value, ...
-# A delivery receipt: final for a sent notification, kept aside if it beat the send's record.
+# A delivery receipt: final for a sent notification (or one waiting to retry an unconfirmed attempt),
+# kept aside if it beat the send's record; ignored for one never sent.
 RECEIPT = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'unknown' end
@@ -221,6 +222,15 @@ if st == 'sending' then
   if redis.call('HEXISTS', KEYS[1], 'early_status') == 1 then return 'duplicate' end
   redis.call('HSET', KEYS[1], 'early_status', ARGV[1], 'early_event', ARGV[2], unpack(fields))
   return 'early'
+end
+-- Waiting for a retry after an attempt we could not confirm (a time-out): the provider did take
+-- it. The receipt settles it and the retry finds nothing to send.
+if (st == 'queued' or st == 'scheduled') and tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[3], unpack(fields))
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  return ARGV[1]
 end
 return 'ignored'
 """
