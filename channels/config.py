@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from channels.aliyun import AlibabaSms
+from channels.apns import ApnsPush
 from channels.base import Adapter
 from channels.fcm import FcmPush
 from channels.routing import Provider, Route, Router
@@ -46,6 +47,7 @@ KINDS: dict[str, Callable[..., Adapter]] = {
     "webhook": Webhook,
     "smtp": SmtpEmail,
     "fcm": FcmPush,
+    "apns": ApnsPush,
     "simulator": _simulator,
 }
 

@@ -93,11 +93,12 @@ class ProviderServer:
             await _answer(send, status, answer)
             return
         status, answer, fields = getattr(self, f"_{self.kind}")(scope["path"], headers, body)
+        extra = [(b"apns-id", headers.get("apns-id", "").encode())] if self.kind == "apns" else []
         if status < 300 and self.fault_status and random.random() < self.fault_share:
             status, answer = self.fault_status, {"code": "injected", "message": "injected fault"}
         with self._lock:
             self.received.append(Received(arrived, scope["path"], fields, status < 300 and _ok(answer)))
-        await _answer(send, status, answer)
+        await _answer(send, status, answer, extra)
 
     # -- protocols ------------------------------------------------------------------------------
     def _alibaba(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
@@ -221,6 +222,27 @@ class ProviderServer:
             return 404, {"error": error}, fields
         return 200, {"name": f"projects/tidings-test/messages/0:{uuid.uuid4().int % 10**16}"}, fields
 
+    def _apns(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
+        payload = json.loads(body)
+        token = path.removeprefix("/3/device/")
+        fields = {**payload, "token": token, "topic": headers.get("apns-topic")}
+        public = serialization.load_pem_private_key(self.secret.encode(), password=None).public_key()
+        try:
+            claims = jwt.decode(
+                headers.get("authorization", "").removeprefix("bearer "),
+                public,  # type: ignore[arg-type]
+                algorithms=["ES256"],
+            )
+        except jwt.PyJWTError:
+            return 403, {"reason": "InvalidProviderToken"}, fields
+        if claims.get("iss") != self.user:
+            return 403, {"reason": "InvalidProviderToken"}, fields
+        if headers.get("apns-topic") != "com.example.loyalty":
+            return 400, {"reason": "BadTopic"}, fields
+        if token == BAD_NUMBER or token.startswith("dead-"):
+            return 410, {"reason": "Unregistered", "timestamp": int(time.time() * 1000)}, fields
+        return 200, {}, fields
+
     def _webhook(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
         payload = json.loads(body)
         if not verify_timestamped(self.secret, body, headers.get(SIGNATURE_HEADER), time.time()):
@@ -236,16 +258,22 @@ def _ok(answer: Any) -> bool:
     if "Response" in answer:
         statuses = answer["Response"].get("SendStatusSet") or []
         return bool(statuses) and statuses[0].get("Code") == "Ok"
-    if "name" in answer:
+    if "name" in answer or answer == {}:
         return True
     if "Code" in answer:
         return bool(answer.get("Code") == "OK")
     return "code" not in answer
 
 
-async def _answer(send: Any, status: int, answer: Any) -> None:
+async def _answer(
+    send: Any, status: int, answer: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     raw = json.dumps(answer, ensure_ascii=False).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from channels.base import Message, Outcome, SendResult
 from channels.config import KINDS, ProviderSpec, build_provider
@@ -36,6 +36,7 @@ URLS = {
     "&status_callback=https://gw.example.com/v1/inbound/twilio/receipts",
     "webhook": "webhook+http://:{secret}@127.0.0.1:{port}/send",
     "fcm": "fcm+http://127.0.0.1:{port}/?service_account={account}",
+    "apns": "apns+http://127.0.0.1:{port}/?key_file={account}&key_id=K1&team_id={user}&topic=com.example.loyalty",
 }
 # The provider's own code for a bad signature or credentials, as its stand-in answers.
 AUTH_CODES = {
@@ -44,6 +45,7 @@ AUTH_CODES = {
     "twilio": "20003",
     "webhook": "bad_signature",
     "fcm": "oauth_400",  # Google's token endpoint refuses a JWT signed with another key
+    "apns": "InvalidProviderToken",
 }
 INVALID_NUMBER_CODES = {
     "alibaba": "isv.MOBILE_NUMBER_ILLEGAL",
@@ -51,6 +53,7 @@ INVALID_NUMBER_CODES = {
     "twilio": "21211",
     "webhook": "invalid_number",
     "fcm": "UNREGISTERED",
+    "apns": "Unregistered",
 }
 
 
@@ -70,21 +73,24 @@ class Running:
 
     def provider(self, secret: str | None = None, timeout: float = 2.0) -> Provider:
         kind = self.server.kind
-        if kind == "fcm" and secret is not None:
-            secret = rsa_pem()  # a wrong secret for FCM: the service account file holds another key
-        account = self.tmp / f"service-account-{uuid.uuid4().hex[:6]}.json"
-        account.write_text(
-            json.dumps(
-                {
-                    "type": "service_account",
-                    "project_id": "tidings-test",
-                    "private_key_id": "k1",
-                    "private_key": secret or self.server.secret,
-                    "client_email": self.server.user,
-                    "token_uri": f"http://127.0.0.1:{self.port}/token",
-                }
+        if kind in ("fcm", "apns") and secret is not None:
+            secret = rsa_pem() if kind == "fcm" else ec_pem()  # a wrong secret: another key in the file
+        account = self.tmp / f"credentials-{uuid.uuid4().hex[:6]}"
+        if kind == "apns":
+            account.write_text(secret or self.server.secret)
+        else:
+            account.write_text(
+                json.dumps(
+                    {
+                        "type": "service_account",
+                        "project_id": "tidings-test",
+                        "private_key_id": "k1",
+                        "private_key": secret or self.server.secret,
+                        "client_email": self.server.user,
+                        "token_uri": f"http://127.0.0.1:{self.port}/token",
+                    }
+                )
             )
-        )
         url = URLS[kind].format(
             user=self.server.user, secret=secret or self.server.secret, port=self.port, account=account
         )
@@ -98,11 +104,20 @@ def rsa_pem() -> str:
     ).decode()
 
 
+def ec_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
 @pytest.fixture(params=sorted(URLS))
 def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
     server = ProviderServer(request.param)
     if request.param == "fcm":
         server.user, server.secret = "tidings@tidings-test.iam.gserviceaccount.com", rsa_pem()
+    if request.param == "apns":
+        server.user, server.secret = "TEAM123456", ec_pem()
     port = free_port()
     thread = ServerThread(server, "127.0.0.1", port).start_and_wait()
     yield Running(server, thread, port, tmp_path)
@@ -153,6 +168,13 @@ def test_sends_with_our_reference_and_the_mapped_template(running: Running) -> N
         assert (f["To"], f["From"]) == ("+8613812345678", "+15005550006")
         assert f["Body"].startswith("【星耀商城】")
         assert parse_qs(urlsplit(f["StatusCallback"]).query)["ref"] == ["acme:ntf_01CONTRACT"]
+    elif kind == "apns":
+        assert (f["token"], f["reference"], f["topic"]) == (
+            "+8613812345678",
+            "acme:ntf_01CONTRACT",
+            "com.example.loyalty",
+        )
+        assert f["aps"]["alert"]["body"].startswith("【星耀商城】")
     elif kind == "fcm":
         assert (f["token"], f["reference"]) == ("+8613812345678", "acme:ntf_01CONTRACT")
         assert f["notification"]["body"].startswith("【星耀商城】")
@@ -168,7 +190,9 @@ def test_a_wrong_secret_fails_the_signature_check_and_is_permanent(running: Runn
     result = send(running.provider(secret="not-the-secret"), message())
     assert result.outcome is Outcome.REJECTED, result
     assert result.code == AUTH_CODES[running.server.kind]
-    assert running.server.accepted() == [] and len(running.server.received) == 1
+    # APNs: a refused provider token is renewed once before giving up, so two requests.
+    assert running.server.accepted() == []
+    assert len(running.server.received) == (2 if running.server.kind == "apns" else 1)
 
 
 def test_an_invalid_number_is_permanent_with_the_providers_code(running: Running) -> None:

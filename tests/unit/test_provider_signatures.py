@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from channels.aliyun_signature import rpc_signature, string_to_sign
 from channels.config import ProvidersError, load_router
@@ -88,10 +91,21 @@ def test_the_ops_example_providers_file_loads_and_bad_ones_are_named_without_sec
     names = ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET_ID", "TENCENT_SECRET_KEY")
     names += ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "INHOUSE_SIGNING_SECRET", "SMTP_PASSWORD")
     env = {n: f"secret-{n.lower()}" for n in names}
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "apns.p8").write_bytes(key)
+    account = {"client_email": "a@b", "private_key": "unused", "project_id": "p"}
+    (tmp_path / "firebase.json").write_text(json.dumps(account))
+    env |= {
+        "APNS_KEY_FILE": str(tmp_path / "apns.p8"),
+        "FCM_SERVICE_ACCOUNT_FILE": str(tmp_path / "firebase.json"),
+    }
     router = load_router(Path(__file__).parents[2] / "ops" / "providers.example.toml", env)
     assert {p.name for p in router.candidates("sms")} == {"aliyun", "tencent", "inhouse"}
     assert router.candidates("sms")[-1].name == "inhouse"  # priority 1 after the two at 0
     assert [p.name for p in router.candidates("email")] == ["mail", "inhouse"]
+    assert [p.name for p in router.candidates("push")] == ["fcm", "inhouse"]
     assert all("secret-" not in repr(p.adapter) for p in router.providers.values())
 
     bad = tmp_path / "providers.toml"
