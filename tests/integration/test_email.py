@@ -148,3 +148,94 @@ def test_transactional_email_has_no_unsubscribe_header_and_smtp_answers_map_to_o
     closed = SmtpEmail(parse_provider_url(smtp_url(free_port()), environ={}), name="mail", timeout=2)
     assert asyncio.run(closed.send(receipt)).outcome is Outcome.RETRY  # nothing listening: try again later
     assert "secret" not in repr(adapter)
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (the test's own CA is the certificate itself)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_starttls_and_implicit_tls_with_login(tmp_path: Path, security: str) -> None:
+    import asyncio
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"news", b"pa55")
+        return AuthResult(success=ok, handled=False)
+
+    inbox, port = Inbox(), free_port()
+    common: dict[str, Any] = {"authenticator": authenticate, "auth_require_tls": True}
+    if security == "starttls":
+        controller = Controller(
+            inbox, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True, **common
+        )
+    else:
+        # aiosmtpd does not count implicit TLS as TLS for auth_require_tls (it only tracks STARTTLS),
+        # so it would hide AUTH; the whole connection is TLS here from the first byte.
+        common["auth_require_tls"] = False
+        controller = Controller(inbox, hostname="127.0.0.1", port=port, ssl_context=context, **common)
+    controller.start()
+    try:
+
+        def adapter(password: str) -> SmtpEmail:
+            url = (
+                f"smtp://news:{password}@127.0.0.1:{port}/?security={security}&ca_file={cert}"
+                f"&from={quote('星耀商城 <news@example.com>')}"
+            )
+            return SmtpEmail(parse_provider_url(url, environ={}), name="mail")
+
+        mail = Message(
+            reference="acme:ntf_tls",
+            tenant="acme",
+            channel="email",
+            to="li@example.com",
+            subject="会员日",
+            text="会员日快乐",
+            html="<p>会员日快乐</p>",
+        )
+        assert asyncio.run(adapter("pa55").send(mail)).outcome is Outcome.SENT
+        assert inbox.mail[-1]["Subject"] == "会员日"
+        wrong = asyncio.run(adapter("wrong").send(mail))
+        assert (wrong.outcome, wrong.code) == (Outcome.REJECTED, "smtp_535")  # bad credentials: permanent
+        assert len(inbox.mail) == 1
+    finally:
+        controller.stop()

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from channels.base import Message, Outcome, SendResult
 from channels.config import KINDS, ProviderSpec, build_provider
 from channels.routing import Provider
+from channels.simserver import Simulator
 from gateway.redisdb import free_port
 from gateway.servers import ServerThread
 from tests.providers import BAD_NUMBER, ProviderServer
@@ -58,9 +59,38 @@ INVALID_NUMBER_CODES = {
 
 
 def test_the_suite_covers_every_registered_kind() -> None:
-    # The simulator has its own suites (test_delivery.py and friends); SMTP speaks SMTP, not HTTP,
-    # and is tested against aiosmtpd in test_email.py.
+    # The simulator is checked below against its own server; SMTP speaks SMTP, not HTTP, and is
+    # tested against aiosmtpd in test_email.py.
     assert set(KINDS) - {"simulator", "smtp"} == set(URLS)
+
+
+def test_the_simulator_checks_its_signature_too() -> None:
+    port = free_port()
+    thread = ServerThread(Simulator("http://127.0.0.1:9", "sim-secret"), "127.0.0.1", port).start_and_wait()
+    try:
+        url = f"simulator+http://:{{secret}}@127.0.0.1:{port}"
+        good = build_provider("simulator", ProviderSpec(url=url.format(secret="sim-secret")))
+        bad = build_provider("simulator", ProviderSpec(url=url.format(secret="not-the-secret")))
+        assert send(good, message()).outcome is Outcome.SENT
+        wrong = send(bad, message(reference="acme:ntf_other"))
+        assert (wrong.outcome, wrong.code) == (Outcome.REJECTED, "bad_signature")
+    finally:
+        thread.stop()
+
+
+@pytest.mark.parametrize("running", ["twilio"], indirect=True)
+def test_twilio_mms_carries_every_media_url(running: Running) -> None:
+    mms = Message(
+        reference="acme:ntf_mms",
+        tenant="acme",
+        channel="mms",
+        to="+14155550100",
+        text="会员日海报",
+        media=("https://cdn.example.com/a.jpg", "https://cdn.example.com/b.jpg"),
+    )
+    assert send(running.provider(), mms).outcome is Outcome.SENT
+    [got] = running.server.accepted()
+    assert got.fields["MediaUrl"] == ["https://cdn.example.com/a.jpg", "https://cdn.example.com/b.jpg"]
 
 
 @dataclass
