@@ -14,7 +14,6 @@ from compliance.policy import Policy, Rules
 from compliance.reasons import Reason, reason
 from compliance.timing import cap_month, quiet_release
 from gateway import keys, metrics
-from gateway.dispatch import AsyncScheduler
 from gateway.errors import Conflict, Unprocessable
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, NotifyResult
@@ -139,14 +138,12 @@ class Acceptor:
         settings: Settings,
         store: Store,
         templates: TenantTemplates,
-        scheduler: AsyncScheduler,
         policy: Policy,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.store = store
         self.templates = templates
-        self.scheduler = scheduler
         self.policy = policy
         self.pipeline = content_pipeline(policy.matcher)
         self.members = Members(settings.hmac_key)
@@ -440,11 +437,8 @@ class Acceptor:
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:
         for p in accepted:
+            # Held ones wait in their channel's held set (written by the accept script itself).
             metrics.NOTIFICATIONS_BY.inc(p.record["channel"], p.result.status)
-            if p.result.status == "scheduled" and p.scheduled_for is not None:
-                await self.scheduler.schedule(
-                    p.scheduled_for, p.tenant, p.record["channel"], [p.record["id"]]
-                )
 
     async def _live_push_token(self, tenant: str, req: NotifyRequest) -> None:
         """A push token its provider called unregistered is refused (one look-up, push only)."""

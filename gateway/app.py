@@ -22,7 +22,6 @@ from gateway import keys, metrics, scripts
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
 from gateway.auth import Authenticator
-from gateway.dispatch import AsyncScheduler, Enqueuer
 from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
 from gateway.optout_api import HANDLERS as OPTOUT_HANDLERS
@@ -36,7 +35,7 @@ from gateway.problems import (
 )
 from gateway.receipts_api import HANDLERS as RECEIPT_HANDLERS
 from gateway.recipients import Members, mask_address, mask_token
-from gateway.redisdb import async_client, sync_client
+from gateway.redisdb import async_client
 from gateway.scriptpipe import ScriptPipe
 from gateway.settings import Settings
 from gateway.store import Store, event
@@ -348,7 +347,6 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         client = async_client(redis_url)
-        sync = sync_client(redis_url)
         pipe = None if redis_url.startswith("rediss://") else ScriptPipe(redis_url, scripts.ACCEPT)
         store = Store(
             client,
@@ -356,14 +354,13 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             idempotency_ttl=settings.idempotency_ttl_seconds,
             pipe=pipe,
         )
-        scheduler = AsyncScheduler(Enqueuer(sync, settings.batch_size))
         policy = load_policy(settings.policy_path)
         templates = TenantTemplates(client, load_catalog(), policy)
         app.state.services = Services(
             settings=settings,
             store=store,
             auth=Authenticator(client, settings.api_key_cache_seconds),
-            acceptor=Acceptor(settings, store, templates, scheduler, policy),
+            acceptor=Acceptor(settings, store, templates, policy),
             templates=templates,
             optouts=OptOuts(client, Members(settings.hmac_key)),
         )
@@ -380,7 +377,6 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             if pipe is not None:
                 await pipe.aclose()
             await client.aclose()
-            sync.close()
 
     return Litestar(
         route_handlers=[

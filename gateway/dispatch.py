@@ -24,7 +24,7 @@ from channels.routing import Health, Provider, Router
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
 from compliance.timing import quiet_release
-from gateway import keys, metrics
+from gateway import keys, metrics, scripts
 from gateway.settings import Settings
 from gateway.store import Claimed, Store, event
 from gateway.store import Outcome as Written
@@ -92,7 +92,8 @@ class Enqueuer:
 
 
 class Batcher(threading.Thread):
-    """Moves accepted ids from the ready lists into rq jobs of up to ``batch_size`` ids.
+    """Moves accepted ids from the ready lists, and held ids whose time has come, into rq jobs of up to
+    ``batch_size`` ids.
 
     The accept script pushes each queued id onto its tenant's ready list in the
     same round trip that stores it, so the API does no queue work at all. Every
@@ -145,28 +146,20 @@ class Batcher(threading.Thread):
         pairs = [(t, c) for t in tenants for c in self.channels]
         if not pairs:
             return 0, False
+        now = system_clock()
         with conn.pipeline(transaction=False) as pipe:
             for t, c in pairs:
                 pipe.lpop(keys.ready(t, c), self.batch_size)
-            popped = pipe.execute()
+            for t, c in pairs:
+                pipe.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size)
+            results = pipe.execute()
         moved, full = 0, False
-        for (tenant, channel), raw in zip(pairs, popped, strict=True):
+        for (tenant, channel), raw in zip(pairs + pairs, results, strict=True):
             if raw:
                 enqueuer.enqueue(tenant, channel, [i.decode() for i in raw])
                 moved += len(raw)
                 full = full or len(raw) == self.batch_size
         return moved, full
-
-
-class AsyncScheduler:
-    """Schedules held notifications from the API's event loop (rq's scheduled registry)."""
-
-    def __init__(self, enqueuer: Enqueuer) -> None:
-        self.enqueuer = enqueuer
-
-    async def schedule(self, when: float, tenant: str, channel: str, ids: Sequence[str]) -> None:
-        """Enqueue a job for ids at ``when``."""
-        await asyncio.to_thread(self.enqueuer.enqueue_at, when, tenant, channel, ids)
 
 
 @dataclass(frozen=True)

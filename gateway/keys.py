@@ -34,6 +34,11 @@ def ready(tenant: str, channel: str) -> str:
     return f"{_t(tenant)}ready:{channel}"
 
 
+def held(tenant: str, channel: str) -> str:
+    """Sorted set: ids of one tenant and channel held until a time (send_at, quiet hours) -> that time."""
+    return f"{_t(tenant)}held:{channel}"
+
+
 def leases(tenant: str) -> str:
     """Sorted set: notification id -> time by which it must have made progress."""
     return f"{_t(tenant)}lease"

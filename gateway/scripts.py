@@ -6,9 +6,9 @@ also run on Redis Cluster.
 
 from __future__ import annotations
 
-# KEYS: idem, ntf, events, lease, ready, optouts, cap
+# KEYS: idem, ntf, events, lease, ready, optouts, cap, held
 # ARGV: [1] has_idem, [2] idem_record, [3] idem_ttl, [4] id, [5] lease ('' = none), [6] ttl ('' = none),
-#       [7] ready, [8] cap_limit ('0' = no cap), [9] cap_ttl, [10] suppressed_ttl, [11] now (RFC 3339),
+#       [7] '1' ready now | '0' | the time it is held until, [8] cap_limit ('0' = no cap), [9] cap_ttl, [10] suppressed_ttl, [11] now (RFC 3339),
 #       [12] n_scopes, scope..., n_events, event..., field, value, ...
 # Idempotency, the opt-out test and the cap reservation happen together: no race between two requests.
 # Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'} or {'dup', stored idempotency record}.
@@ -41,7 +41,11 @@ redis.call('RPUSH', KEYS[3], unpack(ARGV, ev_at + 1, ev_at + n_events))
 if decision == 'accept' then
   if cap > 0 then redis.call('HSET', KEYS[2], 'cap_counted', '1') end
   if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
-  if ARGV[7] == '1' then redis.call('RPUSH', KEYS[5], ARGV[4]) end
+  if ARGV[7] == '1' then
+    redis.call('RPUSH', KEYS[5], ARGV[4])
+  elseif ARGV[7] ~= '0' then
+    redis.call('ZADD', KEYS[8], ARGV[7], ARGV[4])
+  end
   if ARGV[6] ~= '' then
     redis.call('EXPIRE', KEYS[2], ARGV[6])
     redis.call('EXPIRE', KEYS[3], ARGV[6])
@@ -273,5 +277,12 @@ return 'queued'
 REAP = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
+"""
+
+# KEYS: held.  ARGV: now, limit.  Takes the ids whose time has come (atomic: one batcher gets each).
+POP_DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
 return ids
 """

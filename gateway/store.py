@@ -101,7 +101,10 @@ class Store:
             keys.ready(tenant, record["channel"]),
             optout_key or ntf_key,
             cap_key or ntf_key,
+            keys.held(tenant, record["channel"]),
         ]
+        status = record["status"]
+        ready = "1" if status == "queued" else record["not_before"] if status == "scheduled" else "0"
         args: list[str | bytes] = [
             "1" if idem_key else "0",
             idem_record,
@@ -109,7 +112,7 @@ class Store:
             ntf_id,
             "" if lease_score is None else repr(lease_score),
             str(self.record_ttl) if final else "",
-            "1" if record["status"] == "queued" else "0",
+            ready,
             str(cap_limit),
             str(cap_ttl),
             str(self.record_ttl),

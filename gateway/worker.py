@@ -28,7 +28,7 @@ from channels.routing import Router
 from compliance.policy import load_policy
 from gateway import keys
 from gateway.accept import Acceptor, accept_fallbacks
-from gateway.dispatch import AsyncScheduler, Batcher, DeliveryEngine, Enqueuer, Retry
+from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
 from gateway.health import RedisHealth
 from gateway.redisdb import async_client, sync_client
 from gateway.scripts import REAP
@@ -90,7 +90,6 @@ class Runtime:
             self.settings,
             store,
             TenantTemplates(client, load_catalog(), policy),
-            AsyncScheduler(self.enqueuer),
             policy,
         )
         return DeliveryEngine(
