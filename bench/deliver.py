@@ -79,6 +79,7 @@ def main() -> None:
         policy.write_text(POLICY, encoding="utf-8")
         env = {
             "TIDINGS_POLICY_PATH": str(policy),
+            "TIDINGS_AUDIT_URL": f"sqlite:///{policy.parent}/audit.sqlite3",
             "TIDINGS_REDIS_URL": url,
             "TIDINGS_LOG_LEVEL": "WARNING",
             "TIDINGS_SIMULATOR_URL": f"http://127.0.0.1:{sim_port}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -13,11 +14,20 @@ from compliance.content import Draft, content_pipeline, run
 from compliance.policy import Policy, Rules
 from compliance.reasons import Reason, reason
 from compliance.timing import cap_month, quiet_release
-from gateway import keys, metrics
+from gateway import audit, keys, metrics
+from gateway.audit import tenant_event
 from gateway.errors import Conflict, Unprocessable
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, NotifyResult
-from gateway.recipients import InvalidRecipient, Members, check_email, check_timezone, parse_phone
+from gateway.recipients import (
+    InvalidRecipient,
+    Members,
+    check_email,
+    check_timezone,
+    mask_address,
+    mask_token,
+    parse_phone,
+)
 from gateway.settings import Settings
 from gateway.store import Store, event
 from gateway.tenant_templates import TenantTemplates
@@ -158,6 +168,7 @@ class Acceptor:
             await self._live_push_token(tenant, req)
             prepared = self.prepare(tenant, req, fp, renderer)
         except Rejected as rej:
+            await self._audit_rejections(tenant, [(req, rej)])
             return Answer(422, self.rejection_body(rej))
         k, a = self._accept_args(prepared)
         verdict, stored = await self.store.accept(k, a)
@@ -176,9 +187,11 @@ class Acceptor:
         calls: list[tuple[list[str], list[str | bytes]]] = []
         slots: list[tuple[int, Prepared]] = []
         renderer = await self.templates.renderer(tenant)
+        rejected: list[tuple[NotifyRequest | None, Rejected]] = []
         for i, req in enumerate(reqs):
             if isinstance(req, Rejected):
                 answers[i] = Answer(422, self.rejection_body(req))
+                rejected.append((None, req))
                 continue
             try:
                 await self._live_push_token(tenant, req)
@@ -187,10 +200,13 @@ class Acceptor:
                 )
             except Rejected as rej:
                 answers[i] = Answer(422, self.rejection_body(rej))
+                rejected.append((req, rej))
                 continue
             calls.append(self._accept_args(prepared))
             slots.append((i, prepared))
         results = await self.store.accept_many(calls)
+        if rejected:
+            await self._audit_rejections(tenant, rejected)
         accepted: list[Prepared] = []
         for (i, prepared), (verdict, stored) in zip(slots, results, strict=True):
             if verdict == "dup":
@@ -358,6 +374,7 @@ class Acceptor:
             "attempts": "0",
             "reasons": _encode.encode(reasons).decode(),
             "member": member,
+            "masked": mask_token(address) if channel == "push" else mask_address(address),
             "brand": req.brand or "",
         }
         if state.cap_key:
@@ -439,6 +456,33 @@ class Acceptor:
         for p in accepted:
             # Held ones wait in their channel's held set (written by the accept script itself).
             metrics.NOTIFICATIONS_BY.inc(p.record["channel"], p.result.status)
+
+    async def _audit_rejections(
+        self, tenant: str, rejected: Sequence[tuple[NotifyRequest | None, Rejected]]
+    ) -> None:
+        """Rejected requests are never stored, but auditors see that, and why, they were refused."""
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for req, rej in rejected:
+                where: dict[str, str] = {"channel": rej.channel if rej.channel in keys.CHANNELS else ""}
+                if req is not None:
+                    try:
+                        address, _ = self._recipient(req)
+                    except Rejected:
+                        pass
+                    else:
+                        where["member"] = self.members.of(address)
+                        where["masked"] = (
+                            mask_token(address) if req.channel == "push" else mask_address(address)
+                        )
+                ev = tenant_event(
+                    "rejected",
+                    channel=rej.channel or None,
+                    category=req.category if req is not None else None,
+                    brand=req.brand if req is not None else None,
+                    reasons=rej.reasons,
+                )
+                audit.queue(pipe, tenant, ev, **where)
+            await pipe.execute()
 
     async def _live_push_token(self, tenant: str, req: NotifyRequest) -> None:
         """A push token its provider called unregistered is refused (one look-up, push only)."""

@@ -21,6 +21,7 @@ from compliance.policy import load_policy
 from gateway import keys, metrics, scripts
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
+from gateway.audit_api import HANDLERS as AUDIT_HANDLERS
 from gateway.auth import Authenticator
 from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
@@ -207,7 +208,7 @@ async def put_template(
         )
     document = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
     try:
-        tpl = await services(request.app.state).templates.put(who.tenant, name, document)
+        tpl = await services(request.app.state).templates.put(who.tenant, name, document, by=who.key_id)
     except TemplateRejected as exc:
         first = exc.reasons[0]
         raise Unprocessable(first["code"], first["detail"], reasons=exc.reasons) from None
@@ -376,6 +377,9 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         finally:
             if pipe is not None:
                 await pipe.aclose()
+            audit_store = app.state.services.audit
+            if audit_store is not None:
+                audit_store.close()
             await client.aclose()
 
     return Litestar(
@@ -394,6 +398,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             metrics_endpoint,
             *OPTOUT_HANDLERS,
             *UNSUBSCRIBE_HANDLERS,
+            *AUDIT_HANDLERS,
         ],
         lifespan=[lifespan],
         exception_handlers={

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.types import Receive, Scope, Send
 
 from gateway.accept import Acceptor
+from gateway.auditstore import AuditStore
 from gateway.auth import Authenticator, Principal
 from gateway.optouts import OptOuts
 from gateway.settings import Settings
@@ -31,6 +32,7 @@ class Services:
     acceptor: Acceptor
     templates: TenantTemplates
     optouts: OptOuts
+    audit: AuditStore | None = None  # opened on first use (an auditor's request)
 
 
 def services(state: State) -> Services:

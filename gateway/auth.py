@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from gateway import keys
+from gateway import audit, keys
+from gateway.audit import tenant_event
 from gateway.errors import Forbidden, Unauthorized
 
 SCOPES = ("notify", "optouts", "templates", "audit:read", "admin")
@@ -65,8 +66,12 @@ async def store_key(redis: aioredis.Redis, key: str, tenant: str, scopes: list[s
             },
         )
         pipe.sadd(keys.tenants(), tenant)
+        key_id = f"key_{digest[:12]}"
+        audit.queue(
+            pipe, tenant, tenant_event("api_key_created", key_id=key_id, name=name or None, scopes=scopes)
+        )
         await pipe.execute()
-    return f"key_{digest[:12]}"
+    return key_id
 
 
 def new_key() -> str:

@@ -468,6 +468,13 @@ class DeliveryEngine:
             duration_ms=round(elapsed * 1000, 1),
         )
         if result.outcome is Outcome.SENT:
+            sent_ev = event(
+                "sent",
+                at=done,
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+            )
+            attempt_ev += "\n" + sent_ev
             fields = {
                 "status": "sent",
                 "provider": result.provider,

@@ -54,11 +54,6 @@ def optouts(tenant: str, member: str) -> str:
     return f"{_t(tenant)}optout:{member}"
 
 
-def optout_log(tenant: str, member: str) -> str:
-    """List of every change to one member's opt-outs (JSON), oldest first. Never expires."""
-    return f"{_t(tenant)}optout-log:{member}"
-
-
 def cap(tenant: str, member: str, month: str) -> str:
     """Counter of one member's capped messages in one calendar month of their own zone."""
     return f"{_t(tenant)}cap:{member}:{month}"
@@ -107,3 +102,18 @@ def provider_rate(provider: str) -> str:
 def dead_token(tenant: str, token_hash: str) -> str:
     """Marks a push token its provider said is unregistered (SHA-256 of the token)."""
     return f"{_t(tenant)}deadtoken:{token_hash}"
+
+
+def audit(tenant: str) -> str:
+    """Stream of a tenant's audit events, written in the same script as the state change they record."""
+    return f"{_t(tenant)}audit"
+
+
+def audit_head(tenant: str) -> str:
+    """The last stored audit event of a tenant (``seq hash``): an anchor outside the audit store."""
+    return f"{_t(tenant)}audit-head"
+
+
+def audit_leader() -> str:
+    """Which audit consumer currently moves events into the store (one at a time keeps the order)."""
+    return f"{PREFIX}audit-leader"

@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from gateway import keys
+from gateway import keys, scripts
+from gateway.audit import tenant_event
 from gateway.recipients import Members, mask_address
 from gateway.timeutil import rfc3339, system_clock
 
@@ -31,9 +32,16 @@ def _entry(
     }
 
 
-def _change(entry: dict[str, Any]) -> dict[str, Any]:
-    # The change log is for auditors: the address masked, never plain.
-    return {"change": "opt_out", **entry, "address": mask_address(entry["address"])}
+def _opt_out_event(entry: dict[str, Any]) -> str:
+    # For auditors: the address stays out (the audit row carries its keyed hash and masked form).
+    return tenant_event(
+        "opt_out",
+        brand=entry["brand"],
+        channel=entry["channel"],
+        source=entry["source"],
+        reason=entry["reason"] or None,
+        by=entry["by"] or None,
+    )
 
 
 def scope(brand: str | None, channel: str | None) -> str:
@@ -42,11 +50,13 @@ def scope(brand: str | None, channel: str | None) -> str:
 
 
 class OptOuts:
-    """Read and write opt-out entries. Entries never expire; every change is logged."""
+    """Read and write opt-out entries. Entries never expire; every change goes to the audit stream."""
 
     def __init__(self, redis: aioredis.Redis, members: Members) -> None:
         self.redis = redis
         self.members = members
+        self._add = redis.register_script(scripts.OPTOUT_ADD)
+        self._remove = redis.register_script(scripts.OPTOUT_REMOVE)
 
     async def add(
         self,
@@ -64,14 +74,17 @@ class OptOuts:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
         entry = _entry(address, brand, channel, source, reason, by)
         member = self.members.of(address)
-        added = bool(
-            await self.redis.hsetnx(
-                keys.optouts(tenant, member), scope(brand, channel), msgspec.json.encode(entry)
-            )
+        added = await self._add(
+            keys=[keys.optouts(tenant, member), keys.audit(tenant)],
+            args=[
+                scope(brand, channel),
+                msgspec.json.encode(entry),
+                member,
+                mask_address(address),
+                _opt_out_event(entry),
+            ],
         )
-        if added:
-            await self._log(tenant, member, _change(entry))
-        return added
+        return bool(added)
 
     async def add_many(
         self, tenant: str, rows: Sequence[tuple[str, str | None, str | None]], *, source: str, by: str = ""
@@ -79,16 +92,22 @@ class OptOuts:
         """Opt many (address, brand, channel) out in two round trips; (imported, duplicates)."""
         if not rows:
             return 0, 0
-        entries = [(self.members.of(a), scope(b, c), _entry(a, b, c, source, "", by)) for a, b, c in rows]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for member, field, entry in entries:
-                pipe.hsetnx(keys.optouts(tenant, member), field, msgspec.json.encode(entry))
+            for address, brand, channel in rows:
+                entry = _entry(address, brand, channel, source, "", by)
+                member = self.members.of(address)
+                await self._add(
+                    keys=[keys.optouts(tenant, member), keys.audit(tenant)],
+                    args=[
+                        scope(brand, channel),
+                        msgspec.json.encode(entry),
+                        member,
+                        mask_address(address),
+                        _opt_out_event(entry),
+                    ],
+                    client=pipe,
+                )
             added = await pipe.execute()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for (member, _, entry), was_added in zip(entries, added, strict=True):
-                if was_added:
-                    pipe.rpush(keys.optout_log(tenant, member), msgspec.json.encode(_change(entry)))
-            await pipe.execute()
         imported = sum(1 for a in added if a)
         return imported, len(rows) - imported
 
@@ -121,30 +140,14 @@ class OptOuts:
         if not evidence.strip():
             raise ValueError("opting back in needs consent evidence")
         member = self.members.of(address)
-        removed = bool(await self.redis.hdel(keys.optouts(tenant, member), scope(brand, channel)))
-        if removed:
-            change = {
-                "change": "opt_in",
-                "address": mask_address(address),
-                "brand": brand,
-                "channel": channel,
-                "at": rfc3339(system_clock()),
-                "consent_evidence": evidence,
-                "by": by,
-            }
-            await self._log(tenant, member, change)
-        return removed
+        ev = tenant_event("opt_in", brand=brand, channel=channel, consent_evidence=evidence, by=by or None)
+        removed = await self._remove(
+            keys=[keys.optouts(tenant, member), keys.audit(tenant)],
+            args=[scope(brand, channel), member, mask_address(address), ev],
+        )
+        return bool(removed)
 
     async def entries(self, tenant: str, address: str) -> list[dict[str, Any]]:
         """Every entry of the address."""
         raw = await self.redis.hgetall(keys.optouts(tenant, self.members.of(address)))
         return [msgspec.json.decode(v) for v in raw.values()]
-
-    async def history(self, tenant: str, address: str) -> list[dict[str, Any]]:
-        """Every change of the address's opt-outs, oldest first."""
-        raw = await self.redis.lrange(keys.optout_log(tenant, self.members.of(address)), 0, -1)
-        return [msgspec.json.decode(v) for v in raw]
-
-    async def _log(self, tenant: str, member: str, change: dict[str, Any]) -> None:
-        # Kept for the auditors; the audit log (issue 6) will take these over.
-        await self.redis.rpush(keys.optout_log(tenant, member), msgspec.json.encode(change))

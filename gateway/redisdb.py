@@ -109,9 +109,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def sync_client(url: str) -> redis.Redis:
-    """A blocking client (rq and the CLI)."""
-    return redis.Redis.from_url(url, health_check_interval=30)
+def sync_client(url: str, *, decode: bool = False) -> redis.Redis:
+    """A blocking client (rq and the CLI); ``decode``: replies as str."""
+    return redis.Redis.from_url(url, health_check_interval=30, decode_responses=decode)
 
 
 def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:

@@ -6,14 +6,27 @@ also run on Redis Cluster.
 
 from __future__ import annotations
 
-# KEYS: idem, ntf, events, lease, ready, optouts, cap, held
+# Every script that adds to a notification's timeline also adds the same events to the tenant's audit
+# stream, in the same script: an event is in the audit stream exactly when the state change happened.
+# Entry fields: n notification id, m member (keyed hash of the address), a masked address, c channel,
+# e the events (JSON, one per line).
+AUDIT = """
+local function audit(stream, key, evs)
+  local f = redis.call('HMGET', key, 'id', 'member', 'masked', 'channel')
+  redis.call('XADD', stream, '*', 'n', f[1] or '', 'm', f[2] or '', 'a', f[3] or '', 'c', f[4] or '', 'e', evs)
+end
+"""
+
+# KEYS: idem, ntf, events, lease, ready, optouts, cap, held, audit
 # ARGV: [1] has_idem, [2] idem_record, [3] idem_ttl, [4] id, [5] lease ('' = none), [6] ttl ('' = none),
 #       [7] '1' ready now | '0' | the time it is held until, [8] cap_limit ('0' = no cap), [9] cap_ttl, [10] suppressed_ttl, [11] now (RFC 3339),
 #       [12] n_scopes, scope..., n_events, event..., field, value, ...
 # Idempotency, the opt-out test and the cap reservation happen together: no race between two requests.
 # Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'} or {'dup', stored idempotency record}.
 # Ids carry 80 random bits: the script does not check for a collision.
-ACCEPT = """
+ACCEPT = (
+    AUDIT
+    + """
 if ARGV[1] == '1' then
   local cur = redis.call('GET', KEYS[1])
   if cur then return {'dup', cur} end
@@ -37,8 +50,10 @@ if decision == 'accept' and cap > 0 then
   end
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, ev_at + 1 + n_events))
-redis.call('RPUSH', KEYS[3], unpack(ARGV, ev_at + 1, ev_at + n_events))
+local evs = {unpack(ARGV, ev_at + 1, ev_at + n_events)}
+redis.call('RPUSH', KEYS[3], unpack(evs))
 if decision == 'accept' then
+  audit(KEYS[9], KEYS[2], table.concat(evs, '\\n'))
   if cap > 0 then redis.call('HSET', KEYS[2], 'cap_counted', '1') end
   if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
   if ARGV[7] == '1' then
@@ -62,8 +77,10 @@ end
 local reasons = cjson.encode({why})
 redis.call('HSET', KEYS[2], 'status', 'suppressed', 'error_code', decision, 'reasons', reasons)
 local rule = decision == 'opted_out' and 'opt_out' or 'frequency_cap'
-redis.call('RPUSH', KEYS[3], cjson.encode({type = 'compliance', at = ARGV[11], stage = 'accept', rule = rule, outcome = 'suppress', reason = decision}))
-redis.call('RPUSH', KEYS[3], cjson.encode({type = 'suppressed', at = ARGV[11], reason = decision, detail = why.detail}))
+evs[#evs + 1] = cjson.encode({type = 'compliance', at = ARGV[11], stage = 'accept', rule = rule, outcome = 'suppress', reason = decision})
+evs[#evs + 1] = cjson.encode({type = 'suppressed', at = ARGV[11], reason = decision, detail = why.detail})
+redis.call('RPUSH', KEYS[3], evs[#evs - 1], evs[#evs])
+audit(KEYS[9], KEYS[2], table.concat(evs, '\\n'))
 redis.call('EXPIRE', KEYS[2], ARGV[10])
 redis.call('EXPIRE', KEYS[3], ARGV[10])
 if ARGV[1] == '1' then
@@ -76,6 +93,7 @@ if ARGV[1] == '1' then
 end
 return {'new', decision}
 """
+)
 
 # KEYS: idem.  ARGV: pending_record, ttl.  Reserve a key for a long request (batch).
 IDEM_RESERVE = """
@@ -97,7 +115,7 @@ local function give_back(key)
 end
 """
 
-# KEYS: lease, ntf1, ntf2, ...   ARGV: now, lease_until, now (RFC 3339), record_ttl, opt-out key prefix, id1, ...
+# KEYS: lease, audit, ntf1, ntf2, ...   ARGV: now, lease_until, now (RFC 3339), record_ttl, opt-out key prefix, id1, ...
 # Claims each notification that is due and not held by a live lease, after the dispatch-time opt-out
 # test (the member may have replied TD since accept). Returns per notification:
 #   {id, attempt, {field, value, ...}}  claimed
@@ -105,12 +123,13 @@ end
 #   {id, -2, {}}                        suppressed now: opted out since accept (cap slot given back)
 CLAIM = (
     GIVE_BACK
+    + AUDIT
     + """
 local now = tonumber(ARGV[1])
 local out = {}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local key = KEYS[i]
-  local id = ARGV[i + 4]
+  local id = ARGV[i + 3]
   local st = redis.call('HGET', key, 'status')
   local ok = false
   if st == 'queued' or st == 'scheduled' then
@@ -146,8 +165,10 @@ for i = 2, #KEYS do
         'reasons', cjson.encode({{code = 'opted_out', detail = detail}}))
       give_back(key)
       local ev = key .. ':ev'
-      redis.call('RPUSH', ev, cjson.encode({type = 'compliance', at = ARGV[3], stage = 'dispatch', rule = 'opt_out', outcome = 'suppress', reason = 'opted_out'}))
-      redis.call('RPUSH', ev, cjson.encode({type = 'suppressed', at = ARGV[3], reason = 'opted_out', detail = detail}))
+      local e1 = cjson.encode({type = 'compliance', at = ARGV[3], stage = 'dispatch', rule = 'opt_out', outcome = 'suppress', reason = 'opted_out'})
+      local e2 = cjson.encode({type = 'suppressed', at = ARGV[3], reason = 'opted_out', detail = detail})
+      redis.call('RPUSH', ev, e1, e2)
+      audit(KEYS[2], key, e1 .. '\\n' .. e2)
       redis.call('ZREM', KEYS[1], id)
       redis.call('EXPIRE', key, ARGV[4])
       redis.call('EXPIRE', ev, ARGV[4])
@@ -164,12 +185,13 @@ return out
 """
 )
 
-# KEYS: ntf, events, lease, dlq
+# KEYS: ntf, events, lease, dlq, audit
 # ARGV: attempt, kind (sent|retry|failed|dead|suppressed), now, event, lease_score, record_ttl, dlq_member,
 #       field, value, ...
 # Applies a send outcome if this attempt still owns the notification.
 OUTCOME = (
     GIVE_BACK
+    + AUDIT
     + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'sending' or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 'stale' end
@@ -178,6 +200,7 @@ for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
 for line in string.gmatch(ARGV[4], '[^\\n]+') do redis.call('RPUSH', KEYS[2], line) end
+audit(KEYS[5], KEYS[1], ARGV[4])
 local id = redis.call('HGET', KEYS[1], 'id')
 local kind = ARGV[2]
 if kind == 'retry' or kind == 'defer' then
@@ -193,7 +216,9 @@ if kind == 'sent' then
   local early = redis.call('HGET', KEYS[1], 'early_status')
   if early then
     redis.call('HSET', KEYS[1], 'status', early)
-    redis.call('RPUSH', KEYS[2], redis.call('HGET', KEYS[1], 'early_event'))
+    local early_event = redis.call('HGET', KEYS[1], 'early_event')
+    redis.call('RPUSH', KEYS[2], early_event)
+    audit(KEYS[5], KEYS[1], early_event)
     redis.call('HDEL', KEYS[1], 'early_status', 'early_event')
     kind = early
   end
@@ -206,10 +231,12 @@ return kind
 """
 )
 
-# KEYS: ntf, events.  ARGV: final_status, event, now, record_ttl, field, value, ...
+# KEYS: ntf, events, audit.  ARGV: final_status, event, now, record_ttl, field, value, ...
 # A delivery receipt: final for a sent notification (or one waiting to retry an unconfirmed attempt),
 # kept aside if it beat the send's record; ignored for one never sent.
-RECEIPT = """
+RECEIPT = (
+    AUDIT
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'unknown' end
 if st == 'delivered' or st == 'undelivered' then return 'duplicate' end
@@ -218,6 +245,7 @@ for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 if st == 'sent' then
   redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[3], unpack(fields))
   redis.call('RPUSH', KEYS[2], ARGV[2])
+  audit(KEYS[3], KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   return ARGV[1]
@@ -232,16 +260,19 @@ end
 if (st == 'queued' or st == 'scheduled') and tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
   redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[3], unpack(fields))
   redis.call('RPUSH', KEYS[2], ARGV[2])
+  audit(KEYS[3], KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   return ARGV[1]
 end
 return 'ignored'
 """
+)
 
-# KEYS: ntf, events, lease.  ARGV: event, now, record_ttl
+# KEYS: ntf, events, lease, audit.  ARGV: event, now, record_ttl
 CANCEL = (
     GIVE_BACK
+    + AUDIT
     + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'unknown' end
@@ -249,6 +280,7 @@ if st ~= 'queued' and st ~= 'scheduled' then return st end
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[1])
+audit(KEYS[4], KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], id)
 give_back(KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -257,9 +289,11 @@ return 'ok'
 """
 )
 
-# KEYS: ntf, events, lease, dlq.  ARGV: event, now, lease_score, dlq_member
+# KEYS: ntf, events, lease, dlq, audit.  ARGV: event, now, lease_score, dlq_member
 # Puts a dead-lettered (failed) notification back in the queue with fresh attempts.
-REPLAY = """
+REPLAY = (
+    AUDIT
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 redis.call('ZREM', KEYS[4], ARGV[4])
 if st ~= 'failed' then return st or 'unknown' end
@@ -269,9 +303,11 @@ redis.call('PERSIST', KEYS[2])
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'not_before', ARGV[2], 'updated_at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'error_code', 'error_detail')
 redis.call('RPUSH', KEYS[2], ARGV[1])
+audit(KEYS[5], KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], id)
 return 'queued'
 """
+)
 
 # KEYS: lease.  ARGV: now, new_score, limit.  Takes notifications whose lease ran out (the housekeeper).
 REAP = """
@@ -285,4 +321,28 @@ POP_DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
 return ids
+"""
+
+# KEYS: ntf, events, audit.  ARGV: event.  Adds an event to a notification's timeline (and the audit stream).
+APPEND_EVENT = (
+    AUDIT
+    + """
+redis.call('RPUSH', KEYS[2], ARGV[1])
+audit(KEYS[3], KEYS[1], ARGV[1])
+return 1
+"""
+)
+
+# KEYS: optouts, audit.  ARGV: scope, entry, member, masked, event.  An opt-out and its audit event.
+OPTOUT_ADD = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'n', '', 'm', ARGV[3], 'a', ARGV[4], 'c', '', 'e', ARGV[5])
+return 1
+"""
+
+# KEYS: optouts, audit.  ARGV: scope, member, masked, event.  An opt-back-in and its audit event.
+OPTOUT_REMOVE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'n', '', 'm', ARGV[2], 'a', ARGV[3], 'c', '', 'e', ARGV[4])
+return 1
 """

@@ -53,6 +53,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 86_400
     record_ttl_seconds: Annotated[int, Meta(ge=3600)] = 7 * 86_400
     api_key_cache_seconds: Annotated[float, Meta(ge=0)] = 5.0
+    # Audit store: sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db.
+    audit_url: str = "sqlite:///var/audit.sqlite3"
+    # MIIT asks for at least 5 months of send and subscription records.
+    audit_retention_days: Annotated[int, Meta(ge=150)] = 183
+    # Whether `tidings worker` also runs an audit consumer (one leads at a time; the others stand by).
+    audit_consumer: bool = True
     # Worker metrics port for `tidings worker` (0: none).
     worker_metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     log_level: str = "INFO"

@@ -71,6 +71,7 @@ class Store:
         self._claim = redis.register_script(scripts.CLAIM)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._replay = redis.register_script(scripts.REPLAY)
+        self._append_event = redis.register_script(scripts.APPEND_EVENT)
         self._shas: dict[str, str | None] = {}
 
     # -- accept ---------------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class Store:
             optout_key or ntf_key,
             cap_key or ntf_key,
             keys.held(tenant, record["channel"]),
+            keys.audit(tenant),
         ]
         status = record["status"]
         ready = "1" if status == "queued" else record["not_before"] if status == "scheduled" else "0"
@@ -212,7 +214,7 @@ class Store:
         """Take ownership of the due notifications among ids for one attempt (after the opt-out test)."""
         if not ids:
             return Claim([], {}, [])
-        k = [keys.leases(tenant), *(keys.notification(tenant, i) for i in ids)]
+        k = [keys.leases(tenant), keys.audit(tenant), *(keys.notification(tenant, i) for i in ids)]
         args: list[str | int] = [
             repr(now),
             repr(lease_until),
@@ -250,6 +252,7 @@ class Store:
                         keys.events(tenant, o.id),
                         keys.leases(tenant),
                         keys.dead_letters(tenant),
+                        keys.audit(tenant),
                     ],
                     [
                         o.attempt,
@@ -273,8 +276,11 @@ class Store:
             await pipe.execute()
 
     async def append_event(self, tenant: str, ntf_id: str, ev: str) -> None:
-        """Add an event to a notification's timeline."""
-        await self.redis.rpush(keys.events(tenant, ntf_id), ev)
+        """Add an event to a notification's timeline (and to the audit stream)."""
+        await self._append_event(
+            keys=[keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.audit(tenant)],
+            args=[ev],
+        )
 
     async def mark_dead_tokens(self, tenant: str, tokens: Iterable[str]) -> None:
         """Remember push tokens a provider called unregistered (for 180 days)."""
@@ -306,7 +312,7 @@ class Store:
                 flat += (k, v)
             calls.append(
                 (
-                    [keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id)],
+                    [keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.audit(tenant)],
                     [status, ev, now, self.record_ttl, *flat],
                 )
             )
@@ -315,7 +321,12 @@ class Store:
     async def cancel(self, tenant: str, ntf_id: str, ev: str) -> str:
         """Cancel a queued or scheduled notification; returns 'ok', 'unknown' or the status that prevents it."""
         res = await self._cancel(
-            keys=[keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.leases(tenant)],
+            keys=[
+                keys.notification(tenant, ntf_id),
+                keys.events(tenant, ntf_id),
+                keys.leases(tenant),
+                keys.audit(tenant),
+            ],
             args=[ev, repr(system_clock()), self.record_ttl],
         )
         return _s(res)
@@ -328,6 +339,7 @@ class Store:
                 keys.events(tenant, ntf_id),
                 keys.leases(tenant),
                 keys.dead_letters(tenant),
+                keys.audit(tenant),
             ],
             args=[ev, repr(now), repr(lease_score), f"{ntf_id}"],
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -11,7 +12,8 @@ import redis.asyncio as aioredis
 from compliance.content import Draft, FooterRule, WordingRule, run
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
-from gateway import keys
+from gateway import audit, keys
+from gateway.audit import tenant_event
 from templates.renderer import CHANNEL_FIELDS, InvalidTemplate, Renderer, Template, parse_template
 
 
@@ -101,10 +103,16 @@ class TenantTemplates:
             raise TemplateRejected(problems)
         return tpl
 
-    async def put(self, tenant: str, name: str, document: dict[str, Any]) -> Template:
-        """Store a template (after check); the tenant's cache is dropped."""
+    async def put(self, tenant: str, name: str, document: dict[str, Any], by: str = "") -> Template:
+        """Store a template (after check) with its audit event; the tenant's cache is dropped."""
         tpl = self.check(name, document)
-        stored = {k: v for k, v in {**document, "name": name}.items()}
-        await self.redis.hset(keys.templates(tenant), name, msgspec.json.encode(stored))
+        stored = msgspec.json.encode({**document, "name": name})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.templates(tenant), name, stored)
+            ev = tenant_event(
+                "template_changed", name=name, sha256=hashlib.sha256(stored).hexdigest(), by=by or None
+            )
+            audit.queue(pipe, tenant, ev)
+            await pipe.execute()
         self._cache.pop(tenant, None)
         return tpl

@@ -28,6 +28,8 @@ from channels.routing import Router
 from compliance.policy import load_policy
 from gateway import keys
 from gateway.accept import Acceptor, accept_fallbacks
+from gateway.auditconsumer import AuditConsumer, AuditThread
+from gateway.auditstore import open_store
 from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
 from gateway.health import RedisHealth
 from gateway.redisdb import async_client, sync_client
@@ -229,6 +231,7 @@ def run_worker(
     housekeeper.start()
     batcher = Batcher(redis_url, channels, settings.batch_size)
     batcher.start()
+    auditor = start_audit_thread(settings, redis_url, name) if settings.audit_consumer else None
     worker = ThreadWorker(queue_names, connection=runtime.sync, name=name, worker_ttl=20)
     if stop is not None:
         threading.Thread(target=_stop_when, args=(stop, worker), daemon=True).start()
@@ -237,10 +240,26 @@ def run_worker(
     finally:
         housekeeper.stopping.set()
         batcher.stopping.set()
+        if auditor is not None:
+            auditor.stopping.set()
         housekeeper.join(5)
         batcher.join(5)
+        if auditor is not None:
+            auditor.join(10)
+            auditor.consumer.store.close()
         Runtime.install(None)
         runtime.close()
+
+
+def start_audit_thread(settings: Settings, redis_url: str, name: str) -> AuditThread:
+    """The audit consumer beside the worker (it stands by unless it holds the leader lease)."""
+    store = open_store(settings.audit_url)
+    consumer = AuditConsumer(
+        sync_client(redis_url, decode=True), store, name=name, retention_days=settings.audit_retention_days
+    )
+    thread = AuditThread(consumer)
+    thread.start()
+    return thread
 
 
 def _stop_when(stop: threading.Event, worker: ThreadWorker) -> None:

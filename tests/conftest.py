@@ -161,14 +161,17 @@ def real_clock() -> Iterator[None]:
 
 
 @pytest.fixture
-def stack_factory(redis_url: str, rdb: redis.Redis, quiet_off_policy: str) -> Iterator[Callable[..., Stack]]:
+def stack_factory(
+    redis_url: str, rdb: redis.Redis, quiet_off_policy: str, tmp_path: Path
+) -> Iterator[Callable[..., Stack]]:
     """Start stacks with settings overrides; everything is stopped at teardown."""
     started: list[Stack] = []
 
     def start(workers: int = 1, **overrides: Any) -> Stack:
         api_port, sim_port = free_port(), free_port()
         api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
-        values = {**FAST, "policy_path": quiet_off_policy, **overrides}
+        audit_url = f"sqlite:///{tmp_path}/audit-{api_port}.sqlite3"
+        values = {**FAST, "policy_path": quiet_off_policy, "audit_url": audit_url, **overrides}
         settings = load_settings({}, simulator_url=sim_url, public_url=api_url, redis_url=redis_url, **values)
         make_key(redis_url, API_KEY, TENANT, list(SCOPES))
         simulator = Simulator(api_url, settings.simulator_secret)

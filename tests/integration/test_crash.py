@@ -30,6 +30,7 @@ def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
         "TIDINGS_BATCH_SIZE": "50",
         "TIDINGS_SEND_CONCURRENCY": "8",
         "TIDINGS_LOG_LEVEL": "WARNING",
+        "TIDINGS_AUDIT_URL": stack.settings.audit_url,
     }
     return subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], cwd=ROOT, env=env)
 

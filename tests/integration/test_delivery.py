@@ -38,7 +38,7 @@ def test_points_expiry_sms_is_delivered_with_timeline(stack: Stack) -> None:
         view = c.get(f"/v1/notifications/{ntf_id}").json()
     assert view["to"]["phone"] == "+86138****5678"
     assert "13812345678" not in str(view)
-    assert [e["type"] for e in view["events"]] == ["accepted", "compliance", "attempt", "receipt"]
+    assert [e["type"] for e in view["events"]] == ["accepted", "compliance", "attempt", "sent", "receipt"]
     decided = {d["rule"]: d["outcome"] for d in view["events"][1]["decisions"]}
     assert decided == {
         "wording": "pass",

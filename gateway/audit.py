@@ -1,0 +1,146 @@
+"""Audit events on their way in: the per-tenant Redis stream, and the rows the audit store keeps.
+
+Notification events reach the stream from the Lua scripts that change the notification (see
+``scripts.AUDIT``); tenant-level changes (opt-outs, templates, API keys) from the code here, each in the
+same round trip as its change. The consumer (``auditconsumer``) turns stream entries into ``AuditRow``
+values: one per event, the address only as its keyed hash and masked form, with any phone number or
+email address inside free text masked too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from gateway import keys
+from gateway.recipients import mask_email
+from gateway.timeutil import rfc3339, system_clock
+
+# The audit's event types. Notification events are the timeline's own; the rest are tenant changes.
+NOTIFICATION_TYPES = (
+    "accepted",
+    "compliance",
+    "scheduled",
+    "deferred",
+    "attempt",
+    "sent",
+    "receipt",
+    "suppressed",
+    "failed",
+    "cancelled",
+    "replayed",
+    "fallback",
+)
+TENANT_TYPES = ("rejected", "opt_out", "opt_in", "template_changed", "api_key_created")
+TYPES = NOTIFICATION_TYPES + TENANT_TYPES
+
+_json = msgspec.json.Encoder(order="sorted")
+_decode = msgspec.json.Decoder()
+
+# A Chinese mobile number (with or without +86 and separators) or any other E.164-looking number inside
+# free text (a consent note, an SMS the member's own number was pasted into). Digit runs that are longer
+# (provider ids, timestamps) do not match.
+_PHONE_IN_TEXT = re.compile(
+    r"(?<![\d+])(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)|\+\d{8,15}(?!\d)"
+)
+_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def _mask_digits(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return f"{digits[:3]}****{digits[-4:]}" if len(digits) > 7 else "****"
+
+
+def scrub(text: str) -> str:
+    """Mask phone numbers and email addresses inside free text (the audit store never holds them)."""
+    if "@" in text:
+        text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
+    return _PHONE_IN_TEXT.sub(_mask_digits, text)
+
+
+class AuditRow(msgspec.Struct, frozen=True):
+    """One event as the audit store keeps it (before the chain gives it ``seq`` and hashes)."""
+
+    tenant: str
+    event_id: str
+    at_ms: int
+    type: str
+    notification_id: str
+    channel: str
+    member: str  # keyed hash of the address ('' when the event has none)
+    address: str  # masked address
+    body: str  # the event itself, canonical JSON (sorted keys), free text scrubbed
+
+
+def tenant_of(stream: str) -> str:
+    """``tid:{acme}:audit`` -> ``acme``."""
+    start = stream.index("{") + 1
+    return stream[start : stream.index("}", start)]
+
+
+def rows_of(tenant: str, entry_id: str, fields: Mapping[str, str]) -> Iterator[AuditRow]:
+    """The audit rows of one stream entry (one per event line); event ids are ``<entry id>.<index>``."""
+    stream_ms = int(entry_id.partition("-")[0])
+    for index, line in enumerate(fields.get("e", "").split("\n")):
+        if not line:
+            continue
+        event: dict[str, Any] = _decode.decode(line)
+        kind = str(event.get("type", "unknown"))
+        yield AuditRow(
+            tenant=tenant,
+            event_id=f"{entry_id}.{index}",
+            at_ms=_at_ms(event.get("at"), stream_ms),
+            type=kind,
+            notification_id=fields.get("n", ""),
+            channel=fields.get("c", "") or str(event.get("channel") or ""),
+            member=fields.get("m", ""),
+            address=fields.get("a", ""),
+            body=scrub(_json.encode(event).decode()),
+        )
+
+
+def _at_ms(at: Any, fallback: int) -> int:
+    if isinstance(at, str):
+        try:
+            return int(datetime.fromisoformat(at).timestamp() * 1000)
+        except ValueError:
+            pass
+    return fallback
+
+
+def tenant_event(kind: str, **fields: Any) -> str:
+    """A tenant-level audit event as JSON (None fields left out)."""
+    body = {"type": kind, "at": rfc3339(system_clock())}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return _json.encode(body).decode()
+
+
+def entry(
+    event: str, *, member: str = "", masked: str = "", channel: str = "", ntf_id: str = ""
+) -> dict[str, str]:
+    """The fields of one stream entry (the same shape the Lua scripts write)."""
+    return {"n": ntf_id, "m": member, "a": masked, "c": channel, "e": event}
+
+
+def queue(pipe: Pipeline, tenant: str, event: str, **where: str) -> None:
+    """Add one tenant-level event to a MULTI pipeline, beside the change it records."""
+    pipe.xadd(keys.audit(tenant), entry(event, **where))  # type: ignore[arg-type]
+
+
+async def record(redis: aioredis.Redis, tenant: str, event: str, **where: str) -> None:
+    """Add one tenant-level event that goes with no state change (a rejected request)."""
+    await redis.xadd(keys.audit(tenant), entry(event, **where))  # type: ignore[arg-type]
+
+
+def parse_anchor(raw: bytes | str | None) -> tuple[int, str] | None:
+    """The ``seq hash`` anchor the consumer keeps in Redis, as (seq, hash)."""
+    if not raw:
+        return None
+    seq, _, digest = (raw.decode() if isinstance(raw, bytes) else raw).partition(" ")
+    return int(seq), digest
