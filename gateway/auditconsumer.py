@@ -197,6 +197,8 @@ class AuditConsumer:
             if fields is not None:  # None: deleted after a commit whose acknowledgement was lost
                 rows.extend(rows_of(tenant_of(stream), entry_id, fields))
         appended = self.store.append(rows)
+        if appended.duplicates:
+            log.info("audit: %d event(s) read again were already stored (skipped)", appended.duplicates)
         by_stream: dict[str, list[str]] = {}
         for stream, entry_id, _ in entries:
             by_stream.setdefault(stream, []).append(entry_id)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import keys
+from gateway import audit_cli, keys
 from gateway.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("tidings")
@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("ids", nargs="*", help="ids to replay (default: all)")
     replay.set_defaults(func=cmd_dlq_replay)
 
-    for sp in (serve, worker, create, dlq_list, replay, imp, exp):
+    audit_redis = audit_cli.add_parsers(sub)
+
+    for sp in (serve, worker, create, dlq_list, replay, imp, exp, *audit_redis):
         sp.add_argument(
             "--data-dir",
             default="./var",
