@@ -16,9 +16,15 @@ from gateway.settings import Settings
 # use them: `tidings lint` and friends start fast.
 
 
-def _fail(message: str) -> Exception:
-    from gateway.cli import CliError
+class CliError(Exception):
+    """A usage or environment problem worth one line (every `tidings` command raises this one).
 
+    It lives here, not in ``gateway.cli``: run as ``python -m gateway.cli`` that module is
+    ``__main__``, and a class imported back from ``gateway.cli`` would be a different class.
+    """
+
+
+def _fail(message: str) -> Exception:
     return CliError(message)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import audit_cli, keys
+from gateway.audit_cli import CliError
 from gateway.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("tidings")
@@ -59,10 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
-
-
-class CliError(Exception):
-    """A usage or environment problem worth one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import random
 import signal
@@ -322,3 +323,56 @@ def test_killing_the_consumer_mid_batch_loses_and_duplicates_nothing(
         assert r.xpending(keys.audit(TENANT), "audit")["pending"] == 0
     finally:
         store.close()
+
+
+def test_the_cli_searches_exports_and_verifies_and_exits_1_on_a_broken_chain(
+    stack: Stack, tmp_path: Path
+) -> None:
+    with stack.client() as c:
+        r = c.post("/v1/notify", json=points_expiry(PHONE))
+        ntf_id = r.json()["id"]
+        delivered(c, ntf_id)
+        wait_for(lambda: any(e["type"] == "receipt" for e in search(c, address=PHONE)), timeout=15)
+    env = {
+        **os.environ,
+        "TIDINGS_REDIS_URL": stack.redis_url,
+        "TIDINGS_AUDIT_URL": stack.settings.audit_url,
+        "TIDINGS_HMAC_KEY": stack.settings.hmac_key,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "audit", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    found = cli("search", "--tenant", TENANT, "--address", "+86 139 1234 0001")
+    assert found.returncode == 0, found.stderr
+    lines = [json.loads(x) for x in found.stdout.splitlines()]
+    assert [e["type"] for e in lines] == ["accepted", "compliance", "attempt", "sent", "receipt"]
+    assert {e["address"] for e in lines} == {MASKED} and PHONE not in found.stdout
+    out = tmp_path / "audit.csv"
+    exported = cli("export", "--tenant", TENANT, "--output", str(out))
+    assert exported.returncode == 0 and "event(s) exported" in exported.stderr
+    assert out.read_text(encoding="utf-8").count(ntf_id) == 5
+    ok = cli("verify")
+    assert ok.returncode == 0 and json.loads(ok.stdout.splitlines()[0])["ok"] is True
+    bad_time = cli("search", "--tenant", TENANT, "--from", "yesterday")
+    assert bad_time.returncode == 2 and "validation_error" in bad_time.stderr
+
+    path = stack.settings.audit_url.removeprefix("sqlite:///")
+    backend = Backend("sqlite", stack.settings.audit_url, path=Path(path))
+    backend.disable_guards()
+    backend.raw(
+        "UPDATE audit_events SET body = replace(body, 'delivered', 'undelivered') WHERE type = 'receipt'"
+    )
+    broken = cli("verify", "--tenant", TENANT)
+    assert broken.returncode == 1
+    report = json.loads(broken.stdout)
+    assert report["ok"] is False and report["broken"]["reason"] == "altered"
+    receipt = next(e for e in lines if e["type"] == "receipt")
+    assert report["broken"]["seq"] == receipt["seq"]
