@@ -27,7 +27,7 @@ from bench.common import redis_for_bench
 from gateway import keys
 from gateway.audit import AuditRow, entry
 from gateway.auditconsumer import AuditConsumer
-from gateway.auditstore import COLUMNS, open_store
+from gateway.auditstore import COLUMNS, open_store, row_values
 
 BODY = '{"at":"2026-11-25T10:00:00.123Z","channel":"sms","status":"queued","type":"accepted"}'
 
@@ -68,23 +68,7 @@ def bare_sqlite(path: Path, data: list[AuditRow]) -> float:
             conn.execute("BEGIN")
             conn.executemany(
                 "INSERT INTO bare VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        r.tenant,
-                        i + j,
-                        r.event_id,
-                        r.at_ms,
-                        r.type,
-                        r.notification_id,
-                        r.channel,
-                        r.member,
-                        r.address,
-                        r.body,
-                        "",
-                        "",
-                    )
-                    for j, r in enumerate(data[i : i + 1000])
-                ],
+                [row_values(r, i + j, "", "") for j, r in enumerate(data[i : i + 1000])],
             )
             conn.execute("COMMIT")
 
@@ -104,22 +88,7 @@ def bare_postgres(url: str, data: list[AuditRow]) -> float:
             for i in range(0, len(data), 1000):
                 with conn.cursor() as cur, cur.copy(f"COPY bare ({COLUMNS}) FROM STDIN") as copy:
                     for j, r in enumerate(data[i : i + 1000]):
-                        copy.write_row(
-                            (
-                                r.tenant,
-                                i + j,
-                                r.event_id,
-                                r.at_ms,
-                                r.type,
-                                r.notification_id,
-                                r.channel,
-                                r.member,
-                                r.address,
-                                r.body,
-                                "",
-                                "",
-                            )
-                        )
+                        copy.write_row(row_values(r, i + j, "", ""))
                 conn.commit()
 
         return timed(run)

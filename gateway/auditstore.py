@@ -131,6 +131,24 @@ def chain_hash(prev_hash: str, tenant: str, seq: int, row: AuditRow | StoredEven
     return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
 
 
+def row_values(row: AuditRow, seq: int, prev_hash: str, digest: str) -> tuple[Any, ...]:
+    """A row's values in ``COLUMNS`` order."""
+    return (
+        row.tenant,
+        seq,
+        row.event_id,
+        row.at_ms,
+        row.type,
+        row.notification_id,
+        row.channel,
+        row.member,
+        row.address,
+        row.body,
+        prev_hash,
+        digest,
+    )
+
+
 @dataclass
 class Appended:
     """What one append did: rows stored, duplicates skipped, and each touched tenant's new head."""
@@ -198,6 +216,21 @@ class AuditStore:
         return list(rows)
 
     # -- writing ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[_Cursor]:
+        """A write transaction (heads locked as they are read), committed or rolled back whole."""
+        conn = self._conn()
+        cur = conn.cursor()
+        try:
+            self._begin(cur)
+            yield cur
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
+
     def append(self, rows: Sequence[AuditRow]) -> Appended:
         """Store rows in order, each tenant's chain extended; rows whose event id is stored are skipped."""
         result = Appended()
@@ -206,10 +239,7 @@ class AuditStore:
         by_tenant: dict[str, list[AuditRow]] = {}
         for row in rows:
             by_tenant.setdefault(row.tenant, []).append(row)
-        conn = self._conn()
-        cur = conn.cursor()
-        try:
-            self._begin(cur)
+        with self._transaction() as cur:
             for tenant, trows in by_tenant.items():
                 seq, prev = self._locked_head(cur, tenant)
                 seen = self._stored_ids(cur, tenant, [r.event_id for r in trows])
@@ -221,22 +251,7 @@ class AuditStore:
                     seen.add(r.event_id)
                     seq += 1
                     digest = chain_hash(prev, tenant, seq, r)
-                    values.append(
-                        (
-                            tenant,
-                            seq,
-                            r.event_id,
-                            r.at_ms,
-                            r.type,
-                            r.notification_id,
-                            r.channel,
-                            r.member,
-                            r.address,
-                            r.body,
-                            prev,
-                            digest,
-                        )
-                    )
+                    values.append(row_values(r, seq, prev, digest))
                     prev = digest
                 if values:
                     self._insert(cur, values)
@@ -246,12 +261,6 @@ class AuditStore:
                     )
                     result.stored += len(values)
                 result.heads[tenant] = (seq, prev)
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            cur.close()
         return result
 
     def _insert(self, cur: Any, values: list[tuple[Any, ...]]) -> None:
@@ -290,10 +299,7 @@ class AuditStore:
         """Remove events older than ``before_ms`` behind a checkpoint; returns how many were removed."""
         removed = 0
         for tenant in self.tenants():
-            conn = self._conn()
-            cur = conn.cursor()
-            try:
-                self._begin(cur)
+            with self._transaction() as cur:
                 head_seq, _ = self._locked_head(cur, tenant)
                 cur.execute(
                     self._sql("SELECT MIN(seq) FROM audit_events WHERE tenant = ? AND at_ms >= ?"),
@@ -317,12 +323,6 @@ class AuditStore:
                         self._sql("DELETE FROM audit_events WHERE tenant = ? AND seq <= ?"), (tenant, cut)
                     )
                     removed += cut - start
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                cur.close()
         return removed
 
     def _checkpoint(self, cur: _Cursor, tenant: str) -> tuple[int, str]:

@@ -72,19 +72,8 @@ class OptOuts:
         """Opt the address out for the scope; False if that entry already existed (nothing changed)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
-        entry = _entry(address, brand, channel, source, reason, by)
-        member = self.members.of(address)
-        added = await self._add(
-            keys=[keys.optouts(tenant, member), keys.audit(tenant)],
-            args=[
-                scope(brand, channel),
-                msgspec.json.encode(entry),
-                member,
-                mask_address(address),
-                _opt_out_event(entry),
-            ],
-        )
-        return bool(added)
+        k, a = self._add_call(tenant, _entry(address, brand, channel, source, reason, by))
+        return bool(await self._add(keys=k, args=a))
 
     async def add_many(
         self, tenant: str, rows: Sequence[tuple[str, str | None, str | None]], *, source: str, by: str = ""
@@ -94,22 +83,23 @@ class OptOuts:
             return 0, 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for address, brand, channel in rows:
-                entry = _entry(address, brand, channel, source, "", by)
-                member = self.members.of(address)
-                await self._add(
-                    keys=[keys.optouts(tenant, member), keys.audit(tenant)],
-                    args=[
-                        scope(brand, channel),
-                        msgspec.json.encode(entry),
-                        member,
-                        mask_address(address),
-                        _opt_out_event(entry),
-                    ],
-                    client=pipe,
-                )
+                k, a = self._add_call(tenant, _entry(address, brand, channel, source, "", by))
+                await self._add(keys=k, args=a, client=pipe)
             added = await pipe.execute()
         imported = sum(1 for a in added if a)
         return imported, len(rows) - imported
+
+    def _add_call(self, tenant: str, entry: dict[str, Any]) -> tuple[list[str], list[str | bytes]]:
+        """KEYS and ARGV of the script that adds one entry and its audit event."""
+        address = entry["address"]
+        member = self.members.of(address)
+        return [keys.optouts(tenant, member), keys.audit(tenant)], [
+            scope(entry["brand"], entry["channel"]),
+            msgspec.json.encode(entry),
+            member,
+            mask_address(address),
+            _opt_out_event(entry),
+        ]
 
     async def export(self, tenant: str) -> AsyncIterator[dict[str, Any]]:
         """Every entry of the tenant, a SCAN at a time (flat memory)."""

@@ -17,11 +17,11 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def postgres_base() -> str | None:
-    """TIDINGS_TEST_POSTGRES_URL (then it must work: .ci/run sets it when a server answers), else the
+    """AUDIT_TEST_POSTGRES_URL (then it must work: .ci/run sets it when a server answers), else the
     local default if one answers, else None (the PostgreSQL cases are skipped)."""
     import psycopg
 
-    given = os.environ.get("TIDINGS_TEST_POSTGRES_URL")
+    given = os.environ.get("AUDIT_TEST_POSTGRES_URL")
     try:
         psycopg.connect(given or DEFAULT_POSTGRES, connect_timeout=3).close()
     except psycopg.OperationalError:
@@ -82,7 +82,7 @@ def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
         return
     base = postgres_base()
     if base is None:
-        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432 (set TIDINGS_TEST_POSTGRES_URL)")
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432 (set AUDIT_TEST_POSTGRES_URL)")
     import psycopg
 
     schema = f"audit_test_{secrets.token_hex(6)}"
