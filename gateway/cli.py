@@ -172,7 +172,11 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     api_url = f"http://{args.host}:{args.port}"
     sim_url = f"http://{args.host}:{args.sim_port}"
-    settings = load_settings(simulator_url=sim_url, public_url=api_url)
+    overrides: dict[str, Any] = {"simulator_url": sim_url, "public_url": api_url}
+    if "TIDINGS_AUDIT_URL" not in os.environ:
+        # The audit log sits beside the embedded Redis's data, wherever --data-dir puts it.
+        overrides["audit_url"] = f"sqlite:///{Path(args.data_dir).resolve() / 'audit.sqlite3'}"
+    settings = load_settings(**overrides)
     stop = threading.Event()
     worker_thread: threading.Thread | None = None
     try:
@@ -203,7 +207,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
                 print(
                     f"\nTidings is up.\n  API        {api_url}   (OpenAPI: {api_url}/schema/openapi.json)\n"
                     f"  simulator  {sim_url}/messages\n  API key    {settings.api_key}   (tenant {settings.dev_tenant})\n"
-                    f"  redis      {redis_shown}\nCtrl-C stops everything.\n",
+                    f"  redis      {redis_shown}\n  audit log  {settings.audit_url}\n"
+                    "Ctrl-C stops everything.\n",
                     flush=True,
                 )
             else:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import redis
 from gateway.audit import AuditRow
 from gateway.auditstore import open_store
 from gateway.redisdb import free_port
+from tests.auditdb import Backend, make_backend
 from tests.conftest import API_KEY, ROOT, TENANT, make_key, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,10 +57,15 @@ def fill(url: str, n: int) -> None:
         store.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from make_backend(request.param, tmp_path)
+
+
 def test_a_million_event_export_streams_with_flat_memory(
-    redis_url: str, rdb: redis.Redis, tmp_path: Path
+    redis_url: str, rdb: redis.Redis, backend: Backend
 ) -> None:
-    audit_url = f"sqlite:///{tmp_path}/audit.sqlite3"
+    audit_url = backend.url
     fill(audit_url, N)
     make_key(redis_url, API_KEY, TENANT, ["audit:read"])
     port = free_port()
