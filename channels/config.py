@@ -139,6 +139,17 @@ def load_router(path: str | Path, environ: dict[str, str] | None = None, pool_si
         raise ProvidersError(f"{path}: {exc}") from None
 
 
+def route_names(path: str | Path | None) -> dict[str, list[str]]:
+    """Channel -> provider names of a providers file (no adapters built); None: the simulator's."""
+    if path is None:
+        return {c: ["simulator"] for c in ("sms", "mms", "push", "email")}
+    try:
+        parsed = msgspec.convert(tomllib.loads(Path(path).read_text()), ProvidersFile)
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise ProvidersError(f"{path}: {exc}") from None
+    return {channel: [r.provider for r in entries] for channel, entries in parsed.routes.items()}
+
+
 def simulator_router(base_url: str, secret: str, timeout: float) -> Router:
     """The default without a providers file: the simulator carries every channel."""
     # A dev stand-in: a short cool-down, so a cleared fault shows within seconds.

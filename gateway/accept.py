@@ -89,6 +89,7 @@ class Prepared:
     extra_events: list[str] = field(default_factory=list)
     accepted_at: str = ""
     state: StateArgs = field(default_factory=StateArgs)
+    category: str = "marketing"
 
     def suppress(self, decision: str) -> None:
         """The accept script suppressed it (opt-out or cap): the answer says so."""
@@ -371,6 +372,7 @@ class Acceptor:
             "status": status,
             "not_before": repr(due),
             "updated_at": repr(now),
+            "created_at": repr(now),
             "attempts": "0",
             "reasons": _encode.encode(reasons).decode(),
             "member": member,
@@ -412,6 +414,7 @@ class Acceptor:
             extra,
             at,
             state,
+            req.category,
         )
 
     def _state_rules(
@@ -456,11 +459,19 @@ class Acceptor:
         for p in accepted:
             # Held ones wait in their channel's held set (written by the accept script itself).
             metrics.NOTIFICATIONS_BY.inc(p.record["channel"], p.result.status)
+            metrics.ACCEPTED.inc(p.record["channel"], p.category, p.result.status)
+            code = p.result.reasons[0]["code"] if p.result.status == "suppressed" else None
+            if code in ("opted_out", "frequency_cap"):  # decided by the accept script
+                metrics.DECISIONS_BY.inc("opt_out" if code == "opted_out" else "frequency_cap", "suppress")
 
     async def _audit_rejections(
         self, tenant: str, rejected: Sequence[tuple[NotifyRequest | None, Rejected]]
     ) -> None:
         """Rejected requests are never stored, but auditors see that, and why, they were refused."""
+        for req, rej in rejected:
+            channel = rej.channel if rej.channel in keys.CHANNELS else "unknown"
+            category = req.category if req is not None else "unknown"
+            metrics.ACCEPTED.inc(channel, category, "rejected")
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for req, rej in rejected:
                 where: dict[str, str] = {"channel": rej.channel if rej.channel in keys.CHANNELS else ""}

@@ -17,8 +17,9 @@ from litestar.params import FromPath, JSONBody
 from litestar.types import ASGIApp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from channels.config import route_names
 from compliance.policy import load_policy
-from gateway import keys, metrics, scripts
+from gateway import keys, metrics, scripts, state_metrics
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
 from gateway.audit_api import HANDLERS as AUDIT_HANDLERS
@@ -326,19 +327,15 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus text format."""
     svc = services(request.app.state)
     try:
-        async with svc.store.redis.pipeline(transaction=False) as pipe:
-            for ch in keys.CHANNELS:
-                pipe.llen(f"rq:queue:{keys.queue_name(ch)}")
-            depths = await pipe.execute()
-        _depths.update({keys.queue_name(ch): int(d) for ch, d in zip(keys.CHANNELS, depths, strict=True)})
+        STATE.snapshot = await state_metrics.take(svc.store.redis)
     except redis.RedisError:
-        _depths.clear()
+        STATE.snapshot = state_metrics.Snapshot()  # no numbers rather than stale ones
     return Response(content=generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-_depths: dict[str, int] = {}
+STATE = state_metrics.StateCollector()
 with contextlib.suppress(ValueError):
-    metrics.REGISTRY.register(metrics.QueueCollector(lambda: dict(_depths)))
+    metrics.REGISTRY.register(STATE)
 
 
 # -- composition ---------------------------------------------------------------------------------
@@ -356,6 +353,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             pipe=pipe,
         )
         policy = load_policy(settings.policy_path)
+        metrics.prime(route_names(settings.providers_path))
         templates = TenantTemplates(client, load_catalog(), policy)
         app.state.services = Services(
             settings=settings,

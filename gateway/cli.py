@@ -281,7 +281,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
         from gateway.metrics import REGISTRY
 
-        start_http_server(settings.worker_metrics_port, addr="127.0.0.1", registry=REGISTRY)
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=REGISTRY)
     run_worker(settings, url, channels, burst=args.burst)
     return 0
 

@@ -454,7 +454,7 @@ class DeliveryEngine:
     ) -> tuple[Written, SendResult | None]:
         """Turn a provider's answer into the state change to write."""
         metrics.SEND_SECONDS.labels(channel, result.provider).observe(elapsed)
-        metrics.DELIVERIES.labels(channel, result.provider, result.outcome.value).inc()
+        metrics.SENDS.labels(channel, result.provider, result.outcome.value).inc()
         done = system_clock()
         attempt_ev = event(
             "attempt",
@@ -497,6 +497,7 @@ class DeliveryEngine:
             )
             written = self._final(c, "failed", Reason.RETRIES_EXHAUSTED, why, done, attempt_ev, result.code)
             return Written(c.id, c.attempt, "dead", written.event, written.fields), result
+        metrics.RETRIES.labels(channel, result.provider).inc()
         delay = self.backoff(c.attempt, result.retry_after)
         fields = {"status": "queued", "not_before": repr(done + delay), "error_code": result.code or ""}
         lease = done + delay + self.settings.lease_seconds

@@ -80,7 +80,6 @@ class RedisHealth:
         """closed / probe / open, and for open the seconds until a probe may go."""
         raw = await self._admit(keys=[keys.provider_breaker(provider.name)], args=[provider.breaker_cooldown])
         state, wait = (v.decode() if isinstance(v, bytes) else str(v) for v in raw)
-        metrics.CIRCUIT_OPEN.labels(provider.name).set(1 if state == "open" else 0)
         if state == "probe":
             return "probe", 0.0
         return ("open", float(wait)) if state == "open" else ("closed", 0.0)
@@ -92,7 +91,6 @@ class RedisHealth:
             args=[ok, failed, provider.breaker_failures, provider.breaker_cooldown],
         )
         state = raw.decode() if isinstance(raw, bytes) else str(raw)
-        metrics.CIRCUIT_OPEN.labels(provider.name).set(1 if state == "open" else 0)
         return state
 
     async def reserve(self, provider: Provider, n: int, max_wait: float) -> tuple[bool, float]:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-DELIVERIES = Counter(
-    "tidings_deliveries_total",
+SENDS = Counter(
+    "tidings_sends_total",
     "Send attempts by channel, provider and outcome (sent, retry, rejected).",
     ["channel", "provider", "outcome"],
     registry=REGISTRY,
 )
+RETRIES = Counter(
+    "tidings_retries_total",
+    "Attempts that will be tried again (transient provider trouble), by channel and provider.",
+    ["channel", "provider"],
+    registry=REGISTRY,
+)
 RECEIPTS = Counter(
     "tidings_receipts_total",
-    "Delivery receipts by channel, provider and final status.",
+    "Delivery receipts by channel, provider and final status (delivered, undelivered).",
     ["channel", "provider", "status"],
     registry=REGISTRY,
 )
@@ -30,32 +36,44 @@ SEND_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+RECEIPT_SECONDS = Histogram(
+    "tidings_receipt_latency_seconds",
+    "Time from accepting a notification to its delivery receipt.",
+    ["channel", "provider"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+    registry=REGISTRY,
+)
 DEAD_LETTERED = Counter(
     "tidings_dead_lettered_total",
     "Notifications moved to the dead-letter list after exhausting retries.",
     ["channel"],
     registry=REGISTRY,
 )
+OPTOUTS = Counter(
+    "tidings_optouts_total",
+    "Opt-outs recorded, by source (sms_reply, api, import, email_link).",
+    ["source"],
+    registry=REGISTRY,
+)
 
 
-class QueueCollector(Collector):
-    """Queue depth read from Redis at scrape time, so every replica reports the same truth."""
+def prime(routes: dict[str, list[str]]) -> None:
+    """Create the main series at zero for every channel and provider of the routes.
 
-    def __init__(self, depth: object) -> None:
-        self._depth = depth  # callable returning {queue: depth}
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        """One gauge sample per channel queue."""
-        family = GaugeMetricFamily(
-            "tidings_queue_depth", "Jobs waiting in each channel queue.", labels=["queue"]
-        )
-        try:
-            depths = self._depth()  # type: ignore[operator]
-        except Exception:
-            depths = {}
-        for name, value in sorted(depths.items()):
-            family.add_metric([name], float(value))
-        yield family
+    A counter that first appears already above zero hides its first increments from rate() and
+    increase(); created at start-up, delivered and sent series also share their scrape timestamps,
+    so the delivery-rate ratio is exact.
+    """
+    for channel, providers in routes.items():
+        for provider in providers:
+            for outcome in ("sent", "retry", "rejected"):
+                SENDS.labels(channel, provider, outcome)
+            RETRIES.labels(channel, provider)
+            for status in ("delivered", "undelivered"):
+                RECEIPTS.labels(channel, provider, status)
+        DEAD_LETTERED.labels(channel)
+    for source in ("sms_reply", "api", "import", "email_link"):
+        OPTOUTS.labels(source)
 
 
 class FastCounter(Collector):
@@ -113,6 +131,12 @@ NOTIFICATIONS_BY = FastCounter(
     ["channel", "status"],
     REGISTRY,
 )
+ACCEPTED = FastCounter(
+    "tidings_notifications_accepted",
+    "Notify requests answered, by channel, category and status (queued, scheduled, suppressed, rejected).",
+    ["channel", "category", "status"],
+    REGISTRY,
+)
 DECISIONS_BY = FastCounter(
     "tidings_compliance_decisions",
     "Compliance decisions by rule and outcome (pass, warn, reject, defer, suppress).",
@@ -124,14 +148,11 @@ FAILOVERS = Counter(
     "tidings_provider_failovers",
     "Messages handed to the next provider of the route after a transient failure or an open circuit.",
     ["channel", "provider"],
-)
-CIRCUIT_OPEN = Gauge(
-    "tidings_provider_circuit_open",
-    "1 while a provider's circuit is open (seen by this process), else 0.",
-    ["provider"],
+    registry=REGISTRY,
 )
 RATE_WAIT_SECONDS = Counter(
     "tidings_provider_rate_wait_seconds",
     "Seconds sends waited for their provider's rate limit.",
     ["provider"],
+    registry=REGISTRY,
 )

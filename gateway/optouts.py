@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from gateway import keys, scripts
+from gateway import keys, metrics, scripts
 from gateway.audit import tenant_event
 from gateway.recipients import Members, mask_address
 from gateway.timeutil import rfc3339, system_clock
@@ -73,7 +73,10 @@ class OptOuts:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
         k, a = self._add_call(tenant, _entry(address, brand, channel, source, reason, by))
-        return bool(await self._add(keys=k, args=a))
+        added = bool(await self._add(keys=k, args=a))
+        if added:
+            metrics.OPTOUTS.labels(source).inc()
+        return added
 
     async def add_many(
         self, tenant: str, rows: Sequence[tuple[str, str | None, str | None]], *, source: str, by: str = ""
@@ -87,6 +90,7 @@ class OptOuts:
                 await self._add(keys=k, args=a, client=pipe)
             added = await pipe.execute()
         imported = sum(1 for a in added if a)
+        metrics.OPTOUTS.labels(source).inc(imported)
         return imported, len(rows) - imported
 
     def _add_call(self, tenant: str, entry: dict[str, Any]) -> tuple[list[str], list[str | bytes]]:

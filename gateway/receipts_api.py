@@ -22,6 +22,7 @@ from gateway.app_support import Services, json_response, raw_header, services
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.optout_api import empty_twiml, twilio_form, url_tenant
 from gateway.store import event
+from gateway.timeutil import system_clock
 
 # Twilio's MessageStatus values that end a message; the others (queued, sent, ...) are progress.
 TWILIO_FINAL = {"delivered": True, "undelivered": False, "failed": False, "read": True}
@@ -168,12 +169,15 @@ async def apply(svc: Services, provider: str, tenant: str | None, found: list[Re
         items.append((owner, ntf_id, final, ev, {"receipt_code": r.code or ""}))
         channels.append(r.channel)
     applied = 0
-    for (_, _, final, _, _), channel, verdict in zip(
+    now = system_clock()
+    for (_, _, final, _, _), channel, (verdict, created_at) in zip(
         items, channels, await svc.store.receipts(items), strict=True
     ):
         if verdict in ("delivered", "undelivered", "early"):
             applied += 1
             metrics.RECEIPTS.labels(channel, provider, final).inc()
+        if created_at is not None:
+            metrics.RECEIPT_SECONDS.labels(channel, provider).observe(max(0.0, now - created_at))
         if verdict in ("delivered", "undelivered"):
             metrics.NOTIFICATIONS_BY.inc(channel, final)
     return applied

@@ -233,7 +233,8 @@ return kind
 
 # KEYS: ntf, events, audit.  ARGV: final_status, event, now, record_ttl, field, value, ...
 # A delivery receipt: final for a sent notification (or one waiting to retry an unconfirmed attempt),
-# kept aside if it beat the send's record; ignored for one never sent.
+# kept aside if it beat the send's record; ignored for one never sent. A final status comes back with
+# the notification's created_at (accept-to-receipt latency).
 RECEIPT = (
     AUDIT
     + """
@@ -248,7 +249,7 @@ if st == 'sent' then
   audit(KEYS[3], KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
-  return ARGV[1]
+  return {ARGV[1], redis.call('HGET', KEYS[1], 'created_at') or ''}
 end
 if st == 'sending' then
   if redis.call('HEXISTS', KEYS[1], 'early_status') == 1 then return 'duplicate' end
@@ -263,7 +264,7 @@ if (st == 'queued' or st == 'scheduled') and tonumber(redis.call('HGET', KEYS[1]
   audit(KEYS[3], KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
-  return ARGV[1]
+  return {ARGV[1], redis.call('HGET', KEYS[1], 'created_at') or ''}
 end
 return 'ignored'
 """

@@ -61,6 +61,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     audit_consumer: bool = True
     # Worker metrics port for `tidings worker` (0: none).
     worker_metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
+    # Where that port listens (0.0.0.0 in a container, for Prometheus on another host).
+    worker_metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
 
 

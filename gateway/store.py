@@ -301,9 +301,11 @@ class Store:
         parts = _s(raw).partition("|")
         return parts[0], parts[2]
 
-    async def receipts(self, items: Sequence[tuple[str, str, str, str, Mapping[str, str]]]) -> list[str]:
+    async def receipts(
+        self, items: Sequence[tuple[str, str, str, str, Mapping[str, str]]]
+    ) -> list[tuple[str, float | None]]:
         """Apply (tenant, id, final status, event, fields) receipts in one round trip; each returns
-        delivered/undelivered/early/duplicate/unknown/ignored."""
+        delivered/undelivered (with the notification's accept time) or early/duplicate/unknown/ignored."""
         now = repr(system_clock())
         calls = []
         for tenant, ntf_id, status, ev, fields in items:
@@ -316,7 +318,15 @@ class Store:
                     [status, ev, now, self.record_ttl, *flat],
                 )
             )
-        return [_s(r) for r in await self._evalsha_many(scripts.RECEIPT, calls)] if calls else []
+        if not calls:
+            return []
+        out: list[tuple[str, float | None]] = []
+        for r in await self._evalsha_many(scripts.RECEIPT, calls):
+            if isinstance(r, list):
+                out.append((_s(r[0]), float(_s(r[1])) if r[1] else None))
+            else:
+                out.append((_s(r), None))
+        return out
 
     async def cancel(self, tenant: str, ntf_id: str, ev: str) -> str:
         """Cancel a queued or scheduled notification; returns 'ok', 'unknown' or the status that prevents it."""

@@ -26,7 +26,7 @@ from rq.timeouts import TimerDeathPenalty
 from channels.config import load_router, simulator_router
 from channels.routing import Router
 from compliance.policy import load_policy
-from gateway import keys
+from gateway import keys, metrics
 from gateway.accept import Acceptor, accept_fallbacks
 from gateway.auditconsumer import AuditConsumer, AuditThread
 from gateway.auditstore import open_store
@@ -46,8 +46,13 @@ log = logging.getLogger("tidings.worker")
 def build_router(settings: Settings) -> Router:
     """The providers and routes this deployment sends through (ProvidersError when unusable)."""
     if settings.providers_path:
-        return load_router(settings.providers_path, pool_size=settings.send_concurrency)
-    return simulator_router(settings.simulator_url, settings.simulator_secret, settings.send_timeout_seconds)
+        router = load_router(settings.providers_path, pool_size=settings.send_concurrency)
+    else:
+        router = simulator_router(
+            settings.simulator_url, settings.simulator_secret, settings.send_timeout_seconds
+        )
+    metrics.prime({channel: [r.provider for r in routes] for channel, routes in router.routes.items()})
+    return router
 
 
 _THREAD = threading.local()

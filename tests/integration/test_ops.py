@@ -69,7 +69,7 @@ def test_metrics_after_a_delivery(stack: Stack) -> None:
     for needle in (
         'tidings_notifications_total{channel="sms",status="queued"}',
         'tidings_notifications_total{channel="sms",status="delivered"}',
-        'tidings_deliveries_total{channel="sms",outcome="sent",provider="simulator"}',
+        'tidings_sends_total{channel="sms",outcome="sent",provider="simulator"}',
         'tidings_send_duration_seconds_bucket{channel="sms",le="0.1",provider="simulator"}',
         f'tidings_queue_depth{{queue="{keys.queue_name("sms")}"}}',
     ):

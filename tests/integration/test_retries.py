@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def retry_count() -> float:
     return (
         metrics.REGISTRY.get_sample_value(
-            "tidings_deliveries_total", {"channel": "sms", "provider": "simulator", "outcome": "retry"}
+            "tidings_sends_total", {"channel": "sms", "provider": "simulator", "outcome": "retry"}
         )
         or 0.0
     )
