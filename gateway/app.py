@@ -25,6 +25,7 @@ from gateway.app_support import JSON, RawResponse, Services, json_response, prin
 from gateway.audit_api import HANDLERS as AUDIT_HANDLERS
 from gateway.auth import Authenticator
 from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
+from gateway.logs import RequestIdMiddleware
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
 from gateway.optout_api import HANDLERS as OPTOUT_HANDLERS
 from gateway.optouts import OptOuts
@@ -399,6 +400,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *AUDIT_HANDLERS,
         ],
         lifespan=[lifespan],
+        middleware=[RequestIdMiddleware],
         exception_handlers={
             TidingsError: on_tidings_error,
             HTTPException: on_http_exception,

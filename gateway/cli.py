@@ -30,12 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per provider call is noise
+    from gateway.logs import configure
+
+    configure(settings.log_level, settings.log_format)
     if args.command in ("dev", "serve", "worker"):
         from compliance.policy import PolicyError, load_policy
 
@@ -254,6 +251,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level="info",
         access_log=False,
         server_header=False,
+        log_config=None,  # uvicorn's lines go through our handlers (format, masking)
     )
     return 0
 
@@ -261,9 +259,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def app_from_env() -> Any:
     """App factory for uvicorn workers (settings from the environment)."""
     from gateway.app import create_app
+    from gateway.logs import configure
 
     settings = load_settings()
     assert settings.redis_url
+    configure(settings.log_level, settings.log_format)  # uvicorn's worker processes start afresh
     return create_app(settings, settings.redis_url)
 
 
@@ -297,6 +297,7 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="warning",
+        log_config=None,
     )
     return 0
 

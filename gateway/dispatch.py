@@ -514,6 +514,10 @@ class DeliveryEngine:
         provider_code: str | None = None,
     ) -> Written:
         ev = event(status, at=at, reason=str(code), detail=why.get("detail"), provider_code=provider_code)
+        if status == "failed":
+            log.warning(
+                "notification failed: %s (%s)", code, why.get("detail"), extra={"notification_id": c.id}
+            )
         # Both events go in: the attempt (if any) first, then the verdict.
         combined = ev if attempt_ev is None else attempt_ev + "\n" + ev
         fields = {"status": status, "error_code": str(code), "reasons": msgspec.json.encode([why]).decode()}

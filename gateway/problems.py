@@ -51,7 +51,9 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> di
 
 
 def on_tidings_error(_: Request[Any, Any, Any], exc: TidingsError) -> Response[bytes]:
-    """Our own errors know their status and code."""
+    """Our own errors know their status and code; refused credentials and signatures are logged."""
+    if exc.status in (401, 403):
+        log.warning("refused (%d %s): %s", exc.status, exc.code, exc.detail)
     return problem_response(exc.status, exc.problem(), exc.headers)
 
 

@@ -34,6 +34,7 @@ def make_server(
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
+        log_config=None,  # uvicorn's lines go through our handlers (format, masking)
     )
     return QuietServer(config)
 

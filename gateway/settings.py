@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Where that port listens (0.0.0.0 in a container, for Prometheus on another host).
     worker_metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
+    # text (one line, key=value ids) or json (one object per line, for log collectors).
+    log_format: Literal["text", "json"] = "text"
 
 
 class SettingsError(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,13 +58,15 @@ def procs(redis_url: str, rdb: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
         "TIDINGS_WORKER_METRICS_PORT": str(metrics_port),
         "TIDINGS_HOUSEKEEPING_INTERVAL_SECONDS": "0.1",
         "TIDINGS_LOG_LEVEL": "WARNING",
+        "TIDINGS_LOG_FORMAT": "json",
     }
     make_key(redis_url, API_KEY, TENANT, ["notify", "optouts"])
     cli = [sys.executable, "-m", "gateway.cli"]
+    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("api", "worker")}  # noqa: SIM115
     started = [
-        subprocess.Popen([*cli, "serve", "--port", str(api_port)], cwd=ROOT, env=env),
+        subprocess.Popen([*cli, "serve", "--port", str(api_port)], cwd=ROOT, env=env, stderr=logs["api"]),
         subprocess.Popen([*cli, "simulator", "--port", str(sim_port)], cwd=ROOT, env=env),
-        subprocess.Popen([*cli, "worker"], cwd=ROOT, env=env),
+        subprocess.Popen([*cli, "worker"], cwd=ROOT, env=env, stderr=logs["worker"]),
     ]
     p = Procs(
         f"http://127.0.0.1:{api_port}",
@@ -85,6 +88,8 @@ def procs(redis_url: str, rdb: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
             proc.terminate()
         for proc in started:
             proc.wait(10)
+        for fh in logs.values():
+            fh.close()
 
 
 def _up(url: str) -> bool:
@@ -174,3 +179,41 @@ def test_a_scripted_scenario_gives_exact_counters_on_both_endpoints(procs: Procs
     assert value(worker, "tidings_dead_lettered_total", **sms) == 0
     for text in (httpx.get(f"{p.api}/metrics").text, httpx.get(f"{p.worker_metrics}/metrics").text):
         assert "1380013" not in text and "ntf_" not in text and "13600136000" not in text
+
+
+def test_json_logs_carry_request_and_notification_ids_and_no_plain_number(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """The fixture's processes log JSON to files; a refused callback and a failed send show up."""
+    p = procs
+    httpx.post(
+        f"{p.sim}/faults", json={"channel": "sms", "error_rate": 1.0, "mode": "reject_number"}
+    ).raise_for_status()
+    failed = p.client.post("/v1/notify", json=points_expiry("13912345678")).json()["id"]
+    wait_for(lambda: status(p, failed) == "failed", timeout=20)
+    httpx.delete(f"{p.sim}/faults").raise_for_status()
+    forged = httpx.post(
+        f"{p.api}/v1/inbound/simulator/replies",
+        json={"from": "+8613912345678", "text": "TD"},
+        headers={"X-Request-Id": "upstream-req-42"},
+    )
+    assert forged.status_code in (401, 403) and forged.headers["x-request-id"] == "upstream-req-42"
+    made_up = p.client.get("/v1/optouts/13912345678")
+    assert made_up.headers["x-request-id"]
+    lines: list[dict[str, object]] = []
+    wait_for(
+        lambda: _logs(tmp_path, lines) and any(x.get("notification_id") == failed for x in lines), timeout=10
+    )
+    assert any(x.get("request_id") == "upstream-req-42" and x["level"] == "warning" for x in lines)
+    assert all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
+    text = "\n".join(f.read_text(encoding="utf-8") for f in tmp_path.glob("*.log"))
+    for form in ("13912345678", "+8613912345678", "139 1234 5678"):
+        assert form not in text, form
+
+
+def _logs(tmp_path: Path, into: list[dict[str, object]]) -> bool:
+    into.clear()
+    for f in tmp_path.glob("*.log"):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            into.append(json.loads(line))  # every line is one JSON object
+    return bool(into)
