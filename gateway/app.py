@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.config import route_names
 from compliance.policy import load_policy
-from gateway import keys, metrics, scripts, state_metrics
+from gateway import keys, metrics, scripts, state_metrics, views
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
 from gateway.audit_api import HANDLERS as AUDIT_HANDLERS
@@ -125,7 +125,15 @@ async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequ
         body = ans.body if isinstance(ans.body, dict) else msgspec.to_builtins(ans.body)
         if ans.status >= 400:
             reasons = body.get("reasons") or [{"code": body.get("code"), "detail": body.get("detail")}]
-            results.append({"index": index, "id": body.get("id"), "status": "rejected", "reasons": reasons})
+            results.append(
+                {
+                    "index": index,
+                    "id": body.get("id"),
+                    "status": "rejected",
+                    "channel": body.get("channel") or "",
+                    "reasons": reasons,
+                }
+            )
         else:
             results.append({"index": index, **body})
     out = {"results": results}
@@ -149,7 +157,12 @@ def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:
         return Rejected(channel, [{"code": "validation_error", "detail": str(exc)}])
 
 
-@post("/v1/compliance/check", status_code=200, summary="Dry run: what would happen to this notify")
+@post(
+    "/v1/compliance/check",
+    status_code=200,
+    summary="Dry run: what would happen to this notify",
+    responses=views.ok(views.CheckResult),
+)
 async def compliance_check(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest]) -> Response[bytes]:
     """Same body as /v1/notify; sends nothing, counts nothing."""
     who = await principal(request, "notify")
@@ -157,7 +170,11 @@ async def compliance_check(request: Request[Any, Any, Any], data: JSONBody[Notif
 
 
 # -- templates -----------------------------------------------------------------------------------
-@get("/v1/templates", summary="The catalogue and the tenant's own templates")
+@get(
+    "/v1/templates",
+    summary="The catalogue and the tenant's own templates",
+    responses=views.ok(views.TemplateList),
+)
 async def list_templates(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Every template this tenant can send, its own overriding the catalogue's by name."""
     who = await principal(request, "templates")
@@ -171,7 +188,7 @@ async def list_templates(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response({"templates": items})
 
 
-@get("/v1/templates/{name:str}", summary="One template")
+@get("/v1/templates/{name:str}", summary="One template", responses=views.ok(views.TemplateView))
 async def get_template(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     """The template with its variants and params."""
     who = await principal(request, "templates")
@@ -196,7 +213,12 @@ class TemplateDocument(msgspec.Struct, forbid_unknown_fields=True):
     email: dict[str, Any] | None = None
 
 
-@put("/v1/templates/{name:str}", status_code=200, summary="Create or replace a template")
+@put(
+    "/v1/templates/{name:str}",
+    status_code=200,
+    summary="Create or replace a template",
+    responses=views.ok(views.TemplateView),
+)
 async def put_template(
     request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[TemplateDocument]
 ) -> Response[bytes]:
@@ -218,7 +240,11 @@ async def put_template(
 
 
 # -- notifications -------------------------------------------------------------------------------
-@get("/v1/notifications/{ntf_id:str}", summary="A notification and its lifecycle")
+@get(
+    "/v1/notifications/{ntf_id:str}",
+    summary="A notification and its lifecycle",
+    responses=views.ok(views.NotificationView),
+)
 async def get_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
     """The notification with its events and attempts."""
     who = await principal(request, "notify")
@@ -233,6 +259,7 @@ async def get_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str
     "/v1/notifications/{ntf_id:str}/cancel",
     status_code=200,
     summary="Cancel a queued or scheduled notification",
+    responses=views.ok(views.NotificationView),
 )
 async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
     """Cancel before it is handed to a provider; 409 afterwards."""
@@ -304,13 +331,17 @@ def notification_view(record: dict[str, Any], events: list[dict[str, Any]]) -> d
 
 
 # -- operations ----------------------------------------------------------------------------------
-@get("/healthz", summary="The process is alive")
+@get("/healthz", summary="The process is alive", responses=views.ok(views.Health))
 async def healthz() -> Response[bytes]:
     """Liveness."""
     return json_response({"ok": True})
 
 
-@get("/readyz", summary="Redis reachable and a worker alive")
+@get(
+    "/readyz",
+    summary="Redis reachable and a worker alive",
+    responses={**views.ok(views.Ready), 503: ResponseSpec(views.Ready, description="Not ready")},
+)
 async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Readiness: Redis answers and a worker heartbeat is recent."""
     svc = services(request.app.state)

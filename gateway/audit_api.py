@@ -16,7 +16,7 @@ from litestar import Request, Response, get
 from litestar.params import FromQuery, QueryParameter
 from litestar.response import Stream
 
-from gateway import audit, keys
+from gateway import audit, keys, views
 from gateway.app_support import json_response, principal, services
 from gateway.auditstore import AuditStore, AuditStoreError, StoredEvent, open_store
 from gateway.errors import Unavailable, Unprocessable
@@ -161,7 +161,11 @@ def csv_rows(events: list[StoredEvent]) -> str:
     return buf.getvalue()
 
 
-@get("/v1/audit/events", summary="Search the audit log (time-ordered, addresses masked, cursor paging)")
+@get(
+    "/v1/audit/events",
+    summary="Search the audit log (time-ordered, addresses masked, cursor paging)",
+    responses=views.ok(views.AuditPage),
+)
 async def audit_events(
     request: Request[Any, Any, Any],
     address: FromQuery[str | None] = None,
@@ -195,7 +199,11 @@ async def audit_events(
     return json_response({"events": [event_view(e) for e in found], "next_cursor": next_cursor})
 
 
-@get("/v1/audit/export", summary="Every event in a time range as CSV (streamed)")
+@get(
+    "/v1/audit/export",
+    summary="Every event in a time range as CSV (streamed)",
+    responses=views.text("text/csv", ",".join(CSV_COLUMNS)),
+)
 async def audit_export(
     request: Request[Any, Any, Any], from_: Since = None, to: FromQuery[str | None] = None
 ) -> Stream:
@@ -220,7 +228,7 @@ async def audit_export(
     )
 
 
-@get("/v1/audit/verify", summary="Check the hash chain")
+@get("/v1/audit/verify", summary="Check the hash chain", responses=views.ok(views.Verification))
 async def audit_verify(
     request: Request[Any, Any, Any], from_: Since = None, to: FromQuery[str | None] = None
 ) -> Response[bytes]:

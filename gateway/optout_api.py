@@ -18,7 +18,7 @@ from litestar.response import Stream
 from channels.signing import SIGNATURE_HEADER, verify
 from channels.twilio_signature import verify_twilio
 from compliance.replies import ReplyKind, classify
-from gateway import keys
+from gateway import keys, views
 from gateway.app_support import json_response, principal, raw_header, services
 from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
 from gateway.optout_import import CsvImporter
@@ -36,7 +36,12 @@ class SimReply(msgspec.Struct):
     received_at: str | None = None
 
 
-@post("/v1/inbound/{provider:str}/replies", status_code=200, summary="Member replies (MO) from a provider")
+@post(
+    "/v1/inbound/{provider:str}/replies",
+    status_code=200,
+    summary="Member replies (MO) from a provider",
+    responses=views.ok(dict[str, Any], "The provider's own acknowledgement"),
+)
 async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """Each provider's own format and proof of origin; an unsubscribe reply opts the member out."""
     if provider == "simulator":
@@ -204,7 +209,7 @@ async def _view(request: Request[Any, Any, Any], tenant: str, address: str) -> d
     return {"address": mask_address(address), "opted_out": bool(entries), "entries": shown}
 
 
-@get("/v1/optouts/{address:str}", summary="A member's opt-outs")
+@get("/v1/optouts/{address:str}", summary="A member's opt-outs", responses=views.ok(views.OptOutView))
 async def get_optouts(request: Request[Any, Any, Any], address: FromPath[str]) -> Response[bytes]:
     """Masked address, whether any opt-out applies, and the entries."""
     who = await principal(request, "optouts")
@@ -229,7 +234,12 @@ class OptInBody(msgspec.Struct, forbid_unknown_fields=True):
     consent_evidence: str = ""
 
 
-@put("/v1/optouts/{address:str}", status_code=200, summary="Opt a member out")
+@put(
+    "/v1/optouts/{address:str}",
+    status_code=200,
+    summary="Opt a member out",
+    responses=views.ok(views.OptOutView),
+)
 async def put_optout(
     request: Request[Any, Any, Any], address: FromPath[str], data: JSONBody[OptOutBody]
 ) -> Response[bytes]:
@@ -253,7 +263,12 @@ async def put_optout(
     return json_response(await _view(request, who.tenant, addr))
 
 
-@delete("/v1/optouts/{address:str}", status_code=200, summary="Opt a member back in (needs consent evidence)")
+@delete(
+    "/v1/optouts/{address:str}",
+    status_code=200,
+    summary="Opt a member back in (needs consent evidence)",
+    responses=views.ok(views.OptOutView),
+)
 async def delete_optout(
     request: Request[Any, Any, Any],
     address: FromPath[str],
@@ -286,6 +301,7 @@ async def delete_optout(
     status_code=200,
     summary="Import opt-outs from CSV (address,brand,channel)",
     request_max_body_size=1 << 30,
+    responses=views.ok(views.ImportReport),
 )
 async def import_optouts(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Streams the body: a million rows without holding the file in memory."""
@@ -296,7 +312,11 @@ async def import_optouts(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(report.as_dict())
 
 
-@get("/v1/optouts/export", summary="Every opt-out of the tenant as CSV")
+@get(
+    "/v1/optouts/export",
+    summary="Every opt-out of the tenant as CSV",
+    responses=views.text("text/csv", "address,brand,channel,since,source"),
+)
 async def export_optouts(request: Request[Any, Any, Any]) -> Stream:
     """Streams address,brand,channel,since,source."""
     who = await principal(request, "optouts")

@@ -17,7 +17,7 @@ from litestar import Request, Response, post
 from litestar.params import FromPath
 
 from channels.signing import SIGNATURE_HEADER, verify
-from gateway import metrics
+from gateway import metrics, views
 from gateway.app_support import Services, json_response, raw_header, services
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.optout_api import empty_twiml, twilio_form, url_tenant
@@ -87,7 +87,12 @@ def _decode(body: bytes, kind: Any) -> Any:
         raise BadRequest("malformed_receipt", str(exc)) from None
 
 
-@post("/v1/inbound/{provider:str}/receipts", status_code=200, summary="Delivery receipts from a provider")
+@post(
+    "/v1/inbound/{provider:str}/receipts",
+    status_code=200,
+    summary="Delivery receipts from a provider",
+    responses=views.ok(dict[str, Any], "The provider's own acknowledgement"),
+)
 async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """Check where it comes from, read the provider's format, apply; answer as the provider expects."""
     svc = services(request.app.state)

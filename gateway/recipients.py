@@ -136,9 +136,11 @@ def check_email(address: str) -> str:
 
 def check_timezone(name: str) -> str:
     """Return an IANA zone name or raise InvalidRecipient."""
+    if not 0 < len(name) <= 64:
+        raise InvalidRecipient("a time zone name has 1 to 64 characters")
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: names the file system refuses
         raise InvalidRecipient(f"unknown time zone {name!r}") from None
     return name
 

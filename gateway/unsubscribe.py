@@ -51,7 +51,8 @@ def read_token(hmac_key: str, token: str, now: float | None = None) -> Link:
     """The link a token names; Forbidden when forged, BadRequest when malformed or expired."""
     body, _, sig = token.partition(".")
     expected = _b64(hmac.new(_key(hmac_key), body.encode(), hashlib.sha256).digest())
-    if not sig or not hmac.compare_digest(sig, expected):
+    # Bytes: a forged token may hold any character, and compare_digest refuses non-ASCII str.
+    if not sig or not hmac.compare_digest(sig.encode(), expected.encode()):
         raise Forbidden("invalid_unsubscribe_link", "this unsubscribe link is not one we issued")
     try:
         link = msgspec.json.decode(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)), type=Link)

@@ -8,12 +8,17 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from gateway import views
 from gateway.app_support import json_response, services
 from gateway.errors import BadRequest
 from gateway.unsubscribe import read_token
 
 
-@get("/v1/unsubscribe/{token:str}", summary="The page an unsubscribe link opens (changes nothing)")
+@get(
+    "/v1/unsubscribe/{token:str}",
+    summary="The page an unsubscribe link opens (changes nothing)",
+    responses=views.text("text/html", "A page with one button"),
+)
 async def unsubscribe_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     """A confirmation page with one button; a GET never opts out (link scanners prefetch)."""
     read_token(services(request.app.state).settings.hmac_key, token)
@@ -26,7 +31,12 @@ async def unsubscribe_page(request: Request[Any, Any, Any], token: FromPath[str]
     return Response(content=page.encode(), media_type="text/html; charset=utf-8")
 
 
-@post("/v1/unsubscribe/{token:str}", status_code=200, summary="One-click unsubscribe (RFC 8058)")
+@post(
+    "/v1/unsubscribe/{token:str}",
+    status_code=200,
+    summary="One-click unsubscribe (RFC 8058)",
+    responses=views.ok(views.Unsubscribed),
+)
 async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     """Opt the address out of the brand's email; repeating it changes nothing."""
     svc = services(request.app.state)

@@ -44,6 +44,14 @@ def test_email_and_timezone_checks() -> None:
     assert check_timezone("Asia/Shanghai") == "Asia/Shanghai"
     with pytest.raises(InvalidRecipient):
         check_timezone("Asia/Atlantis")
+    for hostile in (
+        "0" * 256,
+        "../../etc/passwd",
+        "",
+        "Asia/Shanghai\x00",
+    ):  # 256 zeros made ZoneInfo raise OSError
+        with pytest.raises(InvalidRecipient):
+            check_timezone(hostile)
 
 
 def test_fast_path_agrees_with_phonenumbers() -> None:
