@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -209,6 +211,13 @@ class ThreadWorker(SimpleWorker):
                 return result
         return None
 
+    def subscribe(self) -> None:
+        """No pubsub thread: rq's remote commands are not used (stop comes by signal or event), and
+        redis-py's pubsub thread dies with a TypeError when Redis goes away."""
+
+    def unsubscribe(self) -> None:
+        """Nothing was subscribed."""
+
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
             super()._install_signal_handlers()
@@ -237,11 +246,27 @@ def run_worker(
     batcher = Batcher(redis_url, channels, settings.batch_size)
     batcher.start()
     auditor = start_audit_thread(settings, redis_url, name) if settings.audit_consumer else None
-    worker = ThreadWorker(queue_names, connection=runtime.sync, name=name, worker_ttl=20)
+    current: list[ThreadWorker] = []
     if stop is not None:
-        threading.Thread(target=_stop_when, args=(stop, worker), daemon=True).start()
+        threading.Thread(target=_stop_when, args=(stop, current), daemon=True).start()
     try:
-        worker.work(burst=burst, logging_level=settings.log_level, max_idle_time=None)
+        for round_ in itertools.count():
+            # rq's loop quits on an error it does not handle, such as Redis going away while a job
+            # is being finished; the process does not: it starts the loop again (a new rq name, as
+            # the old one may still be registered) until it is asked to stop.
+            worker = ThreadWorker(
+                queue_names, connection=runtime.sync, name=f"{name}-{round_}", worker_ttl=20
+            )
+            current[:] = [worker]
+            if stop is not None and stop.is_set():
+                break
+            try:
+                worker.work(burst=burst, logging_level=settings.log_level, max_idle_time=None)
+            except redis.RedisError as exc:
+                log.warning("worker: redis error %s; the job loop starts again", type(exc).__name__)
+            if burst or worker._stop_requested or (stop is not None and stop.is_set()):
+                break
+            time.sleep(1.0)
     finally:
         housekeeper.stopping.set()
         batcher.stopping.set()
@@ -267,7 +292,8 @@ def start_audit_thread(settings: Settings, redis_url: str, name: str) -> AuditTh
     return thread
 
 
-def _stop_when(stop: threading.Event, worker: ThreadWorker) -> None:
+def _stop_when(stop: threading.Event, current: list[ThreadWorker]) -> None:
     stop.wait()
     # Checked between jobs and after each (short) blocking dequeue.
-    worker._stop_requested = True
+    for worker in current:
+        worker._stop_requested = True

@@ -1,0 +1,122 @@
+"""Faults under load, each ending in a reconciliation: every accepted notification in exactly one final
+state, and the provider given each at most once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from channels.simserver import Simulator
+from gateway.app import create_app
+from gateway.auth import SCOPES
+from gateway.redisdb import EmbeddedRedis, free_port
+from gateway.servers import ServerThread
+from gateway.settings import load_settings
+from tests.conftest import API_KEY, FAST, QUIET_OFF_POLICY, TENANT, Stack, make_key, points_expiry, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_redis_stopped_and_restarted_under_load_answers_503_then_recovers_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedRedis(tmp_path / "var")
+    url = server.start()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(QUIET_OFF_POLICY, encoding="utf-8")
+    api_port, sim_port = free_port(), free_port()
+    api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+    settings = load_settings(
+        {},
+        redis_url=url,
+        simulator_url=sim_url,
+        public_url=api_url,
+        policy_path=str(policy),
+        audit_url=f"sqlite:///{tmp_path}/audit.sqlite3",
+        **FAST,
+    )
+    make_key(url, API_KEY, TENANT, list(SCOPES))
+    simulator = Simulator(api_url, settings.simulator_secret)
+    sim_thread = ServerThread(simulator, "127.0.0.1", sim_port).start_and_wait()
+    api = ServerThread(create_app(settings, url), "127.0.0.1", api_port).start_and_wait()
+    stack = Stack(settings, url, api, sim_thread, simulator)
+    restarted: EmbeddedRedis | None = None
+    stack.start_worker()
+
+    answers: list[tuple[int, str | None, str | None]] = []  # (status, id, Retry-After)
+    stop = threading.Event()
+
+    def load() -> None:
+        i = 0
+        with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/v1/notify", json=points_expiry(f"1370000{i:04d}"))
+                except httpx.HTTPError:
+                    answers.append((0, None, None))
+                else:
+                    body = r.json()
+                    answers.append((r.status_code, body.get("id"), r.headers.get("retry-after")))
+                i += 1
+                time.sleep(0.01)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    try:
+        wait_for(lambda: sum(1 for s, _, _ in answers if s == 202) >= 50, timeout=20)
+        server.stop()  # Redis goes away under load (a clean stop: everything acknowledged is on disk)
+        down_from = len(answers)
+        wait_for(lambda: sum(1 for s, _, _ in answers[down_from:] if s == 503) >= 20, timeout=20)
+        restarted = EmbeddedRedis(tmp_path / "var")
+        assert restarted.start() == url
+        back_from = len(answers)
+        # The API recovers by itself: accepts again with no restart of anything.
+        wait_for(lambda: sum(1 for s, _, _ in answers[back_from:] if s == 202) >= 50, timeout=30)
+        stop.set()
+        loader.join(10)
+
+        statuses = Counter(s for s, _, _ in answers)
+        assert set(statuses) <= {202, 503}, statuses  # never a 500, never a dropped connection
+        assert all(ra is not None and int(ra) >= 1 for s, _, ra in answers if s == 503)
+        accepted = [i for s, i, _ in answers if s == 202]
+        assert len(accepted) == len(set(accepted)) >= 100
+
+        # Reconciliation: each accepted notification delivered, and the provider saw each once.
+        with stack.client() as c:
+
+            last: Counter[str] = Counter()
+
+            def settled() -> bool:
+                last.clear()
+                last.update(c.get(f"/v1/notifications/{i}").json()["status"] for i in accepted)
+                return set(last) == {"delivered"}
+
+            try:
+                wait_for(settled, timeout=60, interval=0.5)
+            except AssertionError:
+                import redis as _r
+
+                rr = _r.Redis.from_url(url)
+                debug = {
+                    "rq": rr.llen("rq:queue:tidings-sms"),
+                    "ready": rr.llen(f"tid:{{{TENANT}}}:ready:sms"),
+                    "lease": rr.zcard(f"tid:{{{TENANT}}}:lease"),
+                    "workers": [t.is_alive() for t, _ in stack.workers],
+                    "threads": sorted(t.name for t in threading.enumerate()),
+                    "keys": len(rr.keys("rq:*")),
+                }
+                raise AssertionError(f"not all delivered: {dict(last)} {debug}") from None
+        received = Counter(m["reference"].rsplit(":", 1)[-1] for m in stack.messages())
+        assert set(received) == set(accepted)
+        assert max(received.values()) == 1
+    finally:
+        stop.set()
+        stack.stop_workers()
+        api.stop()
+        sim_thread.stop()
+        (restarted or server).stop()
