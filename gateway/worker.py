@@ -211,6 +211,11 @@ class ThreadWorker(SimpleWorker):
                 return result
         return None
 
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """SIGINT/SIGTERM: remembered, as rq leaves its loop by an exception when idle."""
+        self._stop_requested = True
+        super().request_stop(signum, frame)
+
     def subscribe(self) -> None:
         """No pubsub thread: rq's remote commands are not used (stop comes by signal or event), and
         redis-py's pubsub thread dies with a TypeError when Redis goes away."""
