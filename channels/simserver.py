@@ -124,7 +124,19 @@ class Simulator:
             return await self._reply(json.loads(body or b"{}"))
         if path == "/stats" and method == "GET":
             s = self.state
-            return 200, {"messages": len(s.messages), "sends": s.sends_seen, "duplicates": s.duplicates}, {}
+            first = s.messages[0]["received_at"] if s.messages else None
+            last = s.messages[-1]["received_at"] if s.messages else None
+            return (
+                200,
+                {
+                    "messages": len(s.messages),
+                    "sends": s.sends_seen,
+                    "duplicates": s.duplicates,
+                    "first_at": first,
+                    "last_at": last,
+                },
+                {},
+            )
         if path == "/healthz":
             return 200, {"ok": True}, {}
         return 404, {"code": "not_found"}, {}

@@ -1,0 +1,185 @@
+"""A points-expiry campaign end to end: N notifications through the batch endpoint into compliance,
+queues, workers and the simulator, beside the bare-endpoint and no-op-job baselines, same run.
+
+Baselines (as in bench.ingest and bench.deliver): a bare Litestar endpoint driven by the same load
+generator (requests/s, one notification per request there), and rq's no-op job rate.
+
+Campaign: one API process, W worker processes and the simulator, all on this machine; C clients post
+batches of 1,000 while the workers deliver. Printed: accepted notifications/s (first post to last
+answer), delivered/s (simulator receive times), time from the first post until the simulator has
+them all, and the simulator's duplicate count (must be 0).
+
+    python -m bench.campaign [--notifications 1000000] [--workers 2] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from bench.common import ROOT, build_requests, load, process, python, redis_for_bench
+from bench.deliver import BASELINE, POLICY
+from bench.ingest import _MAKE_KEY, bodies
+from gateway.redisdb import free_port
+
+KEY = "bench-key-0123456789"
+DEFAULTS = {
+    "channel": "sms",
+    "category": "marketing",
+    "brand": "星耀商城",
+    "template": "points_expiry",
+    "params": {"name": "会员", "points": 2000, "days": 7},
+    "metadata": {"campaign": "expiry-2026-12"},
+}
+
+
+def bare_rate(seconds: float) -> float:
+    """Requests/s of a bare Litestar endpoint (bench.bare_app), one uvicorn process, 32 connections."""
+    port = free_port()
+    with process(
+        python(
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ),
+        ready_url=f"http://127.0.0.1:{port}/",
+    ):
+        requests = build_requests(
+            "127.0.0.1", port, "/v1/notify", bodies(2000), {"Authorization": f"Bearer {KEY}"}
+        )
+        return load("127.0.0.1", port, requests, connections=32, seconds=seconds).rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--notifications", type=int, default=1_000_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--baseline-seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    n = args.notifications
+    with redis_for_bench() as url:
+        noop = float(
+            subprocess.run(
+                python("-c", BASELINE, url, "5000"), cwd=ROOT, capture_output=True, text=True, check=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        bare = bare_rate(args.baseline_seconds)
+        redis.Redis.from_url(url).flushdb()
+        subprocess.run(python("-c", _MAKE_KEY % (url, KEY)), check=True, cwd=ROOT)
+        tmp = Path(tempfile.mkdtemp())
+        (tmp / "policy.toml").write_text(POLICY, encoding="utf-8")
+        api_port, sim_port = free_port(), free_port()
+        api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+        env = {
+            "TIDINGS_REDIS_URL": url,
+            "TIDINGS_POLICY_PATH": str(tmp / "policy.toml"),
+            "TIDINGS_AUDIT_URL": f"sqlite:///{tmp}/audit.sqlite3",
+            "TIDINGS_SIMULATOR_URL": sim_url,
+            "TIDINGS_PUBLIC_URL": api_url,
+            "TIDINGS_LOG_LEVEL": "WARNING",
+        }
+        with (
+            process(
+                python("-m", "gateway.cli", "serve", "--port", str(api_port)),
+                env=env,
+                ready_url=f"{api_url}/healthz",
+            ),
+            process(
+                python("-m", "gateway.cli", "simulator", "--port", str(sim_port)),
+                env=env,
+                ready_url=f"{sim_url}/healthz",
+            ),
+        ):
+            workers = [
+                subprocess.Popen(python("-m", "gateway.cli", "worker"), cwd=ROOT, env={**os.environ, **env})
+                for _ in range(args.workers)
+            ]
+            try:
+                accepted = [0]
+                rejected = [0]
+                lock = threading.Lock()
+                batches = list(range(0, n, 1000))
+
+                def client(part: list[int]) -> None:
+                    with httpx.Client(
+                        base_url=api_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
+                    ) as c:
+                        for start in part:
+                            items = [
+                                {"to": {"phone": f"1{30 + (i // 100_000_000) % 60}{i % 100_000_000:08d}"}}
+                                for i in range(start, min(n, start + 1000))
+                            ]
+                            r = c.post("/v1/notify/batch", json={"defaults": DEFAULTS, "items": items})
+                            r.raise_for_status()
+                            results = r.json()["results"]
+                            ok = sum(1 for x in results if x["status"] == "queued")
+                            with lock:
+                                accepted[0] += ok
+                                rejected[0] += len(results) - ok
+
+                started = time.monotonic()
+                threads = [
+                    threading.Thread(target=client, args=(batches[k :: args.clients],))
+                    for k in range(args.clients)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                accept_seconds = time.monotonic() - started
+                stats: dict[str, Any] = {}
+                while True:
+                    stats = httpx.get(f"{sim_url}/stats", timeout=30).json()
+                    if stats["messages"] >= accepted[0] or time.monotonic() - started > 7200:
+                        break
+                    time.sleep(1.0)
+                drain_seconds = time.monotonic() - started
+                delivered_span = (
+                    datetime.fromisoformat(str(stats["last_at"]))
+                    - datetime.fromisoformat(str(stats["first_at"]))
+                ).total_seconds()
+            finally:
+                for w in workers:
+                    w.terminate()
+                for w in workers:
+                    w.wait(30)
+    delivered_rate = stats["messages"] / delivered_span if delivered_span else float("nan")
+    print(
+        f"campaign: {n:,} points-expiry SMS, batches of 1,000 from {args.clients} clients, 1 API process, {args.workers} worker processes"
+    )
+    print(f"bare Litestar endpoint (baseline)   {bare:>10,.0f} req/s (one notification per request)")
+    print(f"rq no-op job (baseline)             {noop:>10,.0f} jobs/s")
+    print(
+        f"accepted                            {accepted[0] / accept_seconds:>10,.0f} notifications/s ({accepted[0]:,} in {accept_seconds:.1f} s, {rejected[0]} not queued)"
+    )
+    print(
+        f"delivered to the simulator          {delivered_rate:>10,.0f} msgs/s ({stats['messages']:,}, duplicates {stats['duplicates']})"
+    )
+    print(f"time to drain (first post to last delivery) {drain_seconds:.1f} s")
+    print(
+        f"ratios: accepted/bare {accepted[0] / accept_seconds / bare:.2f}x, delivered/no-op {delivered_rate / noop:.2f}x"
+    )
+    if stats["duplicates"] or stats["messages"] != accepted[0]:
+        raise SystemExit("messages lost or doubled")
+
+
+if __name__ == "__main__":
+    main()
