@@ -23,7 +23,7 @@ from gateway import keys, metrics, scripts, state_metrics, views
 from gateway.accept import Acceptor, Answer, Rejected
 from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
 from gateway.audit_api import HANDLERS as AUDIT_HANDLERS
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, RateLimiter
 from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
 from gateway.logs import RequestIdMiddleware
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
@@ -394,6 +394,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             acceptor=Acceptor(settings, store, templates, policy),
             templates=templates,
             optouts=OptOuts(client, Members(settings.hmac_key)),
+            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
         # fewer full collections while serving.

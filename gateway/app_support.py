@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +14,8 @@ from litestar.types import Receive, Scope, Send
 
 from gateway.accept import Acceptor
 from gateway.auditstore import AuditStore
-from gateway.auth import Authenticator, Principal
+from gateway.auth import Authenticator, Principal, RateLimiter
+from gateway.errors import TooManyRequests
 from gateway.optouts import OptOuts
 from gateway.settings import Settings
 from gateway.store import Store
@@ -32,6 +35,7 @@ class Services:
     acceptor: Acceptor
     templates: TenantTemplates
     optouts: OptOuts
+    limiter: RateLimiter
     audit: AuditStore | None = None  # opened on first use (an auditor's request)
 
 
@@ -79,7 +83,15 @@ def raw_header(request: Request[Any, Any, Any], name: bytes) -> str | None:
 
 
 async def principal(request: Request[Any, Any, Any], scope: str) -> Principal:
-    """Authenticate the caller and check a scope."""
-    who = await services(request.app.state).auth.principal(raw_header(request, b"authorization"))
+    """Authenticate the caller, check a scope and the key's request rate (429 with Retry-After)."""
+    svc = services(request.app.state)
+    who = await svc.auth.principal(raw_header(request, b"authorization"))
     who.require(scope)
+    wait = svc.limiter.check(who.key_id, time.monotonic())
+    if wait > 0:
+        raise TooManyRequests(
+            "rate_limited",
+            f"this API key is over {svc.settings.rate_limit_per_second:g} requests per second",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     return who

@@ -117,3 +117,28 @@ class Authenticator:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class RateLimiter:
+    """Requests per second per API key, in this process: a token bucket per key (GCRA).
+
+    Kept in process memory (a dict look-up, no Redis round trip on the hot path): with N API processes
+    a key gets up to N times the rate, so set the rate per process (README).
+    """
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.tolerance = self.interval * max(burst - 1, 0)
+        self._tat: dict[str, float] = {}  # key id -> theoretical arrival time of its next request
+
+    def check(self, key_id: str, now: float) -> float:
+        """0 when the request may go (and is counted), else the seconds until one may."""
+        if not self.interval:
+            return 0.0
+        tat = max(self._tat.get(key_id, now), now)
+        if tat - now > self.tolerance:
+            return tat - now - self.tolerance
+        if len(self._tat) > 100_000:  # keys come and go: forget the idle ones
+            self._tat = {k: v for k, v in self._tat.items() if v > now}
+        self._tat[key_id] = tat + self.interval
+        return 0.0

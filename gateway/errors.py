@@ -97,6 +97,13 @@ class Unprocessable(TidingsError):
     title = "Unprocessable request"
 
 
+class TooManyRequests(TidingsError):
+    """The key is over its request rate; retry after the time given."""
+
+    status = 429
+    title = "Too many requests"
+
+
 class Unavailable(TidingsError):
     """A dependency (Redis) is not reachable; retry later."""
 

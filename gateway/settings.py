@@ -53,6 +53,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 86_400
     record_ttl_seconds: Annotated[int, Meta(ge=3600)] = 7 * 86_400
     api_key_cache_seconds: Annotated[float, Meta(ge=0)] = 5.0
+    # Requests per second per API key in each API process (0: no limit), and the burst allowed.
+    rate_limit_per_second: Annotated[float, Meta(ge=0)] = 1000.0
+    rate_limit_burst: Annotated[int, Meta(ge=1)] = 2000
     # Audit store: sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db.
     audit_url: str = "sqlite:///var/audit.sqlite3"
     # MIIT asks for at least 5 months of send and subscription records.

@@ -88,7 +88,6 @@ def test_redis_stopped_and_restarted_under_load_answers_503_then_recovers_and_lo
 
         # Reconciliation: each accepted notification delivered, and the provider saw each once.
         with stack.client() as c:
-
             last: Counter[str] = Counter()
 
             def settled() -> bool:
