@@ -16,7 +16,7 @@ from compliance.reasons import Reason, reason
 from compliance.timing import cap_month, quiet_release
 from gateway import audit, keys, metrics
 from gateway.audit import tenant_event
-from gateway.errors import Conflict, Unprocessable
+from gateway.errors import Conflict, TooManyRequests, Unprocessable
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, NotifyResult
 from gateway.recipients import (
@@ -175,6 +175,8 @@ class Acceptor:
         verdict, stored = await self.store.accept(k, a)
         if verdict == "dup":
             return self.replay(stored, fp)
+        if verdict == "full":
+            raise _held_full(prepared)
         if verdict != "new":
             raise Conflict("id_collision", "please retry")
         if stored != "accept":
@@ -215,6 +217,9 @@ class Acceptor:
                     answers[i] = self.replay(stored, prepared.fingerprint)
                 except (Unprocessable, Conflict) as exc:
                     answers[i] = Answer(exc.status, exc.problem())
+            elif verdict == "full":
+                full = _held_full(prepared)
+                answers[i] = Answer(full.status, full.problem())
             elif verdict == "new":
                 if stored != "accept":
                     prepared.suppress(stored)
@@ -570,6 +575,15 @@ class Acceptor:
             }[channel]
             raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
         return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
+
+
+def _held_full(p: Prepared) -> TooManyRequests:
+    return TooManyRequests(
+        "too_many_scheduled",
+        f"this tenant already holds the most scheduled {p.record['channel']} notifications allowed; "
+        "retry later or send them closer to their time",
+        headers={"Retry-After": "60"},
+    )
 
 
 async def accept_fallbacks(

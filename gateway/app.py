@@ -383,6 +383,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             record_ttl=settings.record_ttl_seconds,
             idempotency_ttl=settings.idempotency_ttl_seconds,
             pipe=pipe,
+            max_held=settings.max_held_per_channel,
         )
         policy = load_policy(settings.policy_path)
         metrics.prime(route_names(settings.providers_path))

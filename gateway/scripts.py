@@ -20,9 +20,11 @@ end
 # KEYS: idem, ntf, events, lease, ready, optouts, cap, held, audit
 # ARGV: [1] has_idem, [2] idem_record, [3] idem_ttl, [4] id, [5] lease ('' = none), [6] ttl ('' = none),
 #       [7] '1' ready now | '0' | the time it is held until, [8] cap_limit ('0' = no cap), [9] cap_ttl, [10] suppressed_ttl, [11] now (RFC 3339),
-#       [12] n_scopes, scope..., n_events, event..., field, value, ...
+#       [12] the most held notifications of this tenant and channel, [13] n_scopes, scope..., n_events, event...,
+#       field, value, ...
 # Idempotency, the opt-out test and the cap reservation happen together: no race between two requests.
-# Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'} or {'dup', stored idempotency record}.
+# Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'}, {'dup', stored idempotency record}, or
+# {'full', ''} when the channel's held set is at its bound (nothing written).
 # Ids carry 80 random bits: the script does not check for a collision.
 ACCEPT = (
     AUDIT
@@ -31,12 +33,15 @@ if ARGV[1] == '1' then
   local cur = redis.call('GET', KEYS[1])
   if cur then return {'dup', cur} end
 end
-local n_scopes = tonumber(ARGV[12])
-local ev_at = 13 + n_scopes
+if ARGV[7] ~= '1' and ARGV[7] ~= '0' and redis.call('ZCARD', KEYS[8]) >= tonumber(ARGV[12]) then
+  return {'full', ''}
+end
+local n_scopes = tonumber(ARGV[13])
+local ev_at = 14 + n_scopes
 local n_events = tonumber(ARGV[ev_at])
 local decision = 'accept'
 if n_scopes > 0 then
-  local found = redis.call('HMGET', KEYS[6], unpack(ARGV, 13, 12 + n_scopes))
+  local found = redis.call('HMGET', KEYS[6], unpack(ARGV, 14, 13 + n_scopes))
   for i = 1, n_scopes do
     if found[i] then decision = 'opted_out' break end
   end

@@ -50,6 +50,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Limits and retention.
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 2_097_152
     max_batch_items: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+    # Held (scheduled) notifications per tenant and channel: past it, notifies that would be held get
+    # 429 too_many_scheduled (Redis memory is bounded, not only the queues that drain).
+    max_held_per_channel: Annotated[int, Meta(ge=1)] = 5_000_000
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 86_400
     record_ttl_seconds: Annotated[int, Meta(ge=3600)] = 7 * 86_400
     api_key_cache_seconds: Annotated[float, Meta(ge=0)] = 5.0

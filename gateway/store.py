@@ -61,9 +61,16 @@ class Store:
     """Async access to notification state (used by the API and by workers)."""
 
     def __init__(
-        self, redis: aioredis.Redis, *, record_ttl: int, idempotency_ttl: int, pipe: ScriptPipe | None = None
+        self,
+        redis: aioredis.Redis,
+        *,
+        record_ttl: int,
+        idempotency_ttl: int,
+        pipe: ScriptPipe | None = None,
+        max_held: int = 5_000_000,
     ) -> None:
         self.redis = redis
+        self.max_held = max_held
         self.pipe = pipe
         self.record_ttl = record_ttl
         self.idempotency_ttl = idempotency_ttl
@@ -119,6 +126,7 @@ class Store:
             str(cap_ttl),
             str(self.record_ttl),
             now,
+            str(self.max_held),
             str(len(scopes)),
             *scopes,
             str(len(events)),

@@ -92,6 +92,7 @@ class Runtime:
             client,
             record_ttl=self.settings.record_ttl_seconds,
             idempotency_ttl=self.settings.idempotency_ttl_seconds,
+            max_held=self.settings.max_held_per_channel,
         )
         policy = load_policy(self.settings.policy_path)
         # Fallback channels go through the same accept pipeline as a request from upstream.

@@ -40,3 +40,21 @@ def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_do_not(
         assert other.post("/v1/notify", json=points_expiry("13900139000")).status_code == 202
         time.sleep(1.1)
         assert c.post("/v1/notify", json=points_expiry("13800139999")).status_code == 202
+
+
+def test_held_notifications_are_bounded_per_tenant_and_channel(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(max_held_per_channel=3)
+    later = {"send_at": "2099-06-01T09:00:00+08:00"}
+    with stack.client() as c:
+        held = [c.post("/v1/notify", json=points_expiry(f"1380014{i:04d}", **later)) for i in range(3)]
+        assert [r.json()["status"] for r in held] == ["scheduled"] * 3
+        full = c.post("/v1/notify", json=points_expiry("13800149999", **later))
+        assert full.status_code == 429 and full.json()["code"] == "too_many_scheduled"
+        assert int(full.headers["retry-after"]) >= 1
+        # Nothing of the refused one was stored or counted; messages due now still go.
+        assert c.post("/v1/notify", json=points_expiry("13800149999")).json()["status"] == "queued"
+        batch = c.post(
+            "/v1/notify/batch",
+            json={"defaults": {**points_expiry(), **later}, "items": [{"to": {"phone": "13800148888"}}]},
+        ).json()["results"]
+        assert batch[0]["status"] == "rejected" and batch[0]["reasons"][0]["code"] == "too_many_scheduled"

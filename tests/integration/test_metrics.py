@@ -45,6 +45,17 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
 @pytest.fixture
 def procs(redis_url: str, rdb: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
     """API, one worker and the simulator as their own processes: counters start at zero."""
+    yield from start_procs(redis_url, tmp_path, "WARNING")
+
+
+@pytest.fixture
+def debug_procs(redis_url: str, rdb: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
+    """The same, logging everything (DEBUG): what the secrecy test greps."""
+    yield from start_procs(redis_url, tmp_path, "DEBUG")
+
+
+def start_procs(redis_url: str, tmp_path: Path, level: str) -> Iterator[Procs]:
+    """Start the processes; stop them when the generator is closed."""
     policy = tmp_path / "policy.toml"
     policy.write_text(QUIET_OFF_POLICY, encoding="utf-8")
     api_port, sim_port, metrics_port = free_port(), free_port(), free_port()
@@ -57,10 +68,10 @@ def procs(redis_url: str, rdb: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
         "TIDINGS_AUDIT_URL": f"sqlite:///{tmp_path}/audit.sqlite3",
         "TIDINGS_WORKER_METRICS_PORT": str(metrics_port),
         "TIDINGS_HOUSEKEEPING_INTERVAL_SECONDS": "0.1",
-        "TIDINGS_LOG_LEVEL": "WARNING",
+        "TIDINGS_LOG_LEVEL": level,
         "TIDINGS_LOG_FORMAT": "json",
     }
-    make_key(redis_url, API_KEY, TENANT, ["notify", "optouts"])
+    make_key(redis_url, API_KEY, TENANT, ["notify", "optouts", "templates", "audit:read"])
     cli = [sys.executable, "-m", "gateway.cli"]
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("api", "worker")}  # noqa: SIM115
     started = [
@@ -217,3 +228,53 @@ def _logs(tmp_path: Path, into: list[dict[str, object]]) -> bool:
         for line in f.read_text(encoding="utf-8").splitlines():
             into.append(json.loads(line))  # every line is one JSON object
     return bool(into)
+
+
+SECRETS = {
+    "API key": API_KEY,
+    "simulator secret": "dev-simulator-secret",
+    "HMAC key": "dev-hmac-key-change-me",
+    "inbound token": "dev-inbound-token",
+    "Twilio auth token": "dev-twilio-auth-token",
+}
+
+
+def test_a_full_scenario_logged_at_debug_holds_no_secret_and_no_plain_number(
+    debug_procs: Procs, tmp_path: Path
+) -> None:
+    p = debug_procs
+    phones = ["13812340001", "13812340002", "13812340003", "13812340004"]
+    delivered = p.client.post("/v1/notify", json=points_expiry(phones[0])).json()["id"]
+    wait_for(lambda: status(p, delivered) == "delivered", timeout=20)
+    httpx.post(
+        f"{p.sim}/replies", json={"from": f"+86{phones[0]}", "text": "TD", "brand": "星耀商城"}
+    ).raise_for_status()
+    wait_for(lambda: p.client.get(f"/v1/optouts/{phones[0]}").json()["opted_out"], timeout=10)
+    p.client.put(f"/v1/optouts/{phones[1]}", json={"reason": f"会员来电 {phones[1]}"})
+    p.client.request(
+        "DELETE", f"/v1/optouts/{phones[1]}", json={"consent_evidence": f"回访 {phones[1]} 同意"}
+    )
+    p.client.post(
+        "/v1/optouts/import",
+        content=f"address,brand,channel\n{phones[2]},,\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    httpx.post(
+        f"{p.sim}/faults", json={"channel": "sms", "error_rate": 1.0, "mode": "reject_number"}
+    ).raise_for_status()
+    failed = p.client.post("/v1/notify", json=points_expiry(phones[3])).json()["id"]
+    wait_for(lambda: status(p, failed) == "failed", timeout=20)
+    httpx.delete(f"{p.sim}/faults").raise_for_status()
+    p.client.post(
+        "/v1/notify", json={**points_expiry(phones[3]), "content": {"text": "全网最低价"}, "template": None}
+    )
+    p.client.get("/v1/audit/events", params={"address": phones[0]})
+    httpx.post(f"{p.api}/v1/inbound/simulator/replies", json={"from": phones[3], "text": "TD"})  # forged
+    httpx.get(f"{p.api}/v1/notifications/{delivered}", headers={"Authorization": "Bearer wrong-key-123"})
+    text = "\n".join(f.read_text(encoding="utf-8") for f in tmp_path.glob("*.log"))
+    assert len(text.splitlines()) > 20  # DEBUG really logged the scenario
+    for phone in phones:
+        for form in (phone, f"+86{phone}", f"{phone[:3]} {phone[3:7]} {phone[7:]}"):
+            assert form not in text, form
+    for name, secret in SECRETS.items():
+        assert secret not in text, name
