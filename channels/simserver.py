@@ -55,6 +55,9 @@ class SimState:
     receipts: list[dict[str, Any]] = field(default_factory=list)
     sends_seen: int = 0
     duplicates: int = 0
+    # Receipt trouble, as real providers cause it: each receipt posted twice, batches out of order.
+    duplicate_receipts: bool = False
+    shuffle_receipts: bool = False
 
 
 class Simulator:
@@ -117,6 +120,7 @@ class Simulator:
             return 200, self.set_faults(json.loads(body or b"{}")), {}
         if path == "/faults" and method == "DELETE":
             self.state.faults.clear()
+            self.state.duplicate_receipts = self.state.shuffle_receipts = False
             return 200, {"ok": True}, {}
         if path == "/faults" and method == "GET":
             return 200, {c: vars(f) for c, f in self.state.faults.items()}, {}
@@ -249,7 +253,14 @@ class Simulator:
             raise ValueError("error_rate must be between 0 and 1")
         fault = Fault(error_rate=rate, latency_ms=max(0.0, float(spec.get("latency_ms", 0.0))), mode=mode)
         self.state.faults[channel] = fault
-        return {"channel": channel, **vars(fault)}
+        self.state.duplicate_receipts = bool(spec.get("duplicate_receipts", self.state.duplicate_receipts))
+        self.state.shuffle_receipts = bool(spec.get("shuffle_receipts", self.state.shuffle_receipts))
+        return {
+            "channel": channel,
+            **vars(fault),
+            "duplicate_receipts": self.state.duplicate_receipts,
+            "shuffle_receipts": self.state.shuffle_receipts,
+        }
 
     async def _reply(self, spec: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         if not spec.get("from") or not spec.get("text"):
@@ -296,6 +307,12 @@ class Simulator:
             self._wake.clear()
             while self.state.receipts:
                 batch, self.state.receipts = self.state.receipts[:500], self.state.receipts[500:]
+                if self.state.shuffle_receipts:
+                    random.shuffle(batch)
+                if self.state.duplicate_receipts:
+                    again = list(batch)
+                    random.shuffle(again)
+                    await self._post_receipts(again)  # the same receipts once more, another order
                 if not await self._post_receipts(batch):
                     self.state.receipts = batch + self.state.receipts
                     await asyncio.sleep(0.5)
@@ -339,6 +356,12 @@ class Simulator:
             deadline = time.monotonic() + 2.0
             while self.state.receipts and time.monotonic() < deadline:
                 batch, self.state.receipts = self.state.receipts[:500], self.state.receipts[500:]
+                if self.state.shuffle_receipts:
+                    random.shuffle(batch)
+                if self.state.duplicate_receipts:
+                    again = list(batch)
+                    random.shuffle(again)
+                    await self._post_receipts(again)  # the same receipts once more, another order
                 if not await self._post_receipts(batch):
                     break
             self._task.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,17 @@ from gateway.auth import SCOPES
 from gateway.redisdb import EmbeddedRedis, free_port
 from gateway.servers import ServerThread
 from gateway.settings import load_settings
-from tests.conftest import API_KEY, FAST, QUIET_OFF_POLICY, TENANT, Stack, make_key, points_expiry, wait_for
+from tests.conftest import (
+    API_KEY,
+    FAST,
+    QUIET_OFF_POLICY,
+    TENANT,
+    Stack,
+    make_key,
+    points_expiry,
+    send_batch,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -119,3 +130,33 @@ def test_redis_stopped_and_restarted_under_load_answers_503_then_recovers_and_lo
         api.stop()
         sim_thread.stop()
         (restarted or server).stop()
+
+
+def test_provider_timeouts_and_duplicate_out_of_order_receipts_reconcile(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory(send_timeout_seconds=0.5)
+    # A fifth of the sends hang past the time-out (retried); every receipt comes twice, shuffled,
+    # some before the worker has written down the send they confirm.
+    stack.faults(
+        channel="sms", error_rate=0.2, mode="timeout", duplicate_receipts=True, shuffle_receipts=True
+    )
+    ids = send_batch(stack, 300, prefix="136")
+    with stack.client() as c:
+        last: Counter[str] = Counter()
+
+        def settled() -> bool:
+            last.clear()
+            last.update(c.get(f"/v1/notifications/{i}").json()["status"] for i in ids)
+            return set(last) == {"delivered"}
+
+        try:
+            wait_for(settled, timeout=90, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"not all delivered: {dict(last)}") from None
+        timelines = [c.get(f"/v1/notifications/{i}").json()["events"] for i in ids]
+    # Each notification: one receipt applied, whatever the provider sent twice.
+    assert {sum(1 for e in t if e["type"] == "receipt") for t in timelines} == {1}
+    assert any(sum(1 for e in t if e["type"] == "attempt") > 1 for t in timelines)  # time-outs were retried
+    received = Counter(m["reference"].rsplit(":", 1)[-1] for m in stack.messages())
+    assert set(received) == set(ids) and max(received.values()) == 1
