@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import random
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import redis
 import redis.asyncio as aioredis
@@ -103,19 +106,108 @@ def _answers(url: str) -> bool:
 
 
 def free_port() -> int:
-    """A TCP port that is free right now on 127.0.0.1."""
+    """A TCP port that is free right now on 127.0.0.1, below the ephemeral range.
+
+    Port 0 hands out an ephemeral port, and under load another process's outgoing connection can
+    take that same number before our server binds it (seen in CI as "address already in use").
+    """
+    for _ in range(50):
+        port = random.randint(20_000, 32_000)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``.
+
+    The password (and user) are the Redis master's; the Sentinels themselves are asked without auth.
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_sentinel(url: str) -> SentinelURL | None:
+    """The parts of a Sentinel URL; None for any other URL; ValueError when malformed."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return None
+    rest = url[len(SENTINEL_SCHEME) :]
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    parts = [p for p in path.split("/") if p]
+    if not hosts or not parts or len(parts) > 2:
+        raise ValueError("expected redis+sentinel://host:port[,host:port...]/service[/db]")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel address {item!r} is not host:port")
+        sentinels.append((host, int(port)))
+    username, _, password = auth.partition(":") if auth else ("", "", "")
+    db = parts[1] if len(parts) == 2 else "0"
+    if not db.isdigit():
+        raise ValueError(f"database {db!r} is not a number")
+    return SentinelURL(
+        tuple(sentinels), unquote(parts[0]), int(db), unquote(username) or None, unquote(password) or None
+    )
+
+
 def sync_client(url: str, *, decode: bool = False) -> redis.Redis:
-    """A blocking client (rq and the CLI); ``decode``: replies as str."""
+    """A blocking client (rq and the CLI); ``decode``: replies as str. Sentinel URLs follow the master."""
+    sentinel = parse_sentinel(url)
+    if sentinel is not None:
+        from redis.sentinel import Sentinel
+
+        found = Sentinel(list(sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call]
+        master: redis.Redis = found.master_for(  # type: ignore[no-untyped-call]
+            sentinel.service,
+            db=sentinel.db,
+            username=sentinel.username,
+            password=sentinel.password,
+            decode_responses=decode,
+            health_check_interval=30,
+            socket_timeout=30.0,
+        )
+        return master
     return redis.Redis.from_url(url, health_check_interval=30, decode_responses=decode)
 
 
 def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
-    """An asyncio client (API and delivery). A full pool makes callers wait, not fail."""
+    """An asyncio client (API and delivery). A full pool makes callers wait, not fail.
+
+    With a Sentinel URL the client follows the master through failovers (a full pool then fails fast).
+    """
+    sentinel = parse_sentinel(url)
+    if sentinel is not None:
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        sentinels = AsyncSentinel(list(sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call]
+        client: aioredis.Redis = sentinels.master_for(
+            sentinel.service,
+            db=sentinel.db,
+            username=sentinel.username,
+            password=sentinel.password,
+            max_connections=max_connections,
+            socket_connect_timeout=2.0,
+            health_check_interval=30,
+            client_name=f"tidings-{os.getpid()}",
+        )
+        client.connection_pool.connection_class = _fast_packing(client.connection_pool.connection_class)
+        return client
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -25,6 +25,8 @@ import hiredis
 import redis
 from redis.connection import parse_url
 
+from gateway.redisdb import parse_sentinel
+
 
 class _Channel(asyncio.Protocol):
     """One Redis connection: queued writes out, replies in order back to their futures."""
@@ -109,7 +111,16 @@ class ScriptPipe:
     """Runs one Lua script by EVALSHA over a dedicated connection."""
 
     def __init__(self, url: str, source: str, timeout: float = 5.0) -> None:
-        self.options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self.sentinel = parse_sentinel(url)
+        if self.sentinel is not None:
+            # The master is asked of the Sentinels at every (re)connection.
+            self.options: dict[str, Any] = {
+                "db": self.sentinel.db,
+                "password": self.sentinel.password,
+                "username": self.sentinel.username,
+            }
+        else:
+            self.options = parse_url(url)  # type: ignore[no-untyped-call]  # noqa: RUF100
         if url.startswith("rediss://"):
             raise ValueError("ScriptPipe speaks plain TCP or unix sockets; use redis-py for TLS")
         self.source = source
@@ -124,6 +135,10 @@ class ScriptPipe:
         if channel is None or channel.closed or self.sha is None:
             channel = await self._connect()
         result = await channel.send(("EVALSHA", self.sha, len(keys), *keys, *args))
+        if isinstance(result, hiredis.ReplyError) and str(result).startswith("READONLY"):
+            # A failover made this server a replica: drop the connection; the next call finds the master.
+            channel.fail(redis.ConnectionError("the master changed"))
+            raise redis.ConnectionError("the Redis master changed (failover); retry")
         if isinstance(result, hiredis.ReplyError) and str(result).startswith("NOSCRIPT"):
             self.sha = (await self._checked(channel, ("SCRIPT", "LOAD", self.source))).decode()
             result = await channel.send(("EVALSHA", self.sha, len(keys), *keys, *args))
@@ -141,7 +156,18 @@ class ScriptPipe:
             loop = asyncio.get_running_loop()
             opts = self.options
             try:
-                if "path" in opts:
+                if self.sentinel is not None:
+                    from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+                    asker = AsyncSentinel(list(self.sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call]
+                    try:
+                        host, port = await asker.discover_master(self.sentinel.service)
+                    except redis.RedisError as exc:
+                        raise redis.ConnectionError(f"no master from the Sentinels: {exc}") from None
+                    _, channel = await loop.create_connection(
+                        lambda: _Channel(loop, self.timeout), host, int(port)
+                    )
+                elif "path" in opts:
                     _, channel = await loop.create_unix_connection(
                         lambda: _Channel(loop, self.timeout), opts["path"]
                     )
