@@ -106,6 +106,12 @@ class Stack:
     def faults(self, **spec: Any) -> None:
         httpx.post(f"{self.sim_url}/faults", json=spec, timeout=5).raise_for_status()
 
+    def stop(self) -> None:
+        """Workers, API and simulator."""
+        self.stop_workers()
+        self.api.stop()
+        self.sim_thread.stop()
+
     def clear_faults(self) -> None:
         httpx.delete(f"{self.sim_url}/faults", timeout=5).raise_for_status()
 
@@ -168,26 +174,32 @@ def stack_factory(
     started: list[Stack] = []
 
     def start(workers: int = 1, **overrides: Any) -> Stack:
-        api_port, sim_port = free_port(), free_port()
-        api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
-        audit_url = f"sqlite:///{tmp_path}/audit-{api_port}.sqlite3"
-        values = {**FAST, "policy_path": quiet_off_policy, "audit_url": audit_url, **overrides}
-        settings = load_settings({}, simulator_url=sim_url, public_url=api_url, redis_url=redis_url, **values)
-        make_key(redis_url, API_KEY, TENANT, list(SCOPES))
-        simulator = Simulator(api_url, settings.simulator_secret)
-        sim_thread = ServerThread(simulator, "127.0.0.1", sim_port).start_and_wait()
-        api = ServerThread(create_app(settings, redis_url), "127.0.0.1", api_port).start_and_wait()
-        stack = Stack(settings, redis_url, api, sim_thread, simulator)
+        stack = build_stack(redis_url, tmp_path, quiet_off_policy, workers=workers, **overrides)
         started.append(stack)
-        for _ in range(workers):
-            stack.start_worker()
         return stack
 
     yield start
     for s in started:
-        s.stop_workers()
-        s.api.stop()
-        s.sim_thread.stop()
+        s.stop()
+
+
+def build_stack(
+    redis_url: str, tmp_path: Path, policy_path: str, workers: int = 1, **overrides: Any
+) -> Stack:
+    """API and simulator on free ports against any Redis URL, a key for the test tenant, workers."""
+    api_port, sim_port = free_port(), free_port()
+    api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+    audit_url = f"sqlite:///{tmp_path}/audit-{api_port}.sqlite3"
+    values = {**FAST, "policy_path": policy_path, "audit_url": audit_url, **overrides}
+    settings = load_settings({}, simulator_url=sim_url, public_url=api_url, redis_url=redis_url, **values)
+    make_key(redis_url, API_KEY, TENANT, list(SCOPES))
+    simulator = Simulator(api_url, settings.simulator_secret)
+    sim_thread = ServerThread(simulator, "127.0.0.1", sim_port).start_and_wait()
+    api = ServerThread(create_app(settings, redis_url), "127.0.0.1", api_port).start_and_wait()
+    stack = Stack(settings, redis_url, api, sim_thread, simulator)
+    for _ in range(workers):
+        stack.start_worker()
+    return stack
 
 
 @pytest.fixture

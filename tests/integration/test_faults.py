@@ -12,52 +12,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from channels.simserver import Simulator
-from gateway.app import create_app
-from gateway.auth import SCOPES
-from gateway.redisdb import EmbeddedRedis, free_port
-from gateway.servers import ServerThread
-from gateway.settings import load_settings
-from tests.conftest import (
-    API_KEY,
-    FAST,
-    QUIET_OFF_POLICY,
-    TENANT,
-    Stack,
-    make_key,
-    points_expiry,
-    send_batch,
-    wait_for,
-)
+from gateway.redisdb import EmbeddedRedis
+from tests.conftest import API_KEY, TENANT, Stack, build_stack, points_expiry, send_batch, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_redis_stopped_and_restarted_under_load_answers_503_then_recovers_and_loses_nothing(
-    tmp_path: Path,
+    tmp_path: Path, quiet_off_policy: str
 ) -> None:
     server = EmbeddedRedis(tmp_path / "var")
     url = server.start()
-    policy = tmp_path / "policy.toml"
-    policy.write_text(QUIET_OFF_POLICY, encoding="utf-8")
-    api_port, sim_port = free_port(), free_port()
-    api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
-    settings = load_settings(
-        {},
-        redis_url=url,
-        simulator_url=sim_url,
-        public_url=api_url,
-        policy_path=str(policy),
-        audit_url=f"sqlite:///{tmp_path}/audit.sqlite3",
-        **FAST,
-    )
-    make_key(url, API_KEY, TENANT, list(SCOPES))
-    simulator = Simulator(api_url, settings.simulator_secret)
-    sim_thread = ServerThread(simulator, "127.0.0.1", sim_port).start_and_wait()
-    api = ServerThread(create_app(settings, url), "127.0.0.1", api_port).start_and_wait()
-    stack = Stack(settings, url, api, sim_thread, simulator)
+    stack = build_stack(url, tmp_path, quiet_off_policy)
+    api_url = stack.api_url
     restarted: EmbeddedRedis | None = None
-    stack.start_worker()
 
     answers: list[tuple[int, str | None, str | None]] = []  # (status, id, Retry-After)
     stop = threading.Event()
@@ -126,9 +94,7 @@ def test_redis_stopped_and_restarted_under_load_answers_503_then_recovers_and_lo
         assert max(received.values()) == 1
     finally:
         stop.set()
-        stack.stop_workers()
-        api.stop()
-        sim_thread.stop()
+        stack.stop()
         (restarted or server).stop()
 
 

@@ -11,13 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from channels.simserver import Simulator
-from gateway.app import create_app
-from gateway.auth import SCOPES
 from gateway.redisdb import free_port, parse_sentinel, redis_server_binary
-from gateway.servers import ServerThread
-from gateway.settings import load_settings
-from tests.conftest import API_KEY, FAST, QUIET_OFF_POLICY, TENANT, Stack, make_key, points_expiry, wait_for
+from tests.conftest import build_stack, points_expiry, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,28 +77,10 @@ def _replicas(ask: redis.Redis) -> int:
 
 
 def test_the_gateway_follows_the_master_through_a_failover(
-    sentinel_setup: tuple[str, list[subprocess.Popen[bytes]], int], tmp_path: Path
+    sentinel_setup: tuple[str, list[subprocess.Popen[bytes]], int], tmp_path: Path, quiet_off_policy: str
 ) -> None:
     url, (master, _, _), sentinel_port = sentinel_setup
-    policy = tmp_path / "policy.toml"
-    policy.write_text(QUIET_OFF_POLICY, encoding="utf-8")
-    api_port, sim_port = free_port(), free_port()
-    api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
-    settings = load_settings(
-        {},
-        redis_url=url,
-        simulator_url=sim_url,
-        public_url=api_url,
-        policy_path=str(policy),
-        audit_url=f"sqlite:///{tmp_path}/audit.sqlite3",
-        **FAST,
-    )
-    make_key(url, API_KEY, TENANT, list(SCOPES))
-    simulator = Simulator(api_url, settings.simulator_secret)
-    sim_thread = ServerThread(simulator, "127.0.0.1", sim_port).start_and_wait()
-    api = ServerThread(create_app(settings, url), "127.0.0.1", api_port).start_and_wait()
-    stack = Stack(settings, url, api, sim_thread, simulator)
-    stack.start_worker()
+    stack = build_stack(url, tmp_path, quiet_off_policy)
     try:
         with stack.client() as c:
             before = [
@@ -142,9 +119,7 @@ def test_the_gateway_follows_the_master_through_a_failover(
         received = Counter(m["reference"].rsplit(":", 1)[-1] for m in stack.messages())
         assert set(before) | set(after) <= set(received) and max(received.values()) == 1
     finally:
-        stack.stop_workers()
-        api.stop()
-        sim_thread.stop()
+        stack.stop()
 
 
 def _master_port(sentinel_port: int) -> str:
