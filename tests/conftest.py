@@ -183,14 +183,12 @@ def stack_factory(
         s.stop()
 
 
-def build_stack(
-    redis_url: str, tmp_path: Path, policy_path: str, workers: int = 1, **overrides: Any
-) -> Stack:
+def build_stack(redis_url: str, tmp_path: Path, policy: str, workers: int = 1, **overrides: Any) -> Stack:
     """API and simulator on free ports against any Redis URL, a key for the test tenant, workers."""
     api_port, sim_port = free_port(), free_port()
     api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
     audit_url = f"sqlite:///{tmp_path}/audit-{api_port}.sqlite3"
-    values = {**FAST, "policy_path": policy_path, "audit_url": audit_url, **overrides}
+    values = {**FAST, "policy_path": policy, "audit_url": audit_url, **overrides}  # overrides win
     settings = load_settings({}, simulator_url=sim_url, public_url=api_url, redis_url=redis_url, **values)
     make_key(redis_url, API_KEY, TENANT, list(SCOPES))
     simulator = Simulator(api_url, settings.simulator_secret)
