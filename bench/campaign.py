@@ -30,7 +30,7 @@ import redis
 from bench.common import ROOT, build_requests, load, process, python, redis_for_bench
 from bench.deliver import BASELINE, POLICY
 from bench.ingest import _MAKE_KEY, bodies
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 
 KEY = "bench-key-0123456789"
 DEFAULTS = {

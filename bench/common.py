@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.redisdb import EmbeddedRedis
+from gateway.state.redisdb import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 

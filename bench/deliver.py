@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import ROOT, process, python, redis_for_bench
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 
 KEY = "bench-key-0123456789"
 # Delivery throughput, not quiet hours: without this, marketing accepted at night in China is held

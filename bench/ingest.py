@@ -17,7 +17,7 @@ import subprocess
 import redis
 
 from bench.common import ROOT, LoadResult, build_requests, load, process, python, redis_for_bench
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 
 KEY = "bench-key-0123456789"
 
@@ -109,8 +109,8 @@ def main() -> None:
 
 _MAKE_KEY = """
 import asyncio
-from gateway.auth import SCOPES, store_key
-from gateway.redisdb import async_client
+from gateway.api.auth import SCOPES, store_key
+from gateway.state.redisdb import async_client
 async def run():
     c = async_client(%r)
     await store_key(c, %r, "bench", list(SCOPES))

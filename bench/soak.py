@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common import ROOT, build_requests, load, process, python, redis_for_bench
 from bench.ingest import _MAKE_KEY, KEY, bodies
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 
 
 def rss_mib(pid: int) -> float:

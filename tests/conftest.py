@@ -16,12 +16,12 @@ import pytest
 import redis
 
 from channels.simserver import Simulator
-from gateway.app import create_app
-from gateway.auth import SCOPES, store_key
-from gateway.redisdb import EmbeddedRedis, async_client, free_port
-from gateway.servers import ServerThread
+from gateway.api.app import create_app
+from gateway.api.auth import SCOPES, store_key
+from gateway.api.servers import ServerThread
+from gateway.delivery.worker import run_worker
 from gateway.settings import Settings, load_settings
-from gateway.worker import run_worker
+from gateway.state.redisdb import EmbeddedRedis, async_client, free_port
 
 API_KEY = "test-key-0123456789"
 TENANT = "acme"

@@ -19,9 +19,9 @@ import httpx
 import pytest
 import redis
 
-from gateway import keys
-from gateway.audit import parse_anchor
-from gateway.auditstore import open_store
+from gateway.audit.events import parse_anchor
+from gateway.audit.store import open_store
+from gateway.state import keys
 from tests.auditdb import Backend, make_backend
 from tests.conftest import API_KEY, ROOT, TENANT, Stack, make_key, points_expiry, send_batch, wait_for
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis
 
-from gateway.audit import AuditRow
-from gateway.auditstore import open_store
-from gateway.redisdb import free_port
+from gateway.audit.events import AuditRow
+from gateway.audit.store import open_store
+from gateway.state.redisdb import free_port
 from tests.auditdb import Backend, make_backend
 from tests.conftest import API_KEY, ROOT, TENANT, make_key, wait_for
 

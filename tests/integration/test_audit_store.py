@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditRow
-from gateway.auditstore import GENESIS, AuditStore, chain_hash, open_store
+from gateway.audit.events import AuditRow
+from gateway.audit.store import GENESIS, AuditStore, chain_hash, open_store
 from tests.auditdb import Backend, make_backend
 
 pytestmark = pytest.mark.integration

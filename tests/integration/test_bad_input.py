@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.auth import store_key
+from gateway.api.auth import store_key
 from tests.conftest import API_KEY, Stack, make_key, points_expiry
 
 pytestmark = pytest.mark.integration

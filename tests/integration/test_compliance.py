@@ -13,9 +13,9 @@ import httpx
 import pytest
 import redis
 
-from gateway.optouts import OptOuts
+from gateway.optouts.store import OptOuts
 from gateway.recipients import Members
-from gateway.redisdb import async_client
+from gateway.state.redisdb import async_client
 from gateway.timeutil import set_clock, system_clock
 from tests.conftest import API_KEY, TENANT, Stack, points_expiry, wait_for
 

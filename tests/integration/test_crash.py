@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from gateway import keys
+from gateway.state import keys
 from tests.conftest import ROOT, TENANT, Stack, send_batch, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

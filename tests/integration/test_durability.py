@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.optouts import OptOuts
+from gateway.optouts.store import OptOuts
 from gateway.recipients import Members
-from gateway.redisdb import EmbeddedRedis, async_client
+from gateway.state.redisdb import EmbeddedRedis, async_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from channels.base import Message, Outcome
 from channels.smtp import SmtpEmail
 from channels.urls import parse_provider_url
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 from tests.conftest import Stack, statuses, wait_for
 
 pytestmark = pytest.mark.integration

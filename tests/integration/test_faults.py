@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.redisdb import EmbeddedRedis
+from gateway.state.redisdb import EmbeddedRedis
 from tests.conftest import API_KEY, TENANT, Stack, build_stack, points_expiry, send_batch, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import redis
 
-from gateway import keys
+from gateway.state import keys
 from tests.conftest import API_KEY, TENANT, Stack, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def test_hundred_concurrent_duplicates_make_one_notification(stack: Stack) -> No
 
 
 def test_keys_are_scoped_to_the_tenant(stack: Stack) -> None:
-    from gateway.auth import SCOPES
+    from gateway.api.auth import SCOPES
     from tests.conftest import make_key
 
     make_key(stack.redis_url, "other-tenant-key", "globex", list(SCOPES))

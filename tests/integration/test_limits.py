@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.auth import RateLimiter
+from gateway.api.auth import RateLimiter
 from tests.conftest import Stack, make_key, points_expiry
 
 pytestmark = pytest.mark.integration

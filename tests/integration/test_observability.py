@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 from tests.conftest import QUIET_OFF_POLICY, ROOT, Stack, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration

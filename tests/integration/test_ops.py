@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from gateway import keys
+from gateway.state import keys
 from tests.conftest import ROOT, Stack, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration

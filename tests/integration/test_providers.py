@@ -22,8 +22,8 @@ from channels.base import Message, Outcome, SendResult
 from channels.config import KINDS, ProviderSpec, build_provider
 from channels.routing import Provider
 from channels.simserver import Simulator
-from gateway.redisdb import free_port
-from gateway.servers import ServerThread
+from gateway.api.servers import ServerThread
+from gateway.state.redisdb import free_port
 from tests.providers import BAD_NUMBER, ProviderServer
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.redisdb import free_port
-from gateway.servers import ServerThread
+from gateway.api.servers import ServerThread
+from gateway.state.redisdb import free_port
 from tests.conftest import Stack, statuses, wait_for
 from tests.integration.test_providers import rsa_pem
 from tests.providers import BAD_NUMBER, ProviderServer

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from channels.twilio_signature import twilio_signature
-from gateway.optout_api import inbound_token
-from gateway.redisdb import free_port
-from gateway.servers import ServerThread
+from gateway.api.optouts import inbound_token
+from gateway.api.servers import ServerThread
+from gateway.state.redisdb import free_port
 from tests.conftest import Stack, points_expiry, statuses, wait_for
 from tests.integration.test_providers import URLS
 from tests.providers import ProviderServer

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis
 
-from gateway import keys
-from gateway.redisdb import free_port
-from gateway.servers import ServerThread
+from gateway.api.servers import ServerThread
+from gateway.state import keys
+from gateway.state.redisdb import free_port
 from tests.conftest import ROOT, Stack, send_batch, statuses, wait_for
 from tests.providers import ProviderServer
 

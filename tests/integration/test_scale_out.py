@@ -15,7 +15,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.redisdb import free_port
+from gateway.state.redisdb import free_port
 from tests.conftest import API_KEY, QUIET_OFF_POLICY, ROOT, TENANT, make_key, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -9,8 +9,8 @@ import pytest
 import redis
 import uvloop
 
-from gateway.redisdb import EmbeddedRedis
-from gateway.scriptpipe import ScriptPipe
+from gateway.state.redisdb import EmbeddedRedis
+from gateway.state.scriptpipe import ScriptPipe
 
 pytestmark = pytest.mark.integration
 

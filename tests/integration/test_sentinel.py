@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from gateway.redisdb import free_port, parse_sentinel, redis_server_binary
+from gateway.state.redisdb import free_port, parse_sentinel, redis_server_binary
 from tests.conftest import build_stack, points_expiry, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

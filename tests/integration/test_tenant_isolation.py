@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth import SCOPES
+from gateway.api.auth import SCOPES
 from tests.conftest import Stack, make_key, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration

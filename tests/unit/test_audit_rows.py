@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.audit import parse_anchor, rows_of, scrub, tenant_event, tenant_of
+from gateway.audit.events import parse_anchor, rows_of, scrub, tenant_event, tenant_of
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def test_unknown_or_malformed_variables_fail_clearly(env: dict[str, str], needle
 def test_cli_reports_bad_settings(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gateway.cli import main
+    from gateway.cli.main import main
 
     monkeypatch.setenv("TIDINGS_SEND_CONCURENCY", "3")
     assert main(["dlq", "list"]) == 2
@@ -42,7 +42,7 @@ def test_cli_refuses_a_bad_policy(
 ) -> None:
     from pathlib import Path
 
-    from gateway.cli import main
+    from gateway.cli.main import main
 
     bad = Path(str(tmp_path)) / "policy.toml"
     bad.write_text('[defaults]\nmonthly_cap = 4\nquiet_start = "25:00"\n', encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import BadRequest, Forbidden
-from gateway.unsubscribe import LIFETIME_SECONDS, make_token, read_token
+from gateway.optouts.unsubscribe import LIFETIME_SECONDS, make_token, read_token
 
 KEY = "test-hmac-key"
 

@@ -12,14 +12,14 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.types import Receive, Scope, Send
 
-from gateway.accept import Acceptor
-from gateway.auditstore import AuditStore
-from gateway.auth import Authenticator, Principal, RateLimiter
+from gateway.accept.pipeline import Acceptor
+from gateway.accept.tenant_templates import TenantTemplates
+from gateway.api.auth import Authenticator, Principal, RateLimiter
+from gateway.audit.store import AuditStore
 from gateway.errors import TooManyRequests
-from gateway.optouts import OptOuts
+from gateway.optouts.store import OptOuts
 from gateway.settings import Settings
-from gateway.store import Store
-from gateway.tenant_templates import TenantTemplates
+from gateway.state.store import Store
 
 _encode = msgspec.json.Encoder()
 JSON = "application/json"

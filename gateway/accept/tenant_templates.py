@@ -12,8 +12,9 @@ import redis.asyncio as aioredis
 from compliance.content import Draft, FooterRule, WordingRule, run
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
-from gateway import audit, keys
-from gateway.audit import tenant_event
+from gateway.audit import events as audit
+from gateway.audit.events import tenant_event
+from gateway.state import keys
 from templates.renderer import CHANNEL_FIELDS, InvalidTemplate, Renderer, Template, parse_template
 
 

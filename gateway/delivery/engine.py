@@ -24,16 +24,17 @@ from channels.routing import Health, Provider, Router
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
 from compliance.timing import quiet_release
-from gateway import keys, metrics, scripts
+from gateway import metrics
+from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
-from gateway.store import Claimed, Store, event
-from gateway.store import Outcome as Written
+from gateway.state import keys, scripts
+from gateway.state.store import Claimed, Store, event
+from gateway.state.store import Outcome as Written
 from gateway.timeutil import rfc3339, system_clock, to_real
-from gateway.unsubscribe import make_token
 
 log = logging.getLogger("tidings.dispatch")
 
-JOB = "gateway.jobs.deliver"
+JOB = "gateway.delivery.jobs.deliver"
 JOB_TIMEOUT = 300
 
 
@@ -114,7 +115,7 @@ class Batcher(threading.Thread):
 
     def run(self) -> None:
         """Poll the ready lists, faster while there is work."""
-        from gateway.redisdb import sync_client
+        from gateway.state.redisdb import sync_client
 
         conn = sync_client(self.redis_url)
         enqueuer = Enqueuer(conn, self.batch_size)

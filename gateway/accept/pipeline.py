@@ -14,8 +14,10 @@ from compliance.content import Draft, content_pipeline, run
 from compliance.policy import Policy, Rules
 from compliance.reasons import Reason, reason
 from compliance.timing import cap_month, quiet_release
-from gateway import audit, keys, metrics
-from gateway.audit import tenant_event
+from gateway import metrics
+from gateway.accept.tenant_templates import TenantTemplates
+from gateway.audit import events as audit
+from gateway.audit.events import tenant_event
 from gateway.errors import Conflict, TooManyRequests, Unprocessable
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, NotifyResult
@@ -29,8 +31,8 @@ from gateway.recipients import (
     parse_phone,
 )
 from gateway.settings import Settings
-from gateway.store import Store, event
-from gateway.tenant_templates import TenantTemplates
+from gateway.state import keys
+from gateway.state.store import Store, event
 from gateway.timeutil import Clock, rfc3339, system_clock
 from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
 

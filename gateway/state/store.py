@@ -11,8 +11,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from gateway import keys, scripts
-from gateway.scriptpipe import ScriptPipe
+from gateway.state import keys, scripts
+from gateway.state.scriptpipe import ScriptPipe
 from gateway.timeutil import rfc3339, system_clock
 
 FINAL_STATUSES = frozenset({"suppressed", "delivered", "undelivered", "failed", "cancelled"})

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway import keys
+from gateway.state import keys
 from gateway.timeutil import system_clock
 
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from gateway import audit, keys
-from gateway.audit import tenant_event
+from gateway.audit import events as audit
+from gateway.audit.events import tenant_event
 from gateway.errors import Forbidden, Unauthorized
+from gateway.state import keys
 
 SCOPES = ("notify", "optouts", "templates", "audit:read", "admin")
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

@@ -17,11 +17,12 @@ from litestar import Request, Response, post
 from litestar.params import FromPath
 
 from channels.signing import SIGNATURE_HEADER, verify
-from gateway import metrics, views
-from gateway.app_support import Services, json_response, raw_header, services
+from gateway import metrics
+from gateway.api import views
+from gateway.api.deps import Services, json_response, raw_header, services
+from gateway.api.optouts import empty_twiml, twilio_form, url_tenant
 from gateway.errors import BadRequest, Forbidden, NotFound
-from gateway.optout_api import empty_twiml, twilio_form, url_tenant
-from gateway.store import event
+from gateway.state.store import event
 from gateway.timeutil import system_clock
 
 # Twilio's MessageStatus values that end a message; the others (queued, sent, ...) are progress.

@@ -25,7 +25,7 @@ import hiredis
 import redis
 from redis.connection import parse_url
 
-from gateway.redisdb import parse_sentinel
+from gateway.state.redisdb import parse_sentinel
 
 
 class _Channel(asyncio.Protocol):

@@ -10,18 +10,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from gateway.cli.common import CliError, redis_url_for
 from gateway.settings import Settings
 
 # The heavy modules (the web layer's helpers, database drivers) are imported by the commands that
 # use them: `tidings lint` and friends start fast.
-
-
-class CliError(Exception):
-    """A usage or environment problem worth one line (every `tidings` command raises this one).
-
-    It lives here, not in ``gateway.cli``: run as ``python -m gateway.cli`` that module is
-    ``__main__``, and a class imported back from ``gateway.cli`` would be a different class.
-    """
 
 
 def _fail(message: str) -> Exception:
@@ -29,8 +22,6 @@ def _fail(message: str) -> Exception:
 
 
 def _redis_url(settings: Settings, args: argparse.Namespace) -> str:
-    from gateway.cli import redis_url_for
-
     return redis_url_for(settings, args.data_dir)
 
 
@@ -73,7 +64,7 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 
 
 def _open(settings: Settings) -> Any:
-    from gateway.auditstore import AuditStoreError, open_store
+    from gateway.audit.store import AuditStoreError, open_store
 
     try:
         return open_store(settings.audit_url)
@@ -92,7 +83,7 @@ def _checked(fn: Callable[[], Any]) -> Any:
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     """Print matching events, one JSON object per line."""
-    from gateway.audit_api import event_view, member_of, parse_time
+    from gateway.api.audit import event_view, member_of, parse_time
     from gateway.recipients import Members
 
     member = None
@@ -117,7 +108,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     """CSV of a tenant's events, a page at a time."""
-    from gateway.audit_api import CSV_COLUMNS, csv_rows, parse_time
+    from gateway.api.audit import CSV_COLUMNS, csv_rows, parse_time
 
     since = _checked(lambda: parse_time("--from", args.since))
     until = _checked(lambda: parse_time("--to", args.until))
@@ -139,9 +130,9 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     """One JSON line per tenant; the anchors in Redis are used when Redis is reachable."""
-    from gateway import keys
-    from gateway.audit import parse_anchor
-    from gateway.redisdb import sync_client
+    from gateway.audit.events import parse_anchor
+    from gateway.state import keys
+    from gateway.state.redisdb import sync_client
 
     anchors: dict[str, tuple[int, str] | None] = {}
     store = _open(settings)
@@ -166,9 +157,9 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     """Run a consumer (it leads when no other does); SIGINT/SIGTERM stop it after the current batch."""
-    from gateway.auditconsumer import AuditConsumer
-    from gateway.redisdb import sync_client
-    from gateway.worker import worker_name
+    from gateway.audit.consumer import AuditConsumer
+    from gateway.delivery.worker import worker_name
+    from gateway.state.redisdb import sync_client
 
     client = sync_client(_redis_url(settings, args), decode=True)
     store = _open(settings)

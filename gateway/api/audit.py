@@ -16,11 +16,13 @@ from litestar import Request, Response, get
 from litestar.params import FromQuery, QueryParameter
 from litestar.response import Stream
 
-from gateway import audit, keys, views
-from gateway.app_support import json_response, principal, services
-from gateway.auditstore import AuditStore, AuditStoreError, StoredEvent, open_store
+from gateway.api import views
+from gateway.api.deps import json_response, principal, services
+from gateway.audit import events as audit
+from gateway.audit.store import AuditStore, AuditStoreError, StoredEvent, open_store
 from gateway.errors import Unavailable, Unprocessable
 from gateway.recipients import InvalidRecipient, Members, check_email, parse_phone
+from gateway.state import keys
 
 _decode = msgspec.json.Decoder()
 Since = Annotated[str | None, QueryParameter(name="from")]

@@ -18,8 +18,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from gateway import keys
 from gateway.recipients import mask_email
+from gateway.state import keys
 from gateway.timeutil import rfc3339, system_clock
 
 # The audit's event types. Notification events are the timeline's own; the rest are tenant changes.

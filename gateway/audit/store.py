@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from gateway.audit import AuditRow
+from gateway.audit.events import AuditRow
 
 GENESIS = "0" * 64
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import keys
-from gateway.optouts import OptOuts
+from gateway.optouts.store import OptOuts
 from gateway.recipients import InvalidRecipient, check_email, parse_phone
+from gateway.state import keys
 
 MAX_INVALID_REPORTED = 1000
 

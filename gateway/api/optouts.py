@@ -18,11 +18,12 @@ from litestar.response import Stream
 from channels.signing import SIGNATURE_HEADER, verify
 from channels.twilio_signature import verify_twilio
 from compliance.replies import ReplyKind, classify
-from gateway import keys, views
-from gateway.app_support import json_response, principal, raw_header, services
+from gateway.api import views
+from gateway.api.deps import json_response, principal, raw_header, services
 from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
-from gateway.optout_import import CsvImporter
+from gateway.optouts.importer import CsvImporter
 from gateway.recipients import InvalidRecipient, check_email, mask_address, parse_phone
+from gateway.state import keys
 
 
 class SimReply(msgspec.Struct):

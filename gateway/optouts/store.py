@@ -8,9 +8,10 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from gateway import keys, metrics, scripts
-from gateway.audit import tenant_event
+from gateway import metrics
+from gateway.audit.events import tenant_event
 from gateway.recipients import Members, mask_address
+from gateway.state import keys, scripts
 from gateway.timeutil import rfc3339, system_clock
 
 SOURCES = ("sms_reply", "api", "import", "email_link")

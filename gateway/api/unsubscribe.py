@@ -8,10 +8,10 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from gateway import views
-from gateway.app_support import json_response, services
+from gateway.api import views
+from gateway.api.deps import json_response, services
 from gateway.errors import BadRequest
-from gateway.unsubscribe import read_token
+from gateway.optouts.unsubscribe import read_token
 
 
 @get(

@@ -18,9 +18,9 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway import keys
-from gateway.audit import AuditRow, parse_anchor, rows_of, tenant_of
-from gateway.auditstore import AuditStore
+from gateway.audit.events import AuditRow, parse_anchor, rows_of, tenant_of
+from gateway.audit.store import AuditStore
+from gateway.state import keys
 
 log = logging.getLogger("tidings.audit")
 

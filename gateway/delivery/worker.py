@@ -28,17 +28,18 @@ from rq.timeouts import TimerDeathPenalty
 from channels.config import load_router, simulator_router
 from channels.routing import Router
 from compliance.policy import load_policy
-from gateway import keys, metrics
-from gateway.accept import Acceptor, accept_fallbacks
-from gateway.auditconsumer import AuditConsumer, AuditThread
-from gateway.auditstore import open_store
-from gateway.dispatch import Batcher, DeliveryEngine, Enqueuer, Retry
-from gateway.health import RedisHealth
-from gateway.redisdb import async_client, sync_client
-from gateway.scripts import REAP
+from gateway import metrics
+from gateway.accept.pipeline import Acceptor, accept_fallbacks
+from gateway.accept.tenant_templates import TenantTemplates
+from gateway.audit.consumer import AuditConsumer, AuditThread
+from gateway.audit.store import open_store
+from gateway.delivery.engine import Batcher, DeliveryEngine, Enqueuer, Retry
+from gateway.delivery.health import RedisHealth
 from gateway.settings import Settings
-from gateway.store import Store
-from gateway.tenant_templates import TenantTemplates
+from gateway.state import keys
+from gateway.state.redisdb import async_client, sync_client
+from gateway.state.scripts import REAP
+from gateway.state.store import Store
 from gateway.timeutil import system_clock
 from templates.renderer import load_catalog
 

@@ -10,7 +10,8 @@ import redis as syncredis
 import redis.asyncio as aioredis
 
 from channels.routing import Admission, Provider
-from gateway import keys, metrics
+from gateway import metrics
+from gateway.state import keys
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 

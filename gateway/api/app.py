@@ -19,32 +19,35 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.config import route_names
 from compliance.policy import load_policy
-from gateway import keys, metrics, scripts, state_metrics, views
-from gateway.accept import Acceptor, Answer, Rejected
-from gateway.app_support import JSON, RawResponse, Services, json_response, principal, raw_header, services
-from gateway.audit_api import HANDLERS as AUDIT_HANDLERS
-from gateway.auth import Authenticator, RateLimiter
-from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
-from gateway.logs import RequestIdMiddleware
-from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
-from gateway.optout_api import HANDLERS as OPTOUT_HANDLERS
-from gateway.optouts import OptOuts
-from gateway.problems import (
+from gateway import metrics
+from gateway.accept.pipeline import Acceptor, Answer, Rejected
+from gateway.accept.tenant_templates import TemplateRejected, TenantTemplates
+from gateway.api import views
+from gateway.api.audit import HANDLERS as AUDIT_HANDLERS
+from gateway.api.auth import Authenticator, RateLimiter
+from gateway.api.deps import JSON, RawResponse, Services, json_response, principal, raw_header, services
+from gateway.api.optouts import HANDLERS as OPTOUT_HANDLERS
+from gateway.api.problems import (
     PROBLEM,
     on_http_exception,
     on_redis_error,
     on_tidings_error,
     on_unexpected,
 )
-from gateway.receipts_api import HANDLERS as RECEIPT_HANDLERS
+from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
+from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
+from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
+from gateway.logs import RequestIdMiddleware
+from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
+from gateway.optouts.store import OptOuts
 from gateway.recipients import Members, mask_address, mask_token
-from gateway.redisdb import async_client
-from gateway.scriptpipe import ScriptPipe
 from gateway.settings import Settings
-from gateway.store import Store, event
-from gateway.tenant_templates import TemplateRejected, TenantTemplates
+from gateway.state import gauges as state_metrics
+from gateway.state import keys, scripts
+from gateway.state.redisdb import async_client
+from gateway.state.scriptpipe import ScriptPipe
+from gateway.state.store import Store, event
 from gateway.timeutil import rfc3339, system_clock
-from gateway.unsubscribe_api import HANDLERS as UNSUBSCRIBE_HANDLERS
 from templates.renderer import load_catalog
 
 _encode = msgspec.json.Encoder()

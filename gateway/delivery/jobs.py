@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.delivery.worker import Runtime
 from gateway.settings import load_settings
-from gateway.worker import Runtime
 
 
 def deliver(tenant: str, channel: str, ids: list[str]) -> dict[str, Any]:

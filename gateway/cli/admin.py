@@ -1,0 +1,194 @@
+"""``tidings lint|keys|dlq``: content checks, API keys and the dead-letter list."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from gateway.cli.common import CliError, redis_url_for, store_for
+from gateway.settings import Settings
+from gateway.state import keys
+
+
+def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
+    """The ``lint``, ``keys`` and ``dlq`` commands; returns those that talk to Redis."""
+    lint = sub.add_parser("lint", help="check a text against the content rules (no Redis needed)")
+    lint.add_argument("text")
+    lint.add_argument("--brand")
+    lint.add_argument("--category", choices=["marketing", "transactional"], default="marketing")
+    lint.add_argument("--channel", choices=list(keys.CHANNELS), default="sms")
+    lint.add_argument("--tenant")
+    lint.set_defaults(func=cmd_lint)
+
+    keys_p = sub.add_parser("keys", help="API keys")
+    keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument(
+        "--scopes", required=True, help="comma-separated: notify,optouts,templates,audit:read,admin"
+    )
+    create.add_argument("--name", default="")
+    create.set_defaults(func=cmd_keys_create)
+
+    dlq = sub.add_parser("dlq", help="the dead-letter list")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="notifications that exhausted their retries")
+    dlq_list.add_argument("--tenant")
+    dlq_list.set_defaults(func=cmd_dlq_list)
+    replay = dlq_sub.add_parser("replay", help="queue dead letters again")
+    replay.add_argument("--tenant")
+    replay.add_argument("ids", nargs="*", help="ids to replay (default: all)")
+    replay.set_defaults(func=cmd_dlq_replay)
+    return [create, dlq_list, replay]
+
+
+def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
+    """Verdict, segments and the rendered text with offending terms marked; exit 1 when rejected."""
+    from compliance.content import Draft, content_pipeline, run
+    from compliance.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(settings.policy_path)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+    rules = policy.rules(args.tenant, args.brand)
+    draft = Draft(
+        channel=args.channel,
+        category=args.category,
+        brand=args.brand,
+        fields={"text": args.text},
+        rules=rules,
+    )
+    verdict = run(content_pipeline(policy.matcher), draft)
+    terms = [t for r in ([verdict.reason] if verdict else []) + draft.warnings for t in r.get("terms", [])]
+    marked = args.text
+    for t in sorted(terms, key=lambda t: -int(t["start"])):
+        marked = f"{marked[: t['start']]}[[{marked[t['start'] : t['end']]}]]{marked[t['end'] :]}"
+    print(f"verdict:  {'reject' if verdict else 'allow'}")
+    for r in ([verdict.reason] if verdict else []) + draft.warnings:
+        print(f"reason:   {r['code']}{' (warning)' if r.get('severity') == 'warning' else ''}: {r['detail']}")
+    if terms:
+        print(f"terms:    {marked}")
+    if verdict is None:
+        print(f"rendered: {draft.fields['text']}")
+        if draft.segments is not None:
+            print(f"segments: {draft.segments} ({draft.encoding}, {len(draft.fields['text'])} characters)")
+    return 1 if verdict else 0
+
+
+# -- keys and dead letters -----------------------------------------------------------------------
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a key; it is shown once and stored only as a hash."""
+    from gateway.api.auth import check_scopes, check_tenant, new_key
+
+    try:
+        check_tenant(args.tenant)
+        scopes = check_scopes([s.strip() for s in args.scopes.split(",") if s.strip()])
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    url = redis_url_for(settings, args.data_dir)
+    key = new_key()
+
+    async def run() -> str:
+        from gateway.api.auth import store_key
+        from gateway.state.redisdb import async_client
+
+        client = async_client(url)
+        try:
+            return await store_key(client, key, args.tenant, scopes, name=args.name)
+        finally:
+            await client.aclose()
+
+    key_id = asyncio.run(run())
+    print(key)
+    print(
+        f"# {key_id}, tenant {args.tenant}, scopes {','.join(scopes)}. Shown once: store it now.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the dead letters: id, tenant, channel, masked address, attempts, last error."""
+    from gateway.recipients import mask_address, mask_token
+    from gateway.timeutil import rfc3339
+
+    url = redis_url_for(settings, args.data_dir)
+
+    async def run() -> int:
+        store = store_for(url)
+        count = 0
+        try:
+            tenants = [args.tenant] if args.tenant else await store.tenants()
+            for tenant in tenants:
+                for ntf_id, at in await store.dead_letters(tenant):
+                    found = await store.get(tenant, ntf_id)
+                    rec = found[0] if found else {}
+                    addr = rec.get("address", "")
+                    shown = (
+                        mask_token(addr)
+                        if rec.get("channel") == "push"
+                        else mask_address(addr)
+                        if addr
+                        else "-"
+                    )
+                    print(
+                        f"{ntf_id}\t{tenant}\t{rec.get('channel', '-')}\t{shown}\tattempts={rec.get('attempts', '-')}"
+                        f"\terror={rec.get('error_code', '-')}\tat={rfc3339(at)}"
+                    )
+                    count += 1
+        finally:
+            await store.redis.aclose()
+        print(f"{count} dead letter(s)", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """Reset dead letters to queued with fresh attempts and enqueue them."""
+    from gateway.delivery.engine import Enqueuer
+    from gateway.state.redisdb import sync_client
+    from gateway.state.store import event
+    from gateway.timeutil import system_clock
+
+    url = redis_url_for(settings, args.data_dir)
+    enqueuer = Enqueuer(sync_client(url), settings.batch_size)
+
+    async def run() -> dict[tuple[str, str], list[str]]:
+        store = store_for(url)
+        replayed: dict[tuple[str, str], list[str]] = {}
+        try:
+            tenants = [args.tenant] if args.tenant else await store.tenants()
+            wanted = set(args.ids)
+            for tenant in tenants:
+                for ntf_id, _ in await store.dead_letters(tenant):
+                    if wanted and ntf_id not in wanted:
+                        continue
+                    now = system_clock()
+                    verdict = await store.replay(
+                        tenant, ntf_id, event("replayed", source="dlq"), now, now + settings.lease_seconds
+                    )
+                    if verdict == "queued":
+                        found = await store.get(tenant, ntf_id)
+                        channel = found[0]["channel"] if found else "sms"
+                        replayed.setdefault((tenant, channel), []).append(ntf_id)
+        finally:
+            await store.redis.aclose()
+        return replayed
+
+    replayed = asyncio.run(run())
+    if replayed:
+        from gateway.delivery.health import close_circuits
+
+        # Replaying says the cause is fixed: give every provider a fresh circuit (a provider that
+        # still fails opens again after a few sends).
+        close_circuits(enqueuer.connection)
+    total = 0
+    for (tenant, channel), ids in replayed.items():
+        enqueuer.enqueue(tenant, channel, ids)
+        total += len(ids)
+    print(f"replayed {total} dead letter(s)")
+    return 0

@@ -1,0 +1,43 @@
+"""What every ``tidings`` command shares: the one-line error and how a command finds its Redis."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gateway.settings import Settings
+
+
+class CliError(Exception):
+    """A usage or environment problem worth one line (every `tidings` command raises this one)."""
+
+
+DEFAULT_DATA_DIR = "./var"
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    """The ``--data-dir`` option of the commands that talk to Redis."""
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="where `tidings dev` keeps its Redis (used when TIDINGS_REDIS_URL is unset)",
+    )
+
+
+def redis_url_for(settings: Settings, data_dir: str) -> str:
+    """TIDINGS_REDIS_URL, else the socket of a running `tidings dev`."""
+    if settings.redis_url:
+        return settings.redis_url
+    sock = Path(data_dir).resolve() / "redis.sock"
+    if sock.exists():
+        return f"unix://{sock}"
+    raise CliError("set TIDINGS_REDIS_URL (or run `tidings dev` for an embedded Redis)")
+
+
+def store_for(url: str) -> Any:
+    """A notification store on its own connection (the caller closes ``store.redis``)."""
+    from gateway.state.redisdb import async_client
+    from gateway.state.store import Store
+
+    return Store(async_client(url), record_ttl=7 * 86_400, idempotency_ttl=86_400)

@@ -1,0 +1,63 @@
+"""The ``tidings`` command: parses the arguments and runs one subcommand (each lives in its own module)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from gateway.cli import admin, dev, optouts, serve
+from gateway.cli import audit as audit_cli
+from gateway.cli.common import CliError, add_data_dir
+from gateway.settings import SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+    from gateway.logs import configure
+
+    configure(settings.log_level, settings.log_format)
+    if args.command in ("dev", "serve", "worker"):
+        from compliance.policy import PolicyError, load_policy
+
+        try:
+            load_policy(settings.policy_path)  # a bad policy stops the start, with the place it is wrong
+        except PolicyError as exc:
+            print(f"tidings: invalid policy: {exc}", file=sys.stderr)
+            return 2
+    if args.command in ("dev", "worker") and settings.providers_path:
+        from channels.config import ProvidersError, load_router
+
+        try:
+            router = load_router(settings.providers_path)  # fails at start, naming the place, never a secret
+        except ProvidersError as exc:
+            print(f"tidings: invalid providers file: {exc}", file=sys.stderr)
+            return 2
+        for provider in router.providers.values():
+            logging.getLogger("tidings").info("provider %s: %r", provider.name, provider.adapter)
+    try:
+        result: int = args.func(settings, args)
+        return result
+    except CliError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands."""
+    p = argparse.ArgumentParser(
+        prog="tidings", description="Notification gateway with compliance guardrails."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in (dev, serve, admin, optouts, audit_cli):
+        for needs_redis in module.add_parsers(sub):
+            add_data_dir(needs_redis)
+    return p
