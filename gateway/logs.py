@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.audit.events import scrub
+from gateway.recipients import scrub
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("tidings_request_id", default=None)
 _PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}-"

@@ -27,7 +27,6 @@ from gateway.recipients import (
     check_email,
     check_timezone,
     mask_address,
-    mask_token,
     parse_phone,
 )
 from gateway.settings import Settings
@@ -383,7 +382,7 @@ class Acceptor:
             "attempts": "0",
             "reasons": _encode.encode(reasons).decode(),
             "member": member,
-            "masked": mask_token(address) if channel == "push" else mask_address(address),
+            "masked": mask_address(address, channel),
             "brand": req.brand or "",
         }
         if state.cap_key:
@@ -489,9 +488,7 @@ class Acceptor:
                         pass
                     else:
                         where["member"] = self.members.of(address)
-                        where["masked"] = (
-                            mask_token(address) if req.channel == "push" else mask_address(address)
-                        )
+                        where["masked"] = mask_address(address, req.channel)
                 ev = tenant_event(
                     "rejected",
                     channel=rej.channel or None,

@@ -40,7 +40,7 @@ from gateway.errors import Conflict, NotFound, TidingsError, Unprocessable
 from gateway.logs import RequestIdMiddleware
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
 from gateway.optouts.store import OptOuts
-from gateway.recipients import Members, mask_address, mask_token
+from gateway.recipients import Members, mask_address
 from gateway.settings import Settings
 from gateway.state import gauges as state_metrics
 from gateway.state import keys, scripts
@@ -303,7 +303,7 @@ def notification_view(record: dict[str, Any], events: list[dict[str, Any]]) -> d
     elif channel == "email":
         to["email"] = mask_address(address)
     else:
-        to["push_token"] = mask_token(address)
+        to["push_token"] = mask_address(address, "push")
     status = record.get("status", "")
     return {
         "id": record.get("id"),

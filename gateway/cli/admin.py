@@ -112,7 +112,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     """Print the dead letters: id, tenant, channel, masked address, attempts, last error."""
-    from gateway.recipients import mask_address, mask_token
+    from gateway.recipients import mask_address
     from gateway.timeutil import rfc3339
 
     url = redis_url_for(settings, args.data_dir)
@@ -127,13 +127,7 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
                     found = await store.get(tenant, ntf_id)
                     rec = found[0] if found else {}
                     addr = rec.get("address", "")
-                    shown = (
-                        mask_token(addr)
-                        if rec.get("channel") == "push"
-                        else mask_address(addr)
-                        if addr
-                        else "-"
-                    )
+                    shown = mask_address(addr, rec.get("channel", "")) if addr else "-"
                     print(
                         f"{ntf_id}\t{tenant}\t{rec.get('channel', '-')}\t{shown}\tattempts={rec.get('attempts', '-')}"
                         f"\terror={rec.get('error_code', '-')}\tat={rfc3339(at)}"

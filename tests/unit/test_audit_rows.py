@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.audit.events import parse_anchor, rows_of, scrub, tenant_event, tenant_of
+from gateway.audit.events import parse_anchor, rows_of, tenant_event, tenant_of
+from gateway.recipients import scrub
 
 
 @pytest.mark.parametrize(
