@@ -19,7 +19,9 @@ from litestar.response import Stream
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
 from gateway.audit import events as audit
-from gateway.audit.store import AuditStore, AuditStoreError, StoredEvent, open_store
+from gateway.audit.backends import open_store
+from gateway.audit.chain import StoredEvent
+from gateway.audit.store import AuditStore, AuditStoreError
 from gateway.errors import Unavailable, Unprocessable
 from gateway.recipients import InvalidRecipient, Members, check_email, parse_phone
 from gateway.state import keys

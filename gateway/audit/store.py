@@ -4,7 +4,7 @@ Each stored event carries ``prev_hash`` (the previous event's hash, ``GENESIS`` 
 and ``hash = SHA-256(prev_hash + canonical form)``, where the canonical form holds the event's position
 (``seq``) and every stored field. Changing, removing, inserting or reordering a stored event breaks the
 chain at that event; removing the newest ones is caught by the head kept beside the table and by the
-anchor the consumer keeps in Redis. Pruning (retention) first records a checkpoint, the hash of the
+anchor the consumer keeps in Redis (``chain``). Pruning (retention) first records a checkpoint, the hash of the
 last event it removes, so the rest stays verifiable. Updates and deletions that are not pruning are
 refused by triggers in the database itself.
 
@@ -14,27 +14,15 @@ Both backends share the SQL below (written with ``?``; PostgreSQL's driver wants
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
-
+from gateway.audit.chain import COLUMNS, GENESIS, ChainWalk, StoredEvent, chain_hash, row_values, stored_event
 from gateway.audit.events import AuditRow
 
-GENESIS = "0" * 64
-
-_canonical = msgspec.json.Encoder()
-
-COLUMNS = (
-    "tenant, seq, event_id, at_ms, type, notification_id, channel, member, address, body, prev_hash, hash"
-)
-
-_TABLES = [
+TABLES = [
     """CREATE TABLE IF NOT EXISTS audit_events (
         tenant TEXT NOT NULL,
         seq BIGINT NOT NULL,
@@ -68,85 +56,9 @@ _TABLES = [
 ]
 _INSERT = f"INSERT INTO audit_events ({COLUMNS}) VALUES ({','.join('?' * 12)})"  # noqa: S608 - constants only
 
-_SQLITE_GUARDS = [
-    """CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
-    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
-    WHEN OLD.seq > COALESCE((SELECT MAX(seq) FROM audit_checkpoints WHERE tenant = OLD.tenant), 0)
-    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: only pruning behind a checkpoint deletes'); END""",
-]
-
-_POSTGRES_GUARDS = [
-    """CREATE OR REPLACE FUNCTION audit_events_guard() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF TG_OP = 'UPDATE' THEN
-        RAISE EXCEPTION 'audit_events is append-only';
-      END IF;
-      IF OLD.seq > COALESCE((SELECT MAX(seq) FROM audit_checkpoints WHERE tenant = OLD.tenant), 0) THEN
-        RAISE EXCEPTION 'audit_events is append-only: only pruning behind a checkpoint deletes';
-      END IF;
-      RETURN OLD;
-    END $$""",
-    """CREATE OR REPLACE TRIGGER audit_events_guard BEFORE UPDATE OR DELETE ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION audit_events_guard()""",
-]
-
 
 class AuditStoreError(RuntimeError):
     """The audit store URL is unusable or the store cannot be reached."""
-
-
-class StoredEvent(msgspec.Struct, frozen=True):
-    """One stored event with its place in the chain."""
-
-    seq: int
-    event_id: str
-    at_ms: int
-    type: str
-    notification_id: str
-    channel: str
-    member: str
-    address: str
-    body: str
-    prev_hash: str
-    hash: str
-
-
-def chain_hash(prev_hash: str, tenant: str, seq: int, row: AuditRow | StoredEvent) -> str:
-    """The hash of one event given the previous one's."""
-    canonical = _canonical.encode(
-        [
-            tenant,
-            seq,
-            row.event_id,
-            row.at_ms,
-            row.type,
-            row.notification_id,
-            row.channel,
-            row.member,
-            row.address,
-            row.body,
-        ]
-    )
-    return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
-
-
-def row_values(row: AuditRow, seq: int, prev_hash: str, digest: str) -> tuple[Any, ...]:
-    """A row's values in ``COLUMNS`` order."""
-    return (
-        row.tenant,
-        seq,
-        row.event_id,
-        row.at_ms,
-        row.type,
-        row.notification_id,
-        row.channel,
-        row.member,
-        row.address,
-        row.body,
-        prev_hash,
-        digest,
-    )
 
 
 @dataclass
@@ -158,7 +70,7 @@ class Appended:
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
-class _Cursor(Protocol):
+class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
     def fetchone(self) -> Any: ...
@@ -180,7 +92,7 @@ class AuditStore:
     def _connect(self) -> Any:
         raise NotImplementedError
 
-    def _begin(self, cur: _Cursor) -> None:
+    def _begin(self, cur: Cursor) -> None:
         """Start a write transaction that excludes other writers of the chain heads."""
         raise NotImplementedError
 
@@ -217,7 +129,7 @@ class AuditStore:
 
     # -- writing ----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[_Cursor]:
+    def _transaction(self) -> Iterator[Cursor]:
         """A write transaction (heads locked as they are read), committed or rolled back whole."""
         conn = self._conn()
         cur = conn.cursor()
@@ -266,7 +178,7 @@ class AuditStore:
     def _insert(self, cur: Any, values: list[tuple[Any, ...]]) -> None:
         cur.executemany(self._sql(_INSERT), values)
 
-    def _locked_head(self, cur: _Cursor, tenant: str) -> tuple[int, str]:
+    def _locked_head(self, cur: Cursor, tenant: str) -> tuple[int, str]:
         cur.execute(
             self._sql(
                 "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?) ON CONFLICT (tenant) DO NOTHING"
@@ -283,7 +195,7 @@ class AuditStore:
     def _for_update(self) -> str:
         return ""
 
-    def _stored_ids(self, cur: _Cursor, tenant: str, ids: list[str]) -> set[str]:
+    def _stored_ids(self, cur: Cursor, tenant: str, ids: list[str]) -> set[str]:
         found: set[str] = set()
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
@@ -325,7 +237,7 @@ class AuditStore:
                     removed += cut - start
         return removed
 
-    def _checkpoint(self, cur: _Cursor, tenant: str) -> tuple[int, str]:
+    def _checkpoint(self, cur: Cursor, tenant: str) -> tuple[int, str]:
         cur.execute(
             self._sql("SELECT seq, hash FROM audit_checkpoints WHERE tenant = ? ORDER BY seq DESC LIMIT 1"),
             (tenant,),
@@ -397,7 +309,7 @@ class AuditStore:
             params += types
         # Only placeholders are joined in: every value is a parameter.
         sql = f"SELECT {COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"  # noqa: S608
-        return [_stored(r) for r in self._read(sql, (*params, limit))]
+        return [stored_event(r) for r in self._read(sql, (*params, limit))]
 
     def iter_events(
         self, tenant: str, *, since_ms: int | None = None, until_ms: int | None = None, page: int = 5000
@@ -430,211 +342,50 @@ class AuditStore:
         finally:
             cur.close()
         self._conn().commit()
-        last = start_seq
+        walk = ChainWalk(tenant, start_seq, prev)
         hi: int | None = None
         if since_ms is not None or until_ms is not None:
             bounds = self.seq_bounds(tenant, since_ms, until_ms)
             if bounds is None:
                 return {"ok": True, "checked": 0}
             lo, hi = bounds
-            if lo - 1 > start_seq:
-                before = self._read(
-                    "SELECT hash FROM audit_events WHERE tenant = ? AND seq = ?", (tenant, lo - 1)
-                )
-                if before:
-                    last, prev = lo - 1, str(before[0][0])
-        checked = 0
+            if lo - 1 > start_seq and (before := self._hash_at(tenant, lo - 1)) is not None:
+                walk = ChainWalk(tenant, lo - 1, before)
         while True:
             sql = f"SELECT {COLUMNS} FROM audit_events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT 5000"  # noqa: S608
-            rows = [_stored(r) for r in self._read(sql, (tenant, last))]
+            rows = [stored_event(r) for r in self._read(sql, (tenant, walk.last))]
             if hi is not None:
                 rows = [r for r in rows if r.seq <= hi]
-            for row in rows:
-                if row.seq != last + 1:
-                    return _broken(tenant, checked, last + 1, None, "missing", f"event {last + 1} is missing")
-                if row.prev_hash != prev:
-                    return _broken(
-                        tenant,
-                        checked,
-                        row.seq,
-                        row.event_id,
-                        "out_of_order",
-                        "prev_hash is not the previous event's hash",
-                    )
-                if chain_hash(prev, tenant, row.seq, row) != row.hash:
-                    return _broken(
-                        tenant,
-                        checked,
-                        row.seq,
-                        row.event_id,
-                        "altered",
-                        "the event's content does not match its hash",
-                    )
-                prev, last = row.hash, row.seq
-                checked += 1
-            if not rows or (hi is not None and last >= hi):
+            if (bad := walk.take(rows)) is not None:
+                return bad
+            if not rows or (hi is not None and walk.last >= hi):
                 break
         if hi is not None:
-            return {"ok": True, "checked": checked}
+            return walk.ok()
+        return self._check_marks(walk, start_seq, anchor)
+
+    def _hash_at(self, tenant: str, seq: int) -> str | None:
+        rows = self._read("SELECT hash FROM audit_events WHERE tenant = ? AND seq = ?", (tenant, seq))
+        return str(rows[0][0]) if rows else None
+
+    def _check_marks(self, walk: ChainWalk, start_seq: int, anchor: tuple[int, str] | None) -> dict[str, Any]:
+        """The walked chain against the head beside the table and the anchor kept in Redis."""
+        tenant, last = walk.tenant, walk.last
         head_seq, head_hash = self.head(tenant)
         for name, mark in (("head", (head_seq, head_hash)), ("anchor", anchor)):
             if mark is None or mark[0] <= start_seq:
                 continue
             seq, digest = mark
             if seq > last:
-                return _broken(
-                    tenant,
-                    checked,
-                    last + 1,
-                    None,
-                    "truncated",
-                    f"the {name} names event {seq}, the store ends at {last}",
+                return walk.broken(
+                    last + 1, None, "truncated", f"the {name} names event {seq}, the store ends at {last}"
                 )
-            stored = self._read("SELECT hash FROM audit_events WHERE tenant = ? AND seq = ?", (tenant, seq))
-            if not stored or stored[0][0] != digest:
-                return _broken(
-                    tenant,
-                    checked,
-                    seq,
-                    None,
-                    "altered",
-                    f"event {seq} does not have the hash the {name} recorded",
+            if self._hash_at(tenant, seq) != digest:
+                return walk.broken(
+                    seq, None, "altered", f"event {seq} does not have the hash the {name} recorded"
                 )
         if head_seq != last:
-            return _broken(
-                tenant,
-                checked,
-                head_seq + 1,
-                None,
-                "unrecorded",
-                f"events after {head_seq} are not in the head",
+            return walk.broken(
+                head_seq + 1, None, "unrecorded", f"events after {head_seq} are not in the head"
             )
-        return {"ok": True, "checked": checked}
-
-
-def _broken(
-    tenant: str, checked: int, seq: int, event_id: str | None, code: str, detail: str
-) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "checked": checked,
-        "broken": {"tenant": tenant, "seq": seq, "event_id": event_id, "reason": code, "detail": detail},
-    }
-
-
-def _stored(row: Sequence[Any]) -> StoredEvent:
-    return StoredEvent(
-        seq=int(row[1]),
-        event_id=row[2],
-        at_ms=int(row[3]),
-        type=row[4],
-        notification_id=row[5],
-        channel=row[6],
-        member=row[7],
-        address=row[8],
-        body=row[9],
-        prev_hash=row[10],
-        hash=row[11],
-    )
-
-
-class SqliteAuditStore(AuditStore):
-    """One SQLite file (WAL, synchronous FULL): the default for one host and for ``tidings dev``."""
-
-    def __init__(self, url: str, path: Path) -> None:
-        super().__init__(url)
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        for sql in _TABLES + _SQLITE_GUARDS:
-            conn.execute(sql)
-        conn.execute("COMMIT")
-
-    def _connect(self) -> Any:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return _SqliteConn(conn)
-
-    def _begin(self, cur: _Cursor) -> None:
-        cur.execute("BEGIN IMMEDIATE")
-
-
-class _SqliteConn:
-    """sqlite3 in autocommit mode with explicit transactions, shaped like a DB-API connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.raw = conn
-
-    def cursor(self) -> sqlite3.Cursor:
-        return self.raw.cursor()
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self.raw.execute(sql, params)
-
-    def commit(self) -> None:
-        if self.raw.in_transaction:
-            self.raw.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self.raw.in_transaction:
-            self.raw.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-class PostgresAuditStore(AuditStore):
-    """PostgreSQL (psycopg 3): for production, where several hosts share one audit log."""
-
-    placeholder = "%s"
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        conn = self._conn()
-        with conn.cursor() as cur:
-            # Two processes creating the schema at once would trip over each other's catalogue rows.
-            cur.execute("SELECT pg_advisory_xact_lock(7104710471)")
-            for sql in _TABLES + _POSTGRES_GUARDS:
-                cur.execute(sql)
-        conn.commit()
-
-    def _connect(self) -> Any:
-        import psycopg
-
-        try:
-            return psycopg.connect(self.url, autocommit=False, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise AuditStoreError(f"cannot reach the audit database: {exc}") from None
-
-    def _begin(self, cur: _Cursor) -> None:
-        pass  # psycopg opens the transaction; heads are locked row by row (SELECT ... FOR UPDATE)
-
-    def _for_update(self) -> str:
-        return " FOR UPDATE"
-
-    def _stored_ids(self, cur: _Cursor, tenant: str, ids: list[str]) -> set[str]:
-        cur.execute(
-            "SELECT event_id FROM audit_events WHERE tenant = %s AND event_id = ANY(%s)", (tenant, ids)
-        )
-        return {r[0] for r in cur.fetchall()}
-
-    def _insert(self, cur: Any, values: list[tuple[Any, ...]]) -> None:
-        # COPY: one stream for the batch instead of a statement per row (20x faster).
-        with cur.copy(f"COPY audit_events ({COLUMNS}) FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(row)
-
-
-def open_store(url: str) -> AuditStore:
-    """``sqlite:///relative/path``, ``sqlite:////absolute/path`` or ``postgresql://...``."""
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if not path:
-            raise AuditStoreError("sqlite:/// URL without a file path")
-        return SqliteAuditStore(url, Path(path))
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresAuditStore(url)
-    raise AuditStoreError("TIDINGS_AUDIT_URL must start with sqlite:/// or postgresql://")
+        return walk.ok()

@@ -64,7 +64,8 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 
 
 def _open(settings: Settings) -> Any:
-    from gateway.audit.store import AuditStoreError, open_store
+    from gateway.audit.backends import open_store
+    from gateway.audit.store import AuditStoreError
 
     try:
         return open_store(settings.audit_url)

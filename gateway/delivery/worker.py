@@ -31,8 +31,8 @@ from compliance.policy import load_policy
 from gateway import metrics
 from gateway.accept.pipeline import Acceptor, accept_fallbacks
 from gateway.accept.tenant_templates import TenantTemplates
+from gateway.audit.backends import open_store
 from gateway.audit.consumer import AuditConsumer, AuditThread
-from gateway.audit.store import open_store
 from gateway.delivery.engine import Batcher, DeliveryEngine, Enqueuer, Retry
 from gateway.delivery.health import RedisHealth
 from gateway.settings import Settings

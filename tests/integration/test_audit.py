@@ -19,8 +19,8 @@ import httpx
 import pytest
 import redis
 
+from gateway.audit.backends import open_store
 from gateway.audit.events import parse_anchor
-from gateway.audit.store import open_store
 from gateway.state import keys
 from tests.auditdb import Backend, make_backend
 from tests.conftest import API_KEY, ROOT, TENANT, Stack, make_key, points_expiry, send_batch, wait_for

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.audit.backends import open_store
+from gateway.audit.chain import GENESIS, chain_hash
 from gateway.audit.events import AuditRow
-from gateway.audit.store import GENESIS, AuditStore, chain_hash, open_store
+from gateway.audit.store import AuditStore
 from tests.auditdb import Backend, make_backend
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,66 @@
+"""The SQLite audit store: one file (WAL, synchronous FULL), the default for one host and ``tidings dev``."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.audit.store import TABLES, AuditStore, Cursor
+
+_SQLITE_GUARDS = [
+    """CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
+    WHEN OLD.seq > COALESCE((SELECT MAX(seq) FROM audit_checkpoints WHERE tenant = OLD.tenant), 0)
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: only pruning behind a checkpoint deletes'); END""",
+]
+
+
+class SqliteAuditStore(AuditStore):
+    """One SQLite file (WAL, synchronous FULL): the default for one host and for ``tidings dev``."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        super().__init__(url)
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        for sql in TABLES + _SQLITE_GUARDS:
+            conn.execute(sql)
+        conn.execute("COMMIT")
+
+    def _connect(self) -> Any:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return _SqliteConn(conn)
+
+    def _begin(self, cur: Cursor) -> None:
+        cur.execute("BEGIN IMMEDIATE")
+
+
+class _SqliteConn:
+    """sqlite3 in autocommit mode with explicit transactions, shaped like a DB-API connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.raw = conn
+
+    def cursor(self) -> sqlite3.Cursor:
+        return self.raw.cursor()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.raw.execute(sql, params)
+
+    def commit(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.raw.close()
