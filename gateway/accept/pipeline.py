@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -15,98 +14,26 @@ from compliance.policy import Policy, Rules
 from compliance.reasons import Reason, reason
 from compliance.timing import cap_month, quiet_release
 from gateway import metrics
+from gateway.accept.answers import Answer, Prepared, Rejected, StateArgs, held_full
+from gateway.accept.request import render_request, resolve_recipient
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.audit import events as audit
 from gateway.audit.events import tenant_event
-from gateway.errors import Conflict, TooManyRequests, Unprocessable
+from gateway.errors import Conflict, Unprocessable
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, NotifyResult
 from gateway.recipients import (
-    InvalidRecipient,
     Members,
-    check_email,
-    check_timezone,
     mask_address,
-    parse_phone,
 )
 from gateway.settings import Settings
 from gateway.state import keys
 from gateway.state.store import Store, event
 from gateway.timeutil import Clock, rfc3339, system_clock
-from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
+from templates.renderer import Renderer
 
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 _encode = msgspec.json.Encoder()
 _decode_idem = msgspec.json.Decoder(dict[str, Any])
-
-
-class Rejected(Exception):
-    """The request itself is wrong: answered 422 with status ``rejected``."""
-
-    def __init__(self, channel: str, reasons: list[dict[str, Any]]) -> None:
-        super().__init__(reasons[0]["detail"])
-        self.channel = channel
-        self.reasons = reasons
-
-    def result(self) -> NotifyResult:
-        """The notify answer for this rejection."""
-        return NotifyResult(id=None, status="rejected", channel=self.channel, reasons=self.reasons)
-
-
-@dataclass(slots=True)
-class Answer:
-    """HTTP status, body and whether it is a replay."""
-
-    status: int
-    body: dict[str, Any] | NotifyResult
-    replayed: bool = False
-
-
-@dataclass(slots=True)
-class StateArgs:
-    """Inputs of the accept script's state rules."""
-
-    optout_key: str = ""
-    scopes: list[str] = field(default_factory=list)
-    cap_key: str = ""
-    cap_limit: int = 0
-    cap_ttl: int = 0
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A notify request turned into a record, ready for the accept script."""
-
-    tenant: str
-    record: dict[str, str]
-    doc: bytes
-    result: NotifyResult
-    lease_score: float | None
-    final: bool
-    first_event: str
-    idem_key: str | None
-    fingerprint: str
-    scheduled_for: float | None = None
-    extra_events: list[str] = field(default_factory=list)
-    accepted_at: str = ""
-    state: StateArgs = field(default_factory=StateArgs)
-    category: str = "marketing"
-
-    def suppress(self, decision: str) -> None:
-        """The accept script suppressed it (opt-out or cap): the answer says so."""
-        detail = {
-            "opted_out": "the member opted out of messages from this brand or channel",
-            "frequency_cap": f"the monthly cap of {self.state.cap_limit} messages for this member is reached",
-        }[decision]
-        self.result.status = "suppressed"
-        self.result.scheduled_for = None
-        self.result.reasons = [{"code": decision, "detail": detail}]
-        self.scheduled_for = None
-
-    @property
-    def http_status(self) -> int:
-        """202 for queued/scheduled, 200 for suppressed."""
-        return 200 if self.result.status == "suppressed" else 202
 
 
 @lru_cache(maxsize=1024)
@@ -177,7 +104,7 @@ class Acceptor:
         if verdict == "dup":
             return self.replay(stored, fp)
         if verdict == "full":
-            raise _held_full(prepared)
+            raise held_full(prepared)
         if verdict != "new":
             raise Conflict("id_collision", "please retry")
         if stored != "accept":
@@ -219,7 +146,7 @@ class Acceptor:
                 except (Unprocessable, Conflict) as exc:
                     answers[i] = Answer(exc.status, exc.problem())
             elif verdict == "full":
-                full = _held_full(prepared)
+                full = held_full(prepared)
                 answers[i] = Answer(full.status, full.problem())
             elif verdict == "new":
                 if stored != "accept":
@@ -306,8 +233,8 @@ class Acceptor:
                 raise Rejected(
                     channel, [reason(Reason.UNSUPPORTED_CHANNEL, f"fallback channel {fb!r} is not usable")]
                 )
-        address, zone = self._recipient(req)
-        rendered = self._render(req, renderer)
+        address, zone = resolve_recipient(req, self.settings.default_region)
+        rendered = render_request(req, renderer)
         rules = self.policy.rules(tenant, req.brand)
         draft = Draft(channel=channel, category=req.category, brand=req.brand, fields=rendered, rules=rules)
         verdict = run(self.pipeline, draft)
@@ -483,7 +410,7 @@ class Acceptor:
                 where: dict[str, str] = {"channel": rej.channel if rej.channel in keys.CHANNELS else ""}
                 if req is not None:
                     try:
-                        address, _ = self._recipient(req)
+                        address, _ = resolve_recipient(req, self.settings.default_region)
                     except Rejected:
                         pass
                     else:
@@ -511,78 +438,6 @@ class Acceptor:
                     )
                 ],
             )
-
-    def _recipient(self, req: NotifyRequest) -> tuple[str, str]:
-        to, channel = req.to, req.channel
-        zone = None
-        try:
-            if to.timezone:
-                zone = check_timezone(to.timezone)
-            if channel in ("sms", "mms"):
-                if not to.phone:
-                    raise InvalidRecipient(f"{channel} needs to.phone")
-                phone = parse_phone(to.phone, self.settings.default_region)
-                if not phone.mobile:
-                    raise InvalidRecipient(f"{channel} needs a mobile number")
-                address = phone.e164
-                zone = zone or phone.timezone
-            elif channel == "email":
-                if not to.email:
-                    raise InvalidRecipient("email needs to.email")
-                address = check_email(to.email)
-            else:
-                if not to.push_token:
-                    raise InvalidRecipient("push needs to.push_token")
-                address = to.push_token
-            if zone is None and to.phone:
-                zone = parse_phone(to.phone, self.settings.default_region).timezone
-        except InvalidRecipient as exc:
-            raise Rejected(channel, [reason(Reason.INVALID_RECIPIENT, str(exc))]) from None
-        return address, zone or DEFAULT_TIMEZONE
-
-    def _render(self, req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
-        channel = req.channel
-        if req.template and req.content:
-            raise Rejected(
-                channel,
-                [reason(Reason.VALIDATION_ERROR, "give either template + params or content, not both")],
-            )
-        if req.template:
-            try:
-                return renderer.render(req.template, channel, req.params)
-            except TemplateNotFound as exc:
-                raise Rejected(channel, [reason(Reason.TEMPLATE_NOT_FOUND, str(exc))]) from None
-            except MissingParam as exc:
-                raise Rejected(channel, [reason(Reason.MISSING_PARAM, str(exc), params=exc.names)]) from None
-            except TemplateError as exc:
-                raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, str(exc))]) from None
-        c = req.content
-        if c is None:
-            raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, "give template + params, or content")])
-        need = {
-            "sms": c.text is not None,
-            "mms": c.text is not None or bool(c.media),
-            "push": c.text is not None or c.title is not None,
-            "email": c.subject is not None and (c.text is not None or c.html is not None),
-        }[channel]
-        if not need:
-            what = {
-                "sms": "content.text",
-                "mms": "content.text or content.media",
-                "push": "content.title or content.text",
-                "email": "content.subject and content.text or content.html",
-            }[channel]
-            raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
-        return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
-
-
-def _held_full(p: Prepared) -> TooManyRequests:
-    return TooManyRequests(
-        "too_many_scheduled",
-        f"this tenant already holds the most scheduled {p.record['channel']} notifications allowed; "
-        "retry later or send them closer to their time",
-        headers={"Retry-After": "60"},
-    )
 
 
 async def accept_fallbacks(

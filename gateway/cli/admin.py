@@ -143,7 +143,7 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     """Reset dead letters to queued with fresh attempts and enqueue them."""
-    from gateway.delivery.engine import Enqueuer
+    from gateway.delivery.batcher import Enqueuer
     from gateway.state.redisdb import sync_client
     from gateway.state.store import event
     from gateway.timeutil import system_clock

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import redis
-from rq import Queue
 
 from channels import Message, Outcome, SendResult
 from channels.base import BatchAdapter
@@ -25,142 +20,14 @@ from compliance.policy import Policy
 from compliance.reasons import Reason, reason
 from compliance.timing import quiet_release
 from gateway import metrics
+from gateway.delivery.fallback import fallback_event, fallback_request
 from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
-from gateway.state import keys, scripts
 from gateway.state.store import Claimed, Store, event
 from gateway.state.store import Outcome as Written
-from gateway.timeutil import rfc3339, system_clock, to_real
+from gateway.timeutil import rfc3339, system_clock
 
 log = logging.getLogger("tidings.dispatch")
-
-JOB = "gateway.delivery.jobs.deliver"
-JOB_TIMEOUT = 300
-
-
-def rq_queue(connection: redis.Redis, channel: str) -> Queue:
-    """The rq queue of a channel."""
-    return Queue(keys.queue_name(channel), connection=connection)
-
-
-class Enqueuer:
-    """Creates rq jobs, each carrying a batch of notification ids of one tenant and channel."""
-
-    def __init__(self, connection: redis.Redis, batch_size: int) -> None:
-        self.connection = connection
-        self.batch_size = batch_size
-        self._queues: dict[str, Queue] = {}
-
-    def queue(self, channel: str) -> Queue:
-        """The (cached) rq queue of a channel."""
-        q = self._queues.get(channel)
-        if q is None:
-            q = self._queues[channel] = rq_queue(self.connection, channel)
-        return q
-
-    def enqueue(self, tenant: str, channel: str, ids: Sequence[str]) -> int:
-        """Enqueue jobs for ids now, ``batch_size`` ids a job; one round trip. Returns jobs made."""
-        if not ids:
-            return 0
-        q = self.queue(channel)
-        datas = [
-            Queue.prepare_data(
-                JOB,
-                args=(tenant, channel, list(ids[i : i + self.batch_size])),
-                timeout=JOB_TIMEOUT,
-                result_ttl=0,
-                failure_ttl=86_400,
-            )
-            for i in range(0, len(ids), self.batch_size)
-        ]
-        q.enqueue_many(datas)
-        return len(datas)
-
-    def enqueue_at(self, when: float, tenant: str, channel: str, ids: Sequence[str]) -> None:
-        """Schedule a job for ids at an epoch time (rq's scheduled job registry)."""
-        # rq keeps scheduled times in whole seconds, rounded down: round up so the job is not early.
-        at = datetime.fromtimestamp(math.ceil(to_real(when)), UTC)
-        for i in range(0, len(ids), self.batch_size):
-            self.queue(channel).enqueue_at(
-                at,
-                JOB,
-                tenant,
-                channel,
-                list(ids[i : i + self.batch_size]),
-                job_timeout=JOB_TIMEOUT,
-                result_ttl=0,
-            )
-
-
-class Batcher(threading.Thread):
-    """Moves accepted ids from the ready lists, and held ids whose time has come, into rq jobs of up to
-    ``batch_size`` ids.
-
-    The accept script pushes each queued id onto its tenant's ready list in the
-    same round trip that stores it, so the API does no queue work at all. Every
-    worker runs a batcher; LPOP hands each id to one of them. An id popped by a
-    batcher that dies before enqueueing keeps its lease, and the housekeeper
-    re-enqueues it when the lease runs out.
-    """
-
-    MIN_SLEEP = 0.002
-    MAX_SLEEP = 0.05
-
-    def __init__(self, redis_url: str, channels: Sequence[str], batch_size: int) -> None:
-        super().__init__(name="tidings-batcher", daemon=True)
-        self.redis_url = redis_url
-        self.channels = list(channels)
-        self.batch_size = batch_size
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        """Poll the ready lists, faster while there is work."""
-        from gateway.state.redisdb import sync_client
-
-        conn = sync_client(self.redis_url)
-        enqueuer = Enqueuer(conn, self.batch_size)
-        tenants: list[str] = []
-        refreshed = 0.0
-        sleep = self.MIN_SLEEP
-        try:
-            while not self.stopping.is_set():
-                try:
-                    if time.monotonic() - refreshed > 1.0:
-                        tenants = sorted(
-                            t.decode() if isinstance(t, bytes) else str(t)
-                            for t in conn.smembers(keys.tenants())
-                        )
-                        refreshed = time.monotonic()
-                    moved, full = self.move(conn, enqueuer, tenants)
-                except redis.RedisError as exc:
-                    log.warning("batcher: redis error %s", type(exc).__name__)
-                    moved, full = 0, False
-                if full:
-                    continue
-                sleep = self.MIN_SLEEP if moved else min(sleep * 2, self.MAX_SLEEP)
-                self.stopping.wait(sleep)
-        finally:
-            conn.close()
-
-    def move(self, conn: redis.Redis, enqueuer: Enqueuer, tenants: Sequence[str]) -> tuple[int, bool]:
-        """One round: pop up to a batch per list and enqueue it. Returns (ids moved, any list had a full batch)."""
-        pairs = [(t, c) for t in tenants for c in self.channels]
-        if not pairs:
-            return 0, False
-        now = system_clock()
-        with conn.pipeline(transaction=False) as pipe:
-            for t, c in pairs:
-                pipe.lpop(keys.ready(t, c), self.batch_size)
-            for t, c in pairs:
-                pipe.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size)
-            results = pipe.execute()
-        moved, full = 0, False
-        for (tenant, channel), raw in zip(pairs + pairs, results, strict=True):
-            if raw:
-                enqueuer.enqueue(tenant, channel, [i.decode() for i in raw])
-                moved += len(raw)
-                full = full or len(raw) == self.batch_size
-        return moved, full
 
 
 @dataclass(frozen=True)
@@ -229,6 +96,18 @@ class DeliveryEngine:
             results += await self._route(channel, to_send, wait_until)
         outcomes = [o for o, _ in results]
         written = await self.store.record_outcomes(tenant, outcomes, system_clock())
+        return await self._settle(tenant, channel, claimed, results, written, early)
+
+    async def _settle(
+        self,
+        tenant: str,
+        channel: str,
+        claimed: list[Claimed],
+        results: list[tuple[Written, SendResult | None]],
+        written: list[str],
+        early: dict[float, list[str]],
+    ) -> list[Retry]:
+        """After the outcomes are written: metrics, provider ids, dead tokens, fallbacks, the retry plan."""
         retries: dict[float, list[str]] = early
         sent_pairs: list[tuple[str, str, str]] = []
         dead_tokens: list[str] = []
@@ -267,36 +146,10 @@ class DeliveryEngine:
         new notification, through the whole accept pipeline (its own opt-out scope, cap and content)."""
         if self.fallback is None:
             return
-        requests: list[dict[str, Any]] = []
-        for c in failed:
-            f = c.fields
-            chain = list(f["fallback"])
-            requests.append(
-                {
-                    "to": f.get("to") or {},
-                    "channel": chain[0],
-                    "fallback": chain[1:],
-                    "category": f.get("category", "marketing"),
-                    "brand": f.get("brand") or None,
-                    "template": f.get("template") or None,
-                    "params": f.get("params") or {},
-                    "content": f.get("content"),
-                    "expires_at": rfc3339(f.get("expires_at") or None),
-                    "metadata": {**(f.get("metadata") or {}), "fallback_of": c.id},
-                }
-            )
+        requests = [fallback_request(c) for c in failed]
         answers = await self.fallback(tenant, requests)
         for c, request, (status, body) in zip(failed, requests, answers, strict=True):
-            ev = event(
-                "fallback",
-                at=system_clock(),
-                channel=request["channel"],
-                id=body.get("id"),
-                status=body.get("status"),
-                reasons=body.get("reasons") or None,
-                http_status=status,
-            )
-            await self.store.append_event(tenant, c.id, ev)
+            await self.store.append_event(tenant, c.id, fallback_event(request, status, body))
 
     def _check(self, c: Claimed, routed: bool, now: float) -> Written | None:
         """Dispatch-time checks (the opt-out test ran in the claim): an outcome without a provider, or None."""

@@ -33,7 +33,8 @@ from gateway.accept.pipeline import Acceptor, accept_fallbacks
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.audit.backends import open_store
 from gateway.audit.consumer import AuditConsumer, AuditThread
-from gateway.delivery.engine import Batcher, DeliveryEngine, Enqueuer, Retry
+from gateway.delivery.batcher import Batcher, Enqueuer
+from gateway.delivery.engine import DeliveryEngine, Retry
 from gateway.delivery.health import RedisHealth
 from gateway.settings import Settings
 from gateway.state import keys

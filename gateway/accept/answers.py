@@ -1,0 +1,87 @@
+"""What the accept pipeline hands back: rejections, answers, and a request prepared for the accept script."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import TooManyRequests
+from gateway.models import NotifyResult
+
+
+class Rejected(Exception):
+    """The request itself is wrong: answered 422 with status ``rejected``."""
+
+    def __init__(self, channel: str, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(reasons[0]["detail"])
+        self.channel = channel
+        self.reasons = reasons
+
+    def result(self) -> NotifyResult:
+        """The notify answer for this rejection."""
+        return NotifyResult(id=None, status="rejected", channel=self.channel, reasons=self.reasons)
+
+
+@dataclass(slots=True)
+class Answer:
+    """HTTP status, body and whether it is a replay."""
+
+    status: int
+    body: dict[str, Any] | NotifyResult
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class StateArgs:
+    """Inputs of the accept script's state rules."""
+
+    optout_key: str = ""
+    scopes: list[str] = field(default_factory=list)
+    cap_key: str = ""
+    cap_limit: int = 0
+    cap_ttl: int = 0
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A notify request turned into a record, ready for the accept script."""
+
+    tenant: str
+    record: dict[str, str]
+    doc: bytes
+    result: NotifyResult
+    lease_score: float | None
+    final: bool
+    first_event: str
+    idem_key: str | None
+    fingerprint: str
+    scheduled_for: float | None = None
+    extra_events: list[str] = field(default_factory=list)
+    accepted_at: str = ""
+    state: StateArgs = field(default_factory=StateArgs)
+    category: str = "marketing"
+
+    def suppress(self, decision: str) -> None:
+        """The accept script suppressed it (opt-out or cap): the answer says so."""
+        detail = {
+            "opted_out": "the member opted out of messages from this brand or channel",
+            "frequency_cap": f"the monthly cap of {self.state.cap_limit} messages for this member is reached",
+        }[decision]
+        self.result.status = "suppressed"
+        self.result.scheduled_for = None
+        self.result.reasons = [{"code": decision, "detail": detail}]
+        self.scheduled_for = None
+
+    @property
+    def http_status(self) -> int:
+        """202 for queued/scheduled, 200 for suppressed."""
+        return 200 if self.result.status == "suppressed" else 202
+
+
+def held_full(p: Prepared) -> TooManyRequests:
+    return TooManyRequests(
+        "too_many_scheduled",
+        f"this tenant already holds the most scheduled {p.record['channel']} notifications allowed; "
+        "retry later or send them closer to their time",
+        headers={"Retry-After": "60"},
+    )

@@ -1,0 +1,82 @@
+"""A notify request's recipient and content, resolved before any rule runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from compliance.reasons import Reason, reason
+from gateway.accept.answers import Rejected
+from gateway.models import NotifyRequest
+from gateway.recipients import InvalidRecipient, check_email, check_timezone, parse_phone
+from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+def resolve_recipient(req: NotifyRequest, default_region: str) -> tuple[str, str]:
+    """The address the channel sends to (E.164, normalized email, push token) and the member's time zone."""
+    to, channel = req.to, req.channel
+    zone = None
+    try:
+        if to.timezone:
+            zone = check_timezone(to.timezone)
+        if channel in ("sms", "mms"):
+            if not to.phone:
+                raise InvalidRecipient(f"{channel} needs to.phone")
+            phone = parse_phone(to.phone, default_region)
+            if not phone.mobile:
+                raise InvalidRecipient(f"{channel} needs a mobile number")
+            address = phone.e164
+            zone = zone or phone.timezone
+        elif channel == "email":
+            if not to.email:
+                raise InvalidRecipient("email needs to.email")
+            address = check_email(to.email)
+        else:
+            if not to.push_token:
+                raise InvalidRecipient("push needs to.push_token")
+            address = to.push_token
+        if zone is None and to.phone:
+            zone = parse_phone(to.phone, default_region).timezone
+    except InvalidRecipient as exc:
+        raise Rejected(channel, [reason(Reason.INVALID_RECIPIENT, str(exc))]) from None
+    return address, zone or DEFAULT_TIMEZONE
+
+
+def render_request(req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
+    """The message fields: the template rendered for the channel, or the literal content checked."""
+    channel = req.channel
+    if req.template and req.content:
+        raise Rejected(
+            channel,
+            [reason(Reason.VALIDATION_ERROR, "give either template + params or content, not both")],
+        )
+    if req.template:
+        try:
+            return renderer.render(req.template, channel, req.params)
+        except TemplateNotFound as exc:
+            raise Rejected(channel, [reason(Reason.TEMPLATE_NOT_FOUND, str(exc))]) from None
+        except MissingParam as exc:
+            raise Rejected(channel, [reason(Reason.MISSING_PARAM, str(exc), params=exc.names)]) from None
+        except TemplateError as exc:
+            raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, str(exc))]) from None
+    c = req.content
+    if c is None:
+        raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, "give template + params, or content")])
+    need = {
+        "sms": c.text is not None,
+        "mms": c.text is not None or bool(c.media),
+        "push": c.text is not None or c.title is not None,
+        "email": c.subject is not None and (c.text is not None or c.html is not None),
+    }[channel]
+    if not need:
+        what = {
+            "sms": "content.text",
+            "mms": "content.text or content.media",
+            "push": "content.title or content.text",
+            "email": "content.subject and content.text or content.html",
+        }[channel]
+        raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
+    return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}

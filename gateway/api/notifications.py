@@ -1,0 +1,110 @@
+"""Controllers of ``/v1/notifications``: look a notification up, cancel it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from gateway import metrics
+from gateway.api import views
+from gateway.api.deps import json_response, principal, services
+from gateway.errors import Conflict, NotFound
+from gateway.recipients import mask_address
+from gateway.state.store import event
+from gateway.timeutil import rfc3339
+
+
+@get(
+    "/v1/notifications/{ntf_id:str}",
+    summary="A notification and its lifecycle",
+    responses=views.ok(views.NotificationView),
+)
+async def get_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
+    """The notification with its events and attempts."""
+    who = await principal(request, "notify")
+    found = await services(request.app.state).store.get(who.tenant, ntf_id) if _valid_id(ntf_id) else None
+    if found is None:
+        raise NotFound("not_found", f"no notification {ntf_id}")
+    record, events = found
+    return json_response(notification_view(record, events))
+
+
+@post(
+    "/v1/notifications/{ntf_id:str}/cancel",
+    status_code=200,
+    summary="Cancel a queued or scheduled notification",
+    responses=views.ok(views.NotificationView),
+)
+async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
+    """Cancel before it is handed to a provider; 409 afterwards."""
+    who = await principal(request, "notify")
+    svc = services(request.app.state)
+    if not _valid_id(ntf_id):
+        raise NotFound("not_found", f"no notification {ntf_id}")
+    verdict = await svc.store.cancel(who.tenant, ntf_id, event("cancelled", by=who.key_id))
+    if verdict == "unknown":
+        raise NotFound("not_found", f"no notification {ntf_id}")
+    if verdict != "ok":
+        raise Conflict(
+            "not_cancellable",
+            f"notification is {verdict}; only queued or scheduled ones can be cancelled",
+            current_status=verdict,
+        )
+    found = await svc.store.get(who.tenant, ntf_id)
+    assert found is not None
+    channel = found[0].get("channel", "")
+    metrics.NOTIFICATIONS_BY.inc(channel, "cancelled")
+    return json_response(notification_view(*found))
+
+
+def _valid_id(ntf_id: str) -> bool:
+    return ntf_id.startswith("ntf_") and len(ntf_id) == 30 and ntf_id[4:].isalnum()
+
+
+def notification_view(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The public shape of a notification: addresses masked, times RFC 3339."""
+    address = record.get("address", "")
+    channel = record.get("channel", "")
+    to: dict[str, Any] = {
+        "user_id": record.get("user_id") or None,
+        "timezone": record.get("timezone") or None,
+    }
+    if channel in ("sms", "mms"):
+        to["phone"] = mask_address(address)
+    elif channel == "email":
+        to["email"] = mask_address(address)
+    else:
+        to["push_token"] = mask_address(address, "push")
+    status = record.get("status", "")
+    return {
+        "id": record.get("id"),
+        "status": status,
+        "channel": channel,
+        "category": record.get("category"),
+        "to": to,
+        "brand": record.get("brand") or None,
+        "template": record.get("template") or None,
+        "rendered": record.get("rendered") or {},
+        "segments": int(record["segments"]) if record.get("segments") else None,
+        "encoding": record.get("encoding") or None,
+        "scheduled_for": rfc3339(record.get("not_before")) if status == "scheduled" else None,
+        "send_at": rfc3339(record.get("send_at")),
+        "expires_at": rfc3339(record.get("expires_at")),
+        "created_at": rfc3339(record.get("created_at")),
+        "updated_at": rfc3339(record.get("updated_at")),
+        "provider": record.get("provider") or None,
+        "provider_message_id": record.get("provider_message_id") or None,
+        "error_code": record.get("error_code") or None,
+        "reasons": msgspec.json.decode(record.get("reasons") or "[]"),
+        "fallback": record.get("fallback") or [],
+        "metadata": record.get("metadata") or {},
+        "idempotency_key": record.get("idempotency_key") or None,
+        "attempts": [e for e in events if e.get("type") == "attempt"],
+        "events": events,
+    }
+
+
+HANDLERS = [get_notification, cancel_notification]
