@@ -27,7 +27,7 @@ from bench.common import redis_for_bench
 from gateway.audit.backends import open_store
 from gateway.audit.chain import COLUMNS, row_values
 from gateway.audit.consumer import AuditConsumer
-from gateway.audit.events import AuditRow, entry
+from gateway.audit.stream import AuditRow, entry
 from gateway.state import keys
 
 BODY = '{"at":"2026-11-25T10:00:00.123Z","channel":"sms","status":"queued","type":"accepted"}'

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 Channel = Literal["sms", "mms", "push", "email"]
+CHANNELS: tuple[Channel, ...] = ("sms", "mms", "push", "email")
+
+
+class Status(StrEnum):
+    """Every status word of a notification (API answers, the stored record, events, metric labels)."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+FINAL_STATUSES = frozenset(
+    {Status.SUPPRESSED, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED}
+)
+
 Category = Literal["marketing", "transactional"]
 Scalar = str | int | float | bool | None
 
@@ -70,7 +93,7 @@ class NotifyResult(msgspec.Struct, kw_only=True):
     """The answer to one notify."""
 
     id: str | None
-    status: str
+    status: Status
     channel: str
     scheduled_for: str | None = None
     segments: int | None = None

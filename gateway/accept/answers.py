@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import TooManyRequests
-from gateway.models import NotifyResult
+from gateway.models import NotifyResult, Status
 
 
 class Rejected(Exception):
@@ -19,7 +19,7 @@ class Rejected(Exception):
 
     def result(self) -> NotifyResult:
         """The notify answer for this rejection."""
-        return NotifyResult(id=None, status="rejected", channel=self.channel, reasons=self.reasons)
+        return NotifyResult(id=None, status=Status.REJECTED, channel=self.channel, reasons=self.reasons)
 
 
 @dataclass(slots=True)
@@ -36,7 +36,7 @@ class StateArgs:
     """Inputs of the accept script's state rules."""
 
     optout_key: str = ""
-    scopes: list[str] = field(default_factory=list)
+    scopes: tuple[str, ...] = ()
     cap_key: str = ""
     cap_limit: int = 0
     cap_ttl: int = 0
@@ -61,21 +61,17 @@ class Prepared:
     state: StateArgs = field(default_factory=StateArgs)
     category: str = "marketing"
 
-    def suppress(self, decision: str) -> None:
-        """The accept script suppressed it (opt-out or cap): the answer says so."""
-        detail = {
-            "opted_out": "the member opted out of messages from this brand or channel",
-            "frequency_cap": f"the monthly cap of {self.state.cap_limit} messages for this member is reached",
-        }[decision]
-        self.result.status = "suppressed"
+    def suppress(self, why: dict[str, Any]) -> None:
+        """The accept script suppressed it (opt-out or cap) for this reason: the answer says so."""
+        self.result.status = Status.SUPPRESSED
         self.result.scheduled_for = None
-        self.result.reasons = [{"code": decision, "detail": detail}]
+        self.result.reasons = [why]
         self.scheduled_for = None
 
     @property
     def http_status(self) -> int:
         """202 for queued/scheduled, 200 for suppressed."""
-        return 200 if self.result.status == "suppressed" else 202
+        return 200 if self.result.status is Status.SUPPRESSED else 202
 
 
 def held_full(p: Prepared) -> TooManyRequests:

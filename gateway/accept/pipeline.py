@@ -10,25 +10,25 @@ from typing import Any
 import msgspec
 
 from compliance.content import Draft, content_pipeline, run
-from compliance.policy import Policy, Rules
+from compliance.policy import Policy
 from compliance.reasons import Reason, reason
-from compliance.timing import cap_month, quiet_release
-from gateway import metrics
+from compliance.state import Moment, state_rules
+from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, Rejected, StateArgs, held_full
 from gateway.accept.request import render_request, resolve_recipient
 from gateway.accept.tenant_templates import TenantTemplates
-from gateway.audit import events as audit
-from gateway.audit.events import tenant_event
+from gateway.audit import stream as audit
 from gateway.errors import Conflict, Unprocessable
+from gateway.events import Decision
 from gateway.ids import new_id
-from gateway.models import NotifyRequest, NotifyResult
+from gateway.models import CHANNELS, NotifyRequest, NotifyResult, Status
 from gateway.recipients import (
     Members,
     mask_address,
 )
 from gateway.settings import Settings
 from gateway.state import keys
-from gateway.state.store import Store, event
+from gateway.state.store import Store
 from gateway.timeutil import Clock, rfc3339, system_clock
 from templates.renderer import Renderer
 
@@ -36,31 +36,36 @@ _encode = msgspec.json.Encoder()
 _decode_idem = msgspec.json.Decoder(dict[str, Any])
 
 
-@lru_cache(maxsize=1024)
-def _scopes(brand: str, channel: str) -> list[str]:
-    """The opt-out scopes that stop a message of this brand on this channel (shared, never mutated)."""
-    scopes = ["*|*", f"*|{channel}"]
-    if brand:
-        scopes += [f"{brand}|*", f"{brand}|{channel}"]
-    return scopes
-
-
 @lru_cache(maxsize=256)
-def _decisions_json(
-    content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
-) -> str:
-    decisions = [{"rule": r, "outcome": o, "reason": c} for r, o, c in content]
-    decisions += [{"rule": r, "outcome": o} for r, o in timing]
-    return _encode.encode(decisions).decode()
-
-
 def _compliance_event(
     at: str, content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
 ) -> str:
-    """The accept-time compliance event; the decisions part repeats, so it is encoded once and cached."""
+    """The accept-time compliance event (the same decisions repeat: encoded once a second and cached)."""
+    decisions = [Decision(r, o, c) for r, o, c in content]
+    decisions += [Decision(r, o) for r, o in timing]
+    return events.encode(events.Compliance(at=at, stage="accept", decisions=decisions))
+
+
+_RULES = state_rules()
+
+
+@lru_cache(maxsize=64)
+def _suppression(at: str, rule: str, cap_limit: int) -> tuple[str, str, str]:
+    """What a state rule's suppression at accept writes: the reasons, the compliance and suppressed events."""
+    why = _RULES.opt_out.reason() if rule == _RULES.opt_out.name else _RULES.frequency_cap.reason(cap_limit)
+    code = why["code"]
     return (
-        f'{{"type":"compliance","at":"{at}","stage":"accept","decisions":{_decisions_json(content, timing)}}}'
+        _encode.encode([why]).decode(),
+        events.encode(events.Compliance(at=at, stage="accept", rule=rule, outcome="suppress", reason=code)),
+        events.encode(events.Suppressed(at=at, reason=code, detail=why["detail"])),
     )
+
+
+def _why(decision: str, cap_limit: int) -> dict[str, Any]:
+    """The reason of a suppression the accept script decided ('opted_out' or 'frequency_cap')."""
+    if decision == Reason.OPTED_OUT:
+        return _RULES.opt_out.reason()
+    return dict(_RULES.frequency_cap.reason(cap_limit))
 
 
 def fingerprint(req: NotifyRequest) -> str:
@@ -85,6 +90,7 @@ class Acceptor:
         self.templates = templates
         self.policy = policy
         self.pipeline = content_pipeline(policy.matcher)
+        self.state_rules = _RULES
         self.members = Members(settings.hmac_key)
         self.clock = clock
 
@@ -108,7 +114,7 @@ class Acceptor:
         if verdict != "new":
             raise Conflict("id_collision", "please retry")
         if stored != "accept":
-            prepared.suppress(stored)
+            prepared.suppress(_why(stored, prepared.state.cap_limit))
         await self._after_accept([prepared])
         return Answer(prepared.http_status, prepared.result)
 
@@ -150,7 +156,7 @@ class Acceptor:
                 answers[i] = Answer(full.status, full.problem())
             elif verdict == "new":
                 if stored != "accept":
-                    prepared.suppress(stored)
+                    prepared.suppress(_why(stored, prepared.state.cap_limit))
                 accepted.append(prepared)
                 answers[i] = Answer(prepared.http_status, msgspec.to_builtins(prepared.result))
             else:
@@ -186,7 +192,7 @@ class Acceptor:
                 p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit
             )
             if state is not None:
-                p.suppress(state)
+                p.suppress(_why(state, p.state.cap_limit))
                 body.update(decision="suppress", reasons=p.result.reasons, scheduled_for=None)
         return body
 
@@ -223,13 +229,13 @@ class Acceptor:
     def prepare(self, tenant: str, req: NotifyRequest, fp: str, renderer: Renderer) -> Prepared:
         """Everything that needs no Redis: checks, normalization, rendering, timing."""
         channel = req.channel
-        if channel not in keys.CHANNELS:
+        if channel not in CHANNELS:
             raise Rejected(
                 channel,
-                [reason(Reason.UNSUPPORTED_CHANNEL, f"channel must be one of {', '.join(keys.CHANNELS)}")],
+                [reason(Reason.UNSUPPORTED_CHANNEL, f"channel must be one of {', '.join(CHANNELS)}")],
             )
         for fb in req.fallback:
-            if fb not in keys.CHANNELS or fb == channel:
+            if fb not in CHANNELS or fb == channel:
                 raise Rejected(
                     channel, [reason(Reason.UNSUPPORTED_CHANNEL, f"fallback channel {fb!r} is not usable")]
                 )
@@ -242,62 +248,110 @@ class Acceptor:
         if verdict is not None:
             metrics.DECISIONS_BY.inc_each(content_decisions)
             raise Rejected(channel, [verdict.reason])
-        rendered = draft.fields
-        segments, encoding = draft.segments, draft.encoding or ""
 
         now = self.clock()
-        ntf_id = new_id("ntf")
         send_at = req.send_at.timestamp() if req.send_at else None
         expires_at = req.expires_at.timestamp() if req.expires_at else None
-        due = max(now, send_at or now)
-        reasons: list[dict[str, Any]] = list(draft.warnings)
-        timing = [("expiry", "pass")]
-        held_by = "send_at" if due > now else None
-        release = quiet_release(due, zone, req.category, rules)
-        if release is not None:
-            due, held_by = release, "quiet_hours"
-            reasons.append(
-                reason(
-                    Reason.QUIET_HOURS, "held until the member's quiet hours end", scheduled_for=rfc3339(due)
-                )
-            )
-            timing.append(("quiet_hours", "defer"))
-        status = "queued" if due <= now else "scheduled"
-        if expires_at is not None and expires_at <= due:
-            status = "suppressed"
-            reasons = [reason(Reason.EXPIRED, "expires_at is before the message could be sent")]
-            timing[0] = ("expiry", "suppress")
-        timing_decisions = tuple(timing)
-        metrics.DECISIONS_BY.inc_each(content_decisions, timing_decisions)
-        final = status == "suppressed"
-        scheduled_for = due if status == "scheduled" else None
+        moment = Moment(now, max(now, send_at or now), zone, req.category, expires_at, rules)
+        due, held_by, reasons, timing = self._timing(moment, list(draft.warnings))
+        status = (
+            Status.SUPPRESSED
+            if timing[0][1] == "suppress"
+            else Status.QUEUED
+            if due <= now
+            else Status.SCHEDULED
+        )
+        metrics.DECISIONS_BY.inc_each(content_decisions, timing)
+        final = status is Status.SUPPRESSED
         member = self.members.of(address)
-        state = StateArgs()
-        if not final:
-            state = self._state_rules(tenant, member, channel, req, rules, due, zone, now)
-        static = {
-            "category": req.category,
-            "address": address,
-            "user_id": req.to.user_id or "",
-            "timezone": zone,
-            "locale": req.to.locale or "",
-            "brand": req.brand or "",
-            "template": req.template or "",
-            "params": req.params,
-            "rendered": rendered,
-            "segments": "" if segments is None else str(segments),
-            "encoding": encoding,
-            "send_at": "" if send_at is None else repr(send_at),
-            "expires_at": "" if expires_at is None else repr(expires_at),
-            "created_at": repr(now),
-            "fallback": req.fallback,
-            # What a fallback channel needs to be tried later: every address and literal content.
-            "to": req.to,
-            "content": req.content,
-            "metadata": req.metadata,
-            "idempotency_key": req.idempotency_key or "",
-        }
-        # Fields the scripts read or change stay separate; the rest travels as one document.
+        state = StateArgs() if final else self._state_args(tenant, member, channel, req.brand or "", moment)
+        ntf_id = new_id("ntf")
+        at = rfc3339(now) or ""
+        scheduled_for = due if status is Status.SCHEDULED else None
+        result = NotifyResult(
+            id=ntf_id,
+            status=status,
+            channel=channel,
+            scheduled_for=rfc3339(scheduled_for),
+            segments=draft.segments,
+            reasons=reasons,
+        )
+        first = events.encode(
+            events.Accepted(
+                at=at, status=status, channel=channel, category=req.category, segments=draft.segments
+            )
+        )
+        extra = [_compliance_event(at, content_decisions, timing)]
+        if status is Status.SCHEDULED:
+            extra.append(
+                events.encode(events.Scheduled(at=at, scheduled_for=result.scheduled_for, reason=held_by))
+            )
+        if final:
+            extra.append(
+                events.encode(events.Suppressed(at=at, reason=Reason.EXPIRED, detail=reasons[0]["detail"]))
+            )
+        return Prepared(
+            tenant,
+            self._record(
+                tenant, ntf_id, channel, status, due, now, reasons, member, address, req.brand, state
+            ),
+            self._document(req, draft, address, zone, now),
+            result,
+            None if final else due + self.settings.lease_seconds,
+            final,
+            first,
+            req.idempotency_key,
+            fp,
+            scheduled_for,
+            extra,
+            at,
+            state,
+            req.category,
+        )
+
+    def _timing(
+        self, m: Moment, reasons: list[dict[str, Any]]
+    ) -> tuple[float, str | None, list[dict[str, Any]], tuple[tuple[str, str], ...]]:
+        """When it can go (quiet hours), whether it expires first: (due, held by, reasons, decisions)."""
+        due, held_by = m.due, ("send_at" if m.due > m.now else None)
+        timing = [("expiry", "pass")]
+        quiet = self.state_rules.quiet_hours.decide(m)
+        if quiet.release is not None and quiet.reason is not None:
+            due, held_by = quiet.release, "quiet_hours"
+            reasons.append({**quiet.reason, "scheduled_for": rfc3339(due)})
+            timing.append((quiet.rule, quiet.outcome))
+        expiry = self.state_rules.expiry.decide(m, due, "expires_at is before the message could be sent")
+        if expiry.reason is not None:
+            reasons = [expiry.reason]
+            timing[0] = (expiry.rule, expiry.outcome)
+        return due, held_by, reasons, tuple(timing)
+
+    def _state_args(self, tenant: str, member: str, channel: str, brand: str, m: Moment) -> StateArgs:
+        """What the accept script needs for the opt-out test and the cap reservation."""
+        rules = self.state_rules
+        state = StateArgs(keys.optouts(tenant, member), rules.opt_out.scopes(brand, channel))
+        slot = rules.frequency_cap.slot(m)
+        if slot is not None:
+            state.cap_key = keys.cap(tenant, member, slot.month)
+            state.cap_limit = slot.limit
+            state.cap_ttl = slot.ttl
+        return state
+
+    @staticmethod
+    def _record(
+        tenant: str,
+        ntf_id: str,
+        channel: str,
+        status: Status,
+        due: float,
+        now: float,
+        reasons: list[dict[str, Any]],
+        member: str,
+        address: str,
+        brand: str | None,
+        state: StateArgs,
+    ) -> dict[str, str]:
+        """The fields the scripts read or change (the rest travels as one document)."""
         record = {
             "id": ntf_id,
             "tenant": tenant,
@@ -310,65 +364,56 @@ class Acceptor:
             "reasons": _encode.encode(reasons).decode(),
             "member": member,
             "masked": mask_address(address, channel),
-            "brand": req.brand or "",
+            "brand": brand or "",
         }
         if state.cap_key:
             record["cap_key"] = state.cap_key
-        result = NotifyResult(
-            id=ntf_id,
-            status=status,
-            channel=channel,
-            scheduled_for=rfc3339(scheduled_for),
-            segments=segments,
-            reasons=reasons,
-        )
-        at = rfc3339(now) or ""
-        first = (
-            f'{{"type":"accepted","at":"{at}","status":"{status}","channel":"{channel}","category":"{req.category}"'
-            + (f',"segments":{segments}}}' if segments is not None else "}")
-        )
-        extra = [_compliance_event(at, content_decisions, timing_decisions)]
-        if status == "scheduled":
-            extra.append(event("scheduled", at=now, scheduled_for=rfc3339(scheduled_for), reason=held_by))
-        if final:
-            extra.append(event("suppressed", at=now, reason=str(Reason.EXPIRED), detail=reasons[0]["detail"]))
-        lease = None if final else due + self.settings.lease_seconds
-        return Prepared(
-            tenant,
-            record,
-            _encode.encode(static),
-            result,
-            lease,
-            final,
-            first,
-            req.idempotency_key,
-            fp,
-            scheduled_for,
-            extra,
-            at,
-            state,
-            req.category,
+        return record
+
+    @staticmethod
+    def _document(req: NotifyRequest, draft: Draft, address: str, zone: str, now: float) -> bytes:
+        """The static part of the record: what the worker sends and a fallback channel needs."""
+        send_at, expires_at = req.send_at, req.expires_at
+        return _encode.encode(
+            {
+                "category": req.category,
+                "address": address,
+                "user_id": req.to.user_id or "",
+                "timezone": zone,
+                "locale": req.to.locale or "",
+                "brand": req.brand or "",
+                "template": req.template or "",
+                "params": req.params,
+                "rendered": draft.fields,
+                "segments": "" if draft.segments is None else str(draft.segments),
+                "encoding": draft.encoding or "",
+                "send_at": "" if send_at is None else repr(send_at.timestamp()),
+                "expires_at": "" if expires_at is None else repr(expires_at.timestamp()),
+                "created_at": repr(now),
+                "fallback": req.fallback,
+                # What a fallback channel needs to be tried later: every address and literal content.
+                "to": req.to,
+                "content": req.content,
+                "metadata": req.metadata,
+                "idempotency_key": req.idempotency_key or "",
+            }
         )
 
-    def _state_rules(
-        self,
-        tenant: str,
-        member: str,
-        channel: str,
-        req: NotifyRequest,
-        rules: Rules,
-        due: float,
-        zone: str,
-        now: float,
-    ) -> StateArgs:
-        """What the accept script needs for the opt-out test and the cap reservation."""
-        state = StateArgs(keys.optouts(tenant, member), _scopes(req.brand or "", channel))
-        if rules.monthly_cap > 0 and req.category in rules.cap_categories:
-            month, month_end = cap_month(due, zone)
-            state.cap_key = keys.cap(tenant, member, month)
-            state.cap_limit = rules.monthly_cap
-            state.cap_ttl = int(month_end - now) + 7 * 86_400
-        return state
+    def _suppressions(self, p: Prepared) -> list[str]:
+        """For each state rule the script may apply (opt-out, cap): reasons, its two events, the stored answer."""
+        out: list[str] = []
+        for rule in (_RULES.opt_out.name, _RULES.frequency_cap.name):
+            strings = _suppression(p.accepted_at, rule, p.state.cap_limit)
+            out += strings
+            if p.idem_key:
+                body = msgspec.to_builtins(p.result)
+                body.update(
+                    status=Status.SUPPRESSED, scheduled_for=None, reasons=msgspec.json.decode(strings[0])
+                )
+                out.append(_encode.encode({"fp": p.fingerprint, "status": 200, "body": body}).decode())
+            else:
+                out.append("")
+        return out
 
     def _accept_args(self, p: Prepared) -> tuple[list[str], list[str | bytes]]:
         idem = ""
@@ -384,8 +429,8 @@ class Acceptor:
             final=p.final,
             idem_key=p.idem_key,
             idem_record=idem,
-            now=p.accepted_at,
             state=(p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit, p.state.cap_ttl),
+            suppressions=self._suppressions(p),
         )
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:
@@ -402,12 +447,12 @@ class Acceptor:
     ) -> None:
         """Rejected requests are never stored, but auditors see that, and why, they were refused."""
         for req, rej in rejected:
-            channel = rej.channel if rej.channel in keys.CHANNELS else "unknown"
+            channel = rej.channel if rej.channel in CHANNELS else "unknown"
             category = req.category if req is not None else "unknown"
             metrics.ACCEPTED.inc(channel, category, "rejected")
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for req, rej in rejected:
-                where: dict[str, str] = {"channel": rej.channel if rej.channel in keys.CHANNELS else ""}
+                where: dict[str, str] = {"channel": rej.channel if rej.channel in CHANNELS else ""}
                 if req is not None:
                     try:
                         address, _ = resolve_recipient(req, self.settings.default_region)
@@ -416,12 +461,14 @@ class Acceptor:
                     else:
                         where["member"] = self.members.of(address)
                         where["masked"] = mask_address(address, req.channel)
-                ev = tenant_event(
-                    "rejected",
-                    channel=rej.channel or None,
-                    category=req.category if req is not None else None,
-                    brand=req.brand if req is not None else None,
-                    reasons=rej.reasons,
+                ev = events.encode(
+                    events.RejectedRequest(
+                        at=events.at(),
+                        channel=rej.channel or None,
+                        category=req.category if req is not None else None,
+                        brand=req.brand if req is not None else None,
+                        reasons=rej.reasons,
+                    )
                 )
                 audit.queue(pipe, tenant, ev, **where)
             await pipe.execute()

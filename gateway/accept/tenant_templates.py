@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from compliance.content import Draft, FooterRule, WordingRule, run
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
-from gateway.audit import events as audit
-from gateway.audit.events import tenant_event
+from gateway import events
+from gateway.audit import stream as audit
 from gateway.state import keys
 from templates.renderer import CHANNEL_FIELDS, InvalidTemplate, Renderer, Template, parse_template
 
@@ -110,8 +110,10 @@ class TenantTemplates:
         stored = msgspec.json.encode({**document, "name": name})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.templates(tenant), name, stored)
-            ev = tenant_event(
-                "template_changed", name=name, sha256=hashlib.sha256(stored).hexdigest(), by=by or None
+            ev = events.encode(
+                events.TemplateChanged(
+                    at=events.at(), name=name, sha256=hashlib.sha256(stored).hexdigest(), by=by or None
+                )
             )
             audit.queue(pipe, tenant, ev)
             await pipe.execute()

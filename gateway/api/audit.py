@@ -18,7 +18,7 @@ from litestar.response import Stream
 
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
-from gateway.audit import events as audit
+from gateway.audit import stream as audit
 from gateway.audit.backends import open_store
 from gateway.audit.chain import StoredEvent
 from gateway.audit.store import AuditStore, AuditStoreError

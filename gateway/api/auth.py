@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from gateway.audit import events as audit
-from gateway.audit.events import tenant_event
+from gateway import events
+from gateway.audit import stream as audit
 from gateway.errors import Forbidden, Unauthorized
 from gateway.state import keys
 
@@ -69,7 +69,11 @@ async def store_key(redis: aioredis.Redis, key: str, tenant: str, scopes: list[s
         pipe.sadd(keys.tenants(), tenant)
         key_id = f"key_{digest[:12]}"
         audit.queue(
-            pipe, tenant, tenant_event("api_key_created", key_id=key_id, name=name or None, scopes=scopes)
+            pipe,
+            tenant,
+            events.encode(
+                events.ApiKeyCreated(at=events.at(), key_id=key_id, name=name or None, scopes=scopes)
+            ),
         )
         await pipe.execute()
     return key_id

@@ -8,12 +8,11 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from gateway import metrics
+from gateway import events, metrics
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import Conflict, NotFound
 from gateway.recipients import mask_address
-from gateway.state.store import event
 from gateway.timeutil import rfc3339
 
 
@@ -44,7 +43,9 @@ async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[
     svc = services(request.app.state)
     if not _valid_id(ntf_id):
         raise NotFound("not_found", f"no notification {ntf_id}")
-    verdict = await svc.store.cancel(who.tenant, ntf_id, event("cancelled", by=who.key_id))
+    verdict = await svc.store.cancel(
+        who.tenant, ntf_id, events.encode(events.Cancelled(at=events.at(), by=who.key_id))
+    )
     if verdict == "unknown":
         raise NotFound("not_found", f"no notification {ntf_id}")
     if verdict != "ok":

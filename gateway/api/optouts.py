@@ -21,9 +21,9 @@ from compliance.replies import ReplyKind, classify
 from gateway.api import views
 from gateway.api.deps import json_response, principal, raw_header, services
 from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from gateway.models import CHANNELS
 from gateway.optouts.importer import CsvImporter
 from gateway.recipients import InvalidRecipient, check_email, mask_address, parse_phone
-from gateway.state import keys
 
 
 class SimReply(msgspec.Struct):
@@ -247,10 +247,8 @@ async def put_optout(
     """Idempotent: the same scope twice is one entry."""
     who = await principal(request, "optouts")
     svc = services(request.app.state)
-    if data.channel is not None and data.channel not in keys.CHANNELS:
-        raise Unprocessable(
-            "unsupported_channel", f"channel must be one of {', '.join(keys.CHANNELS)} or null"
-        )
+    if data.channel is not None and data.channel not in CHANNELS:
+        raise Unprocessable("unsupported_channel", f"channel must be one of {', '.join(CHANNELS)} or null")
     addr = _address(address, svc.settings.default_region)
     await svc.optouts.add(
         who.tenant,

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.audit.events import AuditRow
+from gateway.audit.stream import AuditRow
 
 GENESIS = "0" * 64
 

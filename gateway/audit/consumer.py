@@ -18,8 +18,8 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.audit.events import AuditRow, parse_anchor, rows_of, tenant_of
 from gateway.audit.store import AuditStore
+from gateway.audit.stream import AuditRow, parse_anchor, rows_of, tenant_of
 from gateway.state import keys
 
 log = logging.getLogger("tidings.audit")

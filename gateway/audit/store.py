@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.audit.chain import COLUMNS, GENESIS, ChainWalk, StoredEvent, chain_hash, row_values, stored_event
-from gateway.audit.events import AuditRow
+from gateway.audit.stream import AuditRow
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS audit_events (

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from gateway.cli.common import CliError, redis_url_for, store_for
+from gateway.models import CHANNELS
 from gateway.settings import Settings
-from gateway.state import keys
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
@@ -18,7 +18,7 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     lint.add_argument("text")
     lint.add_argument("--brand")
     lint.add_argument("--category", choices=["marketing", "transactional"], default="marketing")
-    lint.add_argument("--channel", choices=list(keys.CHANNELS), default="sms")
+    lint.add_argument("--channel", choices=list(CHANNELS), default="sms")
     lint.add_argument("--tenant")
     lint.set_defaults(func=cmd_lint)
 
@@ -143,9 +143,9 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     """Reset dead letters to queued with fresh attempts and enqueue them."""
+    from gateway import events
     from gateway.delivery.batcher import Enqueuer
     from gateway.state.redisdb import sync_client
-    from gateway.state.store import event
     from gateway.timeutil import system_clock
 
     url = redis_url_for(settings, args.data_dir)
@@ -163,7 +163,11 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
                         continue
                     now = system_clock()
                     verdict = await store.replay(
-                        tenant, ntf_id, event("replayed", source="dlq"), now, now + settings.lease_seconds
+                        tenant,
+                        ntf_id,
+                        events.encode(events.Replayed(at=events.at(now), source="dlq")),
+                        now,
+                        now + settings.lease_seconds,
                     )
                     if verdict == "queued":
                         found = await store.get(tenant, ntf_id)

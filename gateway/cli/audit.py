@@ -131,7 +131,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     """One JSON line per tenant; the anchors in Redis are used when Redis is reachable."""
-    from gateway.audit.events import parse_anchor
+    from gateway.audit.stream import parse_anchor
     from gateway.state import keys
     from gateway.state.redisdb import sync_client
 

@@ -7,8 +7,8 @@ import os
 from typing import Any
 
 from gateway.cli.common import CliError, redis_url_for
+from gateway.models import CHANNELS
 from gateway.settings import Settings, load_settings
-from gateway.state import keys
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
@@ -20,7 +20,7 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="an rq worker for the channel queues against TIDINGS_REDIS_URL")
-    worker.add_argument("--channels", default=",".join(keys.CHANNELS))
+    worker.add_argument("--channels", default=",".join(CHANNELS))
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     worker.set_defaults(func=cmd_worker)
 
@@ -68,7 +68,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     url = redis_url_for(settings, args.data_dir)
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
-    unknown = sorted(set(channels) - set(keys.CHANNELS))
+    unknown = sorted(set(channels) - set(CHANNELS))
     if unknown or not channels:
         raise CliError(f"unknown channel(s): {', '.join(unknown) or 'none given'}")
     if settings.worker_metrics_port:

@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -18,12 +19,14 @@ from channels.base import BatchAdapter
 from channels.routing import Health, Provider, Router
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
-from compliance.timing import quiet_release
-from gateway import metrics
+from compliance.state import Moment, state_rules
+from gateway import events, metrics
+from gateway.accept.request import DEFAULT_TIMEZONE
 from gateway.delivery.fallback import fallback_event, fallback_request
+from gateway.models import Status
 from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
-from gateway.state.store import Claimed, Store, event
+from gateway.state.store import Claimed, Store
 from gateway.state.store import Outcome as Written
 from gateway.timeutil import rfc3339, system_clock
 
@@ -61,6 +64,7 @@ class DeliveryEngine:
         self.fallback = fallback
         self.settings = settings
         self.policy = policy
+        self.rules = state_rules()
         self.store = store
         self.router = router
         self.health = health
@@ -72,7 +76,15 @@ class DeliveryEngine:
         # Sends of this batch may wait for rate-limit slots until half the lease is gone: the rest
         # of the lease covers the send itself and recording it, before another worker may take over.
         wait_until = time.monotonic() + self.settings.lease_seconds / 2
-        claim = await self.store.claim(tenant, ids, now, now + self.settings.lease_seconds)
+        at = rfc3339(now) or ""
+        claim = await self.store.claim(
+            tenant,
+            ids,
+            now,
+            now + self.settings.lease_seconds,
+            scopes=self.rules.opt_out.scopes,
+            suppression=_opted_out_since_accept(at),
+        )
         claimed = claim.claimed
         early: dict[float, list[str]] = defaultdict(list)
         for ntf_id, when in claim.not_due.items():
@@ -95,7 +107,8 @@ class DeliveryEngine:
         if to_send:
             results += await self._route(channel, to_send, wait_until)
         outcomes = [o for o, _ in results]
-        written = await self.store.record_outcomes(tenant, outcomes, system_clock())
+        cap_keys = {c.id: c.fields["cap_key"] for c in claimed if c.fields.get("cap_key")}
+        written = await self.store.record_outcomes(tenant, outcomes, system_clock(), cap_keys)
         return await self._settle(tenant, channel, claimed, results, written, early)
 
     async def _settle(
@@ -152,35 +165,47 @@ class DeliveryEngine:
             await self.store.append_event(tenant, c.id, fallback_event(request, status, body))
 
     def _check(self, c: Claimed, routed: bool, now: float) -> Written | None:
-        """Dispatch-time checks (the opt-out test ran in the claim): an outcome without a provider, or None."""
+        """Dispatch-time checks (the opt-out test ran in the claim): an outcome without a provider, or None.
+
+        The same state rules as at accept: expiry, then quiet hours (which may have begun meanwhile).
+        """
         f = c.fields
         expires = f.get("expires_at")
-        if expires and now > float(expires):
-            metrics.DECISIONS_BY.inc("expiry", "suppress")
-            why = reason(Reason.EXPIRED, "expires_at passed before the message could be sent")
-            return self._final(c, "suppressed", Reason.EXPIRED, why, now)
-        rules = self.policy.rules(f.get("tenant"), f.get("brand") or None)
-        release = quiet_release(
-            now, f.get("timezone") or "Asia/Shanghai", f.get("category", "marketing"), rules
+        m = Moment(
+            now,
+            now,
+            f.get("timezone") or DEFAULT_TIMEZONE,
+            f.get("category", "marketing"),
+            float(expires) if expires else None,
+            self.policy.rules(f.get("tenant"), f.get("brand") or None),
         )
-        if release is not None:
-            metrics.DECISIONS_BY.inc("quiet_hours", "defer")
-            if expires and release > float(expires):
-                why = reason(Reason.EXPIRED, "the member's quiet hours end after expires_at")
-                return self._final(c, "suppressed", Reason.EXPIRED, why, now)
-            ev = event(
-                "compliance",
-                at=now,
-                stage="dispatch",
-                rule="quiet_hours",
-                outcome="defer",
-                scheduled_for=rfc3339(release),
+        expiry = self.rules.expiry.decide(
+            m, now, "expires_at passed before the message could be sent", at_expiry=False
+        )
+        if expiry.reason is not None:
+            metrics.DECISIONS_BY.inc(expiry.rule, expiry.outcome)
+            return self._final(c, Status.SUPPRESSED, Reason.EXPIRED, expiry.reason, now)
+        quiet = self.rules.quiet_hours.decide(m)
+        if quiet.release is not None:
+            metrics.DECISIONS_BY.inc(quiet.rule, quiet.outcome)
+            expiry = self.rules.expiry.decide(
+                m, quiet.release, "the member's quiet hours end after expires_at", at_expiry=False
             )
-            fields = {"status": "scheduled", "not_before": repr(release)}
-            return Written(c.id, c.attempt, "defer", ev, fields, release + self.settings.lease_seconds)
+            if expiry.reason is not None:
+                return self._final(c, Status.SUPPRESSED, Reason.EXPIRED, expiry.reason, now)
+            ev = events.Compliance(
+                at=events.at(now),
+                stage="dispatch",
+                rule=quiet.rule,
+                outcome=quiet.outcome,
+                scheduled_for=rfc3339(quiet.release),
+            )
+            fields = {"status": Status.SCHEDULED, "not_before": repr(quiet.release)}
+            lease = quiet.release + self.settings.lease_seconds
+            return Written(c.id, c.attempt, "defer", events.encode(ev), fields, lease)
         if not routed:
             why = reason(Reason.UNSUPPORTED_CHANNEL, "no provider is configured for this channel")
-            return self._final(c, "failed", Reason.UNSUPPORTED_CHANNEL, why, now)
+            return self._final(c, Status.FAILED, Reason.UNSUPPORTED_CHANNEL, why, now)
         return None
 
     def _message(self, tenant: str, channel: str, c: Claimed) -> Message:
@@ -264,7 +289,11 @@ class DeliveryEngine:
     def _held(self, c: Claimed, wait: float) -> Written:
         """Every usable provider was at its rate limit: no attempt spent, go again when there is room."""
         now = system_clock()
-        ev = event("deferred", at=now, reason=RATE_LIMITED, detail="the providers' rate limits are reached")
+        ev = events.encode(
+            events.Deferred(
+                at=events.at(now), reason=RATE_LIMITED, detail="the providers' rate limits are reached"
+            )
+        )
         fields = {"status": "queued", "not_before": repr(now + wait)}
         return Written(c.id, c.attempt, "defer", ev, fields, now + wait + self.settings.lease_seconds)
 
@@ -310,23 +339,25 @@ class DeliveryEngine:
         metrics.SEND_SECONDS.labels(channel, result.provider).observe(elapsed)
         metrics.SENDS.labels(channel, result.provider, result.outcome.value).inc()
         done = system_clock()
-        attempt_ev = event(
-            "attempt",
-            at=done,
-            attempt=c.attempt,
-            provider=result.provider,
-            outcome=result.outcome.value,
-            provider_message_id=result.provider_message_id,
-            error_code=result.code,
-            error_detail=result.detail,
-            duration_ms=round(elapsed * 1000, 1),
+        attempt_ev = events.encode(
+            events.Attempt(
+                at=events.at(done),
+                attempt=c.attempt,
+                provider=result.provider,
+                outcome=result.outcome.value,
+                provider_message_id=result.provider_message_id,
+                error_code=result.code,
+                error_detail=result.detail,
+                duration_ms=round(elapsed * 1000, 1),
+            )
         )
         if result.outcome is Outcome.SENT:
-            sent_ev = event(
-                "sent",
-                at=done,
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
+            sent_ev = events.encode(
+                events.Sent(
+                    at=events.at(done),
+                    provider=result.provider,
+                    provider_message_id=result.provider_message_id,
+                )
             )
             attempt_ev += "\n" + sent_ev
             fields = {
@@ -367,7 +398,16 @@ class DeliveryEngine:
         attempt_ev: str | None = None,
         provider_code: str | None = None,
     ) -> Written:
-        ev = event(status, at=at, reason=str(code), detail=why.get("detail"), provider_code=provider_code)
+        kind = events.Failed if status == Status.FAILED else events.Suppressed
+        detail = why.get("detail")
+        ev = events.encode(
+            kind(
+                at=events.at(at),
+                reason=code,
+                detail=None if detail is None else str(detail),
+                provider_code=provider_code,
+            )
+        )
         if status == "failed":
             log.warning(
                 "notification failed: %s (%s)", code, why.get("detail"), extra={"notification_id": c.id}
@@ -397,3 +437,16 @@ def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | No
     step = float(min(cap, base * 2.0 ** (attempt - 1)))
     delay = step / 2 + random.uniform(0, step / 2)
     return float(max(delay, retry_after or 0.0))
+
+
+@lru_cache(maxsize=8)
+def _opted_out_since_accept(at: str) -> tuple[str, str, str]:
+    """What the claim writes for a member who opted out since accept: reasons and the two events."""
+    why = state_rules().opt_out.reason(since_accept=True)
+    return (
+        msgspec.json.encode([why]).decode(),
+        events.encode(
+            events.Compliance(at=at, stage="dispatch", rule="opt_out", outcome="suppress", reason=why["code"])
+        ),
+        events.encode(events.Suppressed(at=at, reason=why["code"], detail=why["detail"])),
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.state.store import Claimed, event
-from gateway.timeutil import rfc3339, system_clock
+from gateway import events
+from gateway.state.store import Claimed
+from gateway.timeutil import rfc3339
 
 
 def fallback_request(c: Claimed) -> dict[str, Any]:
@@ -28,12 +29,13 @@ def fallback_request(c: Claimed) -> dict[str, Any]:
 
 def fallback_event(request: dict[str, Any], status: int, body: dict[str, Any]) -> str:
     """The original's timeline event: where it went, or why not."""
-    return event(
-        "fallback",
-        at=system_clock(),
-        channel=request["channel"],
-        id=body.get("id"),
-        status=body.get("status"),
-        reasons=body.get("reasons") or None,
-        http_status=status,
+    return events.encode(
+        events.Fallback(
+            at=events.at(),
+            channel=request["channel"],
+            id=body.get("id"),
+            status=body.get("status"),
+            reasons=body.get("reasons") or None,
+            http_status=status,
+        )
     )

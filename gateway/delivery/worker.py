@@ -36,6 +36,7 @@ from gateway.audit.consumer import AuditConsumer, AuditThread
 from gateway.delivery.batcher import Batcher, Enqueuer
 from gateway.delivery.engine import DeliveryEngine, Retry
 from gateway.delivery.health import RedisHealth
+from gateway.models import CHANNELS
 from gateway.settings import Settings
 from gateway.state import keys
 from gateway.state.redisdb import async_client, sync_client
@@ -239,7 +240,7 @@ def worker_name() -> str:
 def run_worker(
     settings: Settings,
     redis_url: str,
-    channels: Sequence[str] = keys.CHANNELS,
+    channels: Sequence[str] = CHANNELS,
     *,
     burst: bool = False,
     stop: threading.Event | None = None,

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.models import CHANNELS
 from gateway.optouts.store import OptOuts
 from gateway.recipients import InvalidRecipient, check_email, parse_phone
-from gateway.state import keys
 
 MAX_INVALID_REPORTED = 1000
 
@@ -102,8 +102,8 @@ class CsvImporter:
         if len(cells) > 3:
             self._invalid("more than three columns (address,brand,channel)")
             return
-        if channel is not None and channel not in keys.CHANNELS:
-            self._invalid(f"channel must be one of {', '.join(keys.CHANNELS)} or empty")
+        if channel is not None and channel not in CHANNELS:
+            self._invalid(f"channel must be one of {', '.join(CHANNELS)} or empty")
             return
         try:
             normalized = check_email(address) if "@" in address else parse_phone(address, self.region).e164

@@ -8,8 +8,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from gateway import metrics
-from gateway.audit.events import tenant_event
+from gateway import events, metrics
 from gateway.recipients import Members, mask_address
 from gateway.state import keys, scripts
 from gateway.timeutil import rfc3339, system_clock
@@ -35,13 +34,15 @@ def _entry(
 
 def _opt_out_event(entry: dict[str, Any]) -> str:
     # For auditors: the address stays out (the audit row carries its keyed hash and masked form).
-    return tenant_event(
-        "opt_out",
-        brand=entry["brand"],
-        channel=entry["channel"],
-        source=entry["source"],
-        reason=entry["reason"] or None,
-        by=entry["by"] or None,
+    return events.encode(
+        events.OptedOut(
+            at=events.at(),
+            brand=entry["brand"],
+            channel=entry["channel"],
+            source=entry["source"],
+            reason=entry["reason"] or None,
+            by=entry["by"] or None,
+        )
     )
 
 
@@ -135,7 +136,11 @@ class OptOuts:
         if not evidence.strip():
             raise ValueError("opting back in needs consent evidence")
         member = self.members.of(address)
-        ev = tenant_event("opt_in", brand=brand, channel=channel, consent_evidence=evidence, by=by or None)
+        ev = events.encode(
+            events.OptedIn(
+                at=events.at(), brand=brand, channel=channel, consent_evidence=evidence, by=by or None
+            )
+        )
         removed = await self._remove(
             keys=[keys.optouts(tenant, member), keys.audit(tenant)],
             args=[scope(brand, channel), member, mask_address(address), ev],

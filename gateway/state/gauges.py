@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.models import CHANNELS
 from gateway.state import keys
 from gateway.timeutil import system_clock
 
@@ -39,7 +40,7 @@ def _text(value: Any) -> str:
 async def take(redis: aioredis.Redis) -> Snapshot:
     """Read everything the collector reports."""
     snap = Snapshot()
-    queues = [keys.queue_name(c) for c in keys.CHANNELS]
+    queues = [keys.queue_name(c) for c in CHANNELS]
     tenants = sorted(_text(t) for t in await redis.smembers(keys.tenants()))
     async with redis.pipeline(transaction=False) as pipe:
         for q in queues:

@@ -7,7 +7,6 @@ tenant in a ``{hash tag}`` so they share a slot on Redis Cluster.
 from __future__ import annotations
 
 PREFIX = "tid:"
-CHANNELS = ("sms", "mms", "push", "email")
 
 
 def _t(tenant: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,6 @@ from redis.exceptions import NoScriptError
 from gateway.state import keys, scripts
 from gateway.state.scriptpipe import ScriptPipe
 from gateway.timeutil import rfc3339, system_clock
-
-FINAL_STATUSES = frozenset({"suppressed", "delivered", "undelivered", "failed", "cancelled"})
 
 _json = msgspec.json.Encoder()
 
@@ -93,10 +91,14 @@ class Store:
         final: bool,
         idem_key: str | None,
         idem_record: str,
-        now: str,
-        state: tuple[str, list[str], str, int, int] = ("", [], "", 0, 0),
+        state: tuple[str, Sequence[str], str, int, int] = ("", (), "", 0, 0),
+        suppressions: Sequence[str] = ("",) * 8,
     ) -> tuple[list[str], list[str | bytes]]:
-        """KEYS and ARGV of the accept script (so a batch can pipeline many)."""
+        """KEYS and ARGV of the accept script (so a batch can pipeline many).
+
+        ``suppressions``: what an opt-out and a full cap would write (reasons, two events, the stored
+        answer; four strings each), decided by the state rules in Python.
+        """
         ntf_id = record["id"]
         ntf_key = keys.notification(tenant, ntf_id)
         idem = keys.idempotency(tenant, idem_key) if idem_key else ntf_key
@@ -125,7 +127,7 @@ class Store:
             str(cap_limit),
             str(cap_ttl),
             str(self.record_ttl),
-            now,
+            *suppressions,
             str(self.max_held),
             str(len(scopes)),
             *scopes,
@@ -179,11 +181,11 @@ class Store:
         raise AssertionError("unreachable")
 
     async def state_check(
-        self, optout_key: str, scopes: list[str], cap_key: str, cap_limit: int
+        self, optout_key: str, scopes: Sequence[str], cap_key: str, cap_limit: int
     ) -> str | None:
         """Read-only opt-out and cap test: 'opted_out', 'frequency_cap' or None."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(optout_key or "-", scopes or ["-"])
+            pipe.hmget(optout_key or "-", list(scopes) or ["-"])
             pipe.get(cap_key or "-")
             found, used = await pipe.execute()
         if scopes and any(v is not None for v in found):
@@ -218,19 +220,41 @@ class Store:
         return record, [msgspec.json.decode(e) for e in evs]
 
     # -- worker ---------------------------------------------------------------------------------
-    async def claim(self, tenant: str, ids: Sequence[str], now: float, lease_until: float) -> Claim:
-        """Take ownership of the due notifications among ids for one attempt (after the opt-out test)."""
+    async def claim(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        now: float,
+        lease_until: float,
+        *,
+        scopes: Callable[[str, str], Sequence[str]],
+        suppression: tuple[str, str, str],
+    ) -> Claim:
+        """Take ownership of the due notifications among ids for one attempt (after the opt-out test).
+
+        ``scopes(brand, channel)`` are the opt-out scopes to test; ``suppression`` is what an opt-out
+        since accept writes (reasons, compliance event, suppressed event).
+        """
         if not ids:
             return Claim([], {}, [])
-        k = [keys.leases(tenant), keys.audit(tenant), *(keys.notification(tenant, i) for i in ids)]
-        args: list[str | int] = [
-            repr(now),
-            repr(lease_until),
-            rfc3339(now) or "",
-            self.record_ttl,
-            keys.optouts(tenant, ""),
-            *ids,
-        ]
+        # The keys a claim touches depend on each notification's member and cap month: read them first
+        # (they never change after accept), so the script is handed every key it touches.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hmget(keys.notification(tenant, i), "member", "brand", "channel", "cap_key")
+            looked_up = await pipe.execute()
+        k = [keys.leases(tenant), keys.audit(tenant)]
+        args: list[str | int] = [repr(now), repr(lease_until), self.record_ttl, *suppression]
+        for ntf_id, (member, brand, channel, cap_key) in zip(ids, looked_up, strict=True):
+            ntf_key = keys.notification(tenant, ntf_id)
+            k += (
+                ntf_key,
+                keys.events(tenant, ntf_id),
+                keys.optouts(tenant, _s(member)) if member else ntf_key,
+                _s(cap_key) if cap_key else ntf_key,
+            )
+            tested = scopes(_s(brand or b""), _s(channel)) if member and channel else ()
+            args += (ntf_id, len(tested), *tested)
         res = await self._claim(keys=k, args=args)
         claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:
@@ -243,8 +267,14 @@ class Store:
                 claim.claimed.append(Claimed(_s(ntf_id), int(attempt), fields))
         return claim
 
-    async def record_outcomes(self, tenant: str, outcomes: Iterable[Outcome], now: float) -> list[str]:
-        """Write each attempt's outcome; returns what each script did (sent/delivered/.../stale)."""
+    async def record_outcomes(
+        self, tenant: str, outcomes: Iterable[Outcome], now: float, cap_keys: Mapping[str, str]
+    ) -> list[str]:
+        """Write each attempt's outcome; returns what each script did (sent/delivered/.../stale).
+
+        ``cap_keys``: each notification's monthly-cap counter (from its record), which a final outcome
+        other than sent gives its slot back to.
+        """
         outcomes = list(outcomes)
         if not outcomes:
             return []
@@ -261,6 +291,7 @@ class Store:
                         keys.leases(tenant),
                         keys.dead_letters(tenant),
                         keys.audit(tenant),
+                        cap_keys.get(o.id) or keys.notification(tenant, o.id),
                     ],
                     [
                         o.attempt,
@@ -338,12 +369,15 @@ class Store:
 
     async def cancel(self, tenant: str, ntf_id: str, ev: str) -> str:
         """Cancel a queued or scheduled notification; returns 'ok', 'unknown' or the status that prevents it."""
+        ntf_key = keys.notification(tenant, ntf_id)
+        cap_key = await self.redis.hget(ntf_key, "cap_key")  # set at accept, never changed
         res = await self._cancel(
             keys=[
-                keys.notification(tenant, ntf_id),
+                ntf_key,
                 keys.events(tenant, ntf_id),
                 keys.leases(tenant),
                 keys.audit(tenant),
+                _s(cap_key) if cap_key else ntf_key,
             ],
             args=[ev, repr(system_clock()), self.record_ttl],
         )

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from gateway.audit.backends import open_store
-from gateway.audit.events import parse_anchor
+from gateway.audit.stream import parse_anchor
 from gateway.state import keys
 from tests.auditdb import Backend, make_backend
 from tests.conftest import API_KEY, ROOT, TENANT, Stack, make_key, points_expiry, send_batch, wait_for

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from gateway.audit.backends import open_store
-from gateway.audit.events import AuditRow
+from gateway.audit.stream import AuditRow
 from gateway.state.redisdb import free_port
 from tests.auditdb import Backend, make_backend
 from tests.conftest import API_KEY, ROOT, TENANT, make_key, wait_for

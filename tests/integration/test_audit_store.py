@@ -10,8 +10,8 @@ import pytest
 
 from gateway.audit.backends import open_store
 from gateway.audit.chain import GENESIS, chain_hash
-from gateway.audit.events import AuditRow
 from gateway.audit.store import AuditStore
+from gateway.audit.stream import AuditRow
 from tests.auditdb import Backend, make_backend
 
 pytestmark = pytest.mark.integration

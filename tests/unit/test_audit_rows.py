@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.audit.events import parse_anchor, rows_of, tenant_event, tenant_of
+from gateway.audit.stream import parse_anchor, rows_of, tenant_of
+from gateway.events import tenant_event
 from gateway.recipients import scrub
 
 

@@ -1,7 +1,7 @@
 """Audit events on their way in: the per-tenant Redis stream, and the rows the audit store keeps.
 
 Notification events reach the stream from the Lua scripts that change the notification (see
-``scripts.AUDIT``); tenant-level changes (opt-outs, templates, API keys) from the code here, each in the
+``lua/audit.lua``); tenant-level changes (opt-outs, templates, API keys) from the code here, each in the
 same round trip as its change. The consumer (``auditconsumer``) turns stream entries into ``AuditRow``
 values: one per event, the address only as its keyed hash and masked form, with any phone number or
 email address inside free text masked too.
@@ -19,7 +19,6 @@ from redis.asyncio.client import Pipeline
 
 from gateway.recipients import scrub
 from gateway.state import keys
-from gateway.timeutil import rfc3339, system_clock
 
 # The audit's event types. Notification events are the timeline's own; the rest are tenant changes.
 NOTIFICATION_TYPES = (
@@ -91,13 +90,6 @@ def _at_ms(at: Any, fallback: int) -> int:
         except ValueError:
             pass
     return fallback
-
-
-def tenant_event(kind: str, **fields: Any) -> str:
-    """A tenant-level audit event as JSON (None fields left out)."""
-    body = {"type": kind, "at": rfc3339(system_clock())}
-    body.update({k: v for k, v in fields.items() if v is not None})
-    return _json.encode(body).decode()
 
 
 def entry(

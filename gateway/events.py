@@ -1,0 +1,217 @@
+"""Timeline and audit events as one tagged union of msgspec Structs, encoded by msgspec.
+
+A notification's timeline (``GET /v1/notifications/{id}``) and the audit stream hold the same events.
+Each is a Struct whose tag is its ``type``; fields left ``None`` are not written, so an event carries
+only what it knows. ``encode`` is the one way an event becomes JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.models import Status
+from gateway.timeutil import rfc3339, system_clock
+
+
+class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, frozen=True):
+    """Base of every event: when it happened (RFC 3339)."""
+
+    at: str
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """One rule's verdict at accept. A content rule's reason is written even when null; a timing rule
+    (expiry, quiet hours) has no reason field at all (UNSET)."""
+
+    rule: str
+    outcome: str
+    reason: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+# -- a notification's timeline ------------------------------------------------------------------
+class Accepted(Event, tag="accepted", frozen=True):
+    """The notify was recorded with this status."""
+
+    status: Status
+    channel: str
+    category: str
+    segments: int | None = None
+
+
+class Compliance(Event, tag="compliance", frozen=True):
+    """What the rules said at a stage (accept: every decision; dispatch: the one that acted)."""
+
+    stage: str
+    decisions: list[Decision] | None = None
+    rule: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    scheduled_for: str | None = None
+
+
+class Scheduled(Event, tag="scheduled", frozen=True):
+    """Held until a time (send_at or quiet hours)."""
+
+    scheduled_for: str | None = None
+    reason: str | None = None
+
+
+class Deferred(Event, tag="deferred", frozen=True):
+    """Not attempted now (every provider at its rate limit); no attempt spent."""
+
+    reason: str
+    detail: str | None = None
+
+
+class Attempt(Event, tag="attempt", frozen=True):
+    """One call to a provider and what it answered."""
+
+    attempt: int
+    provider: str
+    outcome: str
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+    duration_ms: float | None = None
+
+
+class Sent(Event, tag="sent", frozen=True):
+    """A provider took the message."""
+
+    provider: str
+    provider_message_id: str | None = None
+
+
+class Receipt(Event, tag="receipt", frozen=True):
+    """The provider's delivery report."""
+
+    status: Status
+    provider: str
+    provider_code: str | None = None
+    provider_message_id: str | None = None
+    reported_at: str | None = None
+
+
+class Suppressed(Event, tag="suppressed", frozen=True):
+    """Never sent, on purpose (opt-out, cap, expiry)."""
+
+    reason: str
+    detail: str | None = None
+    provider_code: str | None = None
+
+
+class Failed(Event, tag="failed", frozen=True):
+    """Given up (a permanent refusal or retries exhausted)."""
+
+    reason: str
+    detail: str | None = None
+    provider_code: str | None = None
+
+
+class Cancelled(Event, tag="cancelled", frozen=True):
+    """Cancelled by an API key before it was handed to a provider."""
+
+    by: str | None = None
+
+
+class Replayed(Event, tag="replayed", frozen=True):
+    """Put back in the queue from the dead-letter list."""
+
+    source: str
+
+
+class Fallback(Event, tag="fallback", frozen=True):
+    """Tried again on the next channel of its fallback list, as a new notification (or why not)."""
+
+    channel: str
+    id: str | None = None
+    status: str | None = None
+    reasons: list[dict[str, Any]] | None = None
+    http_status: int | None = None
+
+
+# -- tenant-level audit events ---------------------------------------------------------------------
+class RejectedRequest(Event, tag="rejected", frozen=True):
+    """A notify refused with 422 (never stored as a notification)."""
+
+    channel: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    reasons: list[dict[str, Any]] | None = None
+
+
+class OptedOut(Event, tag="opt_out", frozen=True):
+    """A member opted out of a brand/channel scope (None: every brand, every channel)."""
+
+    source: str
+    brand: str | None = None
+    channel: str | None = None
+    reason: str | None = None
+    by: str | None = None
+
+
+class OptedIn(Event, tag="opt_in", frozen=True):
+    """A member opted back in, with the consent evidence (None: every brand, every channel)."""
+
+    consent_evidence: str
+    brand: str | None = None
+    channel: str | None = None
+    by: str | None = None
+
+
+class TemplateChanged(Event, tag="template_changed", frozen=True):
+    """A tenant template was created or replaced."""
+
+    name: str
+    sha256: str
+    by: str | None = None
+
+
+class ApiKeyCreated(Event, tag="api_key_created", frozen=True):
+    """An API key was created (its hash only)."""
+
+    key_id: str
+    scopes: list[str]
+    name: str | None = None
+
+
+AnyEvent = (
+    Accepted
+    | Compliance
+    | Scheduled
+    | Deferred
+    | Attempt
+    | Sent
+    | Receipt
+    | Suppressed
+    | Failed
+    | Cancelled
+    | Replayed
+    | Fallback
+    | RejectedRequest
+    | OptedOut
+    | OptedIn
+    | TemplateChanged
+    | ApiKeyCreated
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(ev: Event) -> str:
+    """An event as one line of JSON (the form the timeline lists and the audit stream hold)."""
+    return _encoder.encode(ev).decode()
+
+
+def tenant_event(kind: str, **fields: Any) -> str:
+    """An event of the union built from its type and fields (None fields left out), checked and encoded."""
+    raw = {"type": kind, "at": at(), **{k: v for k, v in fields.items() if v is not None}}
+    ev: Event = msgspec.convert(raw, AnyEvent)
+    return encode(ev)
+
+
+def at(epoch: float | None = None) -> str:
+    """An event time: now, or the given epoch, in RFC 3339."""
+    return rfc3339(system_clock() if epoch is None else epoch) or ""

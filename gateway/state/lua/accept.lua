@@ -1,0 +1,68 @@
+-- KEYS: [1] idem, [2] ntf, [3] events, [4] lease, [5] ready, [6] optouts, [7] cap, [8] held, [9] audit
+--       (a key that does not apply is the notification's own key: idem, optouts, cap)
+-- ARGV: [1] has_idem, [2] idem_record, [3] idem_ttl, [4] id, [5] lease ('' = none), [6] ttl ('' = none),
+--       [7] '1' ready now | '0' | the time it is held until, [8] cap_limit ('0' = no cap), [9] cap_ttl,
+--       [10] suppressed_ttl,
+--       [11..14] if opted out: reasons, compliance event, suppressed event, idempotency record
+--       [15..18] if capped: the same four,
+--       [19] the most held notifications of this tenant and channel,
+--       [20] n_scopes, scope..., n_events, event..., field, value, ...
+-- Idempotency, the opt-out test and the cap reservation happen together: no race between two requests.
+-- What a suppression says (reasons, events, the stored answer) was decided in Python; this applies it.
+-- Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'}, {'dup', stored idempotency record}, or
+-- {'full', ''} when the channel's held set is at its bound (nothing written).
+-- Ids carry 80 random bits: the script does not check for a collision.
+if ARGV[1] == '1' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur then return {'dup', cur} end
+end
+if ARGV[7] ~= '1' and ARGV[7] ~= '0' and redis.call('ZCARD', KEYS[8]) >= tonumber(ARGV[19]) then
+  return {'full', ''}
+end
+local n_scopes = tonumber(ARGV[20])
+local ev_at = 21 + n_scopes
+local n_events = tonumber(ARGV[ev_at])
+local decision = 'accept'
+if n_scopes > 0 then
+  local found = redis.call('HMGET', KEYS[6], unpack(ARGV, 21, 20 + n_scopes))
+  for i = 1, n_scopes do
+    if found[i] then decision = 'opted_out' break end
+  end
+end
+local cap = tonumber(ARGV[8])
+if decision == 'accept' and cap > 0 then
+  if tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then
+    decision = 'frequency_cap'
+  else
+    if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], ARGV[9]) end
+  end
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, ev_at + 1 + n_events))
+local evs = {unpack(ARGV, ev_at + 1, ev_at + n_events)}
+redis.call('RPUSH', KEYS[3], unpack(evs))
+if decision == 'accept' then
+  audit(KEYS[9], KEYS[2], table.concat(evs, '\n'))
+  if cap > 0 then redis.call('HSET', KEYS[2], 'cap_counted', '1') end
+  if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4]) end
+  if ARGV[7] == '1' then
+    redis.call('RPUSH', KEYS[5], ARGV[4])
+  elseif ARGV[7] ~= '0' then
+    redis.call('ZADD', KEYS[8], ARGV[7], ARGV[4])
+  end
+  if ARGV[6] ~= '' then
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+    redis.call('EXPIRE', KEYS[3], ARGV[6])
+  end
+  if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+  return {'new', decision}
+end
+local s = decision == 'opted_out' and 11 or 15
+redis.call('HSET', KEYS[2], 'status', 'suppressed', 'error_code', decision, 'reasons', ARGV[s])
+redis.call('RPUSH', KEYS[3], ARGV[s + 1], ARGV[s + 2])
+evs[#evs + 1] = ARGV[s + 1]
+evs[#evs + 1] = ARGV[s + 2]
+audit(KEYS[9], KEYS[2], table.concat(evs, '\n'))
+redis.call('EXPIRE', KEYS[2], ARGV[10])
+redis.call('EXPIRE', KEYS[3], ARGV[10])
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[s + 3], 'EX', ARGV[3]) end
+return {'new', decision}
