@@ -12,15 +12,13 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as pn_timezone
 
+from gateway.errors import InvalidRecipient
+
 _MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 _PHONE_CHARS = re.compile(r"^[0-9 ()+\-.]{3,40}$")
 _EMAIL = re.compile(
     r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
 )
-
-
-class InvalidRecipient(ValueError):
-    """The address cannot be used for the channel."""
 
 
 class Phone:

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from gateway.errors import SettingsError
+
 PREFIX = "TIDINGS_"
 
 PositiveFloat = Annotated[float, Meta(gt=0)]
@@ -72,10 +74,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_level: str = "INFO"
     # text (one line, key=value ids) or json (one object per line, for log collectors).
     log_format: Literal["text", "json"] = "text"
-
-
-class SettingsError(ValueError):
-    """The environment does not describe valid settings."""
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -9,19 +9,6 @@ from gateway.errors import TooManyRequests
 from gateway.models import NotifyResult, Status
 
 
-class Rejected(Exception):
-    """The request itself is wrong: answered 422 with status ``rejected``."""
-
-    def __init__(self, channel: str, reasons: list[dict[str, Any]]) -> None:
-        super().__init__(reasons[0]["detail"])
-        self.channel = channel
-        self.reasons = reasons
-
-    def result(self) -> NotifyResult:
-        """The notify answer for this rejection."""
-        return NotifyResult(id=None, status=Status.REJECTED, channel=self.channel, reasons=self.reasons)
-
-
 @dataclass(slots=True)
 class Answer:
     """HTTP status, body and whether it is a replay."""

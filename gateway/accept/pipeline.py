@@ -14,11 +14,11 @@ from compliance.policy import Policy
 from compliance.reasons import Reason, reason
 from compliance.state import Moment, state_rules
 from gateway import events, metrics
-from gateway.accept.answers import Answer, Prepared, Rejected, StateArgs, held_full
+from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
 from gateway.accept.request import render_request, resolve_recipient
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.audit import stream as audit
-from gateway.errors import Conflict, Unprocessable
+from gateway.errors import Conflict, Rejected, Unprocessable
 from gateway.events import Decision
 from gateway.ids import new_id
 from gateway.models import CHANNELS, NotifyRequest, NotifyResult, Status
@@ -104,7 +104,7 @@ class Acceptor:
             prepared = self.prepare(tenant, req, fp, renderer)
         except Rejected as rej:
             await self._audit_rejections(tenant, [(req, rej)])
-            return Answer(422, self.rejection_body(rej))
+            return Answer(422, rej.problem())
         k, a = self._accept_args(prepared)
         verdict, stored = await self.store.accept(k, a)
         if verdict == "dup":
@@ -127,7 +127,7 @@ class Acceptor:
         rejected: list[tuple[NotifyRequest | None, Rejected]] = []
         for i, req in enumerate(reqs):
             if isinstance(req, Rejected):
-                answers[i] = Answer(422, self.rejection_body(req))
+                answers[i] = Answer(422, req.problem())
                 rejected.append((None, req))
                 continue
             try:
@@ -136,7 +136,7 @@ class Acceptor:
                     tenant, req, fingerprint(req) if req.idempotency_key else "", renderer
                 )
             except Rejected as rej:
-                answers[i] = Answer(422, self.rejection_body(rej))
+                answers[i] = Answer(422, rej.problem())
                 rejected.append((req, rej))
                 continue
             calls.append(self._accept_args(prepared))
@@ -211,19 +211,6 @@ class Acceptor:
                 headers={"Retry-After": "1"},
             )
         return Answer(int(record["status"]), record["body"], replayed=True)
-
-    @staticmethod
-    def rejection_body(rej: Rejected) -> dict[str, Any]:
-        """A rejection is both a notify result and a problem document."""
-        first = rej.reasons[0]
-        return {
-            "type": f"https://tidings.dev/problems/{first['code'].replace('_', '-')}",
-            "title": "Notification rejected",
-            "status": 422,
-            "detail": first["detail"],
-            "code": first["code"],
-            **msgspec.to_builtins(rej.result()),
-        }
 
     # -- pipeline -------------------------------------------------------------------------------
     def prepare(self, tenant: str, req: NotifyRequest, fp: str, renderer: Renderer) -> Prepared:

@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 
 from compliance.reasons import Reason, reason
-from gateway.accept.answers import Rejected
+from gateway.errors import InvalidRecipient, Rejected
 from gateway.models import NotifyRequest
-from gateway.recipients import InvalidRecipient, check_email, check_timezone, parse_phone
+from gateway.recipients import check_email, check_timezone, parse_phone
 from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"

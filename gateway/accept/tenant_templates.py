@@ -14,16 +14,9 @@ from compliance.policy import Policy
 from compliance.reasons import Reason, reason
 from gateway import events
 from gateway.audit import stream as audit
+from gateway.errors import TemplateRejected
 from gateway.state import keys
 from templates.renderer import CHANNEL_FIELDS, InvalidTemplate, Renderer, Template, parse_template
-
-
-class TemplateRejected(ValueError):
-    """A template whose text fails the content rules; reasons as for a notify."""
-
-    def __init__(self, reasons: list[dict[str, Any]]) -> None:
-        super().__init__(reasons[0]["detail"])
-        self.reasons = reasons
 
 
 class TenantTemplates:

@@ -22,10 +22,10 @@ from gateway.api.audit import HANDLERS as AUDIT_HANDLERS
 from gateway.api.auth import Authenticator, RateLimiter
 from gateway.api.deps import Services
 from gateway.api.optouts import HANDLERS as OPTOUT_HANDLERS
-from gateway.api.problems import on_http_exception, on_redis_error, on_tidings_error, on_unexpected
+from gateway.api.problems import on_http_exception, on_problem_error, on_redis_error, on_unexpected
 from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
-from gateway.errors import TidingsError
+from gateway.errors import ProblemError
 from gateway.logs import RequestIdMiddleware
 from gateway.optouts.store import OptOuts
 from gateway.recipients import Members
@@ -95,7 +95,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware],
         exception_handlers={
-            TidingsError: on_tidings_error,
+            ProblemError: on_problem_error,
             HTTPException: on_http_exception,
             redis.RedisError: on_redis_error,
             Exception: on_unexpected,

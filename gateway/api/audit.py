@@ -21,9 +21,9 @@ from gateway.api.deps import json_response, principal, services
 from gateway.audit import stream as audit
 from gateway.audit.backends import open_store
 from gateway.audit.chain import StoredEvent
-from gateway.audit.store import AuditStore, AuditStoreError
-from gateway.errors import Unavailable, Unprocessable
-from gateway.recipients import InvalidRecipient, Members, check_email, parse_phone
+from gateway.audit.store import AuditStore
+from gateway.errors import AuditStoreError, InvalidRecipient, Unavailable, Unprocessable
+from gateway.recipients import Members, check_email, parse_phone
 from gateway.state import keys
 
 _decode = msgspec.json.Decoder()

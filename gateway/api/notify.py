@@ -11,11 +11,11 @@ from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.types import ASGIApp
 
-from gateway.accept.answers import Answer, Rejected
+from gateway.accept.answers import Answer
 from gateway.api import views
 from gateway.api.deps import JSON, RawResponse, json_response, principal, raw_header, services
 from gateway.api.problems import PROBLEM
-from gateway.errors import Unprocessable
+from gateway.errors import Rejected, Unprocessable
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
 
 _encode = msgspec.json.Encoder()

@@ -20,10 +20,10 @@ from channels.twilio_signature import verify_twilio
 from compliance.replies import ReplyKind, classify
 from gateway.api import views
 from gateway.api.deps import json_response, principal, raw_header, services
-from gateway.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from gateway.errors import BadRequest, Forbidden, InvalidRecipient, NotFound, Unprocessable
 from gateway.models import CHANNELS
 from gateway.optouts.importer import CsvImporter
-from gateway.recipients import InvalidRecipient, check_email, mask_address, parse_phone
+from gateway.recipients import check_email, mask_address, parse_phone
 
 
 class SimReply(msgspec.Struct):

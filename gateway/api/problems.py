@@ -11,7 +11,8 @@ import redis
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from gateway.errors import TidingsError
+from gateway.errors import ProblemError
+from gateway.errors import problem_document as problem
 
 log = logging.getLogger("tidings.api")
 PROBLEM = "application/problem+json"
@@ -38,19 +39,7 @@ def problem_response(
     return Response(content=_encode.encode(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """The RFC 9457 body with our machine-readable code."""
-    return {
-        "type": f"https://tidings.dev/problems/{code.replace('_', '-')}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
-
-
-def on_tidings_error(_: Request[Any, Any, Any], exc: TidingsError) -> Response[bytes]:
+def on_problem_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
     """Our own errors know their status and code; refused credentials and signatures are logged."""
     if exc.status in (401, 403):
         log.warning("refused (%d %s): %s", exc.status, exc.code, exc.detail)

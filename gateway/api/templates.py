@@ -8,10 +8,9 @@ import msgspec
 from litestar import Request, Response, get, put
 from litestar.params import FromPath, JSONBody
 
-from gateway.accept.tenant_templates import TemplateRejected
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
-from gateway.errors import NotFound, Unprocessable
+from gateway.errors import NotFound, TemplateRejected, Unprocessable
 
 
 @get(

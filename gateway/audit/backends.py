@@ -6,7 +6,8 @@ from pathlib import Path
 
 from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.sqlite import SqliteAuditStore
-from gateway.audit.store import AuditStore, AuditStoreError
+from gateway.audit.store import AuditStore
+from gateway.errors import AuditStoreError
 
 
 def open_store(url: str) -> AuditStore:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.audit.chain import COLUMNS
-from gateway.audit.store import TABLES, AuditStore, AuditStoreError, Cursor
+from gateway.audit.store import TABLES, AuditStore, Cursor
+from gateway.errors import AuditStoreError
 
 _POSTGRES_GUARDS = [
     """CREATE OR REPLACE FUNCTION audit_events_guard() RETURNS trigger LANGUAGE plpgsql AS $$

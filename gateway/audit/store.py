@@ -57,10 +57,6 @@ TABLES = [
 _INSERT = f"INSERT INTO audit_events ({COLUMNS}) VALUES ({','.join('?' * 12)})"  # noqa: S608 - constants only
 
 
-class AuditStoreError(RuntimeError):
-    """The audit store URL is unusable or the store cannot be reached."""
-
-
 @dataclass
 class Appended:
     """What one append did: rows stored, duplicates skipped, and each touched tenant's new head."""

@@ -7,7 +7,8 @@ import asyncio
 import sys
 from typing import Any
 
-from gateway.cli.common import CliError, redis_url_for, store_for
+from gateway.cli.common import redis_url_for, store_for
+from gateway.errors import CliError
 from gateway.models import CHANNELS
 from gateway.settings import Settings
 

@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from gateway.cli.common import CliError, redis_url_for
+from gateway.cli.common import redis_url_for
+from gateway.errors import CliError
 from gateway.settings import Settings
 
 # The heavy modules (the web layer's helpers, database drivers) are imported by the commands that
@@ -65,7 +66,7 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 
 def _open(settings: Settings) -> Any:
     from gateway.audit.backends import open_store
-    from gateway.audit.store import AuditStoreError
+    from gateway.errors import AuditStoreError
 
     try:
         return open_store(settings.audit_url)
@@ -74,11 +75,11 @@ def _open(settings: Settings) -> Any:
 
 
 def _checked(fn: Callable[[], Any]) -> Any:
-    from gateway.errors import TidingsError
+    from gateway.errors import ProblemError
 
     try:
         return fn()
-    except TidingsError as exc:
+    except ProblemError as exc:
         raise _fail(f"{exc.code}: {exc.detail}") from None
 
 

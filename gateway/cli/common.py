@@ -6,12 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import CliError
 from gateway.settings import Settings
-
-
-class CliError(Exception):
-    """A usage or environment problem worth one line (every `tidings` command raises this one)."""
-
 
 DEFAULT_DATA_DIR = "./var"
 

@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import DEFAULT_DATA_DIR, CliError
+from gateway.cli.common import DEFAULT_DATA_DIR
+from gateway.errors import CliError
 from gateway.settings import Settings, load_settings
 
 

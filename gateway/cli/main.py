@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 from gateway.cli import admin, dev, optouts, serve
 from gateway.cli import audit as audit_cli
-from gateway.cli.common import CliError, add_data_dir
-from gateway.settings import SettingsError, load_settings
+from gateway.cli.common import add_data_dir
+from gateway.errors import CliError, SettingsError
+from gateway.settings import load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:

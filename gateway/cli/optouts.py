@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import CliError, redis_url_for
+from gateway.cli.common import redis_url_for
+from gateway.errors import CliError
 from gateway.settings import Settings
 
 

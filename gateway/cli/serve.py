@@ -6,7 +6,8 @@ import argparse
 import os
 from typing import Any
 
-from gateway.cli.common import CliError, redis_url_for
+from gateway.cli.common import redis_url_for
+from gateway.errors import CliError
 from gateway.models import CHANNELS
 from gateway.settings import Settings, load_settings
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import InvalidRecipient
 from gateway.models import CHANNELS
 from gateway.optouts.store import OptOuts
-from gateway.recipients import InvalidRecipient, check_email, parse_phone
+from gateway.recipients import check_email, parse_phone
 
 MAX_INVALID_REPORTED = 1000
 

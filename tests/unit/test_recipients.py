@@ -2,14 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.recipients import (
-    InvalidRecipient,
-    check_email,
-    check_timezone,
-    mask_email,
-    mask_phone,
-    parse_phone,
-)
+from gateway.errors import InvalidRecipient
+from gateway.recipients import check_email, check_timezone, mask_email, mask_phone, parse_phone
 
 
 @pytest.mark.parametrize(

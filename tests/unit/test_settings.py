@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import SettingsError, load_settings
+from gateway.errors import SettingsError
+from gateway.settings import load_settings
 
 
 def test_defaults_and_conversion() -> None:
