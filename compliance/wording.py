@@ -129,6 +129,8 @@ class WordingMatcher:
         found = list(self.automaton.iter(normalized))
         if not found:
             return []
+        # Positions in the normalized text back to the original: the indices of the characters kept.
+        origin = [i for i, ch in enumerate(mapped) if ch not in _SEPARATORS]
         banned: list[tuple[int, int, Term]] = []
         allowed: list[tuple[int, int]] = []
         for end, index in found:
@@ -136,7 +138,7 @@ class WordingMatcher:
             start = end - len(key) + 1
             if is_allowed:
                 allowed.append((start, end + 1))
-            elif term is not None and _bounded(normalized, start, end + 1, key):
+            elif term is not None and _bounded(normalized, mapped, origin, start, end + 1, key):
                 banned.append((start, end + 1, term))
         kept = [
             (s, e, t)
@@ -146,21 +148,32 @@ class WordingMatcher:
         ]
         if not kept:
             return []
-        # Positions in the normalized text back to the original: the indices of the characters kept.
-        origin = [i for i, ch in enumerate(mapped) if ch not in _SEPARATORS]
         return [
             Hit(t.text, origin[s], origin[e - 1] + 1, t.category, t.severity)
             for s, e, t in sorted(kept, key=lambda k: k[0])
         ]
 
 
-def _bounded(normalized: str, start: int, end: int, key: str) -> bool:
-    """ASCII terms (no1, top1) must not be glued to other letters (casino1, stop1)."""
+def _bounded(normalized: str, mapped: str, origin: list[int], start: int, end: int, key: str) -> bool:
+    """ASCII terms (no1, top1) must not be glued to other letters (casino1, stop1), nor to other digits.
+
+    Letters are judged in the normalized text. Digits are judged by the characters right beside the
+    match as written: TOP10 is not TOP1 and No.15 is not NO.1, but "NO.1 2024" still is.
+    """
     if not key[0].isascii() or not key[0].isalnum():
         return True
     before = normalized[start - 1] if start > 0 else ""
     after = normalized[end] if end < len(normalized) else ""
-    return not (before.isascii() and before.isalpha()) and not (after.isascii() and after.isalpha())
+    if (before.isascii() and before.isalpha()) or (after.isascii() and after.isalpha()):
+        return False
+    first, last = origin[start], origin[end - 1]
+    if key[0].isdigit() and first > 0 and _ascii_digit(mapped[first - 1]):
+        return False
+    return not (key[-1].isdigit() and last + 1 < len(mapped) and _ascii_digit(mapped[last + 1]))
+
+
+def _ascii_digit(ch: str) -> bool:
+    return ch.isascii() and ch.isdigit()
 
 
 _TO_TRADITIONAL = [opencc.OpenCC(c) for c in ("s2t", "s2tw", "s2hk")]
