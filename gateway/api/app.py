@@ -12,10 +12,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from channels.config import route_names
-from compliance.policy import load_policy
 from gateway import metrics
-from gateway.accept.pipeline import Acceptor
-from gateway.accept.tenant_templates import TenantTemplates
 from gateway.api import notifications, notify, ops
 from gateway.api import templates as templates_api
 from gateway.api.audit import HANDLERS as AUDIT_HANDLERS
@@ -27,14 +24,8 @@ from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
 from gateway.errors import ProblemError
 from gateway.logs import RequestIdMiddleware
-from gateway.optouts.store import OptOuts
-from gateway.recipients import Members
+from gateway.services import build_services
 from gateway.settings import Settings
-from gateway.state import scripts
-from gateway.state.redisdb import async_client
-from gateway.state.scriptpipe import ScriptPipe
-from gateway.state.store import Store
-from templates.renderer import load_catalog
 
 
 # -- composition ---------------------------------------------------------------------------------
@@ -43,25 +34,15 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        client = async_client(redis_url)
-        pipe = None if redis_url.startswith("rediss://") else ScriptPipe(redis_url, scripts.ACCEPT)
-        store = Store(
-            client,
-            record_ttl=settings.record_ttl_seconds,
-            idempotency_ttl=settings.idempotency_ttl_seconds,
-            pipe=pipe,
-            max_held=settings.max_held_per_channel,
-        )
-        policy = load_policy(settings.policy_path)
+        core = build_services(settings, redis_url, fast_accept=True)
         metrics.prime(route_names(settings.providers_path))
-        templates = TenantTemplates(client, load_catalog(), policy)
         app.state.services = Services(
             settings=settings,
-            store=store,
-            auth=Authenticator(client, settings.api_key_cache_seconds),
-            acceptor=Acceptor(settings, store, templates, policy),
-            templates=templates,
-            optouts=OptOuts(client, Members(settings.hmac_key)),
+            store=core.store,
+            auth=Authenticator(core.redis, settings.api_key_cache_seconds),
+            acceptor=core.acceptor,
+            templates=core.templates,
+            optouts=core.optouts,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
@@ -74,12 +55,10 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         try:
             yield
         finally:
-            if pipe is not None:
-                await pipe.aclose()
             audit_store = app.state.services.audit
             if audit_store is not None:
                 audit_store.close()
-            await client.aclose()
+            await core.aclose()
 
     return Litestar(
         route_handlers=[

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from gateway.cli.common import redis_url_for, store_for
+from gateway.cli.common import core_for, redis_url_for
 from gateway.errors import CliError
 from gateway.models import CHANNELS
 from gateway.settings import Settings
@@ -119,7 +119,8 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     url = redis_url_for(settings, args.data_dir)
 
     async def run() -> int:
-        store = store_for(url)
+        core = core_for(settings, url)
+        store = core.store
         count = 0
         try:
             tenants = [args.tenant] if args.tenant else await store.tenants()
@@ -135,7 +136,7 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
                     )
                     count += 1
         finally:
-            await store.redis.aclose()
+            await core.aclose()
         print(f"{count} dead letter(s)", file=sys.stderr)
         return 0
 
@@ -153,7 +154,8 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     enqueuer = Enqueuer(sync_client(url), settings.batch_size)
 
     async def run() -> dict[tuple[str, str], list[str]]:
-        store = store_for(url)
+        core = core_for(settings, url)
+        store = core.store
         replayed: dict[tuple[str, str], list[str]] = {}
         try:
             tenants = [args.tenant] if args.tenant else await store.tenants()
@@ -175,7 +177,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
                         channel = found[0]["channel"] if found else "sms"
                         replayed.setdefault((tenant, channel), []).append(ntf_id)
         finally:
-            await store.redis.aclose()
+            await core.aclose()
         return replayed
 
     replayed = asyncio.run(run())

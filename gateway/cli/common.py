@@ -31,9 +31,8 @@ def redis_url_for(settings: Settings, data_dir: str) -> str:
     raise CliError("set TIDINGS_REDIS_URL (or run `tidings dev` for an embedded Redis)")
 
 
-def store_for(url: str) -> Any:
-    """A notification store on its own connection (the caller closes ``store.redis``)."""
-    from gateway.state.redisdb import async_client
-    from gateway.state.store import Store
+def core_for(settings: Settings, url: str) -> Any:
+    """The services a command works with, on their own connection (the caller awaits ``aclose()``)."""
+    from gateway.services import build_services
 
-    return Store(async_client(url), record_ttl=7 * 86_400, idempotency_ttl=86_400)
+    return build_services(settings, url)

@@ -44,11 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         for provider in router.providers.values():
             logging.getLogger("tidings").info("provider %s: %r", provider.name, provider.adapter)
+    from compliance.policy import PolicyError
+
     try:
         result: int = args.func(settings, args)
         return result
     except CliError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(f"tidings: invalid policy: {exc}", file=sys.stderr)
         return 2
 
 

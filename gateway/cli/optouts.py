@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import redis_url_for
+from gateway.cli.common import core_for, redis_url_for
 from gateway.errors import CliError
 from gateway.settings import Settings
 
@@ -27,14 +27,6 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     exp.add_argument("--output", help="file to write (default: standard output)")
     exp.set_defaults(func=cmd_optouts_export)
     return [imp, exp]
-
-
-def _optouts(settings: Settings, url: str) -> Any:
-    from gateway.optouts.store import OptOuts
-    from gateway.recipients import Members
-    from gateway.state.redisdb import async_client
-
-    return OptOuts(async_client(url), Members(settings.hmac_key))
 
 
 def cmd_optouts_import(settings: Settings, args: argparse.Namespace) -> int:
@@ -68,12 +60,13 @@ def cmd_optouts_import(settings: Settings, args: argparse.Namespace) -> int:
             yield data
 
     async def run(fh: Any) -> ImportReport:
-        optouts = _optouts(settings, url)
+        core = core_for(settings, url)
+        optouts = core.optouts
         try:
             importer = CsvImporter(optouts, args.tenant, settings.default_region, by="cli")
             return await importer.run(chunks(fh), progress)
         finally:
-            await optouts.redis.aclose()
+            await core.aclose()
 
     with path.open("rb") as fh:
         report = asyncio.run(run(fh))
@@ -95,7 +88,8 @@ def cmd_optouts_export(settings: Settings, args: argparse.Namespace) -> int:
     url = redis_url_for(settings, args.data_dir)
 
     async def run(out: Any) -> int:
-        optouts = _optouts(settings, url)
+        core = core_for(settings, url)
+        optouts = core.optouts
         count = 0
         try:
             out.write("address,brand,channel,since,source\n")
@@ -103,7 +97,7 @@ def cmd_optouts_export(settings: Settings, args: argparse.Namespace) -> int:
                 out.write(csv_line(entry))
                 count += 1
         finally:
-            await optouts.redis.aclose()
+            await core.aclose()
         return count
 
     if args.output:

@@ -27,23 +27,20 @@ from rq.timeouts import TimerDeathPenalty
 
 from channels.config import load_router, simulator_router
 from channels.routing import Router
-from compliance.policy import load_policy
 from gateway import metrics
-from gateway.accept.pipeline import Acceptor, accept_fallbacks
-from gateway.accept.tenant_templates import TenantTemplates
+from gateway.accept.pipeline import accept_fallbacks
 from gateway.audit.backends import open_store
 from gateway.audit.consumer import AuditConsumer, AuditThread
 from gateway.delivery.batcher import Batcher, Enqueuer
 from gateway.delivery.engine import DeliveryEngine, Retry
 from gateway.delivery.health import RedisHealth
 from gateway.models import CHANNELS
+from gateway.services import build_services
 from gateway.settings import Settings
 from gateway.state import keys
-from gateway.state.redisdb import async_client, sync_client
+from gateway.state.redisdb import sync_client
 from gateway.state.scripts import REAP
-from gateway.state.store import Store
 from gateway.timeutil import system_clock
-from templates.renderer import load_catalog
 
 log = logging.getLogger("tidings.worker")
 
@@ -90,28 +87,15 @@ class Runtime:
         self.engine: DeliveryEngine = self.runner.run(self._build())
 
     async def _build(self) -> DeliveryEngine:
-        client = async_client(self.redis_url)
-        store = Store(
-            client,
-            record_ttl=self.settings.record_ttl_seconds,
-            idempotency_ttl=self.settings.idempotency_ttl_seconds,
-            max_held=self.settings.max_held_per_channel,
-        )
-        policy = load_policy(self.settings.policy_path)
-        # Fallback channels go through the same accept pipeline as a request from upstream.
-        acceptor = Acceptor(
-            self.settings,
-            store,
-            TenantTemplates(client, load_catalog(), policy),
-            policy,
-        )
+        core = build_services(self.settings, self.redis_url)
         return DeliveryEngine(
             self.settings,
-            store,
+            core.store,
             build_router(self.settings),
-            RedisHealth(client),
-            policy,
-            fallback=functools.partial(accept_fallbacks, acceptor),
+            RedisHealth(core.redis),
+            core.policy,
+            # Fallback channels go through the same accept pipeline as a request from upstream.
+            fallback=functools.partial(accept_fallbacks, core.acceptor),
         )
 
     def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> dict[str, Any]:
