@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
@@ -12,7 +11,9 @@ from gateway import events, metrics
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import Conflict, NotFound
+from gateway.models import Status
 from gateway.recipients import mask_address
+from gateway.state.record import Notification
 from gateway.timeutil import rfc3339
 
 
@@ -56,7 +57,7 @@ async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[
         )
     found = await svc.store.get(who.tenant, ntf_id)
     assert found is not None
-    channel = found[0].get("channel", "")
+    channel = found[0].channel
     metrics.NOTIFICATIONS_BY.inc(channel, "cancelled")
     return json_response(notification_view(*found))
 
@@ -65,44 +66,38 @@ def _valid_id(ntf_id: str) -> bool:
     return ntf_id.startswith("ntf_") and len(ntf_id) == 30 and ntf_id[4:].isalnum()
 
 
-def notification_view(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+def notification_view(r: Notification, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The public shape of a notification: addresses masked, times RFC 3339."""
-    address = record.get("address", "")
-    channel = record.get("channel", "")
-    to: dict[str, Any] = {
-        "user_id": record.get("user_id") or None,
-        "timezone": record.get("timezone") or None,
-    }
-    if channel in ("sms", "mms"):
-        to["phone"] = mask_address(address)
-    elif channel == "email":
-        to["email"] = mask_address(address)
+    to: dict[str, Any] = {"user_id": r.user_id or None, "timezone": r.timezone or None}
+    if r.channel in ("sms", "mms"):
+        to["phone"] = mask_address(r.address)
+    elif r.channel == "email":
+        to["email"] = mask_address(r.address)
     else:
-        to["push_token"] = mask_address(address, "push")
-    status = record.get("status", "")
+        to["push_token"] = mask_address(r.address, "push")
     return {
-        "id": record.get("id"),
-        "status": status,
-        "channel": channel,
-        "category": record.get("category"),
+        "id": r.id,
+        "status": r.status,
+        "channel": r.channel,
+        "category": r.category,
         "to": to,
-        "brand": record.get("brand") or None,
-        "template": record.get("template") or None,
-        "rendered": record.get("rendered") or {},
-        "segments": int(record["segments"]) if record.get("segments") else None,
-        "encoding": record.get("encoding") or None,
-        "scheduled_for": rfc3339(record.get("not_before")) if status == "scheduled" else None,
-        "send_at": rfc3339(record.get("send_at")),
-        "expires_at": rfc3339(record.get("expires_at")),
-        "created_at": rfc3339(record.get("created_at")),
-        "updated_at": rfc3339(record.get("updated_at")),
-        "provider": record.get("provider") or None,
-        "provider_message_id": record.get("provider_message_id") or None,
-        "error_code": record.get("error_code") or None,
-        "reasons": msgspec.json.decode(record.get("reasons") or "[]"),
-        "fallback": record.get("fallback") or [],
-        "metadata": record.get("metadata") or {},
-        "idempotency_key": record.get("idempotency_key") or None,
+        "brand": r.brand or None,
+        "template": r.template or None,
+        "rendered": r.rendered,
+        "segments": r.segments,
+        "encoding": r.encoding or None,
+        "scheduled_for": rfc3339(r.not_before) if r.status == Status.SCHEDULED else None,
+        "send_at": rfc3339(r.send_at),
+        "expires_at": rfc3339(r.expires_at),
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+        "provider": r.provider or None,
+        "provider_message_id": r.provider_message_id or None,
+        "error_code": r.error_code or None,
+        "reasons": r.reasons,
+        "fallback": r.fallback,
+        "metadata": r.metadata,
+        "idempotency_key": r.idempotency_key or None,
         "attempts": [e for e in events if e.get("type") == "attempt"],
         "events": events,
     }

@@ -127,13 +127,15 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
             for tenant in tenants:
                 for ntf_id, at in await store.dead_letters(tenant):
                     found = await store.get(tenant, ntf_id)
-                    rec = found[0] if found else {}
-                    addr = rec.get("address", "")
-                    shown = mask_address(addr, rec.get("channel", "")) if addr else "-"
-                    print(
-                        f"{ntf_id}\t{tenant}\t{rec.get('channel', '-')}\t{shown}\tattempts={rec.get('attempts', '-')}"
-                        f"\terror={rec.get('error_code', '-')}\tat={rfc3339(at)}"
-                    )
+                    if found is None:
+                        print(f"{ntf_id}\t{tenant}\t-\t-\tattempts=-\terror=-\tat={rfc3339(at)}")
+                    else:
+                        r = found[0]
+                        shown = mask_address(r.address, r.channel) if r.address else "-"
+                        print(
+                            f"{ntf_id}\t{tenant}\t{r.channel}\t{shown}\tattempts={r.attempts}"
+                            f"\terror={r.error_code or '-'}\tat={rfc3339(at)}"
+                        )
                     count += 1
         finally:
             await core.aclose()
@@ -174,7 +176,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
                     )
                     if verdict == "queued":
                         found = await store.get(tenant, ntf_id)
-                        channel = found[0]["channel"] if found else "sms"
+                        channel = found[0].channel if found else "sms"
                         replayed.setdefault((tenant, channel), []).append(ntf_id)
         finally:
             await core.aclose()

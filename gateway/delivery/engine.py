@@ -107,7 +107,7 @@ class DeliveryEngine:
         if to_send:
             results += await self._route(channel, to_send, wait_until)
         outcomes = [o for o, _ in results]
-        cap_keys = {c.id: c.fields["cap_key"] for c in claimed if c.fields.get("cap_key")}
+        cap_keys = {c.id: c.record.cap_key for c in claimed if c.record.cap_key}
         written = await self.store.record_outcomes(tenant, outcomes, system_clock(), cap_keys)
         return await self._settle(tenant, channel, claimed, results, written, early)
 
@@ -125,14 +125,14 @@ class DeliveryEngine:
         sent_pairs: list[tuple[str, str, str]] = []
         dead_tokens: list[str] = []
         by_id = {c.id: c for c in claimed}
-        addresses = {c.id: c.fields.get("address", "") for c in claimed}
+        addresses = {c.id: c.record.address for c in claimed}
         failed_with_fallback: list[Claimed] = []
         for (o, result), verdict in zip(results, written, strict=True):
             if verdict == "stale":
                 continue
             if result is not None and result.outcome is Outcome.REJECTED and result.code in DEAD_TOKEN_CODES:
                 dead_tokens.append(addresses.get(o.id, ""))
-            if o.kind in ("failed", "dead") and result is not None and by_id[o.id].fields.get("fallback"):
+            if o.kind in ("failed", "dead") and result is not None and by_id[o.id].record.fallback:
                 failed_with_fallback.append(by_id[o.id])
             if o.kind in ("retry", "defer"):
                 retries[float(o.fields["not_before"])].append(o.id)
@@ -169,15 +169,14 @@ class DeliveryEngine:
 
         The same state rules as at accept: expiry, then quiet hours (which may have begun meanwhile).
         """
-        f = c.fields
-        expires = f.get("expires_at")
+        r = c.record
         m = Moment(
             now,
             now,
-            f.get("timezone") or DEFAULT_TIMEZONE,
-            f.get("category", "marketing"),
-            float(expires) if expires else None,
-            self.policy.rules(f.get("tenant"), f.get("brand") or None),
+            r.timezone or DEFAULT_TIMEZONE,
+            r.category,
+            r.expires_at,
+            self.policy.rules(r.tenant or None, r.brand or None),
         )
         expiry = self.rules.expiry.decide(
             m, now, "expires_at passed before the message could be sent", at_expiry=False
@@ -209,26 +208,26 @@ class DeliveryEngine:
         return None
 
     def _message(self, tenant: str, channel: str, c: Claimed) -> Message:
-        f = c.fields
-        rendered: dict[str, Any] = f.get("rendered") or {}
+        r = c.record
+        rendered = r.rendered
         unsubscribe_url = None
-        if channel == "email" and f.get("category", "marketing") == "marketing":
-            token = make_token(self.settings.hmac_key, tenant, f["address"], f.get("brand") or None)
+        if channel == "email" and r.category == "marketing":
+            token = make_token(self.settings.hmac_key, tenant, r.address, r.brand or None)
             unsubscribe_url = f"{self.settings.public_url.rstrip('/')}/v1/unsubscribe/{token}"
         return Message(
             reference=f"{tenant}:{c.id}",
             tenant=tenant,
             channel=channel,
-            to=f["address"],
-            category=f.get("category", "marketing"),
-            brand=f.get("brand") or None,
+            to=r.address,
+            category=r.category,
+            brand=r.brand or None,
             text=rendered.get("text"),
             subject=rendered.get("subject"),
             html=rendered.get("html"),
             title=rendered.get("title"),
             media=tuple(rendered.get("media", ())),
-            template=f.get("template") or None,
-            params=f.get("params") or {},
+            template=r.template or None,
+            params=r.params,
             unsubscribe_url=unsubscribe_url,
         )
 

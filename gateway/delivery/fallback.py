@@ -11,19 +11,18 @@ from gateway.timeutil import rfc3339
 
 def fallback_request(c: Claimed) -> dict[str, Any]:
     """The notify request for the next channel of ``c``'s fallback list (same member, content, brand)."""
-    f = c.fields
-    chain = list(f["fallback"])
+    r = c.record
     return {
-        "to": f.get("to") or {},
-        "channel": chain[0],
-        "fallback": chain[1:],
-        "category": f.get("category", "marketing"),
-        "brand": f.get("brand") or None,
-        "template": f.get("template") or None,
-        "params": f.get("params") or {},
-        "content": f.get("content"),
-        "expires_at": rfc3339(f.get("expires_at") or None),
-        "metadata": {**(f.get("metadata") or {}), "fallback_of": c.id},
+        "to": r.to,
+        "channel": r.fallback[0],
+        "fallback": r.fallback[1:],
+        "category": r.category,
+        "brand": r.brand or None,
+        "template": r.template or None,
+        "params": r.params,
+        "content": r.content,
+        "expires_at": rfc3339(r.expires_at),
+        "metadata": {**r.metadata, "fallback_of": c.id},
     }
 
 

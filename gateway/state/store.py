@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from gateway.state import keys, scripts
+from gateway.state.record import Notification, decode_record
 from gateway.state.scriptpipe import ScriptPipe
 from gateway.timeutil import rfc3339, system_clock
 
@@ -31,7 +32,7 @@ class Claimed:
 
     id: str
     attempt: int
-    fields: dict[str, Any]
+    record: Notification
 
 
 @dataclass
@@ -208,7 +209,7 @@ class Store:
         await self.redis.delete(keys.idempotency(tenant, key))
 
     # -- read -----------------------------------------------------------------------------------
-    async def get(self, tenant: str, ntf_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    async def get(self, tenant: str, ntf_id: str) -> tuple[Notification, list[dict[str, Any]]] | None:
         """The record and its events, or None."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.notification(tenant, ntf_id))
@@ -216,8 +217,7 @@ class Store:
             raw, evs = await pipe.execute()
         if not raw:
             return None
-        record = flatten({_s(k): _s(v) for k, v in raw.items()})
-        return record, [msgspec.json.decode(e) for e in evs]
+        return decode_record(raw), [msgspec.json.decode(e) for e in evs]
 
     # -- worker ---------------------------------------------------------------------------------
     async def claim(
@@ -258,13 +258,13 @@ class Store:
         res = await self._claim(keys=k, args=args)
         claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:
-            fields = flatten({_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)})
             if int(attempt) == -1:
-                claim.not_due[_s(ntf_id)] = float(fields["not_before"])
+                claim.not_due[_s(ntf_id)] = float(_s(flat[1]))
             elif int(attempt) == -2:
                 claim.opted_out.append(_s(ntf_id))
             else:
-                claim.claimed.append(Claimed(_s(ntf_id), int(attempt), fields))
+                record = decode_record(dict(zip(flat[::2], flat[1::2], strict=True)))
+                claim.claimed.append(Claimed(_s(ntf_id), int(attempt), record))
         return claim
 
     async def record_outcomes(
@@ -405,14 +405,6 @@ class Store:
     async def tenants(self) -> list[str]:
         """Every tenant that has an API key."""
         return sorted(_s(t) for t in await self.redis.smembers(keys.tenants()))
-
-
-def flatten(record: dict[str, str]) -> dict[str, Any]:
-    """One flat view of a notification: its static document merged under its live fields."""
-    doc = record.pop("doc", None)
-    if not doc:
-        return record
-    return {**msgspec.json.decode(doc), **record}
 
 
 def _s(value: Any) -> str:
