@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -12,14 +11,21 @@ import msgspec
 from compliance.content import Draft, content_pipeline, run
 from compliance.policy import Policy
 from compliance.reasons import Reason, reason
-from compliance.state import Moment, state_rules
+from compliance.state import Moment
 from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
 from gateway.accept.request import render_request, resolve_recipient
 from gateway.accept.tenant_templates import TenantTemplates
+from gateway.accept.writes import (
+    RULES,
+    compliance_event,
+    record_fields,
+    static_document,
+    suppression_reason,
+    suppressions,
+)
 from gateway.audit import stream as audit
 from gateway.errors import Conflict, Rejected, Unprocessable
-from gateway.events import Decision
 from gateway.ids import new_id
 from gateway.models import CHANNELS, NotifyRequest, NotifyResult, Status
 from gateway.recipients import (
@@ -34,38 +40,6 @@ from templates.renderer import Renderer
 
 _encode = msgspec.json.Encoder()
 _decode_idem = msgspec.json.Decoder(dict[str, Any])
-
-
-@lru_cache(maxsize=256)
-def _compliance_event(
-    at: str, content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
-) -> str:
-    """The accept-time compliance event (the same decisions repeat: encoded once a second and cached)."""
-    decisions = [Decision(r, o, c) for r, o, c in content]
-    decisions += [Decision(r, o) for r, o in timing]
-    return events.encode(events.Compliance(at=at, stage="accept", decisions=decisions))
-
-
-_RULES = state_rules()
-
-
-@lru_cache(maxsize=64)
-def _suppression(at: str, rule: str, cap_limit: int) -> tuple[str, str, str]:
-    """What a state rule's suppression at accept writes: the reasons, the compliance and suppressed events."""
-    why = _RULES.opt_out.reason() if rule == _RULES.opt_out.name else _RULES.frequency_cap.reason(cap_limit)
-    code = why["code"]
-    return (
-        _encode.encode([why]).decode(),
-        events.encode(events.Compliance(at=at, stage="accept", rule=rule, outcome="suppress", reason=code)),
-        events.encode(events.Suppressed(at=at, reason=code, detail=why["detail"])),
-    )
-
-
-def _why(decision: str, cap_limit: int) -> dict[str, Any]:
-    """The reason of a suppression the accept script decided ('opted_out' or 'frequency_cap')."""
-    if decision == Reason.OPTED_OUT:
-        return _RULES.opt_out.reason()
-    return dict(_RULES.frequency_cap.reason(cap_limit))
 
 
 def fingerprint(req: NotifyRequest) -> str:
@@ -90,7 +64,7 @@ class Acceptor:
         self.templates = templates
         self.policy = policy
         self.pipeline = content_pipeline(policy.matcher)
-        self.state_rules = _RULES
+        self.state_rules = RULES
         self.members = Members(settings.hmac_key)
         self.clock = clock
 
@@ -114,7 +88,7 @@ class Acceptor:
         if verdict != "new":
             raise Conflict("id_collision", "please retry")
         if stored != "accept":
-            prepared.suppress(_why(stored, prepared.state.cap_limit))
+            prepared.suppress(suppression_reason(stored, prepared.state.cap_limit))
         await self._after_accept([prepared])
         return Answer(prepared.http_status, prepared.result)
 
@@ -156,7 +130,7 @@ class Acceptor:
                 answers[i] = Answer(full.status, full.problem())
             elif verdict == "new":
                 if stored != "accept":
-                    prepared.suppress(_why(stored, prepared.state.cap_limit))
+                    prepared.suppress(suppression_reason(stored, prepared.state.cap_limit))
                 accepted.append(prepared)
                 answers[i] = Answer(prepared.http_status, msgspec.to_builtins(prepared.result))
             else:
@@ -192,7 +166,7 @@ class Acceptor:
                 p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit
             )
             if state is not None:
-                p.suppress(_why(state, p.state.cap_limit))
+                p.suppress(suppression_reason(state, p.state.cap_limit))
                 body.update(decision="suppress", reasons=p.result.reasons, scheduled_for=None)
         return body
 
@@ -268,7 +242,7 @@ class Acceptor:
                 at=at, status=status, channel=channel, category=req.category, segments=draft.segments
             )
         )
-        extra = [_compliance_event(at, content_decisions, timing)]
+        extra = [compliance_event(at, content_decisions, timing)]
         if status is Status.SCHEDULED:
             extra.append(
                 events.encode(events.Scheduled(at=at, scheduled_for=result.scheduled_for, reason=held_by))
@@ -279,10 +253,10 @@ class Acceptor:
             )
         return Prepared(
             tenant,
-            self._record(
+            record_fields(
                 tenant, ntf_id, channel, status, due, now, reasons, member, address, req.brand, state
             ),
-            self._document(req, draft, address, zone, now),
+            static_document(req, draft, address, zone, now),
             result,
             None if final else due + self.settings.lease_seconds,
             final,
@@ -324,84 +298,6 @@ class Acceptor:
             state.cap_ttl = slot.ttl
         return state
 
-    @staticmethod
-    def _record(
-        tenant: str,
-        ntf_id: str,
-        channel: str,
-        status: Status,
-        due: float,
-        now: float,
-        reasons: list[dict[str, Any]],
-        member: str,
-        address: str,
-        brand: str | None,
-        state: StateArgs,
-    ) -> dict[str, str]:
-        """The fields the scripts read or change (the rest travels as one document)."""
-        record = {
-            "id": ntf_id,
-            "tenant": tenant,
-            "channel": channel,
-            "status": status,
-            "not_before": repr(due),
-            "updated_at": repr(now),
-            "created_at": repr(now),
-            "attempts": "0",
-            "reasons": _encode.encode(reasons).decode(),
-            "member": member,
-            "masked": mask_address(address, channel),
-            "brand": brand or "",
-        }
-        if state.cap_key:
-            record["cap_key"] = state.cap_key
-        return record
-
-    @staticmethod
-    def _document(req: NotifyRequest, draft: Draft, address: str, zone: str, now: float) -> bytes:
-        """The static part of the record: what the worker sends and a fallback channel needs."""
-        send_at, expires_at = req.send_at, req.expires_at
-        return _encode.encode(
-            {
-                "category": req.category,
-                "address": address,
-                "user_id": req.to.user_id or "",
-                "timezone": zone,
-                "locale": req.to.locale or "",
-                "brand": req.brand or "",
-                "template": req.template or "",
-                "params": req.params,
-                "rendered": draft.fields,
-                "segments": "" if draft.segments is None else str(draft.segments),
-                "encoding": draft.encoding or "",
-                "send_at": "" if send_at is None else repr(send_at.timestamp()),
-                "expires_at": "" if expires_at is None else repr(expires_at.timestamp()),
-                "created_at": repr(now),
-                "fallback": req.fallback,
-                # What a fallback channel needs to be tried later: every address and literal content.
-                "to": req.to,
-                "content": req.content,
-                "metadata": req.metadata,
-                "idempotency_key": req.idempotency_key or "",
-            }
-        )
-
-    def _suppressions(self, p: Prepared) -> list[str]:
-        """For each state rule the script may apply (opt-out, cap): reasons, its two events, the stored answer."""
-        out: list[str] = []
-        for rule in (_RULES.opt_out.name, _RULES.frequency_cap.name):
-            strings = _suppression(p.accepted_at, rule, p.state.cap_limit)
-            out += strings
-            if p.idem_key:
-                body = msgspec.to_builtins(p.result)
-                body.update(
-                    status=Status.SUPPRESSED, scheduled_for=None, reasons=msgspec.json.decode(strings[0])
-                )
-                out.append(_encode.encode({"fp": p.fingerprint, "status": 200, "body": body}).decode())
-            else:
-                out.append("")
-        return out
-
     def _accept_args(self, p: Prepared) -> tuple[list[str], list[str | bytes]]:
         idem = ""
         if p.idem_key:
@@ -417,7 +313,7 @@ class Acceptor:
             idem_key=p.idem_key,
             idem_record=idem,
             state=(p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit, p.state.cap_ttl),
-            suppressions=self._suppressions(p),
+            suppressions=suppressions(p),
         )
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
-
-import msgspec
 
 from channels import Message, Outcome, SendResult
 from channels.base import BatchAdapter
@@ -23,6 +19,7 @@ from compliance.state import Moment, state_rules
 from gateway import events, metrics
 from gateway.accept.request import DEFAULT_TIMEZONE
 from gateway.delivery.fallback import fallback_event, fallback_request
+from gateway.delivery.outcomes import RATE_LIMITED, Outcomes, failure, opted_out_since_accept
 from gateway.models import Status
 from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
@@ -44,7 +41,6 @@ class Retry:
 # Accepts fallback notifications (the Acceptor, in the worker): (HTTP status, answer body) per request.
 FallbackAccept = Callable[[str, list[dict[str, Any]]], Awaitable[list[tuple[int, dict[str, Any]]]]]
 
-RATE_LIMITED = "rate_limited"
 # Push providers' codes for a device token that will never work again (FCM, APNs).
 DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "BadDeviceToken", "Unregistered"})
 
@@ -65,6 +61,7 @@ class DeliveryEngine:
         self.settings = settings
         self.policy = policy
         self.rules = state_rules()
+        self.outcomes = Outcomes(settings)
         self.store = store
         self.router = router
         self.health = health
@@ -83,7 +80,7 @@ class DeliveryEngine:
             now,
             now + self.settings.lease_seconds,
             scopes=self.rules.opt_out.scopes,
-            suppression=_opted_out_since_accept(at),
+            suppression=opted_out_since_accept(at),
         )
         claimed = claim.claimed
         early: dict[float, list[str]] = defaultdict(list)
@@ -183,7 +180,7 @@ class DeliveryEngine:
         )
         if expiry.reason is not None:
             metrics.DECISIONS_BY.inc(expiry.rule, expiry.outcome)
-            return self._final(c, Status.SUPPRESSED, Reason.EXPIRED, expiry.reason, now)
+            return self.outcomes.final(c, Status.SUPPRESSED, Reason.EXPIRED, expiry.reason, now)
         quiet = self.rules.quiet_hours.decide(m)
         if quiet.release is not None:
             metrics.DECISIONS_BY.inc(quiet.rule, quiet.outcome)
@@ -191,7 +188,7 @@ class DeliveryEngine:
                 m, quiet.release, "the member's quiet hours end after expires_at", at_expiry=False
             )
             if expiry.reason is not None:
-                return self._final(c, Status.SUPPRESSED, Reason.EXPIRED, expiry.reason, now)
+                return self.outcomes.final(c, Status.SUPPRESSED, Reason.EXPIRED, expiry.reason, now)
             ev = events.Compliance(
                 at=events.at(now),
                 stage="dispatch",
@@ -204,7 +201,7 @@ class DeliveryEngine:
             return Written(c.id, c.attempt, "defer", events.encode(ev), fields, lease)
         if not routed:
             why = reason(Reason.UNSUPPORTED_CHANNEL, "no provider is configured for this channel")
-            return self._final(c, Status.FAILED, Reason.UNSUPPORTED_CHANNEL, why, now)
+            return self.outcomes.final(c, Status.FAILED, Reason.UNSUPPORTED_CHANNEL, why, now)
         return None
 
     def _message(self, tenant: str, channel: str, c: Claimed) -> Message:
@@ -280,21 +277,10 @@ class DeliveryEngine:
         answers: list[tuple[Written, SendResult | None]] = []
         for i, (c, _) in enumerate(items):
             if i in deferred and i not in done and i not in last:
-                answers.append((self._held(c, deferred[i]), None))
+                answers.append((self.outcomes.held(c, deferred[i]), None))
             else:
-                answers.append(self._outcome(channel, c, *(done.get(i) or last.get(i) or unroutable)))
+                answers.append(self.outcomes.outcome(channel, c, *(done.get(i) or last.get(i) or unroutable)))
         return answers
-
-    def _held(self, c: Claimed, wait: float) -> Written:
-        """Every usable provider was at its rate limit: no attempt spent, go again when there is room."""
-        now = system_clock()
-        ev = events.encode(
-            events.Deferred(
-                at=events.at(now), reason=RATE_LIMITED, detail="the providers' rate limits are reached"
-            )
-        )
-        fields = {"status": "queued", "not_before": repr(now + wait)}
-        return Written(c.id, c.attempt, "defer", ev, fields, now + wait + self.settings.lease_seconds)
 
     async def _send_via(
         self, provider: Provider, messages: list[Message], wait_until: float
@@ -323,129 +309,10 @@ class DeliveryEngine:
                     else:
                         results = [await asyncio.wait_for(adapter.send(chunk[0]), limit)]
                 except Exception as exc:  # an adapter bug or time-out must not lose the batch
-                    results = [_failure(provider.name, exc)] * len(chunk)
+                    results = [failure(provider.name, exc)] * len(chunk)
                 elapsed = time.perf_counter() - started
             return [(r, elapsed) for r in results]
 
         chunks = [messages[i : i + size] for i in range(0, len(messages), size)]
         done = await asyncio.gather(*(one_chunk(ch) for ch in chunks))
         return [pair for chunk_result in done for pair in chunk_result]
-
-    def _outcome(
-        self, channel: str, c: Claimed, result: SendResult, elapsed: float
-    ) -> tuple[Written, SendResult | None]:
-        """Turn a provider's answer into the state change to write."""
-        metrics.SEND_SECONDS.labels(channel, result.provider).observe(elapsed)
-        metrics.SENDS.labels(channel, result.provider, result.outcome.value).inc()
-        done = system_clock()
-        attempt_ev = events.encode(
-            events.Attempt(
-                at=events.at(done),
-                attempt=c.attempt,
-                provider=result.provider,
-                outcome=result.outcome.value,
-                provider_message_id=result.provider_message_id,
-                error_code=result.code,
-                error_detail=result.detail,
-                duration_ms=round(elapsed * 1000, 1),
-            )
-        )
-        if result.outcome is Outcome.SENT:
-            sent_ev = events.encode(
-                events.Sent(
-                    at=events.at(done),
-                    provider=result.provider,
-                    provider_message_id=result.provider_message_id,
-                )
-            )
-            attempt_ev += "\n" + sent_ev
-            fields = {
-                "status": "sent",
-                "provider": result.provider,
-                "provider_message_id": result.provider_message_id or "",
-                "sent_at": repr(done),
-            }
-            return Written(c.id, c.attempt, "sent", attempt_ev, fields), result
-        if result.outcome is Outcome.REJECTED:
-            why = reason(
-                Reason.PROVIDER_REJECTED,
-                result.detail or "provider refused the message",
-                provider_code=result.code,
-            )
-            return self._final(
-                c, "failed", Reason.PROVIDER_REJECTED, why, done, attempt_ev, result.code
-            ), result
-        if c.attempt >= self.settings.max_attempts:
-            why = reason(
-                Reason.RETRIES_EXHAUSTED, f"gave up after {c.attempt} attempts", provider_code=result.code
-            )
-            written = self._final(c, "failed", Reason.RETRIES_EXHAUSTED, why, done, attempt_ev, result.code)
-            return Written(c.id, c.attempt, "dead", written.event, written.fields), result
-        metrics.RETRIES.labels(channel, result.provider).inc()
-        delay = self.backoff(c.attempt, result.retry_after)
-        fields = {"status": "queued", "not_before": repr(done + delay), "error_code": result.code or ""}
-        lease = done + delay + self.settings.lease_seconds
-        return Written(c.id, c.attempt, "retry", attempt_ev, fields, lease), result
-
-    def _final(
-        self,
-        c: Claimed,
-        status: str,
-        code: Reason,
-        why: dict[str, object],
-        at: float,
-        attempt_ev: str | None = None,
-        provider_code: str | None = None,
-    ) -> Written:
-        kind = events.Failed if status == Status.FAILED else events.Suppressed
-        detail = why.get("detail")
-        ev = events.encode(
-            kind(
-                at=events.at(at),
-                reason=code,
-                detail=None if detail is None else str(detail),
-                provider_code=provider_code,
-            )
-        )
-        if status == "failed":
-            log.warning(
-                "notification failed: %s (%s)", code, why.get("detail"), extra={"notification_id": c.id}
-            )
-        # Both events go in: the attempt (if any) first, then the verdict.
-        combined = ev if attempt_ev is None else attempt_ev + "\n" + ev
-        fields = {"status": status, "error_code": str(code), "reasons": msgspec.json.encode([why]).decode()}
-        return Written(c.id, c.attempt, status, combined, fields)
-
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Delay before the next attempt."""
-        return backoff_delay(
-            attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds, retry_after
-        )
-
-
-def _failure(provider: str, exc: BaseException) -> SendResult:
-    """A send that raised instead of answering: retry, never lose it."""
-    if isinstance(exc, TimeoutError):
-        return SendResult(Outcome.RETRY, provider, code="timeout", detail="send timed out")
-    log.error("adapter %s raised %s", provider, type(exc).__name__, exc_info=exc)
-    return SendResult(Outcome.RETRY, provider, code="adapter_error", detail=type(exc).__name__)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
-    """Exponential backoff with equal jitter (half fixed, half random), at least what the provider asked for."""
-    step = float(min(cap, base * 2.0 ** (attempt - 1)))
-    delay = step / 2 + random.uniform(0, step / 2)
-    return float(max(delay, retry_after or 0.0))
-
-
-@lru_cache(maxsize=8)
-def _opted_out_since_accept(at: str) -> tuple[str, str, str]:
-    """What the claim writes for a member who opted out since accept: reasons and the two events."""
-    why = state_rules().opt_out.reason(since_accept=True)
-    return (
-        msgspec.json.encode([why]).decode(),
-        events.encode(
-            events.Compliance(at=at, stage="dispatch", rule="opt_out", outcome="suppress", reason=why["code"])
-        ),
-        events.encode(events.Suppressed(at=at, reason=why["code"], detail=why["detail"])),
-    )

@@ -63,7 +63,7 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
 
 def decode_record(raw: Mapping[Any, Any]) -> Notification:
     """A notification from its hash (``HGETALL``, bytes or str): the live fields over the document."""
-    fields = {_s(k): _s(v) for k, v in raw.items()}
+    fields = {text_of(k): text_of(v) for k, v in raw.items()}
     doc = fields.pop("doc", "")
     merged: dict[str, Any] = _doc.decode(doc) if doc else {}
     reasons = fields.pop("reasons", "")
@@ -73,5 +73,6 @@ def decode_record(raw: Mapping[Any, Any]) -> Notification:
     return msgspec.convert({k: v for k, v in merged.items() if v != ""}, Notification, strict=False)
 
 
-def _s(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A Redis reply as text (bytes decoded, None as '')."""
     return value.decode() if isinstance(value, bytes) else "" if value is None else str(value)

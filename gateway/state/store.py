@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from gateway.state import keys, scripts
+from gateway.state.lookups import Lookups
 from gateway.state.record import Notification, decode_record
+from gateway.state.record import text_of as _s
 from gateway.state.scriptpipe import ScriptPipe
 from gateway.timeutil import rfc3339, system_clock
 
@@ -56,7 +57,7 @@ class Outcome:
     lease_score: float = 0.0
 
 
-class Store:
+class Store(Lookups):
     """Async access to notification state (used by the API and by workers)."""
 
     def __init__(
@@ -307,38 +308,12 @@ class Store:
             )
         return [_s(r) for r in await self._evalsha_many(scripts.OUTCOME, calls)]
 
-    async def map_provider_ids(self, tenant: str, pairs: Iterable[tuple[str, str, str]]) -> None:
-        """Remember (provider, provider_message_id) -> notification, for receipts without our reference."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for provider, pmid, ntf_id in pairs:
-                pipe.set(keys.provider_message(provider, pmid), f"{tenant}|{ntf_id}", ex=self.record_ttl)
-            await pipe.execute()
-
     async def append_event(self, tenant: str, ntf_id: str, ev: str) -> None:
         """Add an event to a notification's timeline (and to the audit stream)."""
         await self._append_event(
             keys=[keys.notification(tenant, ntf_id), keys.events(tenant, ntf_id), keys.audit(tenant)],
             args=[ev],
         )
-
-    async def mark_dead_tokens(self, tenant: str, tokens: Iterable[str]) -> None:
-        """Remember push tokens a provider called unregistered (for 180 days)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for token in tokens:
-                pipe.set(keys.dead_token(tenant, _token_hash(token)), "1", ex=180 * 86_400)
-            await pipe.execute()
-
-    async def is_dead_token(self, tenant: str, token: str) -> bool:
-        """Whether a provider said this push token is unregistered."""
-        return bool(await self.redis.exists(keys.dead_token(tenant, _token_hash(token))))
-
-    async def lookup_provider_id(self, provider: str, pmid: str) -> tuple[str, str] | None:
-        """(tenant, id) of a provider message id."""
-        raw = await self.redis.get(keys.provider_message(provider, pmid))
-        if raw is None:
-            return None
-        parts = _s(raw).partition("|")
-        return parts[0], parts[2]
 
     async def receipts(
         self, items: Sequence[tuple[str, str, str, str, Mapping[str, str]]]
@@ -396,22 +371,3 @@ class Store:
             args=[ev, repr(now), repr(lease_score), f"{ntf_id}"],
         )
         return _s(res)
-
-    async def dead_letters(self, tenant: str) -> list[tuple[str, float]]:
-        """(id, time) of every dead letter of a tenant."""
-        raw: list[Any] = await self.redis.zrange(keys.dead_letters(tenant), 0, -1, withscores=True)
-        return [(_s(pair[0]), float(pair[1])) for pair in raw]
-
-    async def tenants(self) -> list[str]:
-        """Every tenant that has an API key."""
-        return sorted(_s(t) for t in await self.redis.smembers(keys.tenants()))
-
-
-def _s(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    return "" if value is None else str(value)
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()

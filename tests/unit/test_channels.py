@@ -14,7 +14,7 @@ from channels.signing import sign, verify
 from channels.simulator import SimulatorAdapter
 from channels.urls import parse_provider_url
 from channels.webhook import Webhook
-from gateway.delivery.engine import backoff_delay
+from gateway.delivery.outcomes import backoff_delay
 from gateway.ids import new_id
 
 MSG = Message(

@@ -1,0 +1,129 @@
+"""What an accepted notify writes: the record's fields, its static document, its events, and what the
+accept script writes instead when a state rule suppresses it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from compliance.content import Draft
+from compliance.reasons import Reason
+from compliance.state import state_rules
+from gateway import events
+from gateway.accept.answers import Prepared, StateArgs
+from gateway.events import Decision
+from gateway.models import NotifyRequest, Status
+from gateway.recipients import mask_address
+
+_encode = msgspec.json.Encoder()
+
+
+@lru_cache(maxsize=256)
+def compliance_event(
+    at: str, content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
+) -> str:
+    """The accept-time compliance event (the same decisions repeat: encoded once a second and cached)."""
+    decisions = [Decision(r, o, c) for r, o, c in content]
+    decisions += [Decision(r, o) for r, o in timing]
+    return events.encode(events.Compliance(at=at, stage="accept", decisions=decisions))
+
+
+RULES = state_rules()
+
+
+@lru_cache(maxsize=64)
+def _suppression(at: str, rule: str, cap_limit: int) -> tuple[str, str, str]:
+    """What a state rule's suppression at accept writes: the reasons, the compliance and suppressed events."""
+    why = RULES.opt_out.reason() if rule == RULES.opt_out.name else RULES.frequency_cap.reason(cap_limit)
+    code = why["code"]
+    return (
+        _encode.encode([why]).decode(),
+        events.encode(events.Compliance(at=at, stage="accept", rule=rule, outcome="suppress", reason=code)),
+        events.encode(events.Suppressed(at=at, reason=code, detail=why["detail"])),
+    )
+
+
+def suppression_reason(decision: str, cap_limit: int) -> dict[str, Any]:
+    """The reason of a suppression the accept script decided ('opted_out' or 'frequency_cap')."""
+    if decision == Reason.OPTED_OUT:
+        return RULES.opt_out.reason()
+    return dict(RULES.frequency_cap.reason(cap_limit))
+
+
+def record_fields(
+    tenant: str,
+    ntf_id: str,
+    channel: str,
+    status: Status,
+    due: float,
+    now: float,
+    reasons: list[dict[str, Any]],
+    member: str,
+    address: str,
+    brand: str | None,
+    state: StateArgs,
+) -> dict[str, str]:
+    """The fields the scripts read or change (the rest travels as one document)."""
+    record = {
+        "id": ntf_id,
+        "tenant": tenant,
+        "channel": channel,
+        "status": status,
+        "not_before": repr(due),
+        "updated_at": repr(now),
+        "created_at": repr(now),
+        "attempts": "0",
+        "reasons": _encode.encode(reasons).decode(),
+        "member": member,
+        "masked": mask_address(address, channel),
+        "brand": brand or "",
+    }
+    if state.cap_key:
+        record["cap_key"] = state.cap_key
+    return record
+
+
+def static_document(req: NotifyRequest, draft: Draft, address: str, zone: str, now: float) -> bytes:
+    """The static part of the record: what the worker sends and a fallback channel needs."""
+    send_at, expires_at = req.send_at, req.expires_at
+    return _encode.encode(
+        {
+            "category": req.category,
+            "address": address,
+            "user_id": req.to.user_id or "",
+            "timezone": zone,
+            "locale": req.to.locale or "",
+            "brand": req.brand or "",
+            "template": req.template or "",
+            "params": req.params,
+            "rendered": draft.fields,
+            "segments": "" if draft.segments is None else str(draft.segments),
+            "encoding": draft.encoding or "",
+            "send_at": "" if send_at is None else repr(send_at.timestamp()),
+            "expires_at": "" if expires_at is None else repr(expires_at.timestamp()),
+            "created_at": repr(now),
+            "fallback": req.fallback,
+            # What a fallback channel needs to be tried later: every address and literal content.
+            "to": req.to,
+            "content": req.content,
+            "metadata": req.metadata,
+            "idempotency_key": req.idempotency_key or "",
+        }
+    )
+
+
+def suppressions(p: Prepared) -> list[str]:
+    """For each state rule the script may apply (opt-out, cap): reasons, its two events, the stored answer."""
+    out: list[str] = []
+    for rule in (RULES.opt_out.name, RULES.frequency_cap.name):
+        strings = _suppression(p.accepted_at, rule, p.state.cap_limit)
+        out += strings
+        if p.idem_key:
+            body = msgspec.to_builtins(p.result)
+            body.update(status=Status.SUPPRESSED, scheduled_for=None, reasons=msgspec.json.decode(strings[0]))
+            out.append(_encode.encode({"fp": p.fingerprint, "status": 200, "body": body}).decode())
+        else:
+            out.append("")
+    return out
