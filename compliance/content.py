@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from compliance import sms
 from compliance.policy import Rules
-from compliance.reasons import Reason, reason
+from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.wording import WordingMatcher
 
 SIGNATURE = re.compile(r"^\s*【([^【】]{1,30})】")
@@ -35,7 +35,7 @@ class Draft:
     brand: str | None
     fields: dict[str, Any]
     rules: Rules
-    warnings: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[ReasonEntry] = field(default_factory=list)
     decisions: list[tuple[str, str, str | None]] = field(default_factory=list)  # (rule, outcome, code)
     encoding: str | None = None
     segments: int | None = None
@@ -46,7 +46,7 @@ class Verdict:
     """A blocking decision of one rule."""
 
     rule: str
-    reason: dict[str, Any]
+    reason: ReasonEntry
 
 
 class Rule(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Required, TypedDict
 
 
 class Reason(StrEnum):
@@ -28,6 +28,21 @@ class Reason(StrEnum):
     CANCELLED = "cancelled"
 
 
-def reason(code: Reason, detail: str, **extra: Any) -> dict[str, Any]:
+class ReasonEntry(TypedDict, total=False):
+    """One entry of a ``reasons`` list, as API answers, events and audit rows carry it."""
+
+    code: Required[str]  # a ``Reason`` value
+    detail: Required[str]
+    terms: list[dict[str, Any]]  # banned_wording: each term with its field and position
+    severity: str  # "warning" for wording that warns instead of blocking
+    params: list[str]  # missing_param: the names
+    scheduled_for: str | None  # quiet_hours: when it goes
+    provider_code: str | None  # provider_rejected, retries_exhausted: the provider's own code
+    field: str  # a template's field that failed
+
+
+def reason(code: Reason, detail: str, **extra: Any) -> ReasonEntry:
     """One entry of a ``reasons`` list."""
-    return {"code": str(code), "detail": detail, **extra}
+    entry = ReasonEntry(code=str(code), detail=detail)
+    entry.update(extra)  # type: ignore[typeddict-item]  # the keys above
+    return entry

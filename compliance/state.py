@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Protocol
 
 from compliance.policy import Rules
-from compliance.reasons import Reason, reason
+from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.timing import cap_month, quiet_release
 
 
@@ -38,7 +38,7 @@ class Timing:
     rule: str
     outcome: str  # pass | defer | suppress
     release: float | None = None
-    reason: dict[str, Any] | None = None
+    reason: ReasonEntry | None = None
 
 
 class MemberState(Protocol):
@@ -68,11 +68,11 @@ class OptOutRule:
             return ("*|*", f"*|{channel}", f"{brand}|*", f"{brand}|{channel}")
         return ("*|*", f"*|{channel}")
 
-    def reason(self, since_accept: bool = False) -> dict[str, Any]:
+    def reason(self, since_accept: bool = False) -> ReasonEntry:
         """What a suppression by this rule says."""
         return reason(Reason.OPTED_OUT, self.SINCE_ACCEPT if since_accept else self.AT_ACCEPT)
 
-    def decide(self, state: MemberState, brand: str, channel: str) -> dict[str, Any] | None:
+    def decide(self, state: MemberState, brand: str, channel: str) -> ReasonEntry | None:
         """The suppression reason when the member opted out, else None (what the scripts do in Lua)."""
         return self.reason() if state.opted_out(self.scopes(brand, channel)) else None
 
@@ -100,11 +100,11 @@ class FrequencyCapRule:
 
     @staticmethod
     @lru_cache(maxsize=64)
-    def reason(limit: int) -> dict[str, Any]:
+    def reason(limit: int) -> ReasonEntry:
         """What a suppression by this rule says (shared: never mutate it)."""
         return reason(Reason.FREQUENCY_CAP, f"the monthly cap of {limit} messages for this member is reached")
 
-    def decide(self, state: MemberState, slot: CapSlot | None) -> dict[str, Any] | None:
+    def decide(self, state: MemberState, slot: CapSlot | None) -> ReasonEntry | None:
         """The suppression reason when the month is full, else None (what the accept script does in Lua)."""
         if slot is None or state.cap_used() < slot.limit:
             return None

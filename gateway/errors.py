@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from compliance.reasons import ReasonEntry
 from gateway.models import NotifyResult, Status
 
 PROBLEM_TYPE = "https://tidings.dev/problems/"
@@ -139,7 +140,7 @@ class Unavailable(ProblemError):
 class Rejected(TidingsError):
     """A notify request a rule refused: answered 422 with status ``rejected`` and its reasons."""
 
-    def __init__(self, channel: str, reasons: list[dict[str, Any]]) -> None:
+    def __init__(self, channel: str, reasons: list[ReasonEntry]) -> None:
         super().__init__(reasons[0]["detail"])
         self.channel = channel
         self.reasons = reasons
@@ -159,7 +160,7 @@ class Rejected(TidingsError):
 class TemplateRejected(TidingsError, ValueError):
     """A template whose text fails the content rules; reasons as for a notify."""
 
-    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+    def __init__(self, reasons: list[ReasonEntry]) -> None:
         super().__init__(reasons[0]["detail"])
         self.reasons = reasons
 

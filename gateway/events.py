@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from compliance.reasons import ReasonEntry
 from gateway.models import Status
 from gateway.timeutil import rfc3339, system_clock
 
@@ -139,7 +140,7 @@ class RejectedRequest(Event, tag="rejected", frozen=True):
     channel: str | None = None
     category: str | None = None
     brand: str | None = None
-    reasons: list[dict[str, Any]] | None = None
+    reasons: list[ReasonEntry] | None = None
 
 
 class OptedOut(Event, tag="opt_out", frozen=True):

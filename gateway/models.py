@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from compliance.reasons import ReasonEntry
+
 Channel = Literal["sms", "mms", "push", "email"]
 CHANNELS: tuple[Channel, ...] = ("sms", "mms", "push", "email")
 
@@ -97,7 +99,7 @@ class NotifyResult(msgspec.Struct, kw_only=True):
     channel: str
     scheduled_for: str | None = None
     segments: int | None = None
-    reasons: list[dict[str, Any]] = []
+    reasons: list[ReasonEntry] = []
 
 
 class BatchResult(NotifyResult, kw_only=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from compliance.reasons import ReasonEntry
 from gateway.errors import TooManyRequests
 from gateway.models import NotifyResult, Status
 
@@ -48,7 +49,7 @@ class Prepared:
     state: StateArgs = field(default_factory=StateArgs)
     category: str = "marketing"
 
-    def suppress(self, why: dict[str, Any]) -> None:
+    def suppress(self, why: ReasonEntry) -> None:
         """The accept script suppressed it (opt-out or cap) for this reason: the answer says so."""
         self.result.status = Status.SUPPRESSED
         self.result.scheduled_for = None

@@ -10,7 +10,7 @@ import msgspec
 
 from compliance.content import Draft, content_pipeline, run
 from compliance.policy import Policy
-from compliance.reasons import Reason, reason
+from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.state import Moment
 from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
@@ -271,8 +271,8 @@ class Acceptor:
         )
 
     def _timing(
-        self, m: Moment, reasons: list[dict[str, Any]]
-    ) -> tuple[float, str | None, list[dict[str, Any]], tuple[tuple[str, str], ...]]:
+        self, m: Moment, reasons: list[ReasonEntry]
+    ) -> tuple[float, str | None, list[ReasonEntry], tuple[tuple[str, str], ...]]:
         """When it can go (quiet hours), whether it expires first: (due, held by, reasons, decisions)."""
         due, held_by = m.due, ("send_at" if m.due > m.now else None)
         timing = [("expiry", "pass")]

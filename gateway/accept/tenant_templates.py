@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from compliance.content import Draft, FooterRule, WordingRule, run
 from compliance.policy import Policy
-from compliance.reasons import Reason, reason
+from compliance.reasons import Reason, ReasonEntry, reason
 from gateway import events
 from gateway.audit import stream as audit
 from gateway.errors import TemplateRejected
@@ -75,7 +75,7 @@ class TenantTemplates:
             wording,
             FooterRule(),
         )  # the footer rule refuses an unsubscribe line on transactional text
-        problems: list[dict[str, Any]] = []
+        problems: list[ReasonEntry] = []
         for channel, variant in tpl.variants.items():
             for field in CHANNEL_FIELDS[channel]:
                 text = variant.get(field)

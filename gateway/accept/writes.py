@@ -4,12 +4,11 @@ accept script writes instead when a state rule suppresses it."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import msgspec
 
 from compliance.content import Draft
-from compliance.reasons import Reason
+from compliance.reasons import Reason, ReasonEntry
 from compliance.state import state_rules
 from gateway import events
 from gateway.accept.answers import Prepared, StateArgs
@@ -45,11 +44,11 @@ def _suppression(at: str, rule: str, cap_limit: int) -> tuple[str, str, str]:
     )
 
 
-def suppression_reason(decision: str, cap_limit: int) -> dict[str, Any]:
+def suppression_reason(decision: str, cap_limit: int) -> ReasonEntry:
     """The reason of a suppression the accept script decided ('opted_out' or 'frequency_cap')."""
     if decision == Reason.OPTED_OUT:
         return RULES.opt_out.reason()
-    return dict(RULES.frequency_cap.reason(cap_limit))
+    return ReasonEntry(**RULES.frequency_cap.reason(cap_limit))
 
 
 def record_fields(
@@ -59,7 +58,7 @@ def record_fields(
     status: Status,
     due: float,
     now: float,
-    reasons: list[dict[str, Any]],
+    reasons: list[ReasonEntry],
     member: str,
     address: str,
     brand: str | None,

@@ -9,7 +9,7 @@ from functools import lru_cache
 import msgspec
 
 from channels import Outcome, SendResult
-from compliance.reasons import Reason, reason
+from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.state import state_rules
 from gateway import events, metrics
 from gateway.models import Status
@@ -101,7 +101,7 @@ class Outcomes:
         c: Claimed,
         status: str,
         code: Reason,
-        why: dict[str, object],
+        why: ReasonEntry,
         at: float,
         attempt_ev: str | None = None,
         provider_code: str | None = None,
