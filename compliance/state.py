@@ -12,16 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from compliance.policy import Rules
 from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.timing import cap_month, quiet_release
 
 
-@dataclass(frozen=True, slots=True)
-class Moment:
-    """What the timing rules look at: one notification at one time."""
+class Moment(NamedTuple):
+    """What the timing rules look at: one notification at one time (a tuple: made on every accept)."""
 
     now: float
     due: float  # when it would go out (send_at, or now)
@@ -31,8 +30,7 @@ class Moment:
     rules: Rules
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
+class Timing(NamedTuple):
     """A timing rule's verdict: hold until ``release``, or suppress with a reason; None fields = pass."""
 
     rule: str
@@ -77,8 +75,7 @@ class OptOutRule:
         return self.reason() if state.opted_out(self.scopes(brand, channel)) else None
 
 
-@dataclass(frozen=True, slots=True)
-class CapSlot:
+class CapSlot(NamedTuple):
     """Where a capped message counts: the member's month (in their zone), its limit and how long to keep it."""
 
     month: str
@@ -115,12 +112,13 @@ class QuietHoursRule:
     """Marketing waits for the end of the member's quiet hours, in the member's own zone."""
 
     name = "quiet_hours"
+    PASS = Timing(name, "pass")
 
     def decide(self, m: Moment) -> Timing:
         """Defer until the quiet hours end, or pass."""
         release = quiet_release(m.due, m.zone, m.category, m.rules)
         if release is None:
-            return Timing(self.name, "pass")
+            return self.PASS
         return Timing(
             self.name, "defer", release, reason(Reason.QUIET_HOURS, "held until the member's quiet hours end")
         )
@@ -130,12 +128,13 @@ class ExpiryRule:
     """A message that could only go out after its ``expires_at`` is suppressed instead."""
 
     name = "expiry"
+    PASS = Timing(name, "pass")
 
     def decide(self, m: Moment, goes_at: float, detail: str, *, at_expiry: bool = True) -> Timing:
         """Suppress when ``goes_at`` is past the expiry (or at it, with ``at_expiry``), else pass."""
         if m.expires_at is not None and (m.expires_at <= goes_at if at_expiry else m.expires_at < goes_at):
             return Timing(self.name, "suppress", reason=reason(Reason.EXPIRED, detail))
-        return Timing(self.name, "pass")
+        return self.PASS
 
 
 @dataclass(frozen=True)

@@ -113,16 +113,25 @@ def static_document(req: NotifyRequest, draft: Draft, address: str, zone: str, n
     )
 
 
-def suppressions(p: Prepared) -> list[str]:
+@lru_cache(maxsize=64)
+def _without_answers(at: str, cap_limit: int) -> tuple[str, ...]:
+    """The eight strings of ``suppressions`` for a request without an idempotency key (shared)."""
+    return (
+        *_suppression(at, RULES.opt_out.name, cap_limit),
+        "",
+        *_suppression(at, RULES.frequency_cap.name, cap_limit),
+        "",
+    )
+
+
+def suppressions(p: Prepared) -> tuple[str, ...]:
     """For each state rule the script may apply (opt-out, cap): reasons, its two events, the stored answer."""
+    if not p.idem_key:
+        return _without_answers(p.accepted_at, p.state.cap_limit)
     out: list[str] = []
     for rule in (RULES.opt_out.name, RULES.frequency_cap.name):
         strings = _suppression(p.accepted_at, rule, p.state.cap_limit)
-        out += strings
-        if p.idem_key:
-            body = msgspec.to_builtins(p.result)
-            body.update(status=Status.SUPPRESSED, scheduled_for=None, reasons=msgspec.json.decode(strings[0]))
-            out.append(_encode.encode({"fp": p.fingerprint, "status": 200, "body": body}).decode())
-        else:
-            out.append("")
-    return out
+        body = msgspec.to_builtins(p.result)
+        body.update(status=Status.SUPPRESSED, scheduled_for=None, reasons=msgspec.json.decode(strings[0]))
+        out += (*strings, _encode.encode({"fp": p.fingerprint, "status": 200, "body": body}).decode())
+    return tuple(out)

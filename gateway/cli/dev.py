@@ -28,9 +28,6 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     """Everything in one process: embedded Redis, API, worker, simulator. Ctrl-C stops it all."""
-    from channels.simserver import Simulator
-    from gateway.api.app import create_app
-    from gateway.api.servers import make_server
     from gateway.delivery.worker import run_worker
     from gateway.state.redisdb import EmbeddedRedis
 
@@ -43,13 +40,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             url = embedded.start()
         except RuntimeError as exc:
             raise CliError(str(exc)) from None
-    api_url = f"http://{args.host}:{args.port}"
-    sim_url = f"http://{args.host}:{args.sim_port}"
-    overrides: dict[str, Any] = {"simulator_url": sim_url, "public_url": api_url}
-    if "TIDINGS_AUDIT_URL" not in os.environ:
-        # The audit log sits beside the embedded Redis's data, wherever --data-dir puts it.
-        overrides["audit_url"] = f"sqlite:///{Path(args.data_dir).resolve() / 'audit.sqlite3'}"
-    settings = load_settings(**overrides)
+    settings = _dev_settings(args)
     stop = threading.Event()
     worker_thread: threading.Thread | None = None
     try:
@@ -58,39 +49,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             target=run_worker, args=(settings, url), kwargs={"stop": stop}, name="tidings-worker", daemon=True
         )
         worker_thread.start()
-        api = make_server(create_app(settings, url), args.host, args.port, log_level="info")
-        sim = make_server(Simulator(api_url, settings.simulator_secret), args.host, args.sim_port)
-
-        def request_exit(*_: Any) -> None:
-            if api.should_exit:
-                api.force_exit = sim.force_exit = True
-            api.should_exit = sim.should_exit = True
-
-        signal.signal(signal.SIGINT, request_exit)
-        signal.signal(signal.SIGTERM, request_exit)
-
-        async def both() -> None:
-            tasks = [asyncio.create_task(api.serve()), asyncio.create_task(sim.serve())]
-            while not (api.started and sim.started):
-                if any(t.done() for t in tasks):
-                    break
-                await asyncio.sleep(0.05)
-            if api.started and sim.started:
-                redis_shown = f"embedded, data in {embedded.data_dir}" if embedded else url
-                print(
-                    f"\nTidings is up.\n  API        {api_url}   (OpenAPI: {api_url}/schema/openapi.json)\n"
-                    f"  simulator  {sim_url}/messages\n  API key    {settings.api_key}   (tenant {settings.dev_tenant})\n"
-                    f"  redis      {redis_shown}\n  audit log  {settings.audit_url}\n"
-                    "Ctrl-C stops everything.\n",
-                    flush=True,
-                )
-            else:
-                api.should_exit = sim.should_exit = True
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run(both())
-        if not (api.started and sim.started):
-            raise CliError(f"could not listen on {api_url} and {sim_url} (ports in use?)")
+        redis_shown = f"embedded, data in {embedded.data_dir}" if embedded else url
+        _serve_api_and_simulator(settings, args, url, redis_shown)
     finally:
         stop.set()
         if worker_thread is not None:
@@ -98,6 +58,61 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _dev_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a dev stack: the simulator as provider, the audit log beside the data."""
+    overrides: dict[str, Any] = {
+        "simulator_url": f"http://{args.host}:{args.sim_port}",
+        "public_url": f"http://{args.host}:{args.port}",
+    }
+    if "TIDINGS_AUDIT_URL" not in os.environ:
+        # The audit log sits beside the embedded Redis's data, wherever --data-dir puts it.
+        overrides["audit_url"] = f"sqlite:///{Path(args.data_dir).resolve() / 'audit.sqlite3'}"
+    return load_settings(**overrides)
+
+
+def _serve_api_and_simulator(
+    settings: Settings, args: argparse.Namespace, url: str, redis_shown: str
+) -> None:
+    """Run the API and the simulator until Ctrl-C (twice: at once); say where everything is."""
+    from channels.simserver import Simulator
+    from gateway.api.app import create_app
+    from gateway.api.servers import make_server
+
+    api_url, sim_url = settings.public_url, settings.simulator_url
+    api = make_server(create_app(settings, url), args.host, args.port, log_level="info")
+    sim = make_server(Simulator(api_url, settings.simulator_secret), args.host, args.sim_port)
+
+    def request_exit(*_: Any) -> None:
+        if api.should_exit:
+            api.force_exit = sim.force_exit = True
+        api.should_exit = sim.should_exit = True
+
+    signal.signal(signal.SIGINT, request_exit)
+    signal.signal(signal.SIGTERM, request_exit)
+
+    async def both() -> None:
+        tasks = [asyncio.create_task(api.serve()), asyncio.create_task(sim.serve())]
+        while not (api.started and sim.started):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.05)
+        if api.started and sim.started:
+            print(
+                f"\nTidings is up.\n  API        {api_url}   (OpenAPI: {api_url}/schema/openapi.json)\n"
+                f"  simulator  {sim_url}/messages\n  API key    {settings.api_key}   (tenant {settings.dev_tenant})\n"
+                f"  redis      {redis_shown}\n  audit log  {settings.audit_url}\n"
+                "Ctrl-C stops everything.\n",
+                flush=True,
+            )
+        else:
+            api.should_exit = sim.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(both())
+    if not (api.started and sim.started):
+        raise CliError(f"could not listen on {api_url} and {sim_url} (ports in use?)")
 
 
 async def _ensure_key(url: str, key: str, tenant: str) -> None:

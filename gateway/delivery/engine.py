@@ -7,7 +7,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels import Message, Outcome, SendResult
@@ -43,6 +43,16 @@ FallbackAccept = Callable[[str, list[dict[str, Any]]], Awaitable[list[tuple[int,
 
 # Push providers' codes for a device token that will never work again (FCM, APNs).
 DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "BadDeviceToken", "Unregistered"})
+
+
+@dataclass
+class _Tried:
+    """What the providers of one route said so far, by message index."""
+
+    done: dict[int, tuple[SendResult, float]] = field(default_factory=dict)  # sent or refused for good
+    last: dict[int, tuple[SendResult, float]] = field(default_factory=dict)  # the last transient failure
+    deferred: dict[int, float] = field(default_factory=dict)  # held by a rate limit: wait seconds
+    soonest: float | None = None  # when the first open circuit lets a probe through
 
 
 class DeliveryEngine:
@@ -233,35 +243,50 @@ class DeliveryEngine:
     ) -> list[tuple[Written, SendResult | None]]:
         """Send through the channel's providers in route order: a message the first one cannot take
         (transient failure, open circuit) goes to the next, within this attempt."""
-        done: dict[int, tuple[SendResult, float]] = {}
-        last: dict[int, tuple[SendResult, float]] = {}
+        tried = _Tried()
         pending = list(range(len(items)))
-        candidates = self.router.candidates(channel)
-        soonest: float | None = None
-        deferred: dict[int, float] = {}
-        for rank, provider in enumerate(candidates):
+        for rank, provider in enumerate(self.router.candidates(channel)):
             if not pending:
                 break
-            admission, reopens = await self.health.admit(provider)
-            if admission == "open":
-                soonest = reopens if soonest is None else min(soonest, reopens)
-                continue
-            if rank > 0:
-                metrics.FAILOVERS.labels(channel, provider.name).inc(len(pending))
-            # Half-open: one message tests the provider; the others move on.
-            batch = pending if admission == "closed" else pending[:1]
-            outs = await self._send_via(provider, [items[i][1] for i in batch], wait_until)
-            failed = [i for i, out in zip(batch, outs, strict=True) if out[0].outcome is Outcome.RETRY]
-            # Held back by the rate limit: not sent, so not a failure of the provider.
-            held = {i for i, out in zip(batch, outs, strict=True) if out[0].code == RATE_LIMITED}
-            await self.health.report(provider, len(batch) - len(failed), len(failed) - len(held))
-            for i, out in zip(batch, outs, strict=True):
-                if i in held:
-                    deferred[i] = max(deferred.get(i, 0.0), out[0].retry_after or 0.0)
-                else:
-                    (last if out[0].outcome is Outcome.RETRY else done)[i] = out
-            sent = set(batch) - set(failed)
-            pending = [i for i in pending if i not in sent]
+            pending = await self._try_provider(channel, provider, rank, items, pending, wait_until, tried)
+        return self._answers(channel, items, tried)
+
+    async def _try_provider(
+        self,
+        channel: str,
+        provider: Provider,
+        rank: int,
+        items: list[tuple[Claimed, Message]],
+        pending: list[int],
+        wait_until: float,
+        tried: _Tried,
+    ) -> list[int]:
+        """Offer the pending messages to one provider (as its circuit allows); the ones still pending."""
+        admission, reopens = await self.health.admit(provider)
+        if admission == "open":
+            tried.soonest = reopens if tried.soonest is None else min(tried.soonest, reopens)
+            return pending
+        if rank > 0:
+            metrics.FAILOVERS.labels(channel, provider.name).inc(len(pending))
+        # Half-open: one message tests the provider; the others move on.
+        batch = pending if admission == "closed" else pending[:1]
+        outs = await self._send_via(provider, [items[i][1] for i in batch], wait_until)
+        failed = [i for i, out in zip(batch, outs, strict=True) if out[0].outcome is Outcome.RETRY]
+        # Held back by the rate limit: not sent, so not a failure of the provider.
+        held = {i for i, out in zip(batch, outs, strict=True) if out[0].code == RATE_LIMITED}
+        await self.health.report(provider, len(batch) - len(failed), len(failed) - len(held))
+        for i, out in zip(batch, outs, strict=True):
+            if i in held:
+                tried.deferred[i] = max(tried.deferred.get(i, 0.0), out[0].retry_after or 0.0)
+            else:
+                (tried.last if out[0].outcome is Outcome.RETRY else tried.done)[i] = out
+        sent = set(batch) - set(failed)
+        return [i for i in pending if i not in sent]
+
+    def _answers(
+        self, channel: str, items: list[tuple[Claimed, Message]], tried: _Tried
+    ) -> list[tuple[Written, SendResult | None]]:
+        """Each message's outcome: its provider's answer, held for the rate limit, or unroutable."""
         # Not tried anywhere (every circuit open): an attempt like any failed send, so the retry budget
         # stays the one rule for giving up; not before a probe may go.
         unroutable = (
@@ -270,16 +295,17 @@ class DeliveryEngine:
                 "router",
                 code="circuit_open",
                 detail="every provider's circuit is open",
-                retry_after=soonest,
+                retry_after=tried.soonest,
             ),
             0.0,
         )
         answers: list[tuple[Written, SendResult | None]] = []
         for i, (c, _) in enumerate(items):
-            if i in deferred and i not in done and i not in last:
-                answers.append((self.outcomes.held(c, deferred[i]), None))
+            if i in tried.deferred and i not in tried.done and i not in tried.last:
+                answers.append((self.outcomes.held(c, tried.deferred[i]), None))
             else:
-                answers.append(self.outcomes.outcome(channel, c, *(done.get(i) or last.get(i) or unroutable)))
+                answer = tried.done.get(i) or tried.last.get(i) or unroutable
+                answers.append(self.outcomes.outcome(channel, c, *answer))
         return answers
 
     async def _send_via(
