@@ -16,7 +16,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
 from channels.signing import SIGNATURE_HEADER, verify
-from channels.twilio_signature import verify_twilio
+from channels.twilio import verify_twilio
 from compliance.replies import ReplyKind, classify
 from gateway.api import views
 from gateway.api.deps import json_response, principal, raw_header, services

@@ -137,7 +137,7 @@ def test_alibaba_smsup_push_is_answered_code_zero_and_opts_out(stack: Stack) -> 
 
 
 def test_twilio_reply_needs_its_signature(stack: Stack) -> None:
-    from channels.twilio_signature import twilio_signature
+    from channels.twilio import twilio_signature
 
     form = {
         "MessageSid": "SM0123456789",

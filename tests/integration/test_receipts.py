@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from channels.twilio_signature import twilio_signature
+from channels.twilio import twilio_signature
 from gateway.api.optouts import inbound_token
 from gateway.api.servers import ServerThread
 from gateway.state.redisdb import free_port
