@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import httpx
 
 from channels.base import Message, SendResult
 from channels.http import HttpAdapter, json_or_none, retry_after_seconds
 from channels.signing import SIGNATURE_HEADER, sign
+from channels.urls import ProviderURL
 
 
 class SimulatorAdapter(HttpAdapter):
@@ -20,6 +21,18 @@ class SimulatorAdapter(HttpAdapter):
     max_batch: ClassVar[int] = 100
     title_maxlen: ClassVar[int] = 256
 
+    @overload
+    def __init__(
+        self,
+        base_url: ProviderURL,
+        *,
+        timeout: float = 5.0,
+        name: str = "simulator",
+        transport: httpx.AsyncBaseTransport | None = None,
+        pool_size: int = 32,
+    ) -> None: ...
+
+    @overload
     def __init__(
         self,
         base_url: str,
@@ -29,8 +42,24 @@ class SimulatorAdapter(HttpAdapter):
         name: str = "simulator",
         transport: httpx.AsyncBaseTransport | None = None,
         pool_size: int = 32,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        base_url: str | ProviderURL,
+        secret: str = "",
+        *,
+        timeout: float = 5.0,
+        name: str = "simulator",
+        transport: httpx.AsyncBaseTransport | None = None,
+        pool_size: int = 32,
     ) -> None:
+        """From its base URL and secret, or from its provider URL ``simulator+http://:SECRET@host:port``
+        (how the registry builds every adapter)."""
         super().__init__(name, timeout=timeout, pool_size=pool_size, transport=transport)
+        if isinstance(base_url, ProviderURL):
+            secret = base_url.secret
+            base_url = base_url.base
         self.base_url = base_url.rstrip("/")
         self.secret = secret
 
