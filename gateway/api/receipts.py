@@ -20,7 +20,7 @@ from channels.signing import SIGNATURE_HEADER, verify
 from gateway import metrics
 from gateway.api import views
 from gateway.api.deps import Services, json_response, raw_header, services
-from gateway.api.optouts import empty_twiml, twilio_form, url_tenant
+from gateway.api.inbound import empty_twiml, twilio_form, url_tenant
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.state.store import event
 from gateway.timeutil import system_clock
