@@ -9,6 +9,10 @@ as the mapped ``TemplateCode`` with its params; one with free text goes out thro
 Time-out: ``QuerySendDetails`` can look a message up by number and date only, not by ``OutId``,
 so a send that timed out is sent again (at least once); receipts carry ``out_id`` and tie both
 sends to one notification.
+
+Callbacks (HTTP batch push of SmsReport receipts and SmsUp replies) are JSON arrays and are not
+signed: the push URL carries ``?tenant=T&token=...`` (the gateway's token for the tenant). Each
+push is answered ``{"code": 0, ...}``, else Alibaba pushes it again.
 """
 
 from __future__ import annotations
@@ -18,14 +22,25 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
-from channels.base import Message, SendResult
+from channels.base import (
+    Ack,
+    Callback,
+    CallbackAuth,
+    InboundReply,
+    Message,
+    Receipt,
+    SendResult,
+    decode_json,
+    signature_brand,
+)
 from channels.http import HttpAdapter, json_or_none
 from channels.urls import ProviderURL
 
@@ -86,11 +101,35 @@ def provider_number(e164: str) -> str:
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
 
 
+class AlibabaReport(msgspec.Struct):
+    """One SmsReport record of Alibaba Cloud's HTTP batch push."""
+
+    success: bool
+    biz_id: str = ""
+    out_id: str = ""
+    err_code: str = ""
+    err_msg: str = ""
+    phone_number: str = ""
+    report_time: str = ""
+
+
+class AlibabaReply(msgspec.Struct):
+    """One SmsUp record of Alibaba Cloud's HTTP batch push."""
+
+    phone_number: str
+    content: str
+    send_time: str = ""
+    dest_code: str = ""
+    sequence_id: int | str = ""
+    sign_name: str | None = None
+
+
 class AlibabaSms(HttpAdapter):
     """SendSms, one message per call."""
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms"})
     title_maxlen: ClassVar[int] = 0
+    callback_auth: ClassVar[CallbackAuth] = CallbackAuth.URL_TOKEN
 
     def __init__(self, url: ProviderURL, *, name: str = "alibaba", timeout: float = 5.0, **kw: Any) -> None:
         super().__init__(name, timeout=timeout, **kw)
@@ -159,3 +198,33 @@ class AlibabaSms(HttpAdapter):
         if code and resp.status_code < 500:
             return self.rejected(code, detail)
         return self.by_status(resp, code or None, detail)
+
+    # -- callbacks -------------------------------------------------------------------------------
+    @classmethod
+    def verify_callback(cls, callback: Callback, secret: str) -> None:
+        """Nothing to check: Alibaba does not sign its pushes (the URL token proves them)."""
+
+    @classmethod
+    def parse_receipts(cls, callback: Callback) -> list[Receipt]:
+        """SmsReport records; ``out_id`` is our reference, ``biz_id`` Alibaba's message id."""
+        reports = decode_json(callback.body, list[AlibabaReport], "malformed_receipt")
+        return [
+            Receipt(r.biz_id, r.success, r.err_code or None, r.out_id or None, r.report_time or None)
+            for r in reports
+        ]
+
+    @classmethod
+    def parse_replies(cls, callback: Callback) -> list[InboundReply]:
+        """SmsUp records; no message id in them: the member is matched by number and signature (brand)."""
+        records = decode_json(callback.body, list[AlibabaReply], "malformed_reply")
+        return [InboundReply(r.phone_number, r.content, signature_brand(r.sign_name)) for r in records]
+
+    @classmethod
+    def receipts_ack(cls, received: int, applied: int) -> Ack:
+        """Code 0: taken."""
+        return Ack.json({"code": 0, "msg": "成功"})
+
+    @classmethod
+    def replies_ack(cls, outcomes: Sequence[Mapping[str, str]]) -> Ack:
+        """Code 0: received."""
+        return Ack.json({"code": 0, "msg": "接收成功"})

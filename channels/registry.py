@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Protocol
 
-from channels.base import Adapter
+from channels.base import Adapter, Inbound
 from channels.urls import ProviderURL
 
 
@@ -32,6 +32,12 @@ def register(kind: str, cls: AdapterClass) -> None:
     if taken is not None:
         raise ValueError(f"provider kind {kind!r} is already registered (to {_qualname(taken)})")
     _kinds[kind] = cls
+
+
+def inbound(kind: str) -> Inbound | None:
+    """The adapter class that reads ``kind``'s callbacks (receipts, replies); None if it takes none."""
+    cls = _kinds.get(kind)
+    return cls if isinstance(cls, Inbound) else None
 
 
 def _qualname(cls: AdapterClass) -> str:

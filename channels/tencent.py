@@ -7,6 +7,10 @@ URL: ``tencent://SecretId:SecretKey@sms.tencentcloudapi.com/?sdk_app_id=14000000
 (Tencent takes them as a list); ``template_id`` sends free text as the only param. A send that
 timed out is sent again (Tencent has no look-up by ``SessionContext``); receipts carry the
 ``SessionContext`` back, so both tie to one notification.
+
+Callbacks (status reports as a JSON array, one reply per call) are not signed: the callback URL
+carries ``?tenant=T&token=...`` (the gateway's token for the tenant). Each is answered
+``{"result": 0, "errmsg": "OK"}``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,24 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
+import msgspec
 
-from channels.base import Message, SendResult
+from channels.base import (
+    Ack,
+    Callback,
+    CallbackAuth,
+    InboundReply,
+    Message,
+    Receipt,
+    SendResult,
+    decode_json,
+    signature_brand,
+)
 from channels.http import HttpAdapter, json_or_none
 from channels.urls import ProviderURL
 
@@ -103,11 +119,37 @@ def template_map(option: str | None) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
+class TencentReport(msgspec.Struct):
+    """One status report of Tencent Cloud SMS's callback."""
+
+    report_status: str
+    sid: str = ""
+    errmsg: str = ""
+    description: str = ""
+    mobile: str = ""
+    user_receive_time: str = ""
+
+
+class TencentReply(msgspec.Struct):
+    """Tencent Cloud SMS reply callback (one reply per call)."""
+
+    mobile: str
+    text: str
+    nationcode: str = "86"
+    sign: str | None = None
+    time: int | None = None
+    extend: str | None = None
+
+
+ACK = Ack.json({"result": 0, "errmsg": "OK"})
+
+
 class TencentSms(HttpAdapter):
     """SendSms, one number per call."""
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms"})
     title_maxlen: ClassVar[int] = 0
+    callback_auth: ClassVar[CallbackAuth] = CallbackAuth.URL_TOKEN
 
     def __init__(self, url: ProviderURL, *, name: str = "tencent", timeout: float = 5.0, **kw: Any) -> None:
         super().__init__(name, timeout=timeout, **kw)
@@ -206,3 +248,34 @@ class TencentSms(HttpAdapter):
     def by_status_or_rejected(self, resp: httpx.Response, code: str, detail: str) -> SendResult:
         """A request-level error code: 5xx stays transient, anything else is permanent."""
         return self.by_status(resp, code, detail) if resp.status_code >= 500 else self.rejected(code, detail)
+
+    # -- callbacks -------------------------------------------------------------------------------
+    @classmethod
+    def verify_callback(cls, callback: Callback, secret: str) -> None:
+        """Nothing to check: Tencent does not sign its callbacks (the URL token proves them)."""
+
+    @classmethod
+    def parse_receipts(cls, callback: Callback) -> list[Receipt]:
+        """Status reports; they name only Tencent's message id (``sid``)."""
+        reports = decode_json(callback.body, list[TencentReport], "malformed_receipt")
+        return [
+            Receipt(r.sid, r.report_status == "SUCCESS", r.errmsg or None, None, r.user_receive_time or None)
+            for r in reports
+        ]
+
+    @classmethod
+    def parse_replies(cls, callback: Callback) -> list[InboundReply]:
+        """One reply; the number without its country code unless it has a ``+``."""
+        reply = decode_json(callback.body, TencentReply, "malformed_reply")
+        sender = reply.mobile if reply.mobile.startswith("+") else f"+{reply.nationcode}{reply.mobile}"
+        return [InboundReply(sender, reply.text, signature_brand(reply.sign))]
+
+    @classmethod
+    def receipts_ack(cls, received: int, applied: int) -> Ack:
+        """Result 0: taken."""
+        return ACK
+
+    @classmethod
+    def replies_ack(cls, outcomes: Sequence[Mapping[str, str]]) -> Ack:
+        """Result 0: taken."""
+        return ACK

@@ -1,17 +1,25 @@
-"""What the provider callbacks (receipts, replies) share: proof of origin and the answers providers expect."""
+"""What the provider callbacks (receipts, replies) share: the adapter that reads them, the proof of
+where they come from, and the answer the provider expects.
+
+The provider's adapter (channels) verifies its signature, reads its format and says what to answer;
+the gateway proves the tenant of unsigned callbacks by the token in their URL and applies the rest.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 from litestar import Request, Response
 
-from channels.twilio import verify_twilio
-from gateway.api.deps import raw_header, services
-from gateway.errors import BadRequest, Forbidden
+from channels import registry
+from channels.base import Ack, Callback, CallbackAuth, ForgedCallback, Inbound, MalformedCallback
+from gateway.api.deps import services
+from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.settings import Settings
 
 
 def inbound_token(secret: str, provider: str, tenant: str) -> str:
@@ -29,25 +37,60 @@ def url_tenant(request: Request[Any, Any, Any], provider: str) -> str:
     return tenant
 
 
-async def twilio_form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """A Twilio webhook's form fields, after X-Twilio-Signature checked out over our public URL (with
-    its query) and the sorted fields."""
-    svc = services(request.app.state)
-    raw = await request.body()
+def adapter_for(provider: str, endpoint: str) -> Inbound:
+    """The adapter class that reads this provider kind's callbacks; 404 when none does."""
+    found = registry.inbound(provider)
+    if found is None:
+        raise NotFound("unknown_provider", f"no {endpoint} endpoint for provider {provider!r}")
+    return found
+
+
+async def proven(
+    request: Request[Any, Any, Any], provider: str, adapter: Inbound
+) -> tuple[Callback, str | None]:
+    """The callback once its origin is proven, and the tenant its URL token proved (None when signed)."""
+    settings = services(request.app.state).settings
+    tenant = url_tenant(request, provider) if adapter.callback_auth is CallbackAuth.URL_TOKEN else None
+    callback = await _callback(request, settings.public_url)
+    with refused():
+        adapter.verify_callback(callback, _signing_secret(settings, provider, adapter.callback_auth))
+    return callback, tenant
+
+
+def _signing_secret(settings: Settings, provider: str, auth: CallbackAuth) -> str:
+    """The secret a provider signs its callbacks with, one setting each; "" for unsigned ones."""
+    if auth is CallbackAuth.URL_TOKEN:
+        return ""
+    secrets = {"simulator": settings.simulator_secret, "twilio": settings.twilio_auth_token}
+    secret = secrets.get(provider)
+    if secret is None:  # a signing adapter registered without its setting: nothing can verify
+        raise Forbidden("bad_signature", f"no secret is configured for {provider} callbacks")
+    return secret
+
+
+async def _callback(request: Request[Any, Any, Any], public_url: str) -> Callback:
+    """The request as raw bytes and strings; its URL as the provider called it (our public URL)."""
+    query_string = request.scope.get("query_string", b"").decode("latin-1")
+    path = request.scope["path"]
+    url = f"{public_url.rstrip('/')}{path}" + (f"?{query_string}" if query_string else "")
+    headers: dict[str, str] = {}
+    for key, value in request.scope["headers"]:
+        headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))  # the first, as raw_header
+    query = {key: request.query_params[key] for key in request.query_params}  # the first value each
+    return Callback(await request.body(), url, query, headers)
+
+
+@contextlib.contextmanager
+def refused() -> Iterator[None]:
+    """An adapter's refusal as a problem answer: 400 for a malformed callback, 403 for a forged one."""
     try:
-        fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
-    except UnicodeDecodeError:
-        raise BadRequest("malformed_request", "body is not UTF-8") from None
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    url = f"{svc.settings.public_url.rstrip('/')}{request.scope['path']}" + (f"?{query}" if query else "")
-    if not verify_twilio(
-        svc.settings.twilio_auth_token, url, fields, raw_header(request, b"x-twilio-signature")
-    ):
-        raise Forbidden("bad_signature", "X-Twilio-Signature does not verify")
-    return fields
+        yield
+    except MalformedCallback as exc:
+        raise BadRequest(exc.code, exc.detail) from None
+    except ForgedCallback as exc:
+        raise Forbidden(exc.code, exc.detail) from None
 
 
-def empty_twiml() -> Response[bytes]:
-    """What Twilio expects back when there is nothing to say."""
-    twiml = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-    return Response(content=twiml, media_type="text/xml", status_code=200)
+def answer(ack: Ack) -> Response[bytes]:
+    """The adapter's acknowledgement as the response."""
+    return Response(content=ack.body, media_type=ack.media_type, status_code=200)
