@@ -9,19 +9,38 @@ as the mapped ``TemplateCode`` with its params; one with free text goes out thro
 Time-out: ``QuerySendDetails`` can look a message up by number and date only, not by ``OutId``,
 so a send that timed out is sent again (at least once); receipts carry ``out_id`` and tie both
 sends to one notification.
+
+Callbacks (HTTP batch push of SmsReport receipts and SmsUp replies) are JSON arrays and are not
+signed: the push URL carries ``?tenant=T&token=...`` (the gateway's token for the tenant). Each
+push is answered ``{"code": 0, ...}``, else Alibaba pushes it again.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
+import msgspec
 
-from channels.aliyun_signature import rpc_signature
-from channels.base import Message, SendResult
+from channels.base import (
+    Ack,
+    Callback,
+    CallbackAuth,
+    InboundReply,
+    Message,
+    Receipt,
+    SendResult,
+    decode_json,
+    signature_brand,
+)
 from channels.http import HttpAdapter, json_or_none
 from channels.urls import ProviderURL
 
@@ -36,6 +55,34 @@ TRANSIENT = frozenset(
         "InternalError",
     }
 )
+
+
+# The RPC request signature (SignatureMethod HMAC-SHA1, SignatureVersion 1.0): StringToSign =
+# METHOD + "&" + pct("/") + "&" + pct(canonical query), where the canonical query is every
+# parameter but Signature, sorted by name, each name and value percent-encoded the RFC 3986 way
+# (only A-Z a-z 0-9 - _ . ~ left as they are, space as %20); the key is AccessKeySecret + "&";
+# the signature is the Base64 of the HMAC-SHA1.
+
+
+def pct(value: str) -> str:
+    """Alibaba's percent-encoding (RFC 3986 unreserved characters kept)."""
+    return quote(value, safe="-_.~")
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    """Sorted, encoded ``name=value`` pairs joined by ``&`` (Signature excluded)."""
+    return "&".join(f"{pct(k)}={pct(v)}" for k, v in sorted(params.items()) if k != "Signature")
+
+
+def string_to_sign(method: str, params: Mapping[str, str]) -> str:
+    """What gets signed."""
+    return f"{method.upper()}&{pct('/')}&{pct(canonical_query(params))}"
+
+
+def rpc_signature(secret: str, method: str, params: Mapping[str, str]) -> str:
+    """The ``Signature`` parameter's value (before URL encoding)."""
+    digest = hmac.new(f"{secret}&".encode(), string_to_sign(method, params).encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
 
 
 def mapping(option: str | None) -> dict[str, str]:
@@ -54,11 +101,35 @@ def provider_number(e164: str) -> str:
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
 
 
+class AlibabaReport(msgspec.Struct):
+    """One SmsReport record of Alibaba Cloud's HTTP batch push."""
+
+    success: bool
+    biz_id: str = ""
+    out_id: str = ""
+    err_code: str = ""
+    err_msg: str = ""
+    phone_number: str = ""
+    report_time: str = ""
+
+
+class AlibabaReply(msgspec.Struct):
+    """One SmsUp record of Alibaba Cloud's HTTP batch push."""
+
+    phone_number: str
+    content: str
+    send_time: str = ""
+    dest_code: str = ""
+    sequence_id: int | str = ""
+    sign_name: str | None = None
+
+
 class AlibabaSms(HttpAdapter):
     """SendSms, one message per call."""
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms"})
     title_maxlen: ClassVar[int] = 0
+    callback_auth: ClassVar[CallbackAuth] = CallbackAuth.URL_TOKEN
 
     def __init__(self, url: ProviderURL, *, name: str = "alibaba", timeout: float = 5.0, **kw: Any) -> None:
         super().__init__(name, timeout=timeout, **kw)
@@ -127,3 +198,33 @@ class AlibabaSms(HttpAdapter):
         if code and resp.status_code < 500:
             return self.rejected(code, detail)
         return self.by_status(resp, code or None, detail)
+
+    # -- callbacks -------------------------------------------------------------------------------
+    @classmethod
+    def verify_callback(cls, callback: Callback, secret: str) -> None:
+        """Nothing to check: Alibaba does not sign its pushes (the URL token proves them)."""
+
+    @classmethod
+    def parse_receipts(cls, callback: Callback) -> list[Receipt]:
+        """SmsReport records; ``out_id`` is our reference, ``biz_id`` Alibaba's message id."""
+        reports = decode_json(callback.body, list[AlibabaReport], "malformed_receipt")
+        return [
+            Receipt(r.biz_id, r.success, r.err_code or None, r.out_id or None, r.report_time or None)
+            for r in reports
+        ]
+
+    @classmethod
+    def parse_replies(cls, callback: Callback) -> list[InboundReply]:
+        """SmsUp records; no message id in them: the member is matched by number and signature (brand)."""
+        records = decode_json(callback.body, list[AlibabaReply], "malformed_reply")
+        return [InboundReply(r.phone_number, r.content, signature_brand(r.sign_name)) for r in records]
+
+    @classmethod
+    def receipts_ack(cls, received: int, applied: int) -> Ack:
+        """Code 0: taken."""
+        return Ack.json({"code": 0, "msg": "成功"})
+
+    @classmethod
+    def replies_ack(cls, outcomes: Sequence[Mapping[str, str]]) -> Ack:
+        """Code 0: received."""
+        return Ack.json({"code": 0, "msg": "接收成功"})

@@ -16,40 +16,15 @@ weight = 1
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from channels.aliyun import AlibabaSms
-from channels.apns import ApnsPush
-from channels.base import Adapter
-from channels.fcm import FcmPush
+from channels.registry import KINDS
 from channels.routing import Provider, Route, Router
 from channels.simulator import SimulatorAdapter
-from channels.smtp import SmtpEmail
-from channels.tencent import TencentSms
-from channels.twilio import TwilioMessages
-from channels.urls import ProviderURL, parse_provider_url
-from channels.webhook import Webhook
-
-
-def _simulator(url: ProviderURL, *, name: str, timeout: float, pool_size: int = 32) -> Adapter:
-    return SimulatorAdapter(url.base, url.secret, timeout=timeout, name=name, pool_size=pool_size)
-
-
-# Provider URL kinds; each builds an adapter from its URL.
-KINDS: dict[str, Callable[..., Adapter]] = {
-    "alibaba": AlibabaSms,
-    "tencent": TencentSms,
-    "twilio": TwilioMessages,
-    "webhook": Webhook,
-    "smtp": SmtpEmail,
-    "fcm": FcmPush,
-    "apns": ApnsPush,
-    "simulator": _simulator,
-}
+from channels.urls import parse_provider_url
 
 
 class ProviderSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -91,8 +66,8 @@ def build_provider(
         url = parse_provider_url(spec.url, environ)
     except ValueError as exc:
         raise ProvidersError(f"providers.{name}.url: {exc}") from None
-    factory = KINDS.get(url.kind)
-    if factory is None:
+    cls = KINDS.get(url.kind)
+    if cls is None:
         raise ProvidersError(
             f"providers.{name}.url: unknown kind {url.kind!r} (one of {', '.join(sorted(KINDS))})"
         )
@@ -103,7 +78,7 @@ def build_provider(
     if not 0 <= spec.rate_headroom < 1:
         raise ProvidersError(f"providers.{name}.rate_headroom must be in [0, 1)")
     try:
-        adapter = factory(url, name=name, timeout=spec.timeout, pool_size=pool_size)
+        adapter = cls(url, name=name, timeout=spec.timeout, pool_size=pool_size)
     except ValueError as exc:
         raise ProvidersError(f"providers.{name}: {exc}") from None
     return Provider(

@@ -1,16 +1,60 @@
-"""Adapter for the provider simulator: a real HTTP provider for all four channels."""
+"""Adapter for the provider simulator: a real HTTP provider for all four channels.
+
+Its callbacks (receipt batches, member replies) are JSON signed like its sends: the hex
+HMAC-SHA256 of the body with the shared secret, in ``x-tidings-signature``.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, overload
 
 import httpx
+import msgspec
 
-from channels.base import Message, SendResult
+from channels.base import (
+    Ack,
+    Callback,
+    CallbackAuth,
+    ForgedCallback,
+    InboundReply,
+    Message,
+    Receipt,
+    SendResult,
+    decode_json,
+)
 from channels.http import HttpAdapter, json_or_none, retry_after_seconds
-from channels.signing import SIGNATURE_HEADER, sign
+from channels.signing import SIGNATURE_HEADER, sign, verify
+from channels.urls import ProviderURL
+
+
+class SimReceipt(msgspec.Struct):
+    """One receipt as the simulator posts it."""
+
+    reference: str
+    provider_message_id: str
+    status: str
+    channel: str = ""
+    code: str | None = None
+    at: str | None = None
+
+
+class SimReceipts(msgspec.Struct):
+    """The simulator's receipt batch."""
+
+    receipts: list[SimReceipt]
+
+
+class SimReply(msgspec.Struct):
+    """A member's reply as the simulator pushes it."""
+
+    text: str
+    sender: str = msgspec.field(name="from")
+    to: str = ""
+    brand: str | None = None
+    reference: str | None = None
+    received_at: str | None = None
 
 
 class SimulatorAdapter(HttpAdapter):
@@ -19,7 +63,20 @@ class SimulatorAdapter(HttpAdapter):
     channels: ClassVar[frozenset[str]] = frozenset({"sms", "mms", "push", "email"})
     max_batch: ClassVar[int] = 100
     title_maxlen: ClassVar[int] = 256
+    callback_auth: ClassVar[CallbackAuth] = CallbackAuth.SIGNED
 
+    @overload
+    def __init__(
+        self,
+        base_url: ProviderURL,
+        *,
+        timeout: float = 5.0,
+        name: str = "simulator",
+        transport: httpx.AsyncBaseTransport | None = None,
+        pool_size: int = 32,
+    ) -> None: ...
+
+    @overload
     def __init__(
         self,
         base_url: str,
@@ -29,8 +86,24 @@ class SimulatorAdapter(HttpAdapter):
         name: str = "simulator",
         transport: httpx.AsyncBaseTransport | None = None,
         pool_size: int = 32,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        base_url: str | ProviderURL,
+        secret: str = "",
+        *,
+        timeout: float = 5.0,
+        name: str = "simulator",
+        transport: httpx.AsyncBaseTransport | None = None,
+        pool_size: int = 32,
     ) -> None:
+        """From its base URL and secret, or from its provider URL ``simulator+http://:SECRET@host:port``
+        (how the registry builds every adapter)."""
         super().__init__(name, timeout=timeout, pool_size=pool_size, transport=transport)
+        if isinstance(base_url, ProviderURL):
+            secret = base_url.secret
+            base_url = base_url.base
         self.base_url = base_url.rstrip("/")
         self.secret = secret
 
@@ -69,6 +142,42 @@ class SimulatorAdapter(HttpAdapter):
         if status == 200:  # a 200 without a message id: the provider did not say it took it
             return self.retry(code or "http_200", detail, retry_after)
         return self.classify(status, code, detail, retry_after)
+
+    # -- callbacks -------------------------------------------------------------------------------
+    @classmethod
+    def verify_callback(cls, callback: Callback, secret: str) -> None:
+        """The body's HMAC with the shared secret."""
+        if not verify(secret, callback.body, callback.headers.get(SIGNATURE_HEADER)):
+            raise ForgedCallback("bad_signature", "the request signature does not verify")
+
+    @classmethod
+    def parse_receipts(cls, callback: Callback) -> list[Receipt]:
+        """A batch ``{"receipts": [...]}``; each names our reference."""
+        batch = decode_json(callback.body, SimReceipts, "malformed_receipt")
+        return [
+            Receipt(
+                r.provider_message_id, r.status == "delivered", r.code, r.reference, r.at, r.channel or "sms"
+            )
+            for r in batch.receipts
+        ]
+
+    @classmethod
+    def parse_replies(cls, callback: Callback) -> list[InboundReply]:
+        """One reply per call; the simulator ties it to the last message it delivered to that number
+        (a sub-port), whose reference names the tenant."""
+        reply = decode_json(callback.body, SimReply, "malformed_reply")
+        tenant = (reply.reference or "").partition(":")[0] or None
+        return [InboundReply(reply.sender, reply.text, reply.brand, tenant)]
+
+    @classmethod
+    def receipts_ack(cls, received: int, applied: int) -> Ack:
+        """How many receipts were read and applied."""
+        return Ack.json({"ok": True, "received": received, "applied": applied})
+
+    @classmethod
+    def replies_ack(cls, outcomes: Sequence[Mapping[str, str]]) -> Ack:
+        """What was done with the one reply."""
+        return Ack.json({"ok": True, **(outcomes[0] if outcomes else {})})
 
 
 def _payload(message: Message) -> dict[str, Any]:

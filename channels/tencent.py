@@ -7,25 +7,90 @@ URL: ``tencent://SecretId:SecretKey@sms.tencentcloudapi.com/?sdk_app_id=14000000
 (Tencent takes them as a list); ``template_id`` sends free text as the only param. A send that
 timed out is sent again (Tencent has no look-up by ``SessionContext``); receipts carry the
 ``SessionContext`` back, so both tie to one notification.
+
+Callbacks (status reports as a JSON array, one reply per call) are not signed: the callback URL
+carries ``?tenant=T&token=...`` (the gateway's token for the tenant). Each is answered
+``{"result": 0, "errmsg": "OK"}``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
+import msgspec
 
-from channels.base import Message, SendResult
+from channels.base import (
+    Ack,
+    Callback,
+    CallbackAuth,
+    InboundReply,
+    Message,
+    Receipt,
+    SendResult,
+    decode_json,
+    signature_brand,
+)
 from channels.http import HttpAdapter, json_or_none
-from channels.tencent_signature import authorization
 from channels.urls import ProviderURL
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 VERSION = "2021-01-11"
 _ENTRY = re.compile(r"^\s*([^:]+):\s*([0-9A-Za-z_-]+)\s*(?:\(([^)]*)\))?\s*$")
+
+# Tencent Cloud API 3.0 signature, TC3-HMAC-SHA256.
+# CanonicalRequest = METHOD \n URI \n QUERY \n canonical headers \n signed headers \n hex(sha256(payload))
+# StringToSign = "TC3-HMAC-SHA256" \n timestamp \n date/service/tc3_request \n hex(sha256(CanonicalRequest))
+# The key is derived: HMAC("TC3"+SecretKey, date) -> service -> "tc3_request"; the signature is the
+# hex HMAC-SHA256 of StringToSign with it. ``date`` is the UTC date of the timestamp.
+ALGORITHM = "TC3-HMAC-SHA256"
+SIGNED_HEADERS = "content-type;host"
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def canonical_request(host: str, content_type: str, payload: bytes, method: str = "POST") -> str:
+    """The canonical request of a POST to ``/`` with content-type and host signed."""
+    headers = f"content-type:{content_type}\nhost:{host}\n"
+    return f"{method}\n/\n\n{headers}\n{SIGNED_HEADERS}\n{hashlib.sha256(payload).hexdigest()}"
+
+
+def credential_date(timestamp: int) -> str:
+    """The UTC date of the request, as the credential scope names it."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
+def signature(secret_key: str, service: str, timestamp: int, canonical: str) -> str:
+    """The hex signature."""
+    date = credential_date(timestamp)
+    scope = f"{date}/{service}/tc3_request"
+    to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    key = _hmac(_hmac(_hmac(f"TC3{secret_key}".encode(), date), service), "tc3_request")
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def authorization(
+    secret_id: str,
+    secret_key: str,
+    service: str,
+    host: str,
+    content_type: str,
+    payload: bytes,
+    timestamp: int,
+) -> str:
+    """The ``Authorization`` header."""
+    sig = signature(secret_key, service, timestamp, canonical_request(host, content_type, payload))
+    scope = f"{credential_date(timestamp)}/{service}/tc3_request"
+    return f"{ALGORITHM} Credential={secret_id}/{scope}, SignedHeaders={SIGNED_HEADERS}, Signature={sig}"
 
 
 def is_transient(code: str) -> bool:
@@ -54,11 +119,37 @@ def template_map(option: str | None) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
+class TencentReport(msgspec.Struct):
+    """One status report of Tencent Cloud SMS's callback."""
+
+    report_status: str
+    sid: str = ""
+    errmsg: str = ""
+    description: str = ""
+    mobile: str = ""
+    user_receive_time: str = ""
+
+
+class TencentReply(msgspec.Struct):
+    """Tencent Cloud SMS reply callback (one reply per call)."""
+
+    mobile: str
+    text: str
+    nationcode: str = "86"
+    sign: str | None = None
+    time: int | None = None
+    extend: str | None = None
+
+
+ACK = Ack.json({"result": 0, "errmsg": "OK"})
+
+
 class TencentSms(HttpAdapter):
     """SendSms, one number per call."""
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms"})
     title_maxlen: ClassVar[int] = 0
+    callback_auth: ClassVar[CallbackAuth] = CallbackAuth.URL_TOKEN
 
     def __init__(self, url: ProviderURL, *, name: str = "tencent", timeout: float = 5.0, **kw: Any) -> None:
         super().__init__(name, timeout=timeout, **kw)
@@ -157,3 +248,34 @@ class TencentSms(HttpAdapter):
     def by_status_or_rejected(self, resp: httpx.Response, code: str, detail: str) -> SendResult:
         """A request-level error code: 5xx stays transient, anything else is permanent."""
         return self.by_status(resp, code, detail) if resp.status_code >= 500 else self.rejected(code, detail)
+
+    # -- callbacks -------------------------------------------------------------------------------
+    @classmethod
+    def verify_callback(cls, callback: Callback, secret: str) -> None:
+        """Nothing to check: Tencent does not sign its callbacks (the URL token proves them)."""
+
+    @classmethod
+    def parse_receipts(cls, callback: Callback) -> list[Receipt]:
+        """Status reports; they name only Tencent's message id (``sid``)."""
+        reports = decode_json(callback.body, list[TencentReport], "malformed_receipt")
+        return [
+            Receipt(r.sid, r.report_status == "SUCCESS", r.errmsg or None, None, r.user_receive_time or None)
+            for r in reports
+        ]
+
+    @classmethod
+    def parse_replies(cls, callback: Callback) -> list[InboundReply]:
+        """One reply; the number without its country code unless it has a ``+``."""
+        reply = decode_json(callback.body, TencentReply, "malformed_reply")
+        sender = reply.mobile if reply.mobile.startswith("+") else f"+{reply.nationcode}{reply.mobile}"
+        return [InboundReply(sender, reply.text, signature_brand(reply.sign))]
+
+    @classmethod
+    def receipts_ack(cls, received: int, applied: int) -> Ack:
+        """Result 0: taken."""
+        return ACK
+
+    @classmethod
+    def replies_ack(cls, outcomes: Sequence[Mapping[str, str]]) -> Ack:
+        """Result 0: taken."""
+        return ACK

@@ -7,21 +7,67 @@ URL: ``twilio://AccountSid:AuthToken@api.twilio.com/?from=+15005550006
 Twilio has no client-reference field: our id rides on the status callback URL (``?ref=``), so
 receipts find the notification. A send that timed out is sent again (looking it up would need
 a search by recipient and time): at least once.
+
+Callbacks (status callbacks and the incoming-message webhook) are form posts signed with the auth
+token (X-Twilio-Signature over the URL we published, query included, and the sorted fields). The
+incoming-message webhook is configured as ``.../v1/inbound/twilio/replies?tenant=T[&brand=B]``:
+the tenant is part of what Twilio signs. Both are answered with an empty TwiML document.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 
-from channels.base import Message, SendResult
+from channels.base import (
+    Ack,
+    Callback,
+    CallbackAuth,
+    ForgedCallback,
+    InboundReply,
+    MalformedCallback,
+    Message,
+    Receipt,
+    SendResult,
+)
 from channels.http import HttpAdapter, json_or_none
 from channels.urls import ProviderURL
 
 # Permanent whatever the HTTP status says; 20429 (too many requests) is transient.
 TRANSIENT_CODES = frozenset({"20429"})
+# The MessageStatus values that end a message (delivered or not); the others (queued, sent, ...)
+# are progress.
+FINAL_STATUSES = {"delivered": True, "undelivered": False, "failed": False, "read": True}
+EMPTY_TWIML = Ack(b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>', "text/xml")
+
+
+# Twilio's webhook signature: base64 HMAC-SHA1 of the URL followed by the sorted POST parameters.
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """The X-Twilio-Signature value Twilio sends for a form POST to url with params."""
+    payload = url + "".join(f"{key}{params[key]}" for key in sorted(params))
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_twilio(auth_token: str, url: str, params: Mapping[str, str], header: str | None) -> bool:
+    """Constant-time check of X-Twilio-Signature."""
+    if not header:
+        return False
+    return hmac.compare_digest(twilio_signature(auth_token, url, params), header.strip())
+
+
+def form_fields(callback: Callback) -> dict[str, str]:
+    """A callback's form fields."""
+    try:
+        return dict(parse_qsl(callback.body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise MalformedCallback("malformed_request", "body is not UTF-8") from None
 
 
 class TwilioMessages(HttpAdapter):
@@ -29,6 +75,7 @@ class TwilioMessages(HttpAdapter):
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms", "mms"})
     title_maxlen: ClassVar[int] = 0
+    callback_auth: ClassVar[CallbackAuth] = CallbackAuth.SIGNED
 
     def __init__(self, url: ProviderURL, *, name: str = "twilio", timeout: float = 5.0, **kw: Any) -> None:
         super().__init__(name, timeout=timeout, **kw)
@@ -77,3 +124,44 @@ class TwilioMessages(HttpAdapter):
         if code in TRANSIENT_CODES:
             return self.retry(code, detail)
         return self.by_status(resp, code, detail)
+
+    # -- callbacks -------------------------------------------------------------------------------
+    @classmethod
+    def verify_callback(cls, callback: Callback, secret: str) -> None:
+        """X-Twilio-Signature, made with the account's auth token (``secret``)."""
+        signature = callback.headers.get("x-twilio-signature")
+        if not verify_twilio(secret, callback.url, form_fields(callback), signature):
+            raise ForgedCallback("bad_signature", "X-Twilio-Signature does not verify")
+
+    @classmethod
+    def parse_receipts(cls, callback: Callback) -> list[Receipt]:
+        """A status callback: a receipt once MessageStatus is final, our reference from ``?ref=``."""
+        fields = form_fields(callback)
+        status = fields.get("MessageStatus", "")
+        if status not in FINAL_STATUSES:
+            return []
+        channel = "mms" if int(fields.get("NumMedia", "0") or 0) else "sms"
+        code = fields.get("ErrorCode") or None
+        ref = callback.query.get("ref")
+        return [Receipt(fields.get("MessageSid", ""), FINAL_STATUSES[status], code, ref, None, channel)]
+
+    @classmethod
+    def parse_replies(cls, callback: Callback) -> list[InboundReply]:
+        """An incoming message; the tenant (and brand) from the signed URL's query."""
+        fields = form_fields(callback)
+        tenant = callback.query.get("tenant") or ""
+        if not tenant or "From" not in fields:
+            raise MalformedCallback(
+                "malformed_reply", "the webhook URL needs ?tenant= and the form needs From and Body"
+            )
+        return [InboundReply(fields["From"], fields.get("Body", ""), callback.query.get("brand"), tenant)]
+
+    @classmethod
+    def receipts_ack(cls, received: int, applied: int) -> Ack:
+        """Empty TwiML: nothing to say."""
+        return EMPTY_TWIML
+
+    @classmethod
+    def replies_ack(cls, outcomes: Sequence[Mapping[str, str]]) -> Ack:
+        """Empty TwiML: no answer goes to the member."""
+        return EMPTY_TWIML

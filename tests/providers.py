@@ -22,10 +22,10 @@ from urllib.parse import parse_qsl
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from channels.aliyun_signature import rpc_signature
+from channels.aliyun import rpc_signature
 from channels.fcm import SCOPE as FCM_SCOPE
 from channels.signing import SIGNATURE_HEADER, verify_timestamped
-from channels.tencent_signature import authorization
+from channels.tencent import authorization
 
 Scope = dict[str, Any]
 

@@ -21,6 +21,7 @@ from gateway.api.deps import Services
 from gateway.api.optouts import HANDLERS as OPTOUT_HANDLERS
 from gateway.api.problems import on_http_exception, on_problem_error, on_redis_error, on_unexpected
 from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
+from gateway.api.replies import HANDLERS as REPLY_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
 from gateway.errors import ProblemError
 from gateway.logs import RequestIdMiddleware
@@ -67,6 +68,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *notifications.HANDLERS,
             *RECEIPT_HANDLERS,
             *ops.HANDLERS,
+            *REPLY_HANDLERS,
             *OPTOUT_HANDLERS,
             *UNSUBSCRIBE_HANDLERS,
             *AUDIT_HANDLERS,

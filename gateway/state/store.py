@@ -15,16 +15,9 @@ from gateway.state.lookups import Lookups
 from gateway.state.record import Notification, decode_record
 from gateway.state.record import text_of as _s
 from gateway.state.scriptpipe import ScriptPipe
-from gateway.timeutil import rfc3339, system_clock
+from gateway.timeutil import system_clock
 
 _json = msgspec.json.Encoder()
-
-
-def event(kind: str, at: float | None = None, **fields: Any) -> str:
-    """One timeline event as JSON."""
-    body = {"type": kind, "at": rfc3339(system_clock() if at is None else at)}
-    body.update({k: v for k, v in fields.items() if v is not None})
-    return _json.encode(body).decode()
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def test_optout_api_put_get_delete_with_consent(stack: Stack) -> None:
 
 
 def test_alibaba_smsup_push_is_answered_code_zero_and_opts_out(stack: Stack) -> None:
-    from gateway.api.optouts import inbound_token
+    from gateway.api.inbound import inbound_token
 
     token = inbound_token(stack.settings.inbound_token, "alibaba", "acme")
     push = [
@@ -137,7 +137,7 @@ def test_alibaba_smsup_push_is_answered_code_zero_and_opts_out(stack: Stack) -> 
 
 
 def test_twilio_reply_needs_its_signature(stack: Stack) -> None:
-    from channels.twilio_signature import twilio_signature
+    from channels.twilio import twilio_signature
 
     form = {
         "MessageSid": "SM0123456789",
@@ -167,7 +167,7 @@ def test_twilio_reply_needs_its_signature(stack: Stack) -> None:
 
 
 def test_tencent_reply_callback(stack: Stack) -> None:
-    from gateway.api.optouts import inbound_token
+    from gateway.api.inbound import inbound_token
 
     token = inbound_token(stack.settings.inbound_token, "tencent", "acme")
     body = {

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from channels.base import Message, Outcome, SendResult
-from channels.config import KINDS, ProviderSpec, build_provider
+from channels.config import ProviderSpec, build_provider
+from channels.registry import KINDS
 from channels.routing import Provider
 from channels.simserver import Simulator
 from gateway.api.servers import ServerThread

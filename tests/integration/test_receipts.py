@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from channels.twilio_signature import twilio_signature
-from gateway.api.optouts import inbound_token
+from channels.twilio import twilio_signature
+from gateway.api.inbound import inbound_token
 from gateway.api.servers import ServerThread
 from gateway.state.redisdb import free_port
 from tests.conftest import Stack, points_expiry, statuses, wait_for

@@ -163,7 +163,7 @@ def test_batch_maps_each_item_and_whole_failures() -> None:
 
 
 def test_twilio_signature_matches_the_published_example() -> None:
-    from channels.twilio_signature import twilio_signature, verify_twilio
+    from channels.twilio import twilio_signature, verify_twilio
 
     params = {
         "CallSid": "CA1234567890ABCDE",

@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from channels.aliyun_signature import rpc_signature, string_to_sign
+from channels.aliyun import rpc_signature, string_to_sign
 from channels.config import ProvidersError, load_router
-from channels.tencent_signature import authorization, canonical_request
+from channels.tencent import authorization, canonical_request
 from channels.urls import ProviderURLError, parse_provider_url
 
 

@@ -1,0 +1,65 @@
+"""Members' replies (MO) from providers: ``POST /v1/inbound/{provider}/replies``; an unsubscribe
+reply opts the member out, a resubscribe reply (where the tenant allows it) opts them back in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.params import FromPath
+
+from compliance.replies import ReplyKind, classify
+from gateway.api import views
+from gateway.api.deps import services
+from gateway.api.inbound import adapter_for, answer, proven, refused
+from gateway.errors import InvalidRecipient
+from gateway.recipients import parse_phone
+
+
+@post(
+    "/v1/inbound/{provider:str}/replies",
+    status_code=200,
+    summary="Member replies (MO) from a provider",
+    responses=views.ok(dict[str, Any], "The provider's own acknowledgement"),
+)
+async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
+    """Each provider's own format and proof of origin; an unsubscribe reply opts the member out."""
+    adapter = adapter_for(provider, "replies")
+    callback, tenant = await proven(request, provider, adapter)
+    with refused():
+        found = adapter.parse_replies(callback)
+    # A signed reply names its tenant; one naming none (the simulator's reply to nothing it
+    # delivered) belongs to the development tenant: the simulator is the dev provider.
+    dev_tenant = services(request.app.state).settings.dev_tenant
+    outcomes = [
+        await _apply(request, tenant or r.tenant or dev_tenant, r.sender, r.text, r.brand, provider)
+        for r in found
+    ]
+    return answer(adapter.replies_ack(outcomes))
+
+
+async def _apply(
+    request: Request[Any, Any, Any], tenant: str, sender: str, text: str, brand: str | None, provider: str
+) -> dict[str, str]:
+    """Classify one reply and act on it; idempotent (the same reply twice is one opt-out)."""
+    svc = services(request.app.state)
+    kind = classify(text)
+    try:
+        phone = parse_phone(sender, svc.settings.default_region).e164
+    except InvalidRecipient:
+        return {"kind": kind.value, "action": "invalid_sender"}
+    rules = svc.acceptor.policy.rules(tenant, brand)
+    scope_brand = None if rules.replies_global else brand
+    if kind is ReplyKind.RESUBSCRIBE and rules.replies_resubscribe:
+        evidence = f"{provider} reply from the member: {text[:64]}"
+        removed = await svc.optouts.remove(tenant, phone, brand=scope_brand, evidence=evidence, by=provider)
+        return {"kind": kind.value, "action": "opted_in" if removed else "none"}
+    if kind is not ReplyKind.OPT_OUT:
+        return {"kind": kind.value, "action": "none"}
+    added = await svc.optouts.add(
+        tenant, phone, brand=scope_brand, source="sms_reply", reason=text[:64], by=provider
+    )
+    return {"kind": kind.value, "action": "opted_out" if added else "already_opted_out"}
+
+
+HANDLERS = [replies]
