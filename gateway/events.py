@@ -45,7 +45,7 @@ class Compliance(Event, tag="compliance", frozen=True):
     """What the rules said at a stage (accept: every decision; dispatch: the one that acted)."""
 
     stage: str
-    decisions: list[Decision] | None = None
+    decisions: list[Decision] | msgspec.Raw | None = None  # Raw: encoded once, reused
     rule: str | None = None
     outcome: str | None = None
     reason: str | None = None

@@ -17,6 +17,7 @@ from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
 from gateway.accept.request import render_request, resolve_recipient
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.accept.writes import (
+    NO_SUPPRESSIONS,
     RULES,
     compliance_event,
     record_fields,
@@ -81,6 +82,9 @@ class Acceptor:
             return Answer(422, rej.problem())
         k, a = self._accept_args(prepared)
         verdict, stored = await self.store.accept(k, a)
+        if verdict == "need":  # a rule suppresses it: again, with what the suppression writes
+            k, a = self._accept_args(prepared, suppressing=True)
+            verdict, stored = await self.store.accept(k, a)
         if verdict == "dup":
             return self.replay(stored, fp)
         if verdict == "full":
@@ -116,6 +120,13 @@ class Acceptor:
             calls.append(self._accept_args(prepared))
             slots.append((i, prepared))
         results = await self.store.accept_many(calls)
+        again = [n for n, (verdict, _) in enumerate(results) if verdict == "need"]
+        if again:  # suppressed by a rule: again, with what the suppression writes
+            redone = await self.store.accept_many(
+                [self._accept_args(slots[n][1], suppressing=True) for n in again]
+            )
+            for n, result in zip(again, redone, strict=True):
+                results[n] = result
         if rejected:
             await self._audit_rejections(tenant, rejected)
         accepted: list[Prepared] = []
@@ -298,7 +309,8 @@ class Acceptor:
             state.cap_ttl = slot.ttl
         return state
 
-    def _accept_args(self, p: Prepared) -> tuple[list[str], list[str | bytes]]:
+    def _accept_args(self, p: Prepared, suppressing: bool = False) -> tuple[list[str], list[str | bytes]]:
+        """The accept script's call; with ``suppressing``, what an opt-out or a full cap would write."""
         idem = ""
         if p.idem_key:
             body = msgspec.to_builtins(p.result)
@@ -313,7 +325,7 @@ class Acceptor:
             idem_key=p.idem_key,
             idem_record=idem,
             state=(p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit, p.state.cap_ttl),
-            suppressions=suppressions(p),
+            suppressions=suppressions(p) if suppressing else NO_SUPPRESSIONS,
         )
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:

@@ -20,25 +20,38 @@ _encode = msgspec.json.Encoder()
 
 
 @lru_cache(maxsize=256)
+def _decisions(
+    content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
+) -> msgspec.Raw:
+    """Every rule's decision at accept, encoded once (the same few sets repeat across accepts)."""
+    decisions = [Decision(r, o, c) for r, o, c in content]
+    decisions += [Decision(r, o) for r, o in timing]
+    return msgspec.Raw(_encode.encode(decisions))
+
+
 def compliance_event(
     at: str, content: tuple[tuple[str, str, str | None], ...], timing: tuple[tuple[str, str], ...]
 ) -> str:
-    """The accept-time compliance event (the same decisions repeat: encoded once a second and cached)."""
-    decisions = [Decision(r, o, c) for r, o, c in content]
-    decisions += [Decision(r, o) for r, o in timing]
-    return events.encode(events.Compliance(at=at, stage="accept", decisions=decisions))
+    """The accept-time compliance event."""
+    return events.encode(events.Compliance(at=at, stage="accept", decisions=_decisions(content, timing)))
 
 
 RULES = state_rules()
 
 
 @lru_cache(maxsize=64)
+def _reasons_json(rule: str, cap_limit: int) -> tuple[str, ReasonEntry]:
+    """A state rule's suppression reason, and the ``reasons`` list holding it as JSON."""
+    why = RULES.opt_out.reason() if rule == RULES.opt_out.name else RULES.frequency_cap.reason(cap_limit)
+    return _encode.encode([why]).decode(), why
+
+
 def _suppression(at: str, rule: str, cap_limit: int) -> tuple[str, str, str]:
     """What a state rule's suppression at accept writes: the reasons, the compliance and suppressed events."""
-    why = RULES.opt_out.reason() if rule == RULES.opt_out.name else RULES.frequency_cap.reason(cap_limit)
+    reasons, why = _reasons_json(rule, cap_limit)
     code = why["code"]
     return (
-        _encode.encode([why]).decode(),
+        reasons,
         events.encode(events.Compliance(at=at, stage="accept", rule=rule, outcome="suppress", reason=code)),
         events.encode(events.Suppressed(at=at, reason=code, detail=why["detail"])),
     )
@@ -113,9 +126,11 @@ def static_document(req: NotifyRequest, draft: Draft, address: str, zone: str, n
     )
 
 
-@lru_cache(maxsize=64)
+NO_SUPPRESSIONS = ("",) * 8  # a first accept call leaves them out: most accepts suppress nothing
+
+
 def _without_answers(at: str, cap_limit: int) -> tuple[str, ...]:
-    """The eight strings of ``suppressions`` for a request without an idempotency key (shared)."""
+    """The eight strings of ``suppressions`` for a request without an idempotency key."""
     return (
         *_suppression(at, RULES.opt_out.name, cap_limit),
         "",

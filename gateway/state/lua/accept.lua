@@ -4,13 +4,15 @@
 --       [7] '1' ready now | '0' | the time it is held until, [8] cap_limit ('0' = no cap), [9] cap_ttl,
 --       [10] suppressed_ttl,
 --       [11..14] if opted out: reasons, compliance event, suppressed event, idempotency record
---       [15..18] if capped: the same four,
+--       [15..18] if capped: the same four ('' when the caller left them out: most accepts suppress nothing),
 --       [19] the most held notifications of this tenant and channel,
 --       [20] n_scopes, scope..., n_events, event..., field, value, ...
 -- Idempotency, the opt-out test and the cap reservation happen together: no race between two requests.
 -- What a suppression says (reasons, events, the stored answer) was decided in Python; this applies it.
--- Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'}, {'dup', stored idempotency record}, or
--- {'full', ''} when the channel's held set is at its bound (nothing written).
+-- Returns {'new', 'accept' | 'opted_out' | 'frequency_cap'}, {'dup', stored idempotency record},
+-- {'full', ''} when the channel's held set is at its bound, or {'need', decision} when a rule
+-- suppresses it and the caller left out what that suppression writes (nothing written in either
+-- case: the caller calls again with it).
 -- Ids carry 80 random bits: the script does not check for a collision.
 if ARGV[1] == '1' then
   local cur = redis.call('GET', KEYS[1])
@@ -37,6 +39,8 @@ if decision == 'accept' and cap > 0 then
     if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], ARGV[9]) end
   end
 end
+local s = decision == 'opted_out' and 11 or 15
+if decision ~= 'accept' and ARGV[s] == '' then return {'need', decision} end
 redis.call('HSET', KEYS[2], unpack(ARGV, ev_at + 1 + n_events))
 local evs = {unpack(ARGV, ev_at + 1, ev_at + n_events)}
 redis.call('RPUSH', KEYS[3], unpack(evs))
@@ -56,7 +60,6 @@ if decision == 'accept' then
   if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
   return {'new', decision}
 end
-local s = decision == 'opted_out' and 11 or 15
 redis.call('HSET', KEYS[2], 'status', 'suppressed', 'error_code', decision, 'reasons', ARGV[s])
 redis.call('RPUSH', KEYS[3], ARGV[s + 1], ARGV[s + 2])
 evs[#evs + 1] = ARGV[s + 1]
