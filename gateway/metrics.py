@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.models import Status
+
 disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -69,7 +71,7 @@ def prime(routes: dict[str, list[str]]) -> None:
             for outcome in ("sent", "retry", "rejected"):
                 SENDS.labels(channel, provider, outcome)
             RETRIES.labels(channel, provider)
-            for status in ("delivered", "undelivered"):
+            for status in (Status.DELIVERED, Status.UNDELIVERED):
                 RECEIPTS.labels(channel, provider, status)
         DEAD_LETTERED.labels(channel)
     for source in ("sms_reply", "api", "import", "email_link"):

@@ -165,14 +165,16 @@ class Acceptor:
         doc = msgspec.json.decode(p.doc)
         rendered = doc["rendered"]
         body: dict[str, Any] = {
-            "decision": {"queued": "allow", "scheduled": "defer", "suppressed": "suppress"}[p.result.status],
+            "decision": {Status.QUEUED: "allow", Status.SCHEDULED: "defer", Status.SUPPRESSED: "suppress"}[
+                p.result.status
+            ],
             "reasons": p.result.reasons,
             "rendered": rendered,
             "segments": p.result.segments,
             "encoding": doc.get("encoding") or None,
             "scheduled_for": p.result.scheduled_for,
         }
-        if p.result.status != "suppressed":
+        if p.result.status != Status.SUPPRESSED:
             state = await self.store.state_check(
                 p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit
             )
@@ -333,7 +335,7 @@ class Acceptor:
             # Held ones wait in their channel's held set (written by the accept script itself).
             metrics.NOTIFICATIONS_BY.inc(p.record["channel"], p.result.status)
             metrics.ACCEPTED.inc(p.record["channel"], p.category, p.result.status)
-            code = p.result.reasons[0]["code"] if p.result.status == "suppressed" else None
+            code = p.result.reasons[0]["code"] if p.result.status == Status.SUPPRESSED else None
             if code in ("opted_out", "frequency_cap"):  # decided by the accept script
                 metrics.DECISIONS_BY.inc("opt_out" if code == "opted_out" else "frequency_cap", "suppress")
 
@@ -344,7 +346,7 @@ class Acceptor:
         for req, rej in rejected:
             channel = rej.channel if rej.channel in CHANNELS else "unknown"
             category = req.category if req is not None else "unknown"
-            metrics.ACCEPTED.inc(channel, category, "rejected")
+            metrics.ACCEPTED.inc(channel, category, Status.REJECTED)
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for req, rej in rejected:
                 where: dict[str, str] = {"channel": rej.channel if rej.channel in CHANNELS else ""}

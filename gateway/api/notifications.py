@@ -58,7 +58,7 @@ async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[
     found = await svc.store.get(who.tenant, ntf_id)
     assert found is not None
     channel = found[0].channel
-    metrics.NOTIFICATIONS_BY.inc(channel, "cancelled")
+    metrics.NOTIFICATIONS_BY.inc(channel, Status.CANCELLED)
     return json_response(notification_view(*found))
 
 

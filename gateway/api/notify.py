@@ -16,7 +16,7 @@ from gateway.api import views
 from gateway.api.deps import JSON, RawResponse, json_response, principal, raw_header, services
 from gateway.api.problems import PROBLEM
 from gateway.errors import Rejected, Unprocessable
-from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult
+from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult, Status
 
 _encode = msgspec.json.Encoder()
 MERGED_FIELDS = ("to", "params", "content", "metadata")
@@ -99,7 +99,7 @@ async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequ
                 {
                     "index": index,
                     "id": body.get("id"),
-                    "status": "rejected",
+                    "status": Status.REJECTED,
                     "channel": body.get("channel") or "",
                     "reasons": reasons,
                 }

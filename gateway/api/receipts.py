@@ -76,12 +76,12 @@ async def apply(svc: Services, provider: str, tenant: str | None, found: list[Re
     for (_, _, final, _, _), channel, (verdict, created_at) in zip(
         items, channels, await svc.store.receipts(items), strict=True
     ):
-        if verdict in ("delivered", "undelivered", "early"):
+        if verdict in (Status.DELIVERED, Status.UNDELIVERED, "early"):
             applied += 1
             metrics.RECEIPTS.labels(channel, provider, final).inc()
         if created_at is not None:
             metrics.RECEIPT_SECONDS.labels(channel, provider).observe(max(0.0, now - created_at))
-        if verdict in ("delivered", "undelivered"):
+        if verdict in (Status.DELIVERED, Status.UNDELIVERED):
             metrics.NOTIFICATIONS_BY.inc(channel, final)
     return applied
 

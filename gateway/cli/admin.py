@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.cli.common import core_for, redis_url_for
 from gateway.errors import CliError
-from gateway.models import CHANNELS
+from gateway.models import CHANNELS, Status
 from gateway.settings import Settings
 
 
@@ -174,7 +174,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
                         now,
                         now + settings.lease_seconds,
                     )
-                    if verdict == "queued":
+                    if verdict == Status.QUEUED:
                         found = await store.get(tenant, ntf_id)
                         channel = found[0].channel if found else "sms"
                         replayed.setdefault((tenant, channel), []).append(ntf_id)

@@ -99,7 +99,7 @@ class DeliveryEngine:
         if claim.opted_out:
             metrics.DECISIONS_BY.inc("opt_out", "suppress")
             for _ in claim.opted_out:
-                metrics.NOTIFICATIONS_BY.inc(channel, "suppressed")
+                metrics.NOTIFICATIONS_BY.inc(channel, Status.SUPPRESSED)
         if not claimed:
             return [Retry(when, batch) for when, batch in sorted(early.items())]
         results: list[tuple[Written, SendResult | None]] = []
@@ -145,10 +145,10 @@ class DeliveryEngine:
                 retries[float(o.fields["not_before"])].append(o.id)
             if result is not None and result.provider_message_id and o.kind == "sent":
                 sent_pairs.append((result.provider, result.provider_message_id, o.id))
-            status = {"retry": None, "defer": None, "dead": "failed"}.get(o.kind, o.kind)
-            if verdict in ("delivered", "undelivered"):
+            status = {"retry": None, "defer": None, "dead": Status.FAILED}.get(o.kind, o.kind)
+            if verdict in (Status.DELIVERED, Status.UNDELIVERED):
                 status = verdict  # a receipt had arrived before the send was recorded
-                metrics.NOTIFICATIONS_BY.inc(channel, "sent")
+                metrics.NOTIFICATIONS_BY.inc(channel, Status.SENT)
             if status is not None:
                 metrics.NOTIFICATIONS_BY.inc(channel, status)
             if o.kind == "dead":

@@ -37,7 +37,7 @@ class Outcomes:
                 at=events.at(now), reason=RATE_LIMITED, detail="the providers' rate limits are reached"
             )
         )
-        fields = {"status": "queued", "not_before": repr(now + wait)}
+        fields = {"status": Status.QUEUED, "not_before": repr(now + wait)}
         return Written(c.id, c.attempt, "defer", ev, fields, now + wait + self.settings.lease_seconds)
 
     def outcome(
@@ -69,7 +69,7 @@ class Outcomes:
             )
             attempt_ev += "\n" + sent_ev
             fields = {
-                "status": "sent",
+                "status": Status.SENT,
                 "provider": result.provider,
                 "provider_message_id": result.provider_message_id or "",
                 "sent_at": repr(done),
@@ -82,17 +82,19 @@ class Outcomes:
                 provider_code=result.code,
             )
             return self.final(
-                c, "failed", Reason.PROVIDER_REJECTED, why, done, attempt_ev, result.code
+                c, Status.FAILED, Reason.PROVIDER_REJECTED, why, done, attempt_ev, result.code
             ), result
         if c.attempt >= self.settings.max_attempts:
             why = reason(
                 Reason.RETRIES_EXHAUSTED, f"gave up after {c.attempt} attempts", provider_code=result.code
             )
-            written = self.final(c, "failed", Reason.RETRIES_EXHAUSTED, why, done, attempt_ev, result.code)
+            written = self.final(
+                c, Status.FAILED, Reason.RETRIES_EXHAUSTED, why, done, attempt_ev, result.code
+            )
             return Written(c.id, c.attempt, "dead", written.event, written.fields), result
         metrics.RETRIES.labels(channel, result.provider).inc()
         delay = self.backoff(c.attempt, result.retry_after)
-        fields = {"status": "queued", "not_before": repr(done + delay), "error_code": result.code or ""}
+        fields = {"status": Status.QUEUED, "not_before": repr(done + delay), "error_code": result.code or ""}
         lease = done + delay + self.settings.lease_seconds
         return Written(c.id, c.attempt, "retry", attempt_ev, fields, lease), result
 
@@ -116,7 +118,7 @@ class Outcomes:
                 provider_code=provider_code,
             )
         )
-        if status == "failed":
+        if status == Status.FAILED:
             log.warning(
                 "notification failed: %s (%s)", code, why.get("detail"), extra={"notification_id": c.id}
             )

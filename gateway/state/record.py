@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.models import Status
+from gateway.models import Channel, Status
 
 _doc = msgspec.json.Decoder(dict[str, Any])
 _reasons = msgspec.json.Decoder(list[dict[str, Any]])
@@ -24,7 +24,7 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
 
     id: str
     tenant: str = ""
-    channel: str
+    channel: Channel
     status: Status
     category: str = "marketing"
     brand: str = ""
@@ -48,7 +48,7 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
     lease_until: float | None = None
     attempts: int = 0
     reasons: list[dict[str, Any]] = []
-    fallback: list[str] = []
+    fallback: list[Channel] = []
     to: dict[str, Any] = {}
     content: dict[str, Any] | None = None
     metadata: dict[str, Any] = {}

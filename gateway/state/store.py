@@ -10,6 +10,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from gateway.models import Status
 from gateway.state import keys, scripts
 from gateway.state.lookups import Lookups
 from gateway.state.record import Notification, decode_record
@@ -110,7 +111,9 @@ class Store(Lookups):
             keys.audit(tenant),
         ]
         status = record["status"]
-        ready = "1" if status == "queued" else record["not_before"] if status == "scheduled" else "0"
+        ready = (
+            "1" if status == Status.QUEUED else record["not_before"] if status == Status.SCHEDULED else "0"
+        )
         args: list[str | bytes] = [
             "1" if idem_key else "0",
             idem_record,

@@ -28,20 +28,29 @@ def test_redis_stopped_and_restarted_under_load_answers_503_then_recovers_and_lo
     restarted: EmbeddedRedis | None = None
 
     answers: list[tuple[int, str | None, str | None]] = []  # (status, id, Retry-After)
+    ids_by_key: dict[str, set[str]] = {}  # Idempotency-Key -> the ids its 202 answers named
     stop = threading.Event()
 
     def load() -> None:
+        # A client as the API asks for: a 503 (or a dropped connection) leaves the outcome unknown
+        # (Redis may have run the accept before it went away), so the same request is sent again
+        # with the same Idempotency-Key until it is answered.
         i = 0
         with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as c:
             while not stop.is_set():
+                key = f"fault-load-{i}"
                 try:
-                    r = c.post("/v1/notify", json=points_expiry(f"1370000{i:04d}"))
+                    r = c.post(
+                        "/v1/notify", json=points_expiry(f"1370000{i:04d}"), headers={"Idempotency-Key": key}
+                    )
                 except httpx.HTTPError:
                     answers.append((0, None, None))
                 else:
                     body = r.json()
                     answers.append((r.status_code, body.get("id"), r.headers.get("retry-after")))
-                i += 1
+                    if r.status_code == 202:
+                        ids_by_key.setdefault(key, set()).add(body["id"])
+                        i += 1
                 time.sleep(0.01)
 
     loader = threading.Thread(target=load, daemon=True)
@@ -62,7 +71,9 @@ def test_redis_stopped_and_restarted_under_load_answers_503_then_recovers_and_lo
         statuses = Counter(s for s, _, _ in answers)
         assert set(statuses) <= {202, 503}, statuses  # never a 500, never a dropped connection
         assert all(ra is not None and int(ra) >= 1 for s, _, ra in answers if s == 503)
-        accepted = [i for s, i, _ in answers if s == 202]
+        # Every request ended accepted once: one id per key, no id under two keys.
+        assert all(len(ids) == 1 for ids in ids_by_key.values()), ids_by_key
+        accepted = [next(iter(ids)) for ids in ids_by_key.values()]
         assert len(accepted) == len(set(accepted)) >= 100
 
         # Reconciliation: each accepted notification delivered, and the provider saw each once.
