@@ -222,3 +222,43 @@ def test_lint_command(stack: Stack) -> None:
         and "rendered: 【星耀商城】您的积分将于12天后清零拒收请回复R" in ok.stdout
         and "segments: 1" in ok.stdout
     )
+
+
+def test_a_suppressed_accept_is_recorded_in_full_with_and_without_a_key_and_in_a_batch(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    # What a suppression writes is handed to the accept script only when a rule suppresses: the
+    # record, its events, the stored idempotent answer and the batch answer must all show it.
+    stack = stack_factory(workers=0)
+    opt_out(stack, "+8613900000001")
+    with stack.client() as c:
+        keyed = c.post("/v1/notify", json=points_expiry("13900000001"), headers={"Idempotency-Key": "sup-1"})
+        assert keyed.status_code == 200 and keyed.json()["status"] == "suppressed"
+        assert keyed.json()["reasons"][0]["code"] == "opted_out"
+        again = c.post("/v1/notify", json=points_expiry("13900000001"), headers={"Idempotency-Key": "sup-1"})
+        assert again.status_code == 200 and again.headers.get("idempotent-replayed") == "true"
+        assert again.json() == keyed.json()
+        batch = c.post(
+            "/v1/notify/batch",
+            json={
+                "defaults": {k: v for k, v in points_expiry().items() if k != "to"},
+                "items": [{"to": {"phone": "13900000001"}}, {"to": {"phone": "13900000002"}}],
+            },
+        ).json()["results"]
+        assert [r["status"] for r in batch] == ["suppressed", "queued"]
+        assert batch[0]["reasons"][0]["code"] == "opted_out" and batch[1]["reasons"] == []
+        for ntf_id in (keyed.json()["id"], batch[0]["id"]):
+            view = c.get(f"/v1/notifications/{ntf_id}").json()
+            assert view["status"] == "suppressed" and view["error_code"] == "opted_out"
+            assert view["reasons"][0]["code"] == "opted_out"
+            kinds = [e["type"] for e in view["events"]]
+            assert kinds == ["accepted", "compliance", "compliance", "suppressed"], kinds
+            assert view["events"][2] == {
+                "type": "compliance",
+                "at": view["events"][2]["at"],
+                "stage": "accept",
+                "rule": "opt_out",
+                "outcome": "suppress",
+                "reason": "opted_out",
+            }
+    assert stack.messages() == []
