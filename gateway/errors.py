@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import msgspec
-
 from compliance.reasons import ReasonEntry
 from gateway.models import NotifyResult, Status
 
@@ -150,10 +148,11 @@ class Rejected(TidingsError):
         return NotifyResult(id=None, status=Status.REJECTED, channel=self.channel, reasons=self.reasons)
 
     def problem(self) -> dict[str, Any]:
-        """Both a notify answer and a problem document: the first reason is the problem's code."""
+        """An RFC 9457 problem (``status`` 422, ``type`` .../rejected, ``code`` the first reason's)
+        carrying the notify answer's own members beside it (``id`` null, ``channel``, ``reasons``)."""
         first = self.reasons[0]
         body = problem_document(422, first["code"], "Notification rejected", first["detail"])
-        body.update(msgspec.to_builtins(self.result()))  # "status" stays the notify answer's word
+        body.update(type=PROBLEM_TYPE + "rejected", id=None, channel=self.channel, reasons=self.reasons)
         return body
 
 

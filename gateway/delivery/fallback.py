@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import events
+from gateway.models import Status
 from gateway.state.store import Claimed
 from gateway.timeutil import rfc3339
 
@@ -33,7 +34,8 @@ def fallback_event(request: dict[str, Any], status: int, body: dict[str, Any]) -
             at=events.at(),
             channel=request["channel"],
             id=body.get("id"),
-            status=body.get("status"),
+            # A refusal answers a problem (its status a number): the timeline says the status word.
+            status=body.get("status") if status < 400 else Status.REJECTED,
             reasons=body.get("reasons") or None,
             http_status=status,
         )

@@ -241,8 +241,10 @@ def test_bad_input_gets_a_problem_with_a_code(
     assert problem["code"] == code
     assert problem["title"] and problem["detail"]
     if "reasons" in problem:
-        # A notify rejection: the notify result (status word "rejected", API.md) with the problem members.
-        assert problem["status"] == "rejected" and problem["id"] is None
+        # A notify rejection (API.md): a problem whose status is the number and whose type ends in
+        # /rejected, with the notify answer's members beside it.
+        assert problem["status"] == 422 and problem["type"].endswith("/rejected")
+        assert problem["id"] is None and "channel" in problem
         assert problem["reasons"][0]["code"] == code
     else:
         assert problem["status"] == status
