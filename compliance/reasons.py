@@ -26,6 +26,8 @@ class Reason(StrEnum):
     PROVIDER_REJECTED = "provider_rejected"
     RETRIES_EXHAUSTED = "retries_exhausted"
     CANCELLED = "cancelled"
+    CATEGORY_MISMATCH = "category_mismatch"
+    UNKNOWN_BRAND = "unknown_brand"
 
 
 class ReasonEntry(TypedDict, total=False):

@@ -73,7 +73,7 @@ class NotifyRequest(Base, frozen=True):
     to: Recipient
     channel: Annotated[str, Meta(max_length=32)]
     fallback: Annotated[list[Annotated[str, Meta(max_length=32)]], Meta(max_length=4)] = []
-    category: Category = "marketing"
+    category: Category | None = None  # a template's own category when absent (marketing for content)
     brand: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     template: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     params: Annotated[dict[ShortStr, Scalar], Meta(max_length=100)] = {}

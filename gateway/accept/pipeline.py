@@ -14,7 +14,7 @@ from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.state import Moment
 from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
-from gateway.accept.request import render_request, resolve_recipient
+from gateway.accept.request import render_request, resolve_category, resolve_recipient
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.accept.writes import (
     NO_SUPPRESSIONS,
@@ -216,7 +216,8 @@ class Acceptor:
         address, zone = resolve_recipient(req, self.settings.default_region)
         rendered = render_request(req, renderer)
         rules = self.policy.rules(tenant, req.brand)
-        draft = Draft(channel=channel, category=req.category, brand=req.brand, fields=rendered, rules=rules)
+        category = resolve_category(req, renderer)
+        draft = Draft(channel=channel, category=category, brand=req.brand, fields=rendered, rules=rules)
         verdict = run(self.pipeline, draft)
         content_decisions = tuple(draft.decisions)
         if verdict is not None:
@@ -226,7 +227,7 @@ class Acceptor:
         now = self.clock()
         send_at = req.send_at.timestamp() if req.send_at else None
         expires_at = req.expires_at.timestamp() if req.expires_at else None
-        moment = Moment(now, max(now, send_at or now), zone, req.category, expires_at, rules)
+        moment = Moment(now, max(now, send_at or now), zone, category, expires_at, rules)
         due, held_by, reasons, timing = self._timing(moment, list(draft.warnings))
         status = (
             Status.SUPPRESSED
@@ -251,9 +252,7 @@ class Acceptor:
             reasons=reasons,
         )
         first = events.encode(
-            events.Accepted(
-                at=at, status=status, channel=channel, category=req.category, segments=draft.segments
-            )
+            events.Accepted(at=at, status=status, channel=channel, category=category, segments=draft.segments)
         )
         extra = [compliance_event(at, content_decisions, timing)]
         if status is Status.SCHEDULED:
@@ -280,7 +279,7 @@ class Acceptor:
             extra,
             at,
             state,
-            req.category,
+            category,
         )
 
     def _timing(
@@ -345,7 +344,7 @@ class Acceptor:
         """Rejected requests are never stored, but auditors see that, and why, they were refused."""
         for req, rej in rejected:
             channel = rej.channel if rej.channel in CHANNELS else "unknown"
-            category = req.category if req is not None else "unknown"
+            category = (req.category or "unknown") if req is not None else "unknown"
             metrics.ACCEPTED.inc(channel, category, Status.REJECTED)
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for req, rej in rejected:

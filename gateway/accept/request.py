@@ -45,6 +45,28 @@ def resolve_recipient(req: NotifyRequest, default_region: str) -> tuple[str, str
     return address, zone or DEFAULT_TIMEZONE
 
 
+def resolve_category(req: NotifyRequest, renderer: Renderer) -> str:
+    """The category a message counts in: its template's (authoritative), else the request's, else marketing.
+
+    A request whose ``category`` contradicts its template's is refused: a marketing template sent as
+    "transactional" would skip the unsubscribe footer, the monthly cap and quiet hours.
+    """
+    if not req.template:
+        return req.category or "marketing"
+    own = renderer.get(req.template).category
+    if req.category is not None and req.category != own:
+        raise Rejected(
+            req.channel,
+            [
+                reason(
+                    Reason.CATEGORY_MISMATCH,
+                    f"template {req.template!r} is {own}; the request says {req.category}",
+                )
+            ],
+        )
+    return own
+
+
 def render_request(req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
     """The message fields: the template rendered for the channel, or the literal content checked."""
     channel = req.channel

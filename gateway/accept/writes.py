@@ -102,7 +102,7 @@ def static_document(req: NotifyRequest, draft: Draft, address: str, zone: str, n
     send_at, expires_at = req.send_at, req.expires_at
     return _encode.encode(
         {
-            "category": req.category,
+            "category": draft.category,
             "address": address,
             "user_id": req.to.user_id or "",
             "timezone": zone,

@@ -23,6 +23,18 @@ pytestmark = pytest.mark.integration
 SH = ZoneInfo("Asia/Shanghai")
 
 
+def points_credited(phone: str = "13812345678", **extra: object) -> dict[str, object]:
+    """A points-credited SMS: the catalogue's transactional template."""
+    body = points_expiry(
+        phone,
+        category="transactional",
+        template="points_credited",
+        params={"name": "李女士", "points": 200, "balance": 28800},
+    )
+    body.update(extra)
+    return body
+
+
 def opt_out(stack: Stack, address: str, **scope: str) -> None:
     async def run() -> None:
         client = async_client(stack.redis_url)
@@ -73,8 +85,9 @@ def test_fifty_concurrent_marketing_notifies_under_a_cap_of_four(stack_factory: 
         freed = c.post("/v1/notify", json=points_expiry(send_at=later))
         assert freed.json()["status"] == "scheduled"
         assert c.post("/v1/notify", json=points_expiry(send_at=later)).json()["status"] == "suppressed"
-        # Transactional messages are not counted.
-        tx = c.post("/v1/notify", json=points_expiry(category="transactional", send_at=later))
+        # Transactional messages are not counted (a transactional template: a marketing one cannot
+        # be sent as transactional).
+        tx = c.post("/v1/notify", json=points_credited(send_at=later))
         assert tx.json()["status"] == "scheduled"
 
 
@@ -132,7 +145,7 @@ def test_quiet_hours_with_a_controllable_clock(stack_factory: Callable[..., Stac
         assert datetime.fromisoformat(held["scheduled_for"]) == datetime(2026, 11, 26, 8, 0, tzinfo=SH)
         assert held["reasons"][0]["code"] == "quiet_hours"
 
-        tx = c.post("/v1/notify", json=points_expiry(phone="13812340009", category="transactional")).json()
+        tx = c.post("/v1/notify", json=points_credited(phone="13812340009")).json()
         assert tx["status"] == "queued"
         wait_for(lambda: stack.messages("+8613812340009"), timeout=3)
 
@@ -262,3 +275,48 @@ def test_a_suppressed_accept_is_recorded_in_full_with_and_without_a_key_and_in_a
                 "reason": "opted_out",
             }
     assert stack.messages() == []
+
+
+def test_a_templates_category_is_authoritative(stack_factory: Callable[..., Stack]) -> None:
+    # The bypass: a marketing template sent as transactional would skip the footer, the cap and
+    # quiet hours. It is refused; without a category the request takes the template's.
+    stack = stack_factory(workers=0)
+    with stack.client() as c:
+        bypass = c.post("/v1/notify", json=points_expiry(category="transactional"))
+        assert bypass.status_code == 422 and bypass.json()["code"] == "category_mismatch", bypass.text
+        assert bypass.json()["reasons"][0]["code"] == "category_mismatch"
+        check = c.post("/v1/compliance/check", json=points_expiry(category="transactional")).json()
+        assert check["decision"] == "reject" and check["reasons"][0]["code"] == "category_mismatch"
+        wrong_way = c.post("/v1/notify", json=points_credited(category="marketing"))
+        assert wrong_way.status_code == 422 and wrong_way.json()["code"] == "category_mismatch"
+
+        bare = points_credited()
+        del bare["category"]
+        credited = c.post("/v1/notify", json=bare)
+        assert credited.status_code == 202, credited.text
+        view = c.get(f"/v1/notifications/{credited.json()['id']}").json()
+        assert view["category"] == "transactional"
+        assert not view["rendered"]["text"].endswith("拒收请回复R")  # no marketing footer
+
+        bare = points_expiry()
+        del bare["category"]
+        expiry = c.post("/v1/notify", json=bare).json()
+        view = c.get(f"/v1/notifications/{expiry['id']}").json()
+        assert view["category"] == "marketing" and view["rendered"]["text"].endswith("拒收请回复R")
+
+        batch = c.post(
+            "/v1/notify/batch",
+            json={
+                "defaults": {"channel": "sms", "brand": "星耀商城", "template": "points_expiry"},
+                "items": [
+                    {"to": {"phone": "13812340101"}, "params": {"name": "王先生", "points": 10, "days": 3}},
+                    {
+                        "to": {"phone": "13812340102"},
+                        "category": "transactional",
+                        "params": {"name": "王先生", "points": 10, "days": 3},
+                    },
+                ],
+            },
+        ).json()["results"]
+        assert [r["status"] for r in batch] == ["queued", "rejected"]
+        assert batch[1]["reasons"][0]["code"] == "category_mismatch"
