@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, put
@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import NotFound, TemplateRejected, Unprocessable
+from gateway.models import CHANNELS
 
 
 @get(
@@ -45,15 +46,50 @@ async def get_template(request: Request[Any, Any, Any], name: FromPath[str]) -> 
 
 
 class TemplateDocument(msgspec.Struct, forbid_unknown_fields=True):
-    """The body of PUT /v1/templates/{name}: the catalogue file's fields as JSON."""
+    """The body of PUT /v1/templates/{name}: what GET answers (one shape both ways), or the catalogue
+    file's fields as JSON (per-channel tables, params by name). ``channels`` and ``source`` are derived:
+    sent back, ``channels`` must agree with the variants and ``source`` is ignored (a PUT makes a tenant's
+    own template)."""
 
-    category: str = "marketing"
+    name: str | None = None
+    category: Literal["marketing", "transactional"] = "marketing"
     description: str = ""
-    params: dict[str, dict[str, Any]] = {}
+    params: dict[str, dict[str, Any]] | list[dict[str, Any]] = {}
+    channels: list[str] | None = None
+    variants: dict[str, dict[str, Any]] | None = None
+    source: str | None = None
     sms: dict[str, Any] | None = None
     mms: dict[str, Any] | None = None
     push: dict[str, Any] | None = None
     email: dict[str, Any] | None = None
+
+
+def _document(name: str, data: TemplateDocument) -> dict[str, Any]:
+    """The catalogue-file form of a PUT body, or 422 where its parts disagree."""
+    if data.name is not None and data.name != name:
+        raise _invalid("name", f"the body names {data.name!r}, the path {name!r}")
+    params = data.params
+    if isinstance(params, list):
+        try:
+            params = {str(p["name"]): {k: v for k, v in p.items() if k != "name"} for p in params}
+        except (KeyError, TypeError):
+            raise _invalid("params", "each param needs a name") from None
+    document: dict[str, Any] = {"category": data.category, "description": data.description, "params": params}
+    tables: dict[str, dict[str, Any]] = {c: v for c in CHANNELS if (v := getattr(data, c)) is not None}
+    if data.variants is not None:
+        if tables:
+            raise _invalid("variants", "give the variants either in variants or per channel, not both")
+        unknown = sorted(set(data.variants) - set(CHANNELS))
+        if unknown:
+            raise _invalid("variants", f"unknown channel(s): {', '.join(unknown)}")
+        tables = dict(data.variants)
+    if data.channels is not None and sorted(data.channels) != sorted(tables):
+        raise _invalid("channels", "channels must list the channels that have a variant")
+    return {**document, **tables}
+
+
+def _invalid(field: str, message: str) -> Unprocessable:
+    return Unprocessable("validation_error", message, errors=[{"field": field, "message": message}])
 
 
 @put(
@@ -73,7 +109,7 @@ async def put_template(
             "template names are letters, digits, _ and -",
             errors=[{"field": "name", "message": "invalid"}],
         )
-    document = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
+    document = _document(name, data)
     try:
         tpl = await services(request.app.state).templates.put(who.tenant, name, document, by=who.key_id)
     except TemplateRejected as exc:

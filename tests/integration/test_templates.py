@@ -69,3 +69,24 @@ def test_templates_need_the_scope_and_stay_in_their_tenant(stack: Stack) -> None
         assert c.put("/v1/templates/birthday", json=BIRTHDAY).status_code == 200
     with stack.client("other-tenant") as c:
         assert c.get("/v1/templates/birthday").status_code == 404
+
+
+def test_what_get_answers_can_be_put_back_unchanged(stack: Stack) -> None:
+    with stack.client() as c:
+        assert c.put("/v1/templates/birthday", json=BIRTHDAY).status_code == 200
+        first = c.get("/v1/templates/birthday").json()
+        back = c.put("/v1/templates/birthday", json=first)
+        assert back.status_code == 200, back.text
+        assert c.get("/v1/templates/birthday").json() == first == back.json()
+        # A catalogue template read and put back becomes the tenant's own, with the same content.
+        shipped = c.get("/v1/templates/points_credited").json()
+        own = c.put("/v1/templates/points_credited", json=shipped)
+        assert own.status_code == 200, own.text
+        assert {**own.json(), "source": "catalog"} == shipped
+        # The derived parts must agree with the template.
+        wrong = c.put("/v1/templates/birthday", json={**first, "name": "other"})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "name"
+        wrong = c.put("/v1/templates/birthday", json={**first, "channels": ["email"]})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "channels"
+        both = c.put("/v1/templates/birthday", json={**first, "sms": {"text": "{{ name }}"}})
+        assert both.status_code == 422 and both.json()["errors"][0]["field"] == "variants"
