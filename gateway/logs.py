@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -125,3 +126,28 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
+
+
+class Throttled:
+    """A warning that repeats while a dependency is down: logged at once, then at most every ``every``
+    seconds with how many were held back (a polling loop must not flood the log during an outage)."""
+
+    def __init__(self, logger: logging.Logger, every: float = 30.0) -> None:
+        self.logger = logger
+        self.every = every
+        self._last = -1e18
+        self._held = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        """Log now, or count it for the next line."""
+        now = time.monotonic()
+        if now - self._last < self.every:
+            self._held += 1
+            return
+        held, self._held, self._last = self._held, 0, now
+        suffix = f" ({held} more like it since the last)" if held else ""
+        self.logger.warning(message + suffix, *args)
+
+    def recovered(self) -> None:
+        """The next failure is news again."""
+        self._last, self._held = -1e18, 0

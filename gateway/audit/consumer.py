@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from gateway.audit.store import AuditStore
 from gateway.audit.stream import AuditRow, parse_anchor, rows_of, tenant_of
+from gateway.logs import Throttled
 from gateway.state import keys
 
 log = logging.getLogger("tidings.audit")
@@ -108,13 +109,15 @@ class AuditConsumer:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; Redis or store trouble is logged and retried."""
+        trouble = Throttled(log)
         while not stop.is_set():
             try:
                 self.step()
                 self._maybe_prune()
+                trouble.recovered()
             except (RedisError, OSError) as exc:
                 self._backlog = True
-                log.warning("audit consumer: redis error %s", type(exc).__name__)
+                trouble.warning("audit consumer: redis error %s", type(exc).__name__)
                 stop.wait(1.0)
             except Exception:
                 # The store refused (down, disk full): nothing was acknowledged, so nothing is lost.

@@ -50,13 +50,15 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         )
         worker_thread.start()
         redis_shown = f"embedded, data in {embedded.data_dir}" if embedded else url
-        _serve_api_and_simulator(settings, args, url, redis_shown)
+        _serve_api_and_simulator(settings, args, url, redis_shown, stop)
     finally:
+        # The worker first (it finishes its batch, closes the audit store), Redis last.
         stop.set()
         if worker_thread is not None:
             worker_thread.join(8)
         if embedded is not None:
             embedded.stop()
+    print("Tidings stopped.", flush=True)
     return 0
 
 
@@ -73,9 +75,11 @@ def _dev_settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve_api_and_simulator(
-    settings: Settings, args: argparse.Namespace, url: str, redis_shown: str
+    settings: Settings, args: argparse.Namespace, url: str, redis_shown: str, stop: threading.Event
 ) -> None:
-    """Run the API and the simulator until Ctrl-C (twice: at once); say where everything is."""
+    """Run the API and the simulator until Ctrl-C (twice: at once); say where everything is.
+
+    The first Ctrl-C also tells the worker to finish, so it winds down while the servers do."""
     from channels.simserver import Simulator
     from gateway.api.app import create_app
     from gateway.api.servers import make_server
@@ -85,6 +89,7 @@ def _serve_api_and_simulator(
     sim = make_server(Simulator(api_url, settings.simulator_secret), args.host, args.sim_port)
 
     def request_exit(*_: Any) -> None:
+        stop.set()
         if api.should_exit:
             api.force_exit = sim.force_exit = True
         api.should_exit = sim.should_exit = True

@@ -49,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(settings, args)
         return result
+    except KeyboardInterrupt:  # Ctrl-C before a command set its own handler: no traceback
+        print("tidings: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `tidings ... | head`: the reader left; end quietly
+        sys.stderr.close()
+        return 0
     except CliError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2

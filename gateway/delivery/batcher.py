@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import redis
 from rq import Queue
 
+from gateway.logs import Throttled
 from gateway.state import keys, scripts
 from gateway.timeutil import system_clock, to_real
 
@@ -105,6 +106,7 @@ class Batcher(threading.Thread):
         tenants: list[str] = []
         refreshed = 0.0
         sleep = self.MIN_SLEEP
+        trouble = Throttled(log)
         try:
             while not self.stopping.is_set():
                 try:
@@ -115,8 +117,9 @@ class Batcher(threading.Thread):
                         )
                         refreshed = time.monotonic()
                     moved, full = self.move(conn, enqueuer, tenants)
+                    trouble.recovered()
                 except redis.RedisError as exc:
-                    log.warning("batcher: redis error %s", type(exc).__name__)
+                    trouble.warning("batcher: redis error %s", type(exc).__name__)
                     moved, full = 0, False
                 if full:
                     continue

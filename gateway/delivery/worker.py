@@ -34,6 +34,7 @@ from gateway.audit.consumer import AuditConsumer, AuditThread
 from gateway.delivery.batcher import Batcher, Enqueuer
 from gateway.delivery.engine import DeliveryEngine, Retry
 from gateway.delivery.health import RedisHealth
+from gateway.logs import Throttled
 from gateway.models import CHANNELS
 from gateway.services import build_services
 from gateway.settings import Settings
@@ -131,12 +132,14 @@ class Housekeeper(threading.Thread):
         enqueuer = Enqueuer(conn, self.settings.batch_size)
         scheduler = RQScheduler(self.queues, connection=conn)
         reap = conn.register_script(REAP)
+        trouble = Throttled(log)
         try:
             while not self.stopping.is_set():
                 try:
                     self.tick(conn, enqueuer, scheduler, reap)
+                    trouble.recovered()
                 except redis.RedisError as exc:
-                    log.warning("housekeeping: redis error %s", type(exc).__name__)
+                    trouble.warning("housekeeping: redis error %s", type(exc).__name__)
                 self.stopping.wait(self.settings.housekeeping_interval_seconds)
         finally:
             with contextlib.suppress(redis.RedisError):

@@ -62,7 +62,11 @@ class EmbeddedRedis:
             port = free_port()
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # noqa: S603 - our own binary
+        # Its own session: a Ctrl-C in the terminal (SIGINT to the whole process group) must not stop
+        # Redis under a worker that is still finishing; the owner stops it last.
+        self.process = subprocess.Popen(  # noqa: S603 - our own binary
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -120,3 +120,43 @@ def _ready(api: str) -> bool:
         return httpx.get(f"{api}/readyz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_ctrl_c_in_a_terminal_stops_dev_quickly_and_quietly(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C is SIGINT to the whole foreground process group, the embedded Redis's
+    # too: everything must still stop in order, under 3 s, without a flood of warnings.
+    port, sim_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    var = tmp_path / "var"
+    proc = subprocess.Popen(
+        [*tidings_command(), "dev", "--port", str(port), "--sim-port", str(sim_port), "--data-dir", str(var)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    api = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(api), timeout=30, interval=0.1)
+        auth = {"Authorization": "Bearer dev-key"}
+        # The audit store is open in the API and the worker: both must close it.
+        assert httpx.get(f"{api}/v1/audit/events", headers=auth).status_code == 200
+        wait_for(lambda: (var / "audit.sqlite3-wal").exists(), timeout=10)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert elapsed < 3.0, (elapsed, out[-3000:])
+    assert proc.returncode == 0, out[-3000:]
+    tail = out[out.index("Ctrl-C stops everything.") :]
+    assert "Traceback" not in out
+    assert tail.count("WARNING") <= 3, tail[-3000:]
+    assert out.rstrip().endswith("Tidings stopped."), out[-500:]
+    assert not (var / "audit.sqlite3-wal").exists()  # SQLite closed cleanly
+    assert not (var / "redis.sock").exists()
