@@ -26,6 +26,8 @@ from channels.http import HttpAdapter, json_or_none
 from channels.urls import ProviderURL
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+# The audience Google's token endpoint requires in the service-account JWT.
+TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
 TRANSIENT = frozenset({"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"})
 
 
@@ -67,7 +69,7 @@ class FcmPush(HttpAdapter):
             claims = {
                 "iss": self.client_email,
                 "scope": SCOPE,
-                "aud": self.token_uri,
+                "aud": TOKEN_AUDIENCE,  # Google's, wherever the exchange is sent (a proxy, a stand-in)
                 "iat": now,
                 "exp": now + 3600,
             }

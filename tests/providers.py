@@ -180,7 +180,7 @@ class ProviderServer:
                 form.get("assertion", ""),
                 public,  # type: ignore[arg-type]
                 algorithms=["RS256"],
-                audience=f"http://{headers.get('host')}/token",
+                audience="https://oauth2.googleapis.com/token",  # what Google's endpoint requires
                 issuer=self.user,
             )
         except jwt.PyJWTError:

@@ -70,6 +70,8 @@ class Outcomes:
             attempt_ev += "\n" + sent_ev
             fields = {
                 "status": Status.SENT,
+                # An earlier attempt's error is not this notification's any more (its attempt keeps it).
+                "error_code": "",
                 "provider": result.provider,
                 "provider_message_id": result.provider_message_id or "",
                 "sent_at": repr(done),

@@ -32,6 +32,14 @@ def test_thirty_percent_http_500_all_delivered_through_retries(stack: Stack) -> 
     assert len(stack.messages()) == 60
     assert len({m["reference"] for m in stack.messages()}) == 60
     assert retry_count() - before > 5  # about 0.3 * 60 first-attempt failures, more on later attempts
+    # A delivered notification shows no error of an earlier failed attempt; the attempts keep theirs.
+    with stack.client() as c:
+        views = [c.get(f"/v1/notifications/{i}").json() for i in ids]
+    retried = [v for v in views if len(v["attempts"]) > 1]
+    assert retried
+    for v in retried:
+        assert v["status"] == "delivered" and v["error_code"] is None, v
+        assert v["attempts"][0]["outcome"] == "retry" and v["attempts"][0]["error_code"]
 
 
 def run_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
