@@ -55,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Held (scheduled) notifications per tenant and channel: past it, notifies that would be held get
     # 429 too_many_scheduled (Redis memory is bounded, not only the queues that drain).
     max_held_per_channel: Annotated[int, Meta(ge=1)] = 5_000_000
+    # How far ahead send_at may be (Twilio's scheduling window is 35 days too): further is a 422.
+    max_schedule_days: Annotated[int, Meta(ge=1, le=366)] = 35
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 86_400
     record_ttl_seconds: Annotated[int, Meta(ge=3600)] = 7 * 86_400
     api_key_cache_seconds: Annotated[float, Meta(ge=0)] = 5.0

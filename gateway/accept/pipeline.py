@@ -14,7 +14,7 @@ from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.state import Moment
 from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
-from gateway.accept.request import render_request, resolve_category, resolve_recipient
+from gateway.accept.request import check_send_at, render_request, resolve_category, resolve_recipient
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.accept.writes import (
     NO_SUPPRESSIONS,
@@ -225,7 +225,7 @@ class Acceptor:
             raise Rejected(channel, [verdict.reason])
 
         now = self.clock()
-        send_at = req.send_at.timestamp() if req.send_at else None
+        send_at = check_send_at(req, now, self.settings.max_schedule_days)
         expires_at = req.expires_at.timestamp() if req.expires_at else None
         moment = Moment(now, max(now, send_at or now), zone, category, expires_at, rules)
         due, held_by, reasons, timing = self._timing(moment, list(draft.warnings))

@@ -45,6 +45,25 @@ def resolve_recipient(req: NotifyRequest, default_region: str) -> tuple[str, str
     return address, zone or DEFAULT_TIMEZONE
 
 
+def check_send_at(req: NotifyRequest, now: float, horizon_days: int) -> float | None:
+    """``send_at`` as epoch seconds; one further ahead than the scheduling horizon is refused."""
+    if req.send_at is None:
+        return None
+    send_at = req.send_at.timestamp()
+    if send_at - now > horizon_days * 86_400:
+        raise Rejected(
+            req.channel,
+            [
+                reason(
+                    Reason.VALIDATION_ERROR,
+                    f"send_at is more than {horizon_days} days ahead",
+                    field="send_at",
+                )
+            ],
+        )
+    return send_at
+
+
 def resolve_category(req: NotifyRequest, renderer: Renderer) -> str:
     """The category a message counts in: its template's (authoritative), else the request's, else marketing.
 

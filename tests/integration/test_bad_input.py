@@ -300,3 +300,16 @@ def test_nothing_half_applied_by_rejected_requests(stack: Stack, rdb: Any) -> No
 
 
 _ = store_key
+
+
+def test_send_at_further_than_the_scheduling_horizon_is_refused(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with stack.client() as c:
+        far = (datetime.now(UTC) + timedelta(days=36)).isoformat()
+        r = c.post("/v1/notify", json={**GOOD, "send_at": far})
+        assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+        assert r.json()["reasons"][0]["field"] == "send_at"
+        near = (datetime.now(UTC) + timedelta(days=34)).isoformat()
+        ok = c.post("/v1/notify", json={**GOOD, "send_at": near})
+        assert ok.status_code == 202 and ok.json()["status"] == "scheduled", ok.text
