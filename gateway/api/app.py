@@ -17,9 +17,15 @@ from gateway.api import notifications, notify, ops
 from gateway.api import templates as templates_api
 from gateway.api.audit import HANDLERS as AUDIT_HANDLERS
 from gateway.api.auth import Authenticator, RateLimiter
-from gateway.api.deps import Services
+from gateway.api.deps import Services, authenticate
 from gateway.api.optouts import HANDLERS as OPTOUT_HANDLERS
-from gateway.api.problems import on_http_exception, on_problem_error, on_redis_error, on_unexpected
+from gateway.api.problems import (
+    on_http_exception,
+    on_problem_error,
+    on_redis_error,
+    on_too_deep,
+    on_unexpected,
+)
 from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
 from gateway.api.replies import HANDLERS as REPLY_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
@@ -74,11 +80,13 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *AUDIT_HANDLERS,
         ],
         lifespan=[lifespan],
+        before_request=authenticate,
         middleware=[RequestIdMiddleware],
         exception_handlers={
             ProblemError: on_problem_error,
             HTTPException: on_http_exception,
             redis.RedisError: on_redis_error,
+            RecursionError: on_too_deep,
             Exception: on_unexpected,
         },
         request_max_body_size=settings.max_body_bytes,

@@ -82,10 +82,29 @@ def raw_header(request: Request[Any, Any, Any], name: bytes) -> str | None:
     return None
 
 
+_PRINCIPAL = "tidings.principal"
+# /v1/ routes that do not take an API key: provider callbacks (their own proof) and unsubscribe links.
+_KEYLESS = ("/v1/inbound/", "/v1/unsubscribe/")
+
+
+async def authenticate(request: Request[Any, Any, Any]) -> None:
+    """Before any body is read (Litestar's before_request): who is calling, 401 when nobody known.
+
+    A hostile body (1,000 levels deep, megabytes of JSON) from a caller without a key is refused
+    before a byte of it is decoded; the handler's ``principal`` then checks the scope and the rate.
+    """
+    path: str = request.scope["path"]
+    if path.startswith("/v1/") and not path.startswith(_KEYLESS):
+        svc = services(request.app.state)
+        request.scope[_PRINCIPAL] = await svc.auth.principal(raw_header(request, b"authorization"))  # type: ignore[literal-required]
+
+
 async def principal(request: Request[Any, Any, Any], scope: str) -> Principal:
     """Authenticate the caller, check a scope and the key's request rate (429 with Retry-After)."""
     svc = services(request.app.state)
-    who = await svc.auth.principal(raw_header(request, b"authorization"))
+    who: Principal | None = request.scope.get(_PRINCIPAL)  # type: ignore[assignment]
+    if who is None:
+        who = await svc.auth.principal(raw_header(request, b"authorization"))
     who.require(scope)
     wait = svc.limiter.check(who.key_id, time.monotonic())
     if wait > 0:

@@ -80,6 +80,13 @@ def on_redis_error(_: Request[Any, Any, Any], exc: redis.RedisError) -> Response
     return problem_response(503, body, {"Retry-After": "1"})
 
 
+def on_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    """A JSON body nested past what the decoder follows: the client's mistake, not ours."""
+    log.warning("refused a JSON body nested too deep")
+    body = problem(400, "malformed_json", "Malformed JSON", "the JSON body is nested too deep")
+    return problem_response(400, body)
+
+
 def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A bug: log it, answer a plain 500 problem without internals."""
     log.exception("unhandled error", exc_info=exc)

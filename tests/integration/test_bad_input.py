@@ -313,3 +313,26 @@ def test_send_at_further_than_the_scheduling_horizon_is_refused(stack: Stack) ->
         near = (datetime.now(UTC) + timedelta(days=34)).isoformat()
         ok = c.post("/v1/notify", json={**GOOD, "send_at": near})
         assert ok.status_code == 202 and ok.json()["status"] == "scheduled", ok.text
+
+
+DEEP = b'{"to": {"phone": "13812345678"}, "metadata": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+JSON_ENDPOINTS = [
+    ("POST", "/v1/notify"),
+    ("POST", "/v1/notify/batch"),
+    ("POST", "/v1/compliance/check"),
+    ("PUT", "/v1/templates/deep"),
+    ("PUT", "/v1/optouts/13812345678"),
+    ("DELETE", "/v1/optouts/13812345678"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+def test_a_body_nested_a_thousand_deep_is_refused_with_a_4xx(stack: Stack, method: str, path: str) -> None:
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=stack.api_url) as anonymous:
+        r = anonymous.request(method, path, content=DEEP, headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized", r.text  # before decoding
+    with stack.client() as c:
+        r = c.request(method, path, content=DEEP, headers=headers)
+        assert r.status_code == 400 and r.json()["code"] == "malformed_json", r.text
+        assert r.json()["status"] == 400

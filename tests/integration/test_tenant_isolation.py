@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from gateway.api.auth import SCOPES
 from tests.conftest import Stack, make_key, points_expiry, wait_for
+
+# Weeks ahead: scheduled, inside the scheduling horizon (35 days).
+LATER = (datetime.now(UTC) + timedelta(days=20)).isoformat()
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +32,7 @@ def test_a_key_of_one_tenant_reaches_nothing_of_another(stack: Stack) -> None:
         sent = b.post("/v1/notify", json=points_expiry("13800138001", idempotency_key="ledger-1")).json()[
             "id"
         ]
-        later = b.post(
-            "/v1/notify", json=points_expiry("13800138002", send_at="2099-01-01T00:00:00+08:00")
-        ).json()["id"]
+        later = b.post("/v1/notify", json=points_expiry("13800138002", send_at=LATER)).json()["id"]
         assert b.put("/v1/optouts/13800138003", json={"reason": "B 的会员"}).status_code == 200
         assert b.put("/v1/templates/b_only", json=TEMPLATE).status_code == 200
         wait_for(lambda: b.get(f"/v1/notifications/{sent}").json()["status"] == "delivered", timeout=10)
