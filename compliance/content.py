@@ -23,7 +23,7 @@ UNSUBSCRIBE = re.compile(
     r"(拒收请回复\s*[RrＲｒ]|回\s*复?\s*(?:TD|T|N|R|ＴＤ|Ｔ)\s*退订|退订\s*(?:请)?回\s*复?\s*(?:TD|T|N|ＴＤ|Ｔ)|回\s*复?\s*(?:TD|T|R)\s*拒收)",
     re.IGNORECASE,
 )
-TEXT_FIELDS = ("text", "subject", "title", "html")
+TEXT_FIELDS = ("text", "subject", "title", "body", "html")
 
 
 @dataclass(slots=True)
@@ -57,6 +57,35 @@ class Rule(Protocol):
     def check(self, draft: Draft) -> Verdict | None:
         """A blocking verdict, or None (the rule may have rewritten the draft or added a warning)."""
         ...
+
+
+# Control characters (tab, LF and CR aside) and the bidirectional overrides and isolates: invisible
+# in a handset's rendering, they can make a text read otherwise than it was checked (Trojan Source).
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# Header-like fields: a CR or LF in an email subject or a push title could start a header of its own.
+_ONE_LINE = ("subject", "title")
+
+
+class SafeTextRule:
+    """Refuses text with control characters or bidi overrides, and line breaks in one-line fields."""
+
+    name = "content"
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """Every text field as rendered (template params come from the caller)."""
+        for name in TEXT_FIELDS:
+            value = draft.fields.get(name)
+            if not isinstance(value, str) or not value:
+                continue
+            bad = _UNSAFE.search(value)
+            if bad is None and name in _ONE_LINE and ("\r" in value or "\n" in value):
+                why = f"{name} must be one line (no CR or LF)"
+            elif bad is not None:
+                why = f"{name} holds the invisible character U+{ord(bad.group(0)):04X} at {bad.start()}"
+            else:
+                continue
+            return Verdict(self.name, reason(Reason.INVALID_CONTENT, why, field=name))
+        return None
 
 
 class WordingRule:
@@ -185,8 +214,8 @@ class LengthRule:
 
 
 def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
-    """The content rules, in order: wording on the caller's text first, then the SMS rules."""
-    return (WordingRule(matcher), SignatureRule(), FooterRule(), LengthRule())
+    """The content rules, in order: safe characters, wording on the caller's text, then the SMS rules."""
+    return (SafeTextRule(), WordingRule(matcher), SignatureRule(), FooterRule(), LengthRule())
 
 
 def run(pipeline: Sequence[Rule], draft: Draft) -> Verdict | None:

@@ -28,6 +28,7 @@ class Reason(StrEnum):
     CANCELLED = "cancelled"
     CATEGORY_MISMATCH = "category_mismatch"
     UNKNOWN_BRAND = "unknown_brand"
+    INVALID_CONTENT = "invalid_content"
 
 
 class ReasonEntry(TypedDict, total=False):

@@ -14,7 +14,13 @@ from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.state import Moment
 from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
-from gateway.accept.request import check_send_at, render_request, resolve_category, resolve_recipient
+from gateway.accept.request import (
+    check_send_at,
+    claimed_category,
+    render_request,
+    resolve_category,
+    resolve_recipient,
+)
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.accept.writes import (
     NO_SUPPRESSIONS,
@@ -344,7 +350,7 @@ class Acceptor:
         """Rejected requests are never stored, but auditors see that, and why, they were refused."""
         for req, rej in rejected:
             channel = rej.channel if rej.channel in CHANNELS else "unknown"
-            category = (req.category or "unknown") if req is not None else "unknown"
+            category = claimed_category(req)
             metrics.ACCEPTED.inc(channel, category, Status.REJECTED)
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for req, rej in rejected:
@@ -361,7 +367,7 @@ class Acceptor:
                     events.RejectedRequest(
                         at=events.at(),
                         channel=rej.channel or None,
-                        category=req.category if req is not None else None,
+                        category=claimed_category(req) if req is not None else None,
                         brand=req.brand if req is not None else None,
                         reasons=rej.reasons,
                     )
@@ -381,17 +387,3 @@ class Acceptor:
                     )
                 ],
             )
-
-
-async def accept_fallbacks(
-    acceptor: Acceptor, tenant: str, requests: list[dict[str, Any]]
-) -> list[tuple[int, dict[str, Any]]]:
-    """Accept notifications a worker builds for fallback channels: (HTTP status, body) for each."""
-    reqs: list[NotifyRequest | Rejected] = []
-    for raw in requests:
-        try:
-            reqs.append(msgspec.convert(raw, NotifyRequest, strict=False))
-        except msgspec.ValidationError as exc:
-            reqs.append(Rejected(str(raw.get("channel", "")), [reason(Reason.VALIDATION_ERROR, str(exc))]))
-    answers = await acceptor.notify_many(tenant, reqs)
-    return [(a.status, a.body if isinstance(a.body, dict) else msgspec.to_builtins(a.body)) for a in answers]

@@ -121,3 +121,10 @@ def render_request(req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
         }[channel]
         raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
     return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
+
+
+def claimed_category(req: NotifyRequest | None) -> str:
+    """A refused request's category for metrics and audit: what it said, else free content's default."""
+    if req is None:
+        return "unknown"
+    return req.category or ("unknown" if req.template else "marketing")

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from compliance.reasons import Reason, reason
 from gateway import events
-from gateway.models import Status
+from gateway.accept.pipeline import Acceptor
+from gateway.errors import Rejected
+from gateway.models import NotifyRequest, Status
 from gateway.state.store import Claimed
 from gateway.timeutil import rfc3339
 
@@ -40,3 +45,17 @@ def fallback_event(request: dict[str, Any], status: int, body: dict[str, Any]) -
             http_status=status,
         )
     )
+
+
+async def accept_fallbacks(
+    acceptor: Acceptor, tenant: str, requests: list[dict[str, Any]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Accept notifications a worker builds for fallback channels: (HTTP status, body) for each."""
+    reqs: list[NotifyRequest | Rejected] = []
+    for raw in requests:
+        try:
+            reqs.append(msgspec.convert(raw, NotifyRequest, strict=False))
+        except msgspec.ValidationError as exc:
+            reqs.append(Rejected(str(raw.get("channel", "")), [reason(Reason.VALIDATION_ERROR, str(exc))]))
+    answers = await acceptor.notify_many(tenant, reqs)
+    return [(a.status, a.body if isinstance(a.body, dict) else msgspec.to_builtins(a.body)) for a in answers]

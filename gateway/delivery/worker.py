@@ -28,11 +28,11 @@ from rq.timeouts import TimerDeathPenalty
 from channels.config import load_router, simulator_router
 from channels.routing import Router
 from gateway import metrics
-from gateway.accept.pipeline import accept_fallbacks
 from gateway.audit.backends import open_store
 from gateway.audit.consumer import AuditConsumer, AuditThread
 from gateway.delivery.batcher import Batcher, Enqueuer
 from gateway.delivery.engine import DeliveryEngine, Retry
+from gateway.delivery.fallback import accept_fallbacks
 from gateway.delivery.health import RedisHealth
 from gateway.logs import Throttled
 from gateway.models import CHANNELS

@@ -41,6 +41,7 @@ def test_points_expiry_sms_is_delivered_with_timeline(stack: Stack) -> None:
     assert [e["type"] for e in view["events"]] == ["accepted", "compliance", "attempt", "sent", "receipt"]
     decided = {d["rule"]: d["outcome"] for d in view["events"][1]["decisions"]}
     assert decided == {
+        "content": "pass",
         "wording": "pass",
         "signature": "pass",
         "unsubscribe_footer": "pass",

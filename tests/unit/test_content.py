@@ -26,7 +26,13 @@ def test_marketing_sms_gets_signature_and_footer() -> None:
     assert run(PIPE, d) is None
     assert d.fields["text"] == "【星耀商城】您的积分即将清零拒收请回复R"
     assert (d.encoding, d.segments) == ("UCS-2", 1)
-    assert [name for name, _, _ in d.decisions] == ["wording", "signature", "unsubscribe_footer", "length"]
+    assert [name for name, _, _ in d.decisions] == [
+        "content",
+        "wording",
+        "signature",
+        "unsubscribe_footer",
+        "length",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -115,3 +121,34 @@ quiet_start = "22:00"
     r = p.rules("acme", "甲")
     assert (r.monthly_cap, r.unsubscribe_footer, r.quiet_start) == (6, "回TD退订", 22 * 60)
     assert p.rules("other", "甲").monthly_cap == 4
+
+
+@pytest.mark.parametrize(
+    ("fields", "channel", "field"),
+    [
+        ({"text": "积分\u202e到账"}, "sms", "text"),  # right-to-left override
+        ({"text": "积分\u2066到账\u2069"}, "sms", "text"),  # isolate
+        ({"text": "积分\x00到账"}, "sms", "text"),
+        ({"text": "积分\x1b[31m到账"}, "sms", "text"),  # a terminal escape
+        ({"subject": "积分到账\r\nBcc: all@example.com", "text": "您好"}, "email", "subject"),
+        ({"title": "积分\n到账", "body": "您好"}, "push", "title"),
+        ({"title": "积分到账", "body": "您好\u202d"}, "push", "body"),
+    ],
+)
+def test_control_characters_bidi_overrides_and_header_breaks_are_refused(
+    fields: dict[str, str], channel: str, field: str
+) -> None:
+    d = Draft(channel=channel, category="transactional", brand="星耀商城", fields=dict(fields), rules=RULES)
+    v = run(PIPE, d)
+    assert v is not None and v.reason["code"] == "invalid_content" and v.reason["field"] == field
+
+
+def test_line_breaks_and_tabs_in_a_text_body_are_fine() -> None:
+    d = Draft(
+        channel="sms",
+        category="transactional",
+        brand="星耀商城",
+        fields={"text": "您好:\n积分\t200"},
+        rules=RULES,
+    )
+    assert run(PIPE, d) is None
