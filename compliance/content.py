@@ -88,6 +88,20 @@ class SafeTextRule:
         return None
 
 
+# What the law says of each category of banned term (banned_terms.tsv), for the reason's detail.
+_LAW = {
+    "absolute": "absolute wording banned by Advertising Law art. 9(3)",
+    "brand_status": "honours or endorsements an advertisement may not claim (Advertising Law art. 9, Trademark Law art. 14)",
+    "efficacy": "cure or efficacy claims ordinary goods may not make (Advertising Law arts. 16-17)",
+}
+
+
+def _why_banned(blocked: list[dict[str, Any]]) -> str:
+    """The law behind the blocked terms (their categories in the list's order)."""
+    categories = dict.fromkeys(str(b.get("category", "absolute")) for b in blocked)
+    return "; ".join(_LAW.get(c, f"wording banned ({c})") for c in categories)
+
+
 class WordingRule:
     """Banned absolute wording blocks; time-pressure words warn."""
 
@@ -123,7 +137,7 @@ class WordingRule:
                 self.name,
                 reason(
                     Reason.BANNED_WORDING,
-                    f"absolute wording banned by Advertising Law art. 9(3): {words}",
+                    f"{_why_banned(blocked)}: {words}",
                     terms=blocked,
                 ),
             )
