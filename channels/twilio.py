@@ -21,7 +21,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -48,24 +48,59 @@ EMPTY_TWIML = Ack(b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 # Twilio's webhook signature: base64 HMAC-SHA1 of the URL followed by the sorted POST parameters.
-def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    """The X-Twilio-Signature value Twilio sends for a form POST to url with params."""
-    payload = url + "".join(f"{key}{params[key]}" for key in sorted(params))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str | Sequence[str]]) -> str:
+    """The X-Twilio-Signature value Twilio sends for a form POST to url with params.
+
+    Each key in sorted order followed by its value; a key given several times contributes each of
+    its distinct values, sorted (as Twilio's own validator computes it).
+    """
+    parts = [url]
+    for key in sorted(params):
+        value = params[key]
+        for one in sorted(set(value)) if not isinstance(value, str) else (value,):
+            parts += (key, one)
+    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
 
-def verify_twilio(auth_token: str, url: str, params: Mapping[str, str], header: str | None) -> bool:
-    """Constant-time check of X-Twilio-Signature."""
+def url_variants(url: str) -> list[str]:
+    """The URL as given, and with its scheme's default port added or removed: what Twilio signed
+    depends on how the webhook URL was written in its console (Twilio's validator accepts both)."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    if default is None or not host or parts.port not in (None, default):
+        return [url]
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    userinfo = parts.netloc.rpartition("@")[0]
+    userinfo = userinfo + "@" if userinfo else ""
+    other = f"{userinfo}{host}" if parts.port else f"{userinfo}{host}:{default}"
+    return [url, urlunsplit(parts._replace(netloc=other))]
+
+
+def verify_twilio(
+    auth_token: str, url: str, params: Mapping[str, str | Sequence[str]], header: str | None
+) -> bool:
+    """Constant-time check of X-Twilio-Signature against the URL with and without its default port."""
     if not header:
         return False
-    return hmac.compare_digest(twilio_signature(auth_token, url, params), header.strip())
+    given = header.strip()
+    return any(
+        hmac.compare_digest(twilio_signature(auth_token, candidate, params), given)
+        for candidate in url_variants(url)
+    )
 
 
 def form_fields(callback: Callback) -> dict[str, str]:
-    """A callback's form fields."""
+    """A callback's form fields (the first value of a repeated key)."""
+    return {key: values[0] for key, values in form_values(callback).items()}
+
+
+def form_values(callback: Callback) -> dict[str, list[str]]:
+    """A callback's form fields with every value of a repeated key (what the signature covers)."""
     try:
-        return dict(parse_qsl(callback.body.decode("utf-8"), keep_blank_values=True))
+        return parse_qs(callback.body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
         raise MalformedCallback("malformed_request", "body is not UTF-8") from None
 
@@ -130,7 +165,7 @@ class TwilioMessages(HttpAdapter):
     def verify_callback(cls, callback: Callback, secret: str) -> None:
         """X-Twilio-Signature, made with the account's auth token (``secret``)."""
         signature = callback.headers.get("x-twilio-signature")
-        if not verify_twilio(secret, callback.url, form_fields(callback), signature):
+        if not verify_twilio(secret, callback.url, form_values(callback), signature):
             raise ForgedCallback("bad_signature", "X-Twilio-Signature does not verify")
 
     @classmethod

@@ -177,3 +177,41 @@ def test_twilio_signature_matches_the_published_example() -> None:
     assert verify_twilio("12345", url, params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
     assert not verify_twilio("12345", url, {**params, "Digits": "1235"}, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
     assert not verify_twilio("12345", url, params, None)
+
+
+def test_twilio_signature_holds_with_or_without_the_default_port_and_over_repeated_keys() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    from channels.twilio import verify_twilio
+
+    def signed(url: str, payload: str) -> str:  # written out by hand, as Twilio's docs describe it
+        return base64.b64encode(hmac.new(b"12345", (url + payload).encode(), hashlib.sha1).digest()).decode()
+
+    params = {"From": "+12349013030", "To": "+18005551212"}
+    fields = "From+12349013030To+18005551212"
+    # Twilio signed the URL as its console had it; we see it with or without :443.
+    assert verify_twilio(
+        "12345", "https://mycompany.com/sms", params, signed("https://mycompany.com:443/sms", fields)
+    )
+    assert verify_twilio(
+        "12345", "https://mycompany.com:443/sms", params, signed("https://mycompany.com/sms", fields)
+    )
+    assert verify_twilio(
+        "12345", "http://mycompany.com:80/sms", params, signed("http://mycompany.com/sms", fields)
+    )
+    # Not any port: only the scheme's default.
+    assert not verify_twilio(
+        "12345", "https://mycompany.com:8443/sms", params, signed("https://mycompany.com/sms", fields)
+    )
+    # A repeated key: each distinct value, sorted, after the key.
+    repeated = {"MediaUrl": ["https://b.example/2.jpg", "https://a.example/1.jpg"], "To": "+18005551212"}
+    sig = signed(
+        "https://mycompany.com/sms",
+        "MediaUrlhttps://a.example/1.jpgMediaUrlhttps://b.example/2.jpgTo+18005551212",
+    )
+    assert verify_twilio("12345", "https://mycompany.com/sms", repeated, sig)
+    assert not verify_twilio(
+        "12345", "https://mycompany.com/sms", {**repeated, "MediaUrl": ["https://a.example/1.jpg"]}, sig
+    )
