@@ -227,7 +227,7 @@ async def audit_export(
 
     return Stream(
         body(),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds "; charset=utf-8" to text types
         headers={"Content-Disposition": f'attachment; filename="audit-{who.tenant}.csv"'},
     )
 

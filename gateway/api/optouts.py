@@ -149,7 +149,7 @@ async def export_optouts(request: Request[Any, Any, Any]) -> Stream:
         async for e in svc.optouts.export(who.tenant):
             yield csv_line(e).encode()
 
-    return Stream(rows(), media_type="text/csv; charset=utf-8")
+    return Stream(rows(), media_type="text/csv")  # Litestar adds "; charset=utf-8" to text types
 
 
 def csv_line(e: dict[str, Any]) -> str:

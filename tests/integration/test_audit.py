@@ -208,7 +208,9 @@ def test_an_auditor_sees_a_members_whole_day_in_order_and_no_plain_number_is_sto
     assert opt_in["data"]["consent_evidence"] == "会员在门店签字同意重新接收, 登记电话 139****0001"
 
     assert verify["ok"] is True and verify["checked"] >= len(events)
-    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    assert (
+        export.status_code == 200 and export.headers["content-type"] == "text/csv; charset=utf-8"
+    )  # one charset
     rows = list(csv.DictReader(io.StringIO(export.text)))
     assert [int(r["seq"]) for r in rows if r["address"] == MASKED] == seqs
 
