@@ -206,13 +206,6 @@ def encode(ev: Event) -> str:
     return _encoder.encode(ev).decode()
 
 
-def tenant_event(kind: str, **fields: Any) -> str:
-    """An event of the union built from its type and fields (None fields left out), checked and encoded."""
-    raw = {"type": kind, "at": at(), **{k: v for k, v in fields.items() if v is not None}}
-    ev: Event = msgspec.convert(raw, AnyEvent)
-    return encode(ev)
-
-
 def at(epoch: float | None = None) -> str:
     """An event time: now, or the given epoch, in RFC 3339."""
     return rfc3339(system_clock() if epoch is None else epoch) or ""

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gateway import events
 from gateway.audit.stream import parse_anchor, rows_of, tenant_of
-from gateway.events import tenant_event
 from gateway.recipients import scrub
 
 
@@ -58,7 +58,7 @@ def test_one_stream_entry_becomes_one_row_per_event() -> None:
 
 
 def test_tenant_events_and_anchors() -> None:
-    ev = tenant_event("opt_in", brand=None, consent_evidence="门店签字")
+    ev = events.encode(events.OptedIn(at=events.at(), brand=None, consent_evidence="门店签字"))
     assert '"brand"' not in ev and '"consent_evidence":"门店签字"' in ev
     assert parse_anchor(b"12 abc") == (12, "abc")
     assert parse_anchor(None) is None
