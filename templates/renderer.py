@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 import markupsafe
-from jinja2 import nodes
+from jinja2 import nodes, sandbox
 from jinja2.sandbox import SandboxedEnvironment
 
 CATALOG_DIR = Path(__file__).with_name("catalog")
@@ -90,10 +90,37 @@ def parse_template(data: Mapping[str, Any], *, source: str) -> Template:
                 if f in variant:
                     env = _html_env if f == "html" else _text_env
                     env.from_string(str(variant[f]))  # compile now: a syntax error fails at load
+                    _refuse_unsafe(env, str(variant[f]), f"{source}: [{channel}] {f}")
             variants[channel] = variant
     except (KeyError, TypeError, AttributeError, jinja2.TemplateSyntaxError) as exc:
         raise InvalidTemplate(f"{source}: {exc}") from None
     return Template(name, category, str(data.get("description", "")), params, variants)
+
+
+# What the sandbox refuses on every object (jinja2.sandbox): private and dunder attributes and the
+# internals of functions, methods, frames and generators. Written in a template, such an access can
+# never render, so it is refused when the template is stored, not at every notify.
+_UNSAFE_ATTRIBUTES = (
+    sandbox.UNSAFE_FUNCTION_ATTRIBUTES
+    | sandbox.UNSAFE_METHOD_ATTRIBUTES
+    | sandbox.UNSAFE_GENERATOR_ATTRIBUTES
+    | sandbox.UNSAFE_COROUTINE_ATTRIBUTES
+    | sandbox.UNSAFE_ASYNC_GENERATOR_ATTRIBUTES
+    | {"mro", "tb_frame", "f_globals", "f_locals", "f_builtins"}
+)
+
+
+def _refuse_unsafe(env: jinja2.Environment, source: str, where: str) -> None:
+    """An InvalidTemplate for an attribute or item the sandbox would refuse, written literally."""
+    for node in env.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            name: object = node.attr
+        else:
+            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        if isinstance(name, str) and (name.startswith("_") or name in _UNSAFE_ATTRIBUTES):
+            raise InvalidTemplate(
+                f"{where}: {name!r} is not available in templates (the sandbox refuses it on line {node.lineno})"
+            )
 
 
 def load_catalog(directory: Path = CATALOG_DIR) -> dict[str, Template]:

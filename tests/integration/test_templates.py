@@ -37,7 +37,7 @@ def test_put_then_send_with_it(stack: Stack) -> None:
         )
         assert sent.status_code == 202, sent.text
     msg = wait_for(stack.messages, timeout=5)[0]
-    assert msg["text"] == "【星耀商城】李女士,生日快乐!会员生日礼500积分已到账。拒收请回复R"
+    assert msg["text"] == "【星耀商城】李女士,生日快乐!会员生日礼500积分已到账。 拒收请回复R"
 
 
 def test_put_refuses_banned_wording_and_footer_on_transactional(stack: Stack) -> None:
@@ -57,6 +57,16 @@ def test_put_refuses_banned_wording_and_footer_on_transactional(stack: Stack) ->
         assert tx.status_code == 422 and tx.json()["code"] == "unsubscribe_on_transactional"
         syntax = c.put("/v1/templates/broken", json={"sms": {"text": "{{ name "}})
         assert syntax.status_code == 422 and syntax.json()["code"] == "validation_error"
+        # A template the sandbox can never render is refused when stored, not at every notify.
+        for source in (
+            "{{ name.__class__.__mro__ }}",
+            "{{ name['__init__'] }}",
+            "{{ cycler.__init__.__globals__ }}",
+        ):
+            unsafe = c.put("/v1/templates/sneaky", json={"sms": {"text": f"【星耀商城】{source}"}})
+            assert unsafe.status_code == 422 and unsafe.json()["code"] == "validation_error", unsafe.text
+            assert "sandbox" in unsafe.json()["reasons"][0]["detail"]
+        assert c.get("/v1/templates/sneaky").status_code == 404
         assert c.get("/v1/templates/promo").status_code == 404
 
 
