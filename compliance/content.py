@@ -144,6 +144,43 @@ class WordingRule:
         return None
 
 
+class BrandRule:
+    """Only registered brands send: providers send only signatures approved for the account."""
+
+    name = "brand"
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """The request's brand, or the 【signature】 an unbranded SMS was signed with."""
+        rules = draft.rules
+        if draft.brand:
+            if rules.brand_registered:
+                return None
+            return Verdict(
+                self.name,
+                reason(
+                    Reason.UNKNOWN_BRAND,
+                    f"brand 「{draft.brand}」 is not registered in the policy, so it has no approved "
+                    f'signature: add [brands."{draft.brand}"] to the policy',
+                ),
+            )
+        if rules.any_brand or draft.channel not in ("sms", "mms"):
+            return None
+        found = SIGNATURE.match(str(draft.fields.get("text") or ""))
+        if (
+            found is None
+            or found.group(1).strip() in rules.signatures
+            or rules.signature == found.group(1).strip()
+        ):
+            return None
+        return Verdict(
+            self.name,
+            reason(
+                Reason.UNKNOWN_BRAND,
+                f"text is signed 【{found.group(1)}】, which no brand registered in the policy uses",
+            ),
+        )
+
+
 class SignatureRule:
     """Every SMS starts with the brand's 【signature】: added when missing, a different one refused."""
 
@@ -201,7 +238,9 @@ class FooterRule:
                 )
             return None
         if not has:
-            draft.fields["text"] = text.rstrip() + draft.rules.unsubscribe_footer
+            draft.fields["text"] = (
+                text.rstrip() + draft.rules.footer_separator + draft.rules.unsubscribe_footer
+            )
         return None
 
 
@@ -228,8 +267,9 @@ class LengthRule:
 
 
 def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
-    """The content rules, in order: safe characters, wording on the caller's text, then the SMS rules."""
-    return (SafeTextRule(), WordingRule(matcher), SignatureRule(), FooterRule(), LengthRule())
+    """The content rules, in order: safe characters, a registered brand, wording on the caller's text,
+    then the SMS rules."""
+    return (SafeTextRule(), BrandRule(), WordingRule(matcher), SignatureRule(), FooterRule(), LengthRule())
 
 
 def run(pipeline: Sequence[Rule], draft: Draft) -> Verdict | None:

@@ -32,6 +32,7 @@ class Overrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     quiet_categories: list[str] | None = None
     signature: str | None = None
     unsubscribe_footer: str | None = None
+    footer_separator: str | None = None
     max_sms_chars: int | None = None
     replies_global: bool | None = None
     replies_resubscribe: bool | None = None
@@ -41,6 +42,9 @@ class TenantPolicy(Overrides, forbid_unknown_fields=True, omit_defaults=True):
     """A tenant's overrides, with its own per-brand overrides."""
 
     brands: dict[str, Overrides] = {}
+    # The tenant may send under brands the policy does not list (its own signatures, approved with
+    # its own provider account): an explicit opt-in, never the default.
+    any_brand: bool = False
 
 
 class BannedEntry(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,9 +82,15 @@ class Rules:
     quiet_categories: frozenset[str]
     signature: str | None
     unsubscribe_footer: str
+    footer_separator: str
     max_sms_chars: int
     replies_global: bool
     replies_resubscribe: bool
+    # The brand has an entry in the policy (or the tenant may use any brand; no brand counts too).
+    brand_registered: bool
+    # The signatures the tenant may sign with (each registered brand's, or its name), and whether any goes.
+    signatures: frozenset[str]
+    any_brand: bool
 
 
 class Policy:
@@ -120,6 +130,42 @@ class Policy:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        merged = self._merged(tenant, brand)
+        missing = [
+            k
+            for k in ("monthly_cap", "quiet_start", "quiet_end", "unsubscribe_footer", "max_sms_chars")
+            if k not in merged
+        ]
+        if missing:
+            raise PolicyError(f"{self.source}: [defaults] must set {', '.join(missing)}")
+        tp = self.spec.tenants.get(tenant or "")
+        any_brand = tp is not None and tp.any_brand
+        registered = self.brands(tenant)
+        rules = Rules(
+            monthly_cap=int(merged["monthly_cap"]),
+            cap_categories=frozenset(merged.get("cap_categories", ["marketing"])),
+            quiet_start=_minutes(merged["quiet_start"]),
+            quiet_end=_minutes(merged["quiet_end"]),
+            quiet_categories=frozenset(merged.get("quiet_categories", ["marketing"])),
+            signature=merged.get("signature"),
+            unsubscribe_footer=str(merged["unsubscribe_footer"]),
+            footer_separator=str(merged.get("footer_separator", " ")),
+            max_sms_chars=int(merged["max_sms_chars"]),
+            replies_global=bool(merged.get("replies_global", False)),
+            replies_resubscribe=bool(merged.get("replies_resubscribe", False)),
+            brand_registered=not brand or any_brand or brand in registered,
+            signatures=frozenset(self._merged(tenant, b).get("signature") or b for b in registered),
+            any_brand=any_brand,
+        )
+        self._cache[key] = rules
+        return rules
+
+    def brands(self, tenant: str | None) -> list[str]:
+        """The brands registered for a tenant: the policy's own and the tenant's."""
+        tp = self.spec.tenants.get(tenant or "")
+        return list(dict.fromkeys([*self.spec.brands, *(tp.brands if tp is not None else ())]))
+
+    def _merged(self, tenant: str | None, brand: str | None) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         layers: list[Overrides | None] = [self.spec.defaults, self.spec.brands.get(brand or "")]
         tp = self.spec.tenants.get(tenant or "")
@@ -131,30 +177,10 @@ class Policy:
                     {
                         k: v
                         for k, v in msgspec.structs.asdict(layer).items()
-                        if v is not None and k != "brands"
+                        if v is not None and k not in ("brands", "any_brand")
                     }
                 )
-        missing = [
-            k
-            for k in ("monthly_cap", "quiet_start", "quiet_end", "unsubscribe_footer", "max_sms_chars")
-            if k not in merged
-        ]
-        if missing:
-            raise PolicyError(f"{self.source}: [defaults] must set {', '.join(missing)}")
-        rules = Rules(
-            monthly_cap=int(merged["monthly_cap"]),
-            cap_categories=frozenset(merged.get("cap_categories", ["marketing"])),
-            quiet_start=_minutes(merged["quiet_start"]),
-            quiet_end=_minutes(merged["quiet_end"]),
-            quiet_categories=frozenset(merged.get("quiet_categories", ["marketing"])),
-            signature=merged.get("signature"),
-            unsubscribe_footer=str(merged["unsubscribe_footer"]),
-            max_sms_chars=int(merged["max_sms_chars"]),
-            replies_global=bool(merged.get("replies_global", False)),
-            replies_resubscribe=bool(merged.get("replies_resubscribe", False)),
-        )
-        self._cache[key] = rules
-        return rules
+        return merged
 
 
 def _validate(o: Overrides, where: str) -> None:
@@ -172,6 +198,8 @@ def _validate(o: Overrides, where: str) -> None:
         raise PolicyError(f"{where}: unsubscribe_footer must not be empty")
     if o.signature is not None and (not o.signature.strip() or "【" in o.signature or "】" in o.signature):
         raise PolicyError(f"{where}: signature is the brand name without 【】")
+    if o.footer_separator is not None and (len(o.footer_separator) > 2 or o.footer_separator.strip(" ，,。")):
+        raise PolicyError(f"{where}: footer_separator is at most two of: space ， , 。")
     if o.max_sms_chars is not None and not 70 <= o.max_sms_chars <= 1000:
         raise PolicyError(f"{where}: max_sms_chars must be 70 to 1000")
 

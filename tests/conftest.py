@@ -138,6 +138,9 @@ FAST = {
 
 
 QUIET_OFF_POLICY = """
+[brands."星耀商城"]
+[brands."月光百货"]
+
 [defaults]
 monthly_cap = 4
 cap_categories = ["marketing"]

@@ -121,7 +121,7 @@ def test_global_and_channel_opt_outs(stack: Stack) -> None:
     opt_out(stack, "+8613812340002", channel="sms")
     with stack.client() as c:
         assert (
-            c.post("/v1/notify", json=points_expiry(phone="13812340001", brand="任何品牌")).json()["status"]
+            c.post("/v1/notify", json=points_expiry(phone="13812340001", brand="月光百货")).json()["status"]
             == "suppressed"
         )
         assert c.post("/v1/notify", json=points_expiry(phone="13812340002")).json()["status"] == "suppressed"
@@ -232,7 +232,7 @@ def test_lint_command(stack: Stack) -> None:
     )
     assert (
         ok.returncode == 0
-        and "rendered: 【星耀商城】您的积分将于12天后清零拒收请回复R" in ok.stdout
+        and "rendered: 【星耀商城】您的积分将于12天后清零 拒收请回复R" in ok.stdout
         and "segments: 1" in ok.stdout
     )
 
@@ -320,3 +320,50 @@ def test_a_templates_category_is_authoritative(stack_factory: Callable[..., Stac
         ).json()["results"]
         assert [r["status"] for r in batch] == ["queued", "rejected"]
         assert batch[1]["reasons"][0]["code"] == "category_mismatch"
+
+
+def test_a_brand_the_policy_does_not_register_is_refused(stack_factory: Callable[..., Stack]) -> None:
+    # Providers send only approved signatures: any brand name used to be accepted and signed.
+    stack = stack_factory(workers=1)
+    with stack.client() as c:
+        r = c.post("/v1/notify", json=points_expiry(brand="不存在的品牌"))
+        body = r.json()
+        assert r.status_code == 422 and body["status"] == 422 and body["code"] == "unknown_brand", r.text
+        assert body["type"].endswith("/rejected") and body["id"] is None
+        assert "不存在的品牌" in body["reasons"][0]["detail"]
+        # Signing the text by hand, with no brand, is no way round it.
+        unbranded = {
+            "to": {"phone": "13812345678"},
+            "channel": "sms",
+            "content": {"text": "【不存在的品牌】您的积分将于12天后清零"},
+        }
+        r = c.post("/v1/notify", json=unbranded)
+        assert r.status_code == 422 and r.json()["code"] == "unknown_brand", r.text
+        check = c.post("/v1/compliance/check", json=points_expiry(brand="不存在的品牌")).json()
+        assert check["decision"] == "reject" and check["reasons"][0]["code"] == "unknown_brand"
+        batch = c.post(
+            "/v1/notify/batch",
+            json={
+                "defaults": {"channel": "sms", "template": "points_expiry"},
+                "items": [
+                    {
+                        "to": {"phone": "13812340201"},
+                        "brand": "星耀商城",
+                        "params": {"name": "王先生", "points": 10, "days": 3},
+                    },
+                    {
+                        "to": {"phone": "13812340202"},
+                        "brand": "不存在的品牌",
+                        "params": {"name": "王先生", "points": 10, "days": 3},
+                    },
+                ],
+            },
+        ).json()["results"]
+        assert [(r["status"], r["reasons"][0]["code"] if r["reasons"] else None) for r in batch] == [
+            ("queued", None),
+            ("rejected", "unknown_brand"),
+        ]
+        # The registered brand goes; nothing under the unknown one reached the simulator.
+        wait_for(lambda: stack.messages("+8613812340201"), timeout=10)
+        time.sleep(0.3)
+        assert all("不存在的品牌" not in m["text"] for m in stack.messages())

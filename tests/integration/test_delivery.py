@@ -29,7 +29,7 @@ def test_points_expiry_sms_is_delivered_with_timeline(stack: Stack) -> None:
     assert len(msgs) == 1
     # The brand's signature in front, its unsubscribe footer behind (a marketing SMS).
     assert (
-        msgs[0]["text"] == "【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。拒收请回复R"
+        msgs[0]["text"] == "【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。 拒收请回复R"
     )
     assert msgs[0]["reference"].endswith(ntf_id)
 
@@ -42,6 +42,7 @@ def test_points_expiry_sms_is_delivered_with_timeline(stack: Stack) -> None:
     decided = {d["rule"]: d["outcome"] for d in view["events"][1]["decisions"]}
     assert decided == {
         "content": "pass",
+        "brand": "pass",
         "wording": "pass",
         "signature": "pass",
         "unsubscribe_footer": "pass",

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from compliance.content import Draft, content_pipeline, run
-from compliance.policy import load_policy, parse_policy
+from compliance.policy import PolicyError, load_policy, parse_policy
 from compliance.timing import cap_month, quiet_release
 
 POLICY = load_policy()
@@ -24,10 +24,11 @@ def draft(
 def test_marketing_sms_gets_signature_and_footer() -> None:
     d = draft("您的积分即将清零")
     assert run(PIPE, d) is None
-    assert d.fields["text"] == "【星耀商城】您的积分即将清零拒收请回复R"
+    assert d.fields["text"] == "【星耀商城】您的积分即将清零 拒收请回复R"
     assert (d.encoding, d.segments) == ("UCS-2", 1)
     assert [name for name, _, _ in d.decisions] == [
         "content",
+        "brand",
         "wording",
         "signature",
         "unsubscribe_footer",
@@ -54,8 +55,107 @@ def test_signature_mismatch_and_missing() -> None:
     assert v is not None and v.reason["code"] == "signature_mismatch"
     v = run(PIPE, draft("您好", brand=None))
     assert v is not None and v.reason["code"] == "missing_signature"
-    d = draft("【自有签名】您好", brand=None)
-    assert run(PIPE, d) is None and d.fields["text"].startswith("【自有签名】您好")
+    # Signed by hand with no brand: the signature must be a registered brand's.
+    d = draft("【星耀商城】您好", brand=None)
+    assert run(PIPE, d) is None and d.fields["text"].startswith("【星耀商城】您好")
+
+
+BRANDS_TOML = """
+[defaults]
+monthly_cap = 4
+quiet_start = "21:00"
+quiet_end = "08:00"
+unsubscribe_footer = "拒收请回复R"
+max_sms_chars = 500
+[brands."星耀商城"]
+[brands."甲"]
+signature = "甲商城"
+[tenants.acme.brands."乙"]
+[tenants.own]
+any_brand = true
+"""
+BRANDS = parse_policy(BRANDS_TOML)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "brand", "text", "code"),
+    [
+        (None, "星耀商城", "您好", None),
+        (None, "不存在的品牌", "您好", "unknown_brand"),
+        (None, "不存在的品牌", "【不存在的品牌】您好", "unknown_brand"),
+        (None, "乙", "您好", "unknown_brand"),  # registered for acme only
+        ("acme", "乙", "您好", None),
+        ("acme", "星耀商城", "您好", None),  # the policy's brands serve every tenant
+        ("other", "乙", "您好", "unknown_brand"),
+        ("own", "自家品牌", "您好", None),  # opted into any brand explicitly
+        # No brand: the text's own signature must be one a registered brand uses.
+        (None, None, "【不存在的品牌】您好", "unknown_brand"),
+        (None, None, "【星耀商城】您好", None),
+        (None, None, "【甲商城】您好", None),
+        (None, None, "【甲】您好", "unknown_brand"),  # 甲 signs as 甲商城
+        ("acme", None, "【乙】您好", None),
+        ("own", None, "【自家品牌】您好", None),
+    ],
+)
+def test_only_registered_brands_send(
+    tenant: str | None, brand: str | None, text: str, code: str | None
+) -> None:
+    d = Draft(
+        channel="sms",
+        category="marketing",
+        brand=brand,
+        fields={"text": text},
+        rules=BRANDS.rules(tenant, brand),
+    )
+    v = run(content_pipeline(BRANDS.matcher), d)
+    assert (v.reason["code"] if v else None) == code
+    if code:
+        assert v is not None and v.rule == "brand" and d.decisions[-1] == ("brand", "reject", "unknown_brand")
+
+
+def test_unknown_brand_on_every_channel() -> None:
+    for channel, fields in (
+        ("email", {"subject": "积分", "text": "您好"}),
+        ("push", {"title": "积分", "body": "您好"}),
+    ):
+        d = Draft(
+            channel=channel,
+            category="marketing",
+            brand="不存在的品牌",
+            fields=fields,
+            rules=BRANDS.rules(None, "不存在的品牌"),
+        )
+        v = run(content_pipeline(BRANDS.matcher), d)
+        assert v is not None and v.reason["code"] == "unknown_brand"
+
+
+def test_the_footer_is_separated_as_the_policy_says() -> None:
+    assert RULES.footer_separator == " "
+    for sep, expected in (
+        (None, "【甲商城】积分清零 拒收请回复R"),
+        ("，", "【甲商城】积分清零，拒收请回复R"),
+        ("", "【甲商城】积分清零拒收请回复R"),
+    ):
+        extra = "" if sep is None else f'footer_separator = "{sep}"\n'
+        p = parse_policy(BRANDS_TOML.replace('signature = "甲商城"\n', f'signature = "甲商城"\n{extra}'))
+        d = Draft(
+            channel="sms",
+            category="marketing",
+            brand="甲",
+            fields={"text": "积分清零"},
+            rules=p.rules(None, "甲"),
+        )
+        assert run(content_pipeline(p.matcher), d) is None
+        assert d.fields["text"] == expected
+        # The footer and its separator count: segments are of the text as sent.
+        assert (
+            d.segments == 1
+            and len(d.fields["text"]) == len("【甲商城】积分清零") + len(sep if sep is not None else " ") + 6
+        )
+    with pytest.raises(PolicyError, match="footer_separator"):
+        parse_policy(
+            BRANDS_TOML.replace('signature = "甲商城"\n', 'signature = "甲商城"\nfooter_separator = "退订"\n')
+        )
 
 
 def test_banned_wording_blocks_with_positions_in_the_callers_text() -> None:
