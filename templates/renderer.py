@@ -111,16 +111,22 @@ _UNSAFE_ATTRIBUTES = (
 
 
 def _refuse_unsafe(env: jinja2.Environment, source: str, where: str) -> None:
-    """An InvalidTemplate for an attribute or item the sandbox would refuse, written literally."""
+    """An InvalidTemplate for each attribute or item the sandbox would refuse, written literally."""
+    refused: dict[str, int] = {}
     for node in env.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+        name: object = None
         if isinstance(node, nodes.Getattr):
-            name: object = node.attr
-        else:
-            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
         if isinstance(name, str) and (name.startswith("_") or name in _UNSAFE_ATTRIBUTES):
-            raise InvalidTemplate(
-                f"{where}: {name!r} is not available in templates (the sandbox refuses it on line {node.lineno})"
-            )
+            refused.setdefault(name, node.lineno)
+    if refused:
+        names = sorted(refused, key=source.find)
+        raise InvalidTemplate(
+            f"{where}: {', '.join(map(repr, names))} not available in templates "
+            f"(the sandbox refuses it; line {refused[names[0]]})"
+        )
 
 
 def load_catalog(directory: Path = CATALOG_DIR) -> dict[str, Template]:

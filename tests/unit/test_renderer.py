@@ -8,6 +8,7 @@ import jinja2.meta
 import pytest
 
 from templates.renderer import (
+    InvalidTemplate,
     MissingParam,
     Renderer,
     TemplateError,
@@ -55,8 +56,14 @@ def test_undeclared_variable_is_a_missing_param() -> None:
 
 
 def test_sandbox_blocks_attribute_escapes() -> None:
+    # Written literally, the escape is refused when the template is parsed (stored or loaded)...
+    with pytest.raises(InvalidTemplate, match="'__class__', '__mro__', '__subclasses__' not available"):
+        parse_template(
+            {"name": "evil", "sms": {"text": "{{ ''.__class__.__mro__[1].__subclasses__() }}"}}, source="e"
+        )
+    # ...and built at render time, the sandbox still refuses it.
     tpl = parse_template(
-        {"name": "evil", "sms": {"text": "{{ ''.__class__.__mro__[1].__subclasses__() }}"}}, source="e"
+        {"name": "evil", "sms": {"text": "{% set a = '__cla' ~ 'ss__' %}{{ ''[a] }}"}}, source="e"
     )
     with pytest.raises(TemplateError):
         Renderer({"evil": tpl}).render("evil", "sms", {})
