@@ -178,6 +178,14 @@ class ApiKeyCreated(Event, tag="api_key_created", frozen=True):
     name: str | None = None
 
 
+class OptOutsExported(Event, tag="optouts_exported", frozen=True):
+    """The tenant's opt-out list was exported: with full addresses, or masked."""
+
+    include_addresses: bool
+    via: str  # "api" or "cli"
+    by: str | None = None
+
+
 AnyEvent = (
     Accepted
     | Compliance
@@ -196,6 +204,7 @@ AnyEvent = (
     | OptedIn
     | TemplateChanged
     | ApiKeyCreated
+    | OptOutsExported
 )
 
 _encoder = msgspec.json.Encoder()

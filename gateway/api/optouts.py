@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.openapi.spec import Example
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
 from gateway.api import views
@@ -139,14 +140,32 @@ async def import_optouts(request: Request[Any, Any, Any]) -> Response[bytes]:
     summary="Every opt-out of the tenant as CSV",
     responses=views.text("text/csv", "address,brand,channel,since,source"),
 )
-async def export_optouts(request: Request[Any, Any, Any]) -> Stream:
-    """Streams address,brand,channel,since,source."""
+async def export_optouts(
+    request: Request[Any, Any, Any],
+    include: Annotated[
+        str | None,
+        Parameter(
+            description="`addresses` to export full addresses (to sync a suppression list); masked otherwise",
+            examples=[Example(value="addresses")],
+        ),
+    ] = None,
+) -> Stream:
+    """Streams address,brand,channel,since,source; every export is an audit event."""
     who = await principal(request, "optouts")
+    if include not in (None, "addresses"):
+        raise BadRequest(
+            "invalid_parameter", "include must be `addresses` (or left out for masked addresses)"
+        )
     svc = services(request.app.state)
+    entries = svc.optouts.export(who.tenant, addresses=include == "addresses", via="api", by=who.key_id)
+    first = await anext(entries, None)  # the audit event is recorded before the answer starts
 
     async def rows() -> AsyncIterator[bytes]:
         yield b"address,brand,channel,since,source\n"
-        async for e in svc.optouts.export(who.tenant):
+        if first is None:
+            return
+        yield csv_line(first).encode()
+        async for e in entries:
             yield csv_line(e).encode()
 
     return Stream(rows(), media_type="text/csv")  # Litestar adds "; charset=utf-8" to text types

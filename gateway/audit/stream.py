@@ -35,7 +35,7 @@ NOTIFICATION_TYPES = (
     "replayed",
     "fallback",
 )
-TENANT_TYPES = ("rejected", "opt_out", "opt_in", "template_changed", "api_key_created")
+TENANT_TYPES = ("rejected", "opt_out", "opt_in", "template_changed", "api_key_created", "optouts_exported")
 TYPES = NOTIFICATION_TYPES + TENANT_TYPES
 
 _json = msgspec.json.Encoder(order="sorted")

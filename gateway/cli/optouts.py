@@ -25,6 +25,11 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     exp = optouts_sub.add_parser("export", help="export every opt-out of a tenant as CSV")
     exp.add_argument("--tenant", required=True)
     exp.add_argument("--output", help="file to write (default: standard output)")
+    exp.add_argument(
+        "--include-addresses",
+        action="store_true",
+        help="full addresses, to sync a suppression list (masked otherwise; recorded in the audit log either way)",
+    )
     exp.set_defaults(func=cmd_optouts_export)
     return [imp, exp]
 
@@ -93,7 +98,7 @@ def cmd_optouts_export(settings: Settings, args: argparse.Namespace) -> int:
         count = 0
         try:
             out.write("address,brand,channel,since,source\n")
-            async for entry in optouts.export(args.tenant):
+            async for entry in optouts.export(args.tenant, addresses=args.include_addresses, via="cli"):
                 out.write(csv_line(entry))
                 count += 1
         finally:

@@ -9,6 +9,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from gateway import events, metrics
+from gateway.audit import stream as audit
 from gateway.recipients import Members, mask_address
 from gateway.state import keys, scripts
 from gateway.timeutil import rfc3339, system_clock
@@ -107,8 +108,24 @@ class OptOuts:
             _opt_out_event(entry),
         ]
 
-    async def export(self, tenant: str) -> AsyncIterator[dict[str, Any]]:
-        """Every entry of the tenant, a SCAN at a time (flat memory)."""
+    async def export(
+        self, tenant: str, *, addresses: bool, via: str, by: str = ""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every entry of the tenant, a SCAN at a time (flat memory); the address masked unless
+        ``addresses``. The export itself is an audit event, recorded before the first row."""
+        await audit.record(
+            self.redis,
+            tenant,
+            events.encode(
+                events.OptOutsExported(at=events.at(), include_addresses=addresses, via=via, by=by or None)
+            ),
+        )
+        async for entry in self._entries(tenant):
+            if not addresses:
+                entry["address"] = mask_address(str(entry.get("address", "")))
+            yield entry
+
+    async def _entries(self, tenant: str) -> AsyncIterator[dict[str, Any]]:
         cursor: int = 0
         while True:
             cursor, page = await self.redis.scan(cursor, match=keys.optouts(tenant, "*"), count=1000)

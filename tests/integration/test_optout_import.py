@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Stack, points_expiry
+from tests.conftest import ROOT, TENANT, Stack, make_key, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,36 @@ def test_import_counts_duplicates_and_invalid_lines_then_export(stack: Stack) ->
         assert [i["line"] for i in report["invalid"]] == [6, 7, 8, 9]
         assert "channel must be one of" in report["invalid"][1]["error"]
         assert c.post("/v1/notify", json=points_expiry(phone="13812340001")).json()["status"] == "suppressed"
-        exported = c.get("/v1/optouts/export")
+        # Full addresses only when asked for explicitly; masked otherwise.
+        exported = c.get("/v1/optouts/export", params={"include": "addresses"})
         assert exported.headers["content-type"] == "text/csv; charset=utf-8"  # one charset
         rows = list(csv.DictReader(io.StringIO(exported.text)))
+        masked = list(csv.DictReader(io.StringIO(c.get("/v1/optouts/export").text)))
+        bad = c.get("/v1/optouts/export", params={"include": "everything"})
+        assert (
+            bad.status_code == 400
+            and bad.json()["code"] == "invalid_parameter"
+            and bad.json()["status"] == 400
+        )
     assert sorted(r["address"] for r in rows) == ["+8613812340001", "+8613812340002", "lina@example.com"]
     assert {r["source"] for r in rows} == {"import"}
+    assert sorted(r["address"] for r in masked) == ["+86138****0001", "+86138****0002", "l***@example.com"]
+    # Without the optouts scope there is no export at all.
+    make_key(stack.redis_url, "notify-only-key-654321", TENANT, ["notify"])
+    with stack.client("notify-only-key-654321") as c:
+        refused = c.get("/v1/optouts/export", params={"include": "addresses"})
+        assert refused.status_code == 403 and refused.json()["status"] == 403
+    # Each export is an audit event, saying whether it carried the addresses and which key asked.
+    with stack.client() as c:
+        found = wait_for(
+            lambda: (
+                len(e := c.get("/v1/audit/events", params={"type": "optouts_exported"}).json()["events"]) == 2
+                and e
+            ),
+            timeout=15,
+        )
+    assert sorted(e["data"]["include_addresses"] for e in found) == [False, True]
+    assert {e["data"]["via"] for e in found} == {"api"} and all(e["data"]["by"] for e in found)
 
 
 def test_cli_import_with_progress_and_summary(stack: Stack, tmp_path: Path) -> None:
@@ -70,7 +95,7 @@ def test_cli_import_with_progress_and_summary(stack: Stack, tmp_path: Path) -> N
     with stack.client() as c:
         assert c.get("/v1/optouts/13700019999").json()["opted_out"] is True
     exported = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "optouts", "export", "--tenant", "acme"],
+        [sys.executable, "-m", "gateway.cli", "optouts", "export", "--tenant", "acme", "--include-addresses"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -78,3 +103,14 @@ def test_cli_import_with_progress_and_summary(stack: Stack, tmp_path: Path) -> N
         timeout=120,
     )
     assert exported.returncode == 0 and len(exported.stdout.splitlines()) == 20_001
+    assert "+8613700019999" in exported.stdout
+    masked = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "optouts", "export", "--tenant", "acme"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert masked.returncode == 0 and "+86137****9999" in masked.stdout
+    assert "+8613700019999" not in masked.stdout and "13700019999" not in masked.stdout
