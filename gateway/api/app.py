@@ -10,10 +10,11 @@ import redis
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from channels.config import route_names
 from gateway import metrics
-from gateway.api import notifications, notify, ops
+from gateway.api import notifications, notify, ops, views
 from gateway.api import templates as templates_api
 from gateway.api.audit import HANDLERS as AUDIT_HANDLERS
 from gateway.api.auth import Authenticator, RateLimiter
@@ -67,7 +68,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
                 audit_store.close()
             await core.aclose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *notify.HANDLERS,
             *templates_api.HANDLERS,
@@ -90,7 +91,23 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             Exception: on_unexpected,
         },
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Tidings", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Tidings",
+            version="0.1.0",
+            path="/schema",
+            description="Notification gateway with compliance guardrails for loyalty programs.",
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="An API key: `tidings keys create`"
+                    )
+                }
+            ),
+            security=[{"apiKey": []}],
+            operation_id_creator=lambda handler, _method, _path: handler.handler_name,
+        ),
         debug=False,
         logging_config=None,
     )
+    views.tidy(app.openapi_schema)
+    return app

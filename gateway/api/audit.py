@@ -16,7 +16,7 @@ from litestar import Request, Response, get
 from litestar.params import FromQuery, QueryParameter
 from litestar.response import Stream
 
-from gateway.api import views
+from gateway.api import examples, views
 from gateway.api.deps import json_response, principal, services
 from gateway.audit import stream as audit
 from gateway.audit.backends import open_store
@@ -168,7 +168,12 @@ def csv_rows(events: list[StoredEvent]) -> str:
 @get(
     "/v1/audit/events",
     summary="Search the audit log (time-ordered, addresses masked, cursor paging)",
-    responses=views.ok(views.AuditPage),
+    responses={
+        **views.ok(views.AuditPage, {"events": [examples.AUDIT_EVENT], "next_cursor": "c2VxOjEwNDI"}),
+        **views.problems(
+            *views.KEYED, 422, say={422: "A parameter is wrong: a time, the type, the cursor or the limit"}
+        ),
+    },
 )
 async def audit_events(
     request: Request[Any, Any, Any],
@@ -206,7 +211,10 @@ async def audit_events(
 @get(
     "/v1/audit/export",
     summary="Every event in a time range as CSV (streamed)",
-    responses=views.text("text/csv", ",".join(CSV_COLUMNS)),
+    responses={
+        **views.text("text/csv", ",".join(CSV_COLUMNS), ",".join(CSV_COLUMNS) + "\n"),
+        **views.problems(*views.KEYED, 422, say={422: "A time is not RFC 3339"}),
+    },
 )
 async def audit_export(
     request: Request[Any, Any, Any], from_: Since = None, to: FromQuery[str | None] = None
@@ -232,7 +240,14 @@ async def audit_export(
     )
 
 
-@get("/v1/audit/verify", summary="Check the hash chain", responses=views.ok(views.Verification))
+@get(
+    "/v1/audit/verify",
+    summary="Check the hash chain",
+    responses={
+        **views.ok(views.Verification, {"ok": True, "checked": 1042, "broken": None}),
+        **views.problems(*views.KEYED, 422, say={422: "A time is not RFC 3339"}),
+    },
+)
 async def audit_verify(
     request: Request[Any, Any, Any], from_: Since = None, to: FromQuery[str | None] = None
 ) -> Response[bytes]:

@@ -8,7 +8,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from gateway import events, metrics
-from gateway.api import views
+from gateway.api import examples, views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import Conflict, NotFound
 from gateway.models import Status
@@ -20,7 +20,12 @@ from gateway.timeutil import rfc3339
 @get(
     "/v1/notifications/{ntf_id:str}",
     summary="A notification and its lifecycle",
-    responses=views.ok(views.NotificationView),
+    responses={
+        **views.ok(views.NotificationView, examples.NOTIFICATION),
+        **views.problems(
+            *views.KEYED, 404, say={404: "No notification with that id for this tenant (not_found)"}
+        ),
+    },
 )
 async def get_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
     """The notification with its events and attempts."""
@@ -36,7 +41,21 @@ async def get_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str
     "/v1/notifications/{ntf_id:str}/cancel",
     status_code=200,
     summary="Cancel a queued or scheduled notification",
-    responses=views.ok(views.NotificationView),
+    responses={
+        **views.ok(views.NotificationView, {**examples.NOTIFICATION, "status": "cancelled"}),
+        **views.problems(
+            *views.KEYED,
+            404,
+            409,
+            say={
+                404: "No notification with that id for this tenant (not_found)",
+                409: "Already handed to a provider or finished (not_cancellable)",
+            },
+            show={
+                409: examples.problem(409, "not_cancellable", "Conflict", "the notification is already sent")
+            },
+        ),
+    },
 )
 async def cancel_notification(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Response[bytes]:
     """Cancel before it is handed to a provider; 409 afterwards."""

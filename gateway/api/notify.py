@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.openapi import ResponseSpec
-from litestar.params import JSONBody
 from litestar.types import ASGIApp
 
 from gateway.accept.answers import Answer
-from gateway.api import views
+from gateway.api import examples, views
 from gateway.api.deps import JSON, RawResponse, json_response, principal, raw_header, services
 from gateway.api.problems import PROBLEM
 from gateway.errors import Rejected, Unprocessable
@@ -34,11 +32,23 @@ def answer_response(answer: Answer) -> RawResponse:
     status_code=202,
     summary="Send one notification",
     responses={
-        202: ResponseSpec(NotifyResult, description="Accepted: queued or scheduled"),
-        200: ResponseSpec(NotifyResult, description="Accepted but suppressed (opted out, capped, expired)"),
+        **views.ok(NotifyResult, examples.QUEUED, "Accepted: queued or scheduled", 202),
+        **views.ok(NotifyResult, examples.SUPPRESSED, "Accepted but suppressed (opted out, capped, expired)"),
+        **views.problems(
+            *views.KEYED,
+            *views.BODY,
+            409,
+            say={
+                409: "A request with this Idempotency-Key is still being processed (idempotency_in_progress)",
+                422: "Rejected by a rule (type .../rejected, with reasons), invalid, or an Idempotency-Key reused",
+            },
+            show={422: examples.REJECTED},
+        ),
     },
 )
-async def notify(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest]) -> ASGIApp:
+async def notify(
+    request: Request[Any, Any, Any], data: Annotated[NotifyRequest, views.body(examples.NOTIFY_REQUEST)]
+) -> ASGIApp:
     """Accept one notification: 202 queued/scheduled, 200 suppressed, 422 rejected."""
     who = await principal(request, "notify")
     header_key = raw_header(request, b"idempotency-key")
@@ -62,9 +72,22 @@ async def notify(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest])
     "/v1/notify/batch",
     status_code=200,
     summary="Send up to 1,000 notifications",
-    responses={200: ResponseSpec(BatchResults, description="One result per item, in order")},
+    responses={
+        **views.ok(BatchResults, examples.BATCH_RESULTS, "One result per item, in order"),
+        **views.problems(
+            *views.KEYED,
+            *views.BODY,
+            409,
+            say={
+                409: "A batch with this Idempotency-Key is still being processed (idempotency_in_progress)",
+                422: "Invalid: no items, or more than the limit (batch_too_large)",
+            },
+        ),
+    },
 )
-async def notify_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequest]) -> ASGIApp:
+async def notify_batch(
+    request: Request[Any, Any, Any], data: Annotated[BatchRequest, views.body(examples.BATCH_REQUEST)]
+) -> ASGIApp:
     """Each item is merged over ``defaults`` and accepted or rejected on its own."""
     who = await principal(request, "notify")
     svc = services(request.app.state)
@@ -131,9 +154,14 @@ def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:
     "/v1/compliance/check",
     status_code=200,
     summary="Dry run: what would happen to this notify",
-    responses=views.ok(views.CheckResult),
+    responses={
+        **views.ok(views.CheckResult, examples.CHECK_RESULT),
+        **views.problems(*views.KEYED, *views.BODY),
+    },
 )
-async def compliance_check(request: Request[Any, Any, Any], data: JSONBody[NotifyRequest]) -> Response[bytes]:
+async def compliance_check(
+    request: Request[Any, Any, Any], data: Annotated[NotifyRequest, views.body(examples.NOTIFY_REQUEST)]
+) -> Response[bytes]:
     """Same body as /v1/notify; sends nothing, counts nothing."""
     who = await principal(request, "notify")
     return json_response(await services(request.app.state).acceptor.check(who.tenant, data))

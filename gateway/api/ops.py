@@ -7,7 +7,6 @@ from typing import Any
 
 import redis
 from litestar import Request, Response, get
-from litestar.openapi import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import metrics
@@ -18,7 +17,7 @@ from gateway.state import keys
 from gateway.timeutil import system_clock
 
 
-@get("/healthz", summary="The process is alive", responses=views.ok(views.Health))
+@get("/healthz", summary="The process is alive", responses=views.ok(views.Health, {"ok": True}), security=[])
 async def healthz() -> Response[bytes]:
     """Liveness."""
     return json_response({"ok": True})
@@ -27,7 +26,11 @@ async def healthz() -> Response[bytes]:
 @get(
     "/readyz",
     summary="Redis reachable and a worker alive",
-    responses={**views.ok(views.Ready), 503: ResponseSpec(views.Ready, description="Not ready")},
+    responses={
+        **views.ok(views.Ready, {"ok": True, "redis": True, "workers": 2}),
+        **views.ok(views.Ready, {"ok": False, "redis": True, "workers": 0}, "Not ready", 503),
+    },
+    security=[],
 )
 async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Readiness: Redis answers and a worker heartbeat is recent."""

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.openapi.spec import Example
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, Parameter
 from litestar.response import Stream
 
-from gateway.api import views
+from gateway.api import examples, views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import BadRequest, InvalidRecipient, NotFound, Unprocessable
 from gateway.models import CHANNELS
@@ -34,7 +34,16 @@ async def _view(request: Request[Any, Any, Any], tenant: str, address: str) -> d
     return {"address": mask_address(address), "opted_out": bool(entries), "entries": shown}
 
 
-@get("/v1/optouts/{address:str}", summary="A member's opt-outs", responses=views.ok(views.OptOutView))
+@get(
+    "/v1/optouts/{address:str}",
+    summary="A member's opt-outs",
+    responses={
+        **views.ok(views.OptOutView, examples.OPTOUT_VIEW),
+        **views.problems(
+            *views.KEYED, 422, say={422: "Not a phone number or email address (invalid_recipient)"}
+        ),
+    },
+)
 async def get_optouts(request: Request[Any, Any, Any], address: FromPath[str]) -> Response[bytes]:
     """Masked address, whether any opt-out applies, and the entries."""
     who = await principal(request, "optouts")
@@ -63,10 +72,15 @@ class OptInBody(msgspec.Struct, forbid_unknown_fields=True):
     "/v1/optouts/{address:str}",
     status_code=200,
     summary="Opt a member out",
-    responses=views.ok(views.OptOutView),
+    responses={
+        **views.ok(views.OptOutView, examples.OPTOUT_VIEW),
+        **views.problems(*views.KEYED, *views.BODY),
+    },
 )
 async def put_optout(
-    request: Request[Any, Any, Any], address: FromPath[str], data: JSONBody[OptOutBody]
+    request: Request[Any, Any, Any],
+    address: FromPath[str],
+    data: Annotated[OptOutBody, views.body({"brand": "星耀商城", "channel": None, "reason": "客服来电要求"})],
 ) -> Response[bytes]:
     """Idempotent: the same scope twice is one entry."""
     who = await principal(request, "optouts")
@@ -90,7 +104,15 @@ async def put_optout(
     "/v1/optouts/{address:str}",
     status_code=200,
     summary="Opt a member back in (needs consent evidence)",
-    responses=views.ok(views.OptOutView),
+    responses={
+        **views.ok(views.OptOutView, {**examples.OPTOUT_VIEW, "opted_out": False, "entries": []}),
+        **views.problems(
+            *views.KEYED,
+            *views.BODY,
+            404,
+            say={404: "No opt-out with that brand and channel for this address (not_found)"},
+        ),
+    },
 )
 async def delete_optout(
     request: Request[Any, Any, Any],
@@ -124,7 +146,10 @@ async def delete_optout(
     status_code=200,
     summary="Import opt-outs from CSV (address,brand,channel)",
     request_max_body_size=1 << 30,
-    responses=views.ok(views.ImportReport),
+    responses={
+        **views.ok(views.ImportReport, examples.IMPORT_REPORT),
+        **views.problems(*views.KEYED, 413),
+    },
 )
 async def import_optouts(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Streams the body: a million rows without holding the file in memory."""
@@ -138,7 +163,26 @@ async def import_optouts(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get(
     "/v1/optouts/export",
     summary="Every opt-out of the tenant as CSV",
-    responses=views.text("text/csv", "address,brand,channel,since,source"),
+    responses={
+        **views.text(
+            "text/csv",
+            "address,brand,channel,since,source",
+            "address,brand,channel,since,source\n+86138****5678,星耀商城,,2026-11-30T21:14:05+08:00,sms_reply\n",
+        ),
+        **views.problems(
+            *views.KEYED,
+            400,
+            say={400: "include is something other than addresses (invalid_parameter)"},
+            show={
+                400: examples.problem(
+                    400,
+                    "invalid_parameter",
+                    "Bad request",
+                    "include must be `addresses` (or left out for masked addresses)",
+                )
+            },
+        ),
+    },
 )
 async def export_optouts(
     request: Request[Any, Any, Any],

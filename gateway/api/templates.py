@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 
-from gateway.api import views
+from gateway.api import examples, views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import NotFound, TemplateRejected, Unprocessable
 from gateway.models import CHANNELS
@@ -17,7 +17,10 @@ from gateway.models import CHANNELS
 @get(
     "/v1/templates",
     summary="The catalogue and the tenant's own templates",
-    responses=views.ok(views.TemplateList),
+    responses={
+        **views.ok(views.TemplateList, {"templates": [examples.TEMPLATE]}),
+        **views.problems(*views.KEYED),
+    },
 )
 async def list_templates(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Every template this tenant can send, its own overriding the catalogue's by name."""
@@ -32,7 +35,14 @@ async def list_templates(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response({"templates": items})
 
 
-@get("/v1/templates/{name:str}", summary="One template", responses=views.ok(views.TemplateView))
+@get(
+    "/v1/templates/{name:str}",
+    summary="One template",
+    responses={
+        **views.ok(views.TemplateView, examples.TEMPLATE),
+        **views.problems(*views.KEYED, 404, say={404: "No template of that name (template_not_found)"}),
+    },
+)
 async def get_template(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     """The template with its variants and params."""
     who = await principal(request, "templates")
@@ -96,10 +106,21 @@ def _invalid(field: str, message: str) -> Unprocessable:
     "/v1/templates/{name:str}",
     status_code=200,
     summary="Create or replace a template",
-    responses=views.ok(views.TemplateView),
+    responses={
+        **views.ok(views.TemplateView, examples.TEMPLATE),
+        **views.problems(
+            *views.KEYED,
+            *views.BODY,
+            say={
+                422: "Refused: a variant fails the content rules, or the parts disagree (reasons as for a notify)"
+            },
+        ),
+    },
 )
 async def put_template(
-    request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[TemplateDocument]
+    request: Request[Any, Any, Any],
+    name: FromPath[str],
+    data: Annotated[TemplateDocument, views.body(examples.TEMPLATE)],
 ) -> Response[bytes]:
     """Refused (422) when any variant fails the content rules, with the same reasons as a notify."""
     who = await principal(request, "templates")

@@ -17,7 +17,21 @@ from gateway.optouts.unsubscribe import read_token
 @get(
     "/v1/unsubscribe/{token:str}",
     summary="The page an unsubscribe link opens (changes nothing)",
-    responses=views.text("text/html", "A page with one button"),
+    responses={
+        **views.text(
+            "text/html", "A page with one button", "<!doctype html><meta charset='utf-8'><title>退订</title>"
+        ),
+        **views.problems(
+            400,
+            403,
+            503,
+            say={
+                400: "The link is malformed or expired, or the body is not List-Unsubscribe=One-Click",
+                403: "The link's signature does not verify (invalid_unsubscribe_link)",
+            },
+        ),
+    },
+    security=[],
 )
 async def unsubscribe_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     """A confirmation page with one button; a GET never opts out (link scanners prefetch)."""
@@ -35,7 +49,20 @@ async def unsubscribe_page(request: Request[Any, Any, Any], token: FromPath[str]
     "/v1/unsubscribe/{token:str}",
     status_code=200,
     summary="One-click unsubscribe (RFC 8058)",
-    responses=views.ok(views.Unsubscribed),
+    responses={
+        **views.ok(views.Unsubscribed, {"ok": True, "opted_out": True, "changed": True}),
+        **views.problems(
+            400,
+            403,
+            413,
+            503,
+            say={
+                400: "The link is malformed or expired, or the body is not List-Unsubscribe=One-Click",
+                403: "The link's signature does not verify (invalid_unsubscribe_link)",
+            },
+        ),
+    },
+    security=[],
 )
 async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     """Opt the address out of the brand's email; repeating it changes nothing."""

@@ -10,6 +10,12 @@ from typing import Any
 
 import msgspec
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example, OpenAPI, Schema
+from litestar.params import Body
+
+from compliance.reasons import ReasonEntry
+from gateway.api import examples
+from gateway.api.problems import PROBLEM
 
 
 class Health(msgspec.Struct):
@@ -156,11 +162,107 @@ class Unsubscribed(msgspec.Struct):
     changed: bool
 
 
-def ok(model: Any, description: str = "OK") -> dict[int, ResponseSpec]:
-    """``responses=`` for a handler answering 200 with this shape."""
-    return {200: ResponseSpec(model, description=description)}
+class FieldError(msgspec.Struct):
+    """One field of the request that failed validation."""
+
+    field: str
+    message: str
 
 
-def text(media_type: str, description: str) -> dict[int, ResponseSpec]:
+class Problem(msgspec.Struct, kw_only=True):
+    """An RFC 9457 problem document (``application/problem+json``): every error answer has this shape.
+
+    ``code`` is the machine-readable reason. A notify refused by a rule (``type`` .../rejected)
+    also carries the notify answer's members: ``id`` (null), ``channel`` and ``reasons``.
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+    reasons: list[ReasonEntry] | None = None
+    id: str | None = None
+    channel: str | None = None
+
+
+# What each error status means, for every operation that can answer it.
+_MEANING = {
+    400: "The body could not be read: not JSON, empty, or nested too deep (malformed_json)",
+    401: "No API key, or an unknown or revoked one (unauthorized)",
+    403: "The API key lacks the scope this operation needs (insufficient_scope)",
+    404: "Not found for this tenant (not_found)",
+    409: "Conflict with the resource's state",
+    413: "The body is over the size limit (body_too_large)",
+    422: "The request is well-formed but wrong (validation_error and the codes of API.md)",
+    429: "The API key is over its request rate (rate_limited); retry after Retry-After seconds",
+    503: "Redis or the audit store is unreachable; retry after Retry-After seconds",
+}
+# Every operation behind an API key can answer these; operations with a JSON body these too.
+KEYED = (401, 403, 429, 503)
+BODY = (400, 413, 422)
+
+
+def problems(
+    *statuses: int, say: dict[int, str] | None = None, show: dict[int, Any] | None = None
+) -> dict[int, ResponseSpec]:
+    """``responses=`` entries for the error statuses an operation answers, each a ``Problem``;
+    ``say`` replaces a status's description and ``show`` its example for this operation."""
+    say, show = say or {}, show or {}
+    return {
+        status: ResponseSpec(
+            Problem,
+            description=say.get(status, _MEANING[status]),
+            media_type=PROBLEM,
+            generate_examples=False,
+            examples=[
+                Example(
+                    summary=_MEANING[status].split(" (")[0], value=show.get(status, examples.PROBLEMS[status])
+                )
+            ],
+        )
+        for status in statuses
+    }
+
+
+def ok(model: Any, example: Any, description: str = "OK", status: int = 200) -> dict[int, ResponseSpec]:
+    """``responses=`` for a handler answering ``status`` with this shape, illustrated by ``example``."""
+    return {
+        status: ResponseSpec(
+            model, description=description, generate_examples=False, examples=[Example(value=example)]
+        )
+    }
+
+
+def text(media_type: str, description: str, example: str) -> dict[int, ResponseSpec]:
     """``responses=`` for a handler answering 200 with text (CSV, HTML)."""
-    return {200: ResponseSpec(str, description=description, media_type=media_type, generate_examples=False)}
+    return {
+        200: ResponseSpec(
+            str,
+            description=description,
+            media_type=media_type,
+            generate_examples=False,
+            examples=[Example(value=example)],
+        )
+    }
+
+
+def body(example: Any) -> Any:
+    """A JSON request body's ``Body`` marker with a real example."""
+    return Body(examples=[Example(value=example)])
+
+
+def tidy(doc: OpenAPI) -> OpenAPI:
+    """Drop the error entries Litestar adds by itself (its own validation body, which this API never
+    sends: every error is a ``Problem``, declared per operation with ``problems``)."""
+    for item in (doc.paths or {}).values():
+        for op in (item.get, item.put, item.post, item.delete, item.patch):
+            if op is None or not op.responses:
+                continue
+            for status, response in list(op.responses.items()):
+                content = getattr(response, "content", None) or {}
+                schema = getattr(content.get("application/json"), "schema", None)
+                if isinstance(schema, Schema) and "status_code" in (schema.properties or {}):
+                    del op.responses[status]
+    return doc
