@@ -3,34 +3,230 @@
 One raw ASGI app per instance; ``kind`` picks the protocol. Every request is recorded with the
 time it arrived; ``fault`` makes it answer an HTTP error (all or a share of requests) and
 ``delay`` makes it slow.
+
+The signature checks below are written from each provider's published algorithm (and, for our
+own webhook, from the format docs/providers.md documents), never with the signing code in
+``channels/``: a mistake in the gateway's signer must make these stand-ins refuse its requests,
+not be mirrored by them. This module imports nothing from ``channels/``;
+tests/unit/test_provider_signatures.py pins both sides to the providers' worked examples.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import hashlib
 import hmac
 import json
 import random
+import re
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-
-from channels.aliyun import rpc_signature
-from channels.fcm import SCOPE as FCM_SCOPE
-from channels.signing import SIGNATURE_HEADER, verify_timestamped
-from channels.tencent import authorization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 Scope = dict[str, Any]
 
 # Numbers every stand-in refuses as invalid.
 BAD_NUMBER = "+8617000000000"
+
+
+# -- Alibaba Cloud: RPC signature (SignatureMethod HMAC-SHA1, SignatureVersion 1.0) ---------------
+# Every parameter but Signature, sorted by name; each name and value percent-encoded as UTF-8 with
+# only A-Z a-z 0-9 - _ . ~ left as they are (so a space is %20, "*" is %2A, "~" stays "~"), joined
+# as name=value with "&". StringToSign = HTTPMethod & pct("/") & pct(that query); the signature is
+# the Base64 of its HMAC-SHA1 under the key AccessKeySecret + "&".
+_RFC3986_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def alibaba_percent_encode(text: str) -> str:
+    """Alibaba's percent-encoding of one name or value, byte by byte."""
+    return "".join(chr(b) if b in _RFC3986_UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))
+
+
+def alibaba_string_to_sign(method: str, params: Mapping[str, str]) -> str:
+    """The RPC StringToSign of a request with these parameters."""
+    pairs = sorted((name, value) for name, value in params.items() if name != "Signature")
+    query = "&".join(f"{alibaba_percent_encode(n)}={alibaba_percent_encode(v)}" for n, v in pairs)
+    return method.upper() + "&" + alibaba_percent_encode("/") + "&" + alibaba_percent_encode(query)
+
+
+def alibaba_rpc_signature(access_key_secret: str, method: str, params: Mapping[str, str]) -> str:
+    """The Signature parameter Alibaba expects for these parameters."""
+    key = (access_key_secret + "&").encode("utf-8")
+    mac = hmac.new(key, alibaba_string_to_sign(method, params).encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def alibaba_signature_ok(access_key_secret: str, method: str, params: Mapping[str, str]) -> bool:
+    """Whether ``params`` (Signature included) are signed with HMAC-SHA1 1.0 and this secret."""
+    if params.get("SignatureMethod") != "HMAC-SHA1" or params.get("SignatureVersion") != "1.0":
+        return False
+    expected = alibaba_rpc_signature(access_key_secret, method, params)
+    return hmac.compare_digest(params.get("Signature", "").encode(), expected.encode())
+
+
+# -- Tencent Cloud API 3.0: TC3-HMAC-SHA256 -------------------------------------------------------
+# CanonicalRequest = Method \n URI \n Query \n CanonicalHeaders \n SignedHeaders \n
+#   lowercase hex SHA-256 of the body; CanonicalHeaders is "name:value\n" for each signed header
+#   (name and value lowercased and trimmed, names sorted), SignedHeaders the names joined by ";"
+#   (content-type and host at least).
+# StringToSign = "TC3-HMAC-SHA256" \n X-TC-Timestamp \n Date/service/tc3_request \n
+#   hex SHA-256 of CanonicalRequest, Date being the UTC date of the timestamp.
+# SecretDate = HMAC-SHA256("TC3" + SecretKey, Date), SecretService = HMAC-SHA256(SecretDate,
+#   service), SecretSigning = HMAC-SHA256(SecretService, "tc3_request"); Signature = hex
+#   HMAC-SHA256(SecretSigning, StringToSign).
+# Authorization = "TC3-HMAC-SHA256 Credential=" SecretId/Date/service/tc3_request
+#   ", SignedHeaders=" SignedHeaders ", Signature=" Signature.
+_TC3_AUTHORIZATION = re.compile(
+    r"TC3-HMAC-SHA256 Credential=(?P<id>[^/,\s]+)/(?P<date>\d{4}-\d{2}-\d{2})/(?P<service>[a-z0-9-]+)"
+    r"/tc3_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{64})"
+)
+
+
+def tc3_canonical_request(
+    method: str, uri: str, query: str, headers: Mapping[str, str], signed: Sequence[str], body: bytes
+) -> str:
+    """The CanonicalRequest over the named headers (``headers`` keyed by lowercase name)."""
+    canonical_headers = "".join(f"{name}:{headers.get(name, '').strip().lower()}\n" for name in signed)
+    lines = [
+        method.upper(),
+        uri,
+        query,
+        canonical_headers,
+        ";".join(signed),
+        hashlib.sha256(body).hexdigest(),
+    ]
+    return "\n".join(lines)
+
+
+def tc3_string_to_sign(timestamp: int, service: str, canonical_request: str) -> str:
+    """The StringToSign; the credential date is the UTC date of the timestamp."""
+    date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+    digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
+    return f"TC3-HMAC-SHA256\n{timestamp}\n{date}/{service}/tc3_request\n{digest}"
+
+
+def tc3_signature(secret_key: str, date: str, service: str, string_to_sign: str) -> str:
+    """The hex signature, with the key derived from the SecretKey, date and service."""
+
+    def mac(key: bytes, msg: str) -> bytes:
+        return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
+
+    signing_key = mac(mac(mac(("TC3" + secret_key).encode("utf-8"), date), service), "tc3_request")
+    return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def tencent_authorization_ok(
+    secret_id: str,
+    secret_key: str,
+    service: str,
+    method: str,
+    uri: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    query: str = "",
+) -> bool:
+    """Whether the request's Authorization header is a TC3-HMAC-SHA256 signature of it by this key."""
+    match = _TC3_AUTHORIZATION.fullmatch(headers.get("authorization", ""))
+    timestamp = headers.get("x-tc-timestamp", "")
+    if match is None or not re.fullmatch(r"[0-9]{1,12}", timestamp):
+        return False
+    signed = match["signed"].split(";")
+    if (
+        match["id"] != secret_id
+        or match["service"] != service
+        or match["date"] != time.strftime("%Y-%m-%d", time.gmtime(int(timestamp)))
+        or not {"content-type", "host"} <= set(signed)
+        or signed != sorted(set(signed))
+    ):
+        return False
+    canonical = tc3_canonical_request(method, uri, query, headers, signed, body)
+    expected = tc3_signature(
+        secret_key, match["date"], service, tc3_string_to_sign(int(timestamp), service, canonical)
+    )
+    return hmac.compare_digest(match["signature"].encode(), expected.encode())
+
+
+# -- Twilio: HTTP Basic authentication, AccountSid as user and AuthToken as password (RFC 7617) --
+def basic_auth_ok(header: str | None, user: str, password: str) -> bool:
+    """Whether an Authorization header is ``Basic base64(user ":" password)`` for these."""
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    given_user, colon, given_password = decoded.partition(":")
+    user_ok = hmac.compare_digest(given_user.encode(), user.encode())
+    password_ok = hmac.compare_digest(given_password.encode(), password.encode())
+    return bool(colon) and user_ok and password_ok
+
+
+# -- Tidings' webhook signature (docs/providers.md, "The webhook signature") ----------------------
+# X-Tidings-Signature: t=<unix seconds>,v1=<lowercase hex HMAC-SHA256, keyed with the secret's UTF-8
+# bytes, of the ASCII digits of t, ".", then the body bytes as sent>; refused when t is more than
+# 300 seconds away from the receiver's clock.
+WEBHOOK_SIGNATURE_HEADER = "x-tidings-signature"
+WEBHOOK_TOLERANCE = 300
+
+
+def webhook_signature_ok(
+    secret: str, body: bytes, header: str | None, now: float, tolerance: float = WEBHOOK_TOLERANCE
+) -> bool:
+    """Whether an X-Tidings-Signature value signs this body with this secret, recently."""
+    fields: dict[str, str] = {}
+    for item in (header or "").split(","):
+        name, equals, value = item.partition("=")
+        if not equals or name in fields:
+            return False
+        fields[name] = value
+    stamp, given = fields.get("t", ""), fields.get("v1", "")
+    if not re.fullmatch(r"[0-9]{1,12}", stamp) or not re.fullmatch(r"[0-9a-f]{64}", given):
+        return False
+    if abs(now - int(stamp)) > tolerance:
+        return False
+    expected = hmac.new(secret.encode("utf-8"), stamp.encode("ascii") + b"." + body, hashlib.sha256)
+    return hmac.compare_digest(expected.hexdigest().encode(), given.encode())
+
+
+# -- FCM: the OAuth 2.0 JWT bearer assertion of a Google service account -------------------------
+# RS256, iss = the service account's client_email, scope = the FCM scope, aud = Google's token
+# endpoint (whatever URL the exchange is sent to), exp at most one hour after iat.
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def google_assertion_claims(
+    assertion: str, public_key: PublicKeyTypes, client_email: str
+) -> dict[str, Any] | None:
+    """The claims of a service-account assertion signed with the key, or None when Google would
+    refuse it as an invalid grant (signature, issuer, audience, times)."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            assertion,
+            public_key,  # type: ignore[arg-type]
+            algorithms=["RS256"],
+            audience=GOOGLE_TOKEN_AUDIENCE,
+            issuer=client_email,
+            options={"require": ["iss", "aud", "iat", "exp"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    issued, expires = claims["iat"], claims["exp"]
+    if not isinstance(issued, int) or not isinstance(expires, int) or not 0 < expires - issued <= 3600:
+        return None
+    return claims
 
 
 @dataclass
@@ -103,15 +299,15 @@ class ProviderServer:
     # -- protocols ------------------------------------------------------------------------------
     def _alibaba(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
         params = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        given = params.pop("Signature", "")
-        expected = rpc_signature(self.secret, "POST", params)
+        signed = alibaba_signature_ok(self.secret, "POST", params)
+        params.pop("Signature", None)
         if params.get("AccessKeyId") != self.user:
             return (
                 404,
                 {"Code": "InvalidAccessKeyId.NotFound", "Message": "Specified access key is not found."},
                 params,
             )
-        if not hmac.compare_digest(given, expected):
+        if not signed:
             return (
                 400,
                 {"Code": "SignatureDoesNotMatch", "Message": "Specified signature is not matched."},
@@ -125,13 +321,10 @@ class ProviderServer:
 
     def _tencent(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
         payload = json.loads(body)
-        ts = int(headers.get("x-tc-timestamp", "0"))
-        expected = authorization(
-            self.user, self.secret, "sms", headers.get("host", ""), headers.get("content-type", ""), body, ts
-        )
+        signed = tencent_authorization_ok(self.user, self.secret, "sms", "POST", path, headers, body)
         if headers.get("x-tc-action") != "SendSms" or headers.get("x-tc-version") != "2021-01-11":
             return 200, {"Response": {"Error": {"Code": "InvalidAction", "Message": "bad"}}}, payload
-        if not hmac.compare_digest(headers.get("authorization", ""), expected):
+        if not signed:
             error = {
                 "Code": "AuthFailure.SignatureFailure",
                 "Message": "The provided credentials could not be validated.",
@@ -159,8 +352,7 @@ class ProviderServer:
         for k, v in parse_qsl(body.decode(), keep_blank_values=True):
             form.setdefault(k, []).append(v)
         fields = {k: v[0] if len(v) == 1 else v for k, v in form.items()}
-        expected = "Basic " + base64.b64encode(f"{self.user}:{self.secret}".encode()).decode()
-        if not hmac.compare_digest(headers.get("authorization", ""), expected):
+        if not basic_auth_ok(headers.get("authorization"), self.user, self.secret):
             return 401, {"code": 20003, "message": "Authenticate", "status": 401}, fields
         if path != f"/2010-04-01/Accounts/{self.user}/Messages.json":
             return 404, {"code": 20404, "message": "not found", "status": 404}, fields
@@ -175,20 +367,10 @@ class ProviderServer:
     def _fcm_token(self, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         form = dict(parse_qsl(body.decode()))
         public = serialization.load_pem_private_key(self.secret.encode(), password=None).public_key()
-        try:
-            claims = jwt.decode(
-                form.get("assertion", ""),
-                public,  # type: ignore[arg-type]
-                algorithms=["RS256"],
-                audience="https://oauth2.googleapis.com/token",  # what Google's endpoint requires
-                issuer=self.user,
-            )
-        except jwt.PyJWTError:
+        claims = google_assertion_claims(form.get("assertion", ""), public, self.user)
+        if claims is None:
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
-        if (
-            form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer"
-            or claims.get("scope") != FCM_SCOPE
-        ):
+        if form.get("grant_type") != JWT_BEARER_GRANT or claims.get("scope") != FCM_SCOPE:
             return 400, {"error": "invalid_scope", "error_description": "bad grant or scope"}
         token = "ya29." + uuid.uuid4().hex
         with self._lock:
@@ -245,7 +427,7 @@ class ProviderServer:
 
     def _webhook(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
         payload = json.loads(body)
-        if not verify_timestamped(self.secret, body, headers.get(SIGNATURE_HEADER), time.time()):
+        if not webhook_signature_ok(self.secret, body, headers.get(WEBHOOK_SIGNATURE_HEADER), time.time()):
             return 401, {"code": "bad_signature", "message": "signature does not verify"}, payload
         if payload.get("to") == BAD_NUMBER:
             return 422, {"code": "invalid_number", "message": "not a mobile number"}, payload

@@ -1,7 +1,8 @@
 """The contract suite: every registered provider adapter against a local server speaking its protocol.
 
-Each stand-in checks the request signature with the provider's published algorithm (the same
-functions are pinned to the providers' worked examples in tests/unit/test_provider_signatures.py).
+Each stand-in checks the request signature with its own implementation of the provider's
+published algorithm, not with the adapter's signing code (tests/providers.py); both are pinned to
+the providers' worked examples in tests/unit/test_provider_signatures.py.
 """
 
 from __future__ import annotations
