@@ -84,7 +84,7 @@ def raw_header(request: Request[Any, Any, Any], name: bytes) -> str | None:
 
 _PRINCIPAL = "tidings.principal"
 # /v1/ routes that do not take an API key: provider callbacks (their own proof) and unsubscribe links.
-_KEYLESS = ("/v1/inbound/", "/v1/unsubscribe/")
+KEYLESS = ("/v1/inbound/", "/v1/unsubscribe/")
 
 
 async def authenticate(request: Request[Any, Any, Any]) -> None:
@@ -94,7 +94,7 @@ async def authenticate(request: Request[Any, Any, Any]) -> None:
     before a byte of it is decoded; the handler's ``principal`` then checks the scope and the rate.
     """
     path: str = request.scope["path"]
-    if path.startswith("/v1/") and not path.startswith(_KEYLESS):
+    if path.startswith("/v1/") and not path.startswith(KEYLESS):
         svc = services(request.app.state)
         request.scope[_PRINCIPAL] = await svc.auth.principal(raw_header(request, b"authorization"))  # type: ignore[literal-required]
 

@@ -43,7 +43,6 @@ from gateway.timeutil import system_clock
             show={403: examples.problem(403, "bad_signature", "Forbidden", "signature does not verify")},
         ),
     },
-    security=[],
 )
 async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """Check where it comes from, read the provider's format, apply; answer as the provider expects."""

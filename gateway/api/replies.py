@@ -36,7 +36,6 @@ from gateway.recipients import parse_phone
             show={403: examples.problem(403, "bad_signature", "Forbidden", "signature does not verify")},
         ),
     },
-    security=[],
 )
 async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """Each provider's own format and proof of origin; an unsubscribe reply opts the member out."""

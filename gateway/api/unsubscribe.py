@@ -31,7 +31,6 @@ from gateway.optouts.unsubscribe import read_token
             },
         ),
     },
-    security=[],
 )
 async def unsubscribe_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     """A confirmation page with one button; a GET never opts out (link scanners prefetch)."""
@@ -62,7 +61,6 @@ async def unsubscribe_page(request: Request[Any, Any, Any], token: FromPath[str]
             },
         ),
     },
-    security=[],
 )
 async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     """Opt the address out of the brand's email; repeating it changes nothing."""

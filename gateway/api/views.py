@@ -10,11 +10,12 @@ from typing import Any
 
 import msgspec
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import Example, OpenAPI, Schema
+from litestar.openapi.spec import Example, Link, OpenAPI, OpenAPIResponse, OpenAPIType, Schema
 from litestar.params import Body
 
 from compliance.reasons import ReasonEntry
 from gateway.api import examples
+from gateway.api.deps import KEYLESS
 from gateway.api.problems import PROBLEM
 
 
@@ -187,6 +188,15 @@ class Problem(msgspec.Struct, kw_only=True):
     channel: str | None = None
 
 
+class Verbatim(Example):
+    """An example whose value is sent as written: Litestar drops ``None`` members of example values,
+    and a documented null (``"id": null`` of a rejection) is part of the real answer."""
+
+    def to_schema(self) -> dict[str, Any]:
+        """The spec form, the value untouched."""
+        return {**super().to_schema(), "value": self.value}
+
+
 # What each error status means, for every operation that can answer it.
 _MEANING = {
     400: "The body could not be read: not JSON, empty, or nested too deep (malformed_json)",
@@ -217,7 +227,7 @@ def problems(
             media_type=PROBLEM,
             generate_examples=False,
             examples=[
-                Example(
+                Verbatim(
                     summary=_MEANING[status].split(" (")[0], value=show.get(status, examples.PROBLEMS[status])
                 )
             ],
@@ -230,7 +240,7 @@ def ok(model: Any, example: Any, description: str = "OK", status: int = 200) -> 
     """``responses=`` for a handler answering ``status`` with this shape, illustrated by ``example``."""
     return {
         status: ResponseSpec(
-            model, description=description, generate_examples=False, examples=[Example(value=example)]
+            model, description=description, generate_examples=False, examples=[Verbatim(value=example)]
         )
     }
 
@@ -243,26 +253,58 @@ def text(media_type: str, description: str, example: str) -> dict[int, ResponseS
             description=description,
             media_type=media_type,
             generate_examples=False,
-            examples=[Example(value=example)],
+            examples=[Verbatim(value=example)],
         )
     }
 
 
 def body(example: Any) -> Any:
     """A JSON request body's ``Body`` marker with a real example."""
-    return Body(examples=[Example(value=example)])
+    return Body(examples=[Verbatim(value=example)])
+
+
+def _any_number(schema: Any) -> None:
+    """A union of scalars with both integer and number (``str | int | float | bool``) as ``anyOf``:
+    under ``oneOf`` an integer matches two branches and so fails validation."""
+    if not isinstance(schema, Schema):
+        return
+    branches = schema.one_of or []
+    types = {b.type for b in branches if isinstance(b, Schema)}
+    if {OpenAPIType.INTEGER, OpenAPIType.NUMBER} <= types:
+        schema.any_of, schema.one_of = list(branches), None
+    children = [*(schema.properties or {}).values(), schema.items, schema.additional_properties]
+    for child in [*children, *(schema.one_of or []), *(schema.any_of or []), *(schema.all_of or [])]:
+        _any_number(child)
 
 
 def tidy(doc: OpenAPI) -> OpenAPI:
     """Drop the error entries Litestar adds by itself (its own validation body, which this API never
-    sends: every error is a ``Problem``, declared per operation with ``problems``)."""
-    for item in (doc.paths or {}).values():
+    sends: every error is a ``Problem``, declared per operation with ``problems``); mark the
+    operations that take no API key; link a notify's answer to its lookup and cancel."""
+    for path, item in (doc.paths or {}).items():
         for op in (item.get, item.put, item.post, item.delete, item.patch):
             if op is None or not op.responses:
                 continue
+            if not path.startswith("/v1/") or path.startswith(KEYLESS):
+                op.security = []  # as ``authenticate`` decides: no API key here
             for status, response in list(op.responses.items()):
                 content = getattr(response, "content", None) or {}
                 schema = getattr(content.get("application/json"), "schema", None)
                 if isinstance(schema, Schema) and "status_code" in (schema.properties or {}):
                     del op.responses[status]
+    for schema in (doc.components.schemas or {}).values() if doc.components else ():
+        _any_number(schema)
+    # The id a notify answers leads to the notification: clients (and schemathesis' stateful
+    # phase) follow these links from an accept to its lookup and cancel.
+    by_id = {"ntf_id": "$response.body#/id"}
+    links = {
+        "GetNotification": Link(operation_id="get_notification", parameters=by_id),
+        "CancelNotification": Link(operation_id="cancel_notification", parameters=by_id),
+    }
+    notify = (doc.paths or {}).get("/v1/notify")
+    if notify is not None and notify.post is not None and notify.post.responses:
+        for status in ("200", "202"):
+            accepted = notify.post.responses.get(status)
+            if isinstance(accepted, OpenAPIResponse):
+                accepted.links = dict(links)
     return doc
