@@ -14,6 +14,7 @@ pytestmark = pytest.mark.integration
 
 JSON = {"content-type": "application/json"}
 GOOD = points_expiry()
+TEXT = {"to": {"phone": "13812345678"}, "channel": "sms", "brand": "星耀商城"}
 
 
 def raw(body: bytes, **headers: str) -> dict[str, Any]:
@@ -224,6 +225,91 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("malformed notification id", "GET", "/v1/notifications/../../etc/passwd", {}, 404, "not_found"),
     ("unknown route", "GET", "/v1/nothing", {}, 404, "not_found"),
     ("wrong method", "DELETE", "/v1/notify", {}, 405, "method_not_allowed"),
+    # Text that would read otherwise on a handset than it was checked, or start a header of its own.
+    *[
+        (
+            f"{name} in text",
+            "POST",
+            "/v1/notify",
+            {"json": {**TEXT, "content": {"text": f"您的积分{ch}已到账"}}},
+            422,
+            "invalid_content",
+        )
+        for name, ch in (
+            ("right-to-left override", "\u202e"),
+            ("left-to-right embedding", "\u202a"),
+            ("first-strong isolate", "\u2068"),
+            ("NUL", "\x00"),
+            ("escape sequence", "\x1b[2J"),
+            ("DEL", "\x7f"),
+        )
+    ],
+    (
+        "CR LF in an email subject",
+        "POST",
+        "/v1/notify",
+        {
+            "json": {
+                "to": {"email": "lina@example.com"},
+                "channel": "email",
+                "brand": "星耀商城",
+                "content": {
+                    "subject": "积分到账\r\nBcc: all@example.com",
+                    "text": "您好",
+                    "html": "<p>您好</p>",
+                },
+            }
+        },
+        422,
+        "invalid_content",
+    ),
+    (
+        "LF in a push title",
+        "POST",
+        "/v1/notify",
+        {
+            "json": {
+                "to": {"push_token": "fcm-token-0001"},
+                "channel": "push",
+                "brand": "星耀商城",
+                "content": {"title": "积分\n到账", "text": "您好"},
+            }
+        },
+        422,
+        "invalid_content",
+    ),
+    (
+        "unregistered brand",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "brand": "不存在的品牌"}},
+        422,
+        "unknown_brand",
+    ),
+    (
+        "marketing template sent as transactional",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "category": "transactional"}},
+        422,
+        "category_mismatch",
+    ),
+    (
+        "template the sandbox can never render",
+        "PUT",
+        "/v1/templates/sneaky",
+        {"json": {"sms": {"text": "【星耀商城】{{ name.__class__.__mro__ }}"}}},
+        422,
+        "validation_error",
+    ),
+    (
+        "control character in a template",
+        "POST",
+        "/v1/notify",
+        {"json": {**GOOD, "params": {"name": "李\u202e女士", "points": 1, "days": 2}}},
+        422,
+        "invalid_content",
+    ),
 ]
 
 
@@ -240,7 +326,7 @@ def test_bad_input_gets_a_problem_with_a_code(
     problem = r.json()
     assert problem["code"] == code
     assert problem["title"] and problem["detail"]
-    if "reasons" in problem:
+    if "reasons" in problem and path.startswith("/v1/notify"):
         # A notify rejection (API.md): a problem whose status is the number and whose type ends in
         # /rejected, with the notify answer's members beside it.
         assert problem["status"] == 422 and problem["type"].endswith("/rejected")
@@ -251,6 +337,23 @@ def test_bad_input_gets_a_problem_with_a_code(
     assert "Traceback" not in r.text
     if code == "validation_error" and status == 422 and path == "/v1/notify" and "json" in kwargs:
         assert problem.get("errors") or problem.get("reasons")
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "kwargs", "status", "code"), CASES, ids=[c[0] for c in CASES]
+)
+def test_without_a_key_the_same_requests_get_401_before_the_body_is_read(
+    stack: Stack, name: str, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
+) -> None:
+    with httpx.Client(base_url=stack.api_url, timeout=30) as anonymous:
+        r = anonymous.request(method, path, **kwargs)
+    # Routing comes first (no such route, no such method); everything else needs the key.
+    routing = name in ("unknown route", "wrong method", "malformed notification id")
+    expected = (status, code) if routing else (401, "unauthorized")
+    assert (r.status_code, r.json()["code"]) == expected, r.text[:300]
+    assert r.json()["status"] == r.status_code and r.headers["content-type"].startswith(
+        "application/problem+json"
+    )
 
 
 def test_validation_errors_name_the_field(stack: Stack) -> None:
