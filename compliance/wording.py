@@ -5,7 +5,9 @@ to ASCII, ASCII to lower case, Traditional characters to Simplified (for every
 character the term lists use), and separators (spaces, punctuation, zero-width
 characters) dropped, so that 最低價, ＮＯ．１, 最 低 价, 最-低-价 and 最\u200b低价
 all match. Hits are reported with positions in the original text. A hit that
-lies inside an allowed look-alike (第一次, 唯一标识, ...) is not reported.
+lies inside an allowed look-alike (第一次, 唯一标识, ...) is not reported, provided the look-alike is
+written as listed (spacing aside): punctuation and invisible characters help a banned term match,
+never a look-alike excuse one.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class WordingMatcher:
         self._separators = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_SEPARATORS)) + "]+")
         self.automaton = ahocorasick.Automaton()
         self._patterns: list[tuple[bool, str, Term | None]] = []  # (allowed?, normalized, term)
+        # An allowed look-alike must be written as it is listed: spacing aside (第 一 次 is a way to
+        # set type), no punctuation or invisible character may be slipped into it beyond those its
+        # own listing has, or "第一,天天特价" would hide 第一 inside 第一天.
+        self._gaps: dict[str, int] = {}
         seen: dict[str, int] = {}
         for term in terms:
             key = self.normalize(term.text)
@@ -98,6 +104,8 @@ class WordingMatcher:
             self._patterns.append((False, key, term))
         for word in allowed:
             key = self.normalize(word)
+            if key:
+                self._gaps[key] = max(_hard_gaps(self._mapped(word)), self._gaps.get(key, 0))
             if key and key not in seen:
                 seen[key] = len(self._patterns)
                 self._patterns.append((True, key, None))
@@ -137,7 +145,9 @@ class WordingMatcher:
             is_allowed, key, term = self._patterns[index]
             start = end - len(key) + 1
             if is_allowed:
-                allowed.append((start, end + 1))
+                written = mapped[origin[start] : origin[end] + 1]  # as it stands in the text
+                if _hard_gaps(written) <= self._gaps.get(key, 0):
+                    allowed.append((start, end + 1))
             elif term is not None and _bounded(normalized, mapped, origin, start, end + 1, key):
                 banned.append((start, end + 1, term))
         kept = [
@@ -152,6 +162,14 @@ class WordingMatcher:
             Hit(t.text, origin[s], origin[e - 1] + 1, t.category, t.severity)
             for s, e, t in sorted(kept, key=lambda k: k[0])
         ]
+
+
+_HARD_SEPARATORS = frozenset(_SEPARATORS - set(string.whitespace) - {"\u3000", "\u00a0"})
+
+
+def _hard_gaps(text: str) -> int:
+    """Punctuation and invisible characters in a text (spacing does not count)."""
+    return sum(ch in _HARD_SEPARATORS for ch in text)
 
 
 def _bounded(normalized: str, mapped: str, origin: list[int], start: int, end: int, key: str) -> bool:

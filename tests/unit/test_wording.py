@@ -368,6 +368,12 @@ CAUGHT: list[tuple[str, list[tuple[str, int, int]]]] = [
     ("絕 無-僅​有的會員價,僅限今天。", [("绝无仅有", 0, 7)]),
     ("好評全 網-第​一的面膜,會員買二送一。", [("全网第一", 2, 9)]),
     ("品質國 內-領​先,會員專享8折。", [("国内领先", 2, 9)]),
+    # A look-alike split by punctuation or an invisible character excuses nothing: 第一天 and
+    # 唯一标识 are allowed as written, not when a comma or a zero-width space makes them.
+    ("本店第一,天天特价", [("第一", 2, 4)]),
+    ("本店第一，天天特价", [("第一", 2, 4)]),
+    ("品质第一​次次满意", [("第一", 2, 4)]),
+    ("全城唯一-标识性门店", [("唯一", 2, 4)]),
 ]
 
 PASSES: list[str] = [
