@@ -135,11 +135,11 @@ _EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-
 # Runs of eight or more digits, spaces and dashes: the only places a number can be. Finding them first
 # is 25x cheaper than running the exact pattern (with its look-behind) over every position of the text.
 _CANDIDATE = re.compile(r"\+?[0-9][0-9 -]{9,}[0-9]")
-_SEPARATORS = str.maketrans("", "", " -+")
+_SCRUB_SEPARATORS = str.maketrans("", "", " -+")
 
 
 def _mask_digits(match: re.Match[str]) -> str:
-    digits = match.group(0).translate(_SEPARATORS)
+    digits = match.group(0).translate(_SCRUB_SEPARATORS)
     if digits.startswith(("86", "0086")) and len(digits) in (13, 15):
         digits = digits[-11:]
     return f"{digits[:3]}****{digits[-4:]}"
@@ -147,7 +147,7 @@ def _mask_digits(match: re.Match[str]) -> str:
 
 def _scrub_run(match: re.Match[str]) -> str:
     run = match.group(0)
-    if run[0] != "+" and len(run.translate(_SEPARATORS)) < 11:
+    if run[0] != "+" and len(run.translate(_SCRUB_SEPARATORS)) < 11:
         return run  # a date or a short code: no mobile number has fewer than 11 digits
     return _PHONE_IN_TEXT.sub(_mask_digits, run)
 
