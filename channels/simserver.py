@@ -17,10 +17,12 @@ import json
 import random
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import unquote_plus
 
+from channels.addresses import InvalidAddress
 from channels.signing import SIGNATURE_HEADER, verify
 from channels.simcallbacks import GatewayCallbacks
+from channels.simnumbers import UNDELIVERED_PREFIX
 from channels.simstate import Answer, SimState
 
 Scope = MutableMapping[str, Any]
@@ -39,12 +41,14 @@ class Simulator:
         secret: str,
         *,
         receipt_interval: float = 0.05,
-        undelivered_prefix: str = "+8613900000",
+        undelivered_prefix: str = UNDELIVERED_PREFIX,
+        default_region: str = "CN",
     ) -> None:
+        """``undelivered_prefix``: the E.164 prefix of the "switched off" numbers (sends succeed, the
+        receipt says undelivered); ``default_region``: where a number written without its country
+        code is read (the gateway's ``TIDINGS_DEFAULT_REGION``, CN unless set)."""
         self.secret = secret
-        # Numbers with this prefix are "switched off": sends succeed but the receipt says undelivered.
-        self.undelivered_prefix = undelivered_prefix
-        self.state = SimState()
+        self.state = SimState(default_region=default_region, undelivered_prefix=undelivered_prefix)
         self._ids = itertools.count(1)
         self.callbacks = GatewayCallbacks(gateway_url, secret, lambda: self.state, receipt_interval)
 
@@ -62,7 +66,7 @@ class Simulator:
         except ValueError:
             await _respond(send, 413, {"code": "body_too_large"})
             return
-        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        query = _query(scope.get("query_string", b"").decode("utf-8", "replace"))
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         try:
             status, payload, extra = await self._route(method, path, query, headers, body)
@@ -78,9 +82,12 @@ class Simulator:
         if path == "/v1/send/batch" and method == "POST":
             return await self._send_batch(headers, body)
         if path == "/messages" and method == "GET":
-            return 200, self.messages(query.get("to")), {}
+            try:
+                return 200, self.messages(query.get("to")), {}
+            except InvalidAddress as exc:
+                return 400, {"code": "invalid_recipient", "message": f"to: {exc}"}, {}
         if path == "/messages" and method == "DELETE":
-            self.state = SimState(faults=self.state.faults)
+            self.state = self.state.cleared()
             return 200, {"ok": True}, {}
         if path == "/faults" and method == "POST":
             return 200, self.set_faults(json.loads(body or b"{}")), {}
@@ -132,13 +139,14 @@ class Simulator:
             return
 
     def _accept_one(self, msg: dict[str, Any]) -> Answer:
-        answer = self.state.accept(msg, self._ids, self.undelivered_prefix)
+        answer = self.state.accept(msg, self._ids)
         if self.state.receipts:
             self.callbacks.wake()
         return answer
 
     def messages(self, to: str | None) -> list[dict[str, Any]]:
-        """What each address received, oldest first."""
+        """What an address received, written in any form (``channels/simnumbers.py``), oldest first;
+        every message when ``to`` is None. InvalidAddress for a number or email that is not one."""
         return self.state.messages_to(to)
 
     def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +167,24 @@ class Simulator:
     async def aclose(self) -> None:
         """Flush what receipts can be flushed and stop."""
         await self.callbacks.aclose()
+
+
+def _query(raw: str) -> dict[str, str]:
+    """The query's parameters, the last value of each, blank ones kept (``?to=`` is an empty ``to``).
+
+    Form decoding, except that a ``+`` that starts a value and is followed by a digit stays a plus:
+    ``?to=+14155550100`` typed into curl unencoded means that number, where a space before its
+    digits would mean nothing (an encoded leading space before a letter, ``+Lina@…``, is a space).
+    """
+    params: dict[str, str] = {}
+    for pair in raw.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if value[:1] == "+" and value[1:2].isdigit():
+            value = "%2B" + value[1:]
+        params[unquote_plus(name, errors="replace")] = unquote_plus(value, errors="replace")
+    return params
 
 
 async def _read_body(receive: Receive) -> bytes:

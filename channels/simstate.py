@@ -1,7 +1,8 @@
 """What the provider simulator remembers, and the rules it applies to a send as a provider would.
 
 The messages it took (``GET /messages``), its dedup by our reference, the receipts waiting to be
-posted, the injected faults (``/faults``) and the numbers it treats as switched off. No I/O here:
+posted and the injected faults (``/faults``); how it reads addresses and which numbers are switched
+off is ``channels/simnumbers.py``. No I/O here:
 the ASGI app (``channels/simserver.py``) and the calls back to the gateway
 (``channels/simcallbacks.py``) use it.
 """
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from channels.simnumbers import UNDELIVERED_PREFIX, key_of, lookup_key, receipt_for
 
 CHANNELS = ("sms", "mms", "push", "email")
 FAULT_MODES = ("http_500", "timeout", "reject_number", "http_429")
@@ -35,6 +38,8 @@ class SimState:
     """Everything the simulator remembers (in memory: it is a test double of a provider)."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # The same messages by address key (simnumbers.key_of): E.164, a case-folded email, a token.
+    by_address: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     by_reference: dict[str, str] = field(default_factory=dict)
     faults: dict[str, Fault] = field(default_factory=dict)
     receipts: list[dict[str, Any]] = field(default_factory=list)
@@ -43,12 +48,22 @@ class SimState:
     # Receipt trouble, as real providers cause it: each receipt posted twice, batches out of order.
     duplicate_receipts: bool = False
     shuffle_receipts: bool = False
+    # The rules, kept when the messages are cleared: the region a national number is read in, and
+    # the E.164 prefix of the switched-off numbers.
+    default_region: str = "CN"
+    undelivered_prefix: str = UNDELIVERED_PREFIX
+
+    def cleared(self) -> SimState:
+        """No messages, receipts or counts; the same faults and rules (``DELETE /messages``)."""
+        return SimState(
+            faults=self.faults, default_region=self.default_region, undelivered_prefix=self.undelivered_prefix
+        )
 
     def fault_for(self, channel: object) -> Fault | None:
         """The fault injected for this channel, else the one for every channel."""
         return self.faults.get(str(channel)) or self.faults.get("*")
 
-    def accept(self, msg: dict[str, Any], ids: Iterator[int], undelivered_prefix: str) -> Answer:
+    def accept(self, msg: dict[str, Any], ids: Iterator[int]) -> Answer:
         """Take one message as the provider would: injected failures, dedup by reference, a receipt queued."""
         channel = msg.get("channel")
         if channel not in CHANNELS or not msg.get("to") or not msg.get("reference"):
@@ -75,43 +90,48 @@ class SimState:
         pmid = f"sim-{next(ids):08d}"
         self.by_reference[reference] = pmid
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        self.messages.append(
-            {
-                "channel": channel,
-                "to": msg["to"],
-                "text": msg.get("text"),
-                "subject": msg.get("subject"),
-                "title": msg.get("title"),
-                "html": msg.get("html"),
-                "media": msg.get("media") or [],
-                "brand": msg.get("brand"),
-                "reference": reference,
-                "provider_message_id": pmid,
-                "received_at": now,
-            }
-        )
-        status = "undelivered" if str(msg["to"]).startswith(undelivered_prefix) else "delivered"
+        key = key_of(str(msg["to"]), self.default_region)
+        message: dict[str, Any] = {
+            "channel": channel,
+            "to": msg["to"],
+            "text": msg.get("text"),
+            "subject": msg.get("subject"),
+            "title": msg.get("title"),
+            "html": msg.get("html"),
+            "media": msg.get("media") or [],
+            "brand": msg.get("brand"),
+            "reference": reference,
+            "provider_message_id": pmid,
+            "received_at": now,
+        }
+        self.messages.append(message)
+        self.by_address.setdefault(key, []).append(message)
+        status, code = receipt_for(key, self.undelivered_prefix)
         self.receipts.append(
             {
                 "reference": reference,
                 "provider_message_id": pmid,
                 "channel": channel,
                 "status": status,
-                "code": "DELIVERED" if status == "delivered" else "MK:0001",
+                "code": code,
                 "at": now,
             }
         )
         return 200, {"provider_message_id": pmid}, {}
 
     def messages_to(self, to: str | None) -> list[dict[str, Any]]:
-        """What each address received, oldest first."""
+        """What an address received (any written form of it), oldest first; every message without one.
+
+        InvalidAddress for a ``to`` that looks like a phone number or email but is not one.
+        """
         if to is None:
             return list(self.messages)
-        return [m for m in self.messages if m["to"] == to]
+        return list(self.by_address.get(lookup_key(to, self.default_region), []))
 
     def last_sent_to(self, sender: str, brand: str | None) -> dict[str, Any] | None:
         """The last message sent to a number (of that brand, if named): what a reply from it answers."""
-        last = [m for m in self.messages if m["to"] == sender and (not brand or m.get("brand") == brand)]
+        sent = self.by_address.get(key_of(sender, self.default_region), [])
+        last = [m for m in sent if not brand or m.get("brand") == brand]
         return last[-1] if last else None
 
     def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
