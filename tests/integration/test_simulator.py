@@ -1,5 +1,6 @@
 """The provider simulator as a developer uses it: ``/messages?to=`` in any written form of a number,
-a clear 400 for a ``to`` that is no address, replies tied to a number however it is written.
+a clear 400 for a ``to`` that is no address, its built-in numbers exactly as README.md's table says
+(the table is read here, so the two cannot drift), replies tied to a number however it is written.
 
 Real servers only: the simulator over HTTP, sent to through its own adapter or through a whole
 gateway; where its receipts and replies are watched, a stand-in for the gateway's inbound endpoints
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +33,7 @@ from tests.conftest import Stack, points_expiry, statuses, wait_for
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sim-secret-for-tests"
 NUMBER = "+8613800138000"
 # Each written form of NUMBER that /messages?to= must find it by (passed as a query parameter).
@@ -62,6 +66,47 @@ def written_forms(e164: str) -> list[str]:
     nsn = e164.removeprefix("+86")
     spaced = f"{nsn[:3]} {nsn[3:7]} {nsn[7:]}"
     return [e164, nsn, f"86{nsn}", f"0086{nsn}", f"+86 {spaced}", spaced.replace(" ", "-"), f"(+86){nsn}"]
+
+
+# -- README.md's table of built-in numbers ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: the numbers it names (none: every other address) and the receipt."""
+
+    numbers: tuple[str, ...]
+    status: str
+    code: str
+
+
+def readme_rows() -> list[Row]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### The provider simulator", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("| number"):
+            continue
+        first, what = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        receipt = re.search(r"receipt `(\w+)` with code `([^`]+)`", what)
+        assert receipt is not None, line
+        rows.append(Row(tuple(re.findall(r"`(\+\d+)`", first)), receipt.group(1), receipt.group(2)))
+    return rows
+
+
+def samples(row: Row) -> list[str]:
+    """Numbers the row speaks of: both ends of a range and one inside; for "any other", the neighbours
+    just outside every range and an ordinary number."""
+    if row.numbers:
+        low, high = (int(n) for n in row.numbers)
+        return [f"+{low}", f"+{(low + high) // 2}", f"+{high}"]
+    ranges = [r.numbers for r in readme_rows() if r.numbers]
+    outside = [f"+{int(lo) - 1}" for lo, _ in ranges] + [f"+{int(hi) + 1}" for _, hi in ranges]
+    return [*outside, NUMBER]
+
+
+def test_the_readme_table_names_the_switched_off_range_and_everything_else() -> None:
+    rows = readme_rows()
+    assert [len(r.numbers) for r in rows] == [2, 0], rows  # a range (from, to), then "any other"
+    assert [(r.status, r.code) for r in rows] == [("undelivered", "MK:0001"), ("delivered", "DELIVERED")]
 
 
 # -- a simulator alone, with a stand-in for the gateway's inbound endpoints ------------------------------
@@ -225,6 +270,41 @@ def test_a_to_that_is_no_address_is_a_400_with_a_code(sim: Sim, query: str) -> N
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
     assert body["code"] == "invalid_recipient" and body["message"].startswith("to: "), body
+
+
+# -- the built-in numbers ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("row", readme_rows(), ids=lambda r: r.status)
+def test_built_in_numbers_in_any_written_form_get_the_receipt_the_readme_names(sim: Sim, row: Row) -> None:
+    sent = {(number, form): sim.send(form) for number in samples(row) for form in written_forms(number)}
+
+    def all_receipts() -> list[dict[str, Any] | None] | None:
+        got = [sim.gateway.receipt(ref) for ref in sent.values()]
+        return got if all(got) else None
+
+    receipts = wait_for(all_receipts, timeout=10)
+    got = {key: (r["status"], r["code"]) for key, r in zip(sent, receipts, strict=True)}
+    assert got == dict.fromkeys(sent, (row.status, row.code))
+    for number in samples(row):  # and each is found by its E.164 form, whichever form it was sent in
+        found = [m["reference"] for m in sim.messages(number)]
+        assert found == [ref for (n, _), ref in sent.items() if n == number], number
+
+
+def test_through_the_gateway_each_built_in_number_ends_as_the_readme_says(stack: Stack) -> None:
+    expected: dict[str, str] = {}
+    with stack.client() as c:
+        for row in readme_rows():
+            for number in samples(row):
+                national = written_forms(number)[5]  # 139-0000-0999: the gateway normalises it first
+                answer = c.post("/v1/notify", json=points_expiry(phone=national))
+                assert answer.status_code == 202, answer.text
+                expected[answer.json()["id"]] = row.status
+
+    def final() -> dict[str, str] | None:
+        with stack.client() as c:
+            now = {i: c.get(f"/v1/notifications/{i}").json()["status"] for i in expected}
+        return now if set(now.values()) <= {"delivered", "undelivered"} else None
+
+    assert wait_for(final, timeout=15, interval=0.2) == expected
 
 
 # -- replies -----------------------------------------------------------------------------------------------
