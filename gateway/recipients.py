@@ -1,4 +1,8 @@
-"""Recipient addresses: phone parsing to E.164, masking, time zones."""
+"""Recipient addresses: phone parsing to E.164, masking, time zones.
+
+The parsing itself is ``channels/addresses.py`` (the provider simulator reads numbers with it
+too); here it raises the gateway's InvalidRecipient.
+"""
 
 from __future__ import annotations
 
@@ -9,85 +13,26 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
-from phonenumbers import timezone as pn_timezone
 
+from channels import addresses
+from channels.addresses import InvalidAddress, Phone
 from gateway.errors import InvalidRecipient
 
-_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
-_PHONE_CHARS = re.compile(r"^[0-9 ()+\-.]{3,40}$")
-_EMAIL = re.compile(
-    r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
-)
 
-
-class Phone:
-    """A parsed phone number."""
-
-    __slots__ = ("e164", "mobile", "region", "timezone")
-
-    def __init__(self, e164: str, mobile: bool, region: str | None, timezone: str | None) -> None:
-        self.e164 = e164
-        self.mobile = mobile
-        self.region = region
-        self.timezone = timezone
-
-
-def _cn_mobile_pattern() -> re.Pattern[str]:
-    meta = phonenumbers.PhoneMetadata.metadata_for_region("CN")
-    pattern = meta.mobile.national_number_pattern if meta is not None and meta.mobile is not None else None
-    if not pattern:
-        raise RuntimeError("phonenumbers has no CN mobile pattern")
-    return re.compile(str(pattern))
-
-
-_CN_MOBILE = _cn_mobile_pattern()
-_SEPARATORS = str.maketrans("", "", " -().")
-
-
-def _fast_cn_mobile(raw: str, default_region: str) -> Phone | None:
-    """The common case, a Chinese mobile number, checked against phonenumbers' own CN mobile pattern.
-
-    A full ``phonenumbers.parse`` costs about 100 us; this costs about 2 us. Anything else takes the full path.
-    """
-    digits = raw.translate(_SEPARATORS)
-    if digits.startswith("+86"):
-        nsn = digits[3:]
-    elif digits.startswith("0086"):
-        nsn = digits[4:]
-    elif default_region == "CN":
-        nsn = digits
-    else:
-        return None
-    if len(nsn) != 11 or not nsn.isdigit() or not _CN_MOBILE.fullmatch(nsn):
-        return None
-    return Phone(f"+86{nsn}", True, "CN", "Asia/Shanghai")
-
-
-@lru_cache(maxsize=65_536)
 def parse_phone(raw: str, default_region: str = "CN") -> Phone:
     """Parse any form ``phonenumbers`` understands into E.164; raise InvalidRecipient if not a real number."""
-    fast = _fast_cn_mobile(raw, default_region) if _PHONE_CHARS.match(raw) else None
-    if fast is not None:
-        return fast
-    if not _PHONE_CHARS.match(raw):
-        # phonenumbers reads keypad letters (1-800-FLOWERS); a member's number never has them.
-        raise InvalidRecipient("a phone number holds digits, spaces, +, -, (, ) and . only")
-    return _full_parse(raw, default_region)
-
-
-def _full_parse(raw: str, default_region: str) -> Phone:
     try:
-        num = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidRecipient(f"not a phone number: {exc}") from None
-    if not phonenumbers.is_valid_number(num):
-        raise InvalidRecipient("not a valid phone number")
-    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-    mobile = phonenumbers.number_type(num) in _MOBILE_TYPES
-    zones = [z for z in pn_timezone.time_zones_for_number(num) if z != "Etc/Unknown"]
-    region = phonenumbers.region_code_for_number(num)
-    return Phone(e164, mobile, region, zones[0] if zones else None)
+        return addresses.parse_phone(raw, default_region)
+    except InvalidAddress as exc:
+        raise InvalidRecipient(str(exc)) from None
+
+
+def check_email(address: str) -> str:
+    """Return a normalized email address (the domain in lower case) or raise InvalidRecipient."""
+    try:
+        return addresses.check_email(address)
+    except InvalidAddress as exc:
+        raise InvalidRecipient(str(exc)) from None
 
 
 def mask_phone(e164: str) -> str:
@@ -135,11 +80,11 @@ _EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-
 # Runs of eight or more digits, spaces and dashes: the only places a number can be. Finding them first
 # is 25x cheaper than running the exact pattern (with its look-behind) over every position of the text.
 _CANDIDATE = re.compile(r"\+?[0-9][0-9 -]{9,}[0-9]")
-_SEPARATORS = str.maketrans("", "", " -+")
+_SCRUB_SEPARATORS = str.maketrans("", "", " -+")
 
 
 def _mask_digits(match: re.Match[str]) -> str:
-    digits = match.group(0).translate(_SEPARATORS)
+    digits = match.group(0).translate(_SCRUB_SEPARATORS)
     if digits.startswith(("86", "0086")) and len(digits) in (13, 15):
         digits = digits[-11:]
     return f"{digits[:3]}****{digits[-4:]}"
@@ -147,7 +92,7 @@ def _mask_digits(match: re.Match[str]) -> str:
 
 def _scrub_run(match: re.Match[str]) -> str:
     run = match.group(0)
-    if run[0] != "+" and len(run.translate(_SEPARATORS)) < 11:
+    if run[0] != "+" and len(run.translate(_SCRUB_SEPARATORS)) < 11:
         return run  # a date or a short code: no mobile number has fewer than 11 digits
     return _PHONE_IN_TEXT.sub(_mask_digits, run)
 
@@ -157,15 +102,6 @@ def scrub(text: str) -> str:
     if "@" in text:
         text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
     return _CANDIDATE.sub(_scrub_run, text)
-
-
-def check_email(address: str) -> str:
-    """Return a normalized email address or raise InvalidRecipient."""
-    candidate = address.strip()
-    if not _EMAIL.match(candidate):
-        raise InvalidRecipient("not a valid email address")
-    local, _, domain = candidate.partition("@")
-    return f"{local}@{domain.lower()}"
 
 
 def check_timezone(name: str) -> str:

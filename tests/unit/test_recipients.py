@@ -51,7 +51,7 @@ def test_email_and_timezone_checks() -> None:
 def test_fast_path_agrees_with_phonenumbers() -> None:
     import random
 
-    from gateway.recipients import _fast_cn_mobile, _full_parse
+    from channels.addresses import _fast_cn_mobile, _full_parse
 
     rng = random.Random(7)
     samples = [f"1{rng.randint(0, 9_999_999_999):010d}" for _ in range(3000)]
@@ -70,3 +70,14 @@ def test_fast_path_agrees_with_phonenumbers() -> None:
         ), raw
         checked += 1
     assert checked > 1000
+
+
+@pytest.mark.parametrize(
+    "raw", ["13812345678", "+86 138-1234-5678", "+8613812345678", "(+86) 138 1234 5678", "0086 138 1234 5678"]
+)
+def test_the_fast_path_takes_every_written_form_of_a_chinese_mobile(raw: str) -> None:
+    # The scrubber's separator table once shadowed this one, and "+86" forms all took the slow path.
+    from channels.addresses import _fast_cn_mobile
+
+    fast = _fast_cn_mobile(raw, "CN")
+    assert fast is not None and fast.e164 == "+8613812345678"
