@@ -10,6 +10,7 @@ two read a number the same way. Pure functions: no I/O, nothing of the gateway.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 import phonenumbers
@@ -104,3 +105,33 @@ def check_email(address: str) -> str:
         raise InvalidAddress("not a valid email address")
     local, _, domain = candidate.partition("@")
     return f"{local}@{domain.lower()}"
+
+
+# What a written phone number holds besides digits. Read after NFKC, so a number typed in full-width
+# characters (an input method's full-width mode) counts as a number and is parsed, not taken as a token.
+_PHONE_MARKS = frozenset(" +-().")
+
+
+def _looks_like_phone(text: str) -> bool:
+    folded = unicodedata.normalize("NFKC", text)
+    return any(c.isdecimal() for c in folded) and all(c.isdecimal() or c in _PHONE_MARKS for c in folded)
+
+
+def address_key(raw: str, default_region: str = "CN") -> str:
+    """Any address a caller may name, in the one form it is keyed by: a phone number (only digits, of
+    any width, and `` +-().``) as E.164, an email as ``check_email`` writes it, anything else (a
+    push token) as it is. InvalidAddress for an empty text and for a number or email that is not
+    one (a form the API would refuse to send to is refused here with the API's reason)."""
+    text = raw.strip()
+    if not text:
+        raise InvalidAddress("the address is empty")
+    if "@" in text:
+        return check_email(text)
+    if _looks_like_phone(text):
+        try:
+            return parse_phone(text, default_region).e164
+        except InvalidAddress as exc:
+            if unicodedata.normalize("NFKC", text) != text:
+                raise InvalidAddress(f"{exc} (full-width characters: the API refuses them too)") from None
+            raise
+    return text  # a push token

@@ -9,45 +9,19 @@ however a send writes it. README.md ("The provider simulator") lists the built-i
 
 from __future__ import annotations
 
-import unicodedata
-
-from channels.addresses import InvalidAddress, check_email, parse_phone
+from channels.addresses import InvalidAddress, address_key
 
 # +86 139 0000 0000 to +86 139 0000 0999: sends are taken, their receipts say undelivered.
 UNDELIVERED_PREFIX = "+8613900000"
 UNDELIVERED_CODE = "MK:0001"  # the carrier's code for a phone that is off or out of service
 DELIVERED_CODE = "DELIVERED"
 
-# What a written phone number holds besides digits. Read after NFKC, so a number typed in full-width
-# characters (an input method's full-width mode) counts as a number and is parsed, not taken as a token.
-_PHONE_MARKS = frozenset(" +-().")
-
-
-def _looks_like_phone(text: str) -> bool:
-    folded = unicodedata.normalize("NFKC", text)
-    return any(c.isdecimal() for c in folded) and all(c.isdecimal() or c in _PHONE_MARKS for c in folded)
-
 
 def lookup_key(raw: str, default_region: str = "CN") -> str:
-    """The key a ``to`` asked for is matched by; InvalidAddress for a number or email that is not one.
-
-    What holds only digits (of any width) and `` +-().`` is a phone number, parsed by the API's own
-    parser: a form the API would refuse (too short, too long, full-width digits) is answered with
-    the API's reason instead of an empty list. Anything else without an ``@`` is a push token.
-    """
-    text = raw.strip()
-    if not text:
-        raise InvalidAddress("the address is empty")
-    if "@" in text:
-        return check_email(text).casefold()
-    if _looks_like_phone(text):
-        try:
-            return parse_phone(text, default_region).e164
-        except InvalidAddress as exc:
-            if unicodedata.normalize("NFKC", text) != text:
-                raise InvalidAddress(f"{exc} (full-width characters: the API refuses them too)") from None
-            raise
-    return text  # a push token
+    """The key a ``to`` asked for is matched by (``address_key``, emails without regard to case);
+    InvalidAddress for a number or email that is not one."""
+    key = address_key(raw, default_region)
+    return key.casefold() if "@" in key else key
 
 
 def key_of(to: str, default_region: str = "CN") -> str:

@@ -35,6 +35,15 @@ def check_email(address: str) -> str:
         raise InvalidRecipient(str(exc)) from None
 
 
+def address_key(raw: str, default_region: str = "CN") -> str:
+    """Any address a caller names (phone in any form, email, push token) in the form it is keyed by;
+    InvalidRecipient for an empty text or a number or email that is not one."""
+    try:
+        return addresses.address_key(raw, default_region)
+    except InvalidAddress as exc:
+        raise InvalidRecipient(str(exc)) from None
+
+
 def mask_phone(e164: str) -> str:
     """``+8613812345678`` -> ``+86138****5678``: country code, first three and last four digits."""
     if len(e164) == 14 and e164.startswith("+861"):  # the common case, without a parse

@@ -23,12 +23,11 @@ from gateway.audit.backends import open_store
 from gateway.audit.chain import StoredEvent
 from gateway.audit.store import AuditStore
 from gateway.errors import AuditStoreError, InvalidRecipient, Unavailable, Unprocessable
-from gateway.recipients import Members, check_email, parse_phone
+from gateway.recipients import Members, address_key
 from gateway.state import keys
 
 _decode = msgspec.json.Decoder()
 Since = Annotated[str | None, QueryParameter(name="from")]
-_PHONE_CHARS = frozenset("0123456789 +-().")
 CSV_COLUMNS = [
     "seq",
     "id",
@@ -76,17 +75,12 @@ def parse_time(name: str, raw: str | None) -> int | None:
 
 def member_of(members: Members, raw: str, region: str) -> str:
     """The keyed hash an address is searched by: a phone (any form), an email or a push token."""
-    text = raw.strip()
+    if not raw.strip():
+        raise Unprocessable("validation_error", "address is empty")
     try:
-        if "@" in text:
-            return members.of(check_email(text))
-        if text and set(text) <= _PHONE_CHARS:
-            return members.of(parse_phone(text, region).e164)
+        return members.of(address_key(raw, region))
     except InvalidRecipient as exc:
         raise Unprocessable("invalid_recipient", str(exc)) from None
-    if not text:
-        raise Unprocessable("validation_error", "address is empty")
-    return members.of(text)  # a push token
 
 
 def _types(raw: str | None) -> list[str]:
