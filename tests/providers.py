@@ -229,6 +229,16 @@ def google_assertion_claims(
     return claims
 
 
+async def read_body(receive: Any) -> bytes:
+    """A whole ASGI request body."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
 @dataclass
 class Received:
     """One request the stand-in accepted or refused."""
@@ -263,12 +273,7 @@ class ProviderServer:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         arrived = time.time()
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if scope["method"] == "GET" and scope["path"] == "/__received":

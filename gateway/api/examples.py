@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import PROBLEM_TYPE
+from gateway.errors import PROBLEM_TYPE, problem_document
 
 NTF_ID = "ntf_01JDQ3V8K6W2Z9X4M7N5P0R1ST"
 MASKED_PHONE = "+86138****5678"
@@ -157,16 +157,7 @@ AUDIT_EVENT: dict[str, Any] = {
 }
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """A problem document as the API sends it (the shape of ``errors.problem_document``)."""
-    return {
-        "type": PROBLEM_TYPE + code.replace("_", "-"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
+problem = problem_document  # a problem document exactly as the API builds it
 
 
 REJECTED: dict[str, Any] = {

@@ -16,7 +16,7 @@ from litestar.params import FromPath
 
 from channels.base import Receipt
 from gateway import events, metrics
-from gateway.api import examples, views
+from gateway.api import views
 from gateway.api.deps import Services, services
 from gateway.api.inbound import adapter_for, answer, proven, refused
 from gateway.models import Status
@@ -27,22 +27,7 @@ from gateway.timeutil import system_clock
     "/v1/inbound/{provider:str}/receipts",
     status_code=200,
     summary="Delivery receipts from a provider",
-    responses={
-        **views.ok(dict[str, Any], {"code": 0}, "The provider's own acknowledgement (Twilio's is TwiML)"),
-        **views.problems(
-            400,
-            403,
-            404,
-            413,
-            503,
-            say={
-                400: "The callback could not be read in the provider's format",
-                403: "The provider's signature or the URL token does not verify (bad_signature, bad_token)",
-                404: "No such provider (unknown_provider)",
-            },
-            show={403: examples.problem(403, "bad_signature", "Forbidden", "signature does not verify")},
-        ),
-    },
+    responses=views.callback_answers(),
 )
 async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """Check where it comes from, read the provider's format, apply; answer as the provider expects."""

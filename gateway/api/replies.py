@@ -9,7 +9,7 @@ from litestar import Request, Response, post
 from litestar.params import FromPath
 
 from compliance.replies import ReplyKind, classify
-from gateway.api import examples, views
+from gateway.api import views
 from gateway.api.deps import services
 from gateway.api.inbound import adapter_for, answer, proven, refused
 from gateway.errors import InvalidRecipient
@@ -20,22 +20,7 @@ from gateway.recipients import parse_phone
     "/v1/inbound/{provider:str}/replies",
     status_code=200,
     summary="Member replies (MO) from a provider",
-    responses={
-        **views.ok(dict[str, Any], {"code": 0}, "The provider's own acknowledgement (Twilio's is TwiML)"),
-        **views.problems(
-            400,
-            403,
-            404,
-            413,
-            503,
-            say={
-                400: "The callback could not be read in the provider's format",
-                403: "The provider's signature or the URL token does not verify (bad_signature, bad_token)",
-                404: "No such provider (unknown_provider)",
-            },
-            show={403: examples.problem(403, "bad_signature", "Forbidden", "signature does not verify")},
-        ),
-    },
+    responses=views.callback_answers(),
 )
 async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
     """Each provider's own format and proof of origin; an unsubscribe reply opts the member out."""

@@ -236,6 +236,27 @@ def problems(
     }
 
 
+def callback_answers() -> dict[int, ResponseSpec]:
+    """``responses=`` of a provider callback (receipts, replies): the provider's own acknowledgement,
+    or a problem for a callback that cannot be read, is forged, or names no provider we know."""
+    return {
+        **ok(dict[str, Any], {"code": 0}, "The provider's own acknowledgement (Twilio's is TwiML)"),
+        **problems(
+            400,
+            403,
+            404,
+            413,
+            503,
+            say={
+                400: "The callback could not be read in the provider's format",
+                403: "The provider's signature or the URL token does not verify (bad_signature, bad_token)",
+                404: "No such provider (unknown_provider)",
+            },
+            show={403: examples.problem(403, "bad_signature", "Forbidden", "signature does not verify")},
+        ),
+    }
+
+
 def ok(model: Any, example: Any, description: str = "OK", status: int = 200) -> dict[int, ResponseSpec]:
     """``responses=`` for a handler answering ``status`` with this shape, illustrated by ``example``."""
     return {

@@ -30,6 +30,7 @@ from gateway.errors import InvalidRecipient
 from gateway.recipients import parse_phone
 from gateway.state.redisdb import free_port
 from tests.conftest import Stack, points_expiry, statuses, wait_for
+from tests.providers import read_body
 
 pytestmark = pytest.mark.integration
 
@@ -122,12 +123,7 @@ class GatewayStandIn:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         status = 200 if verify(SECRET, body, headers.get(SIGNATURE_HEADER)) else 401
         if status == 200:

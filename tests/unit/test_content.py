@@ -60,20 +60,24 @@ def test_signature_mismatch_and_missing() -> None:
     assert run(PIPE, d) is None and d.fields["text"].startswith("【星耀商城】您好")
 
 
-BRANDS_TOML = """
+BASE_TOML = """
 [defaults]
 monthly_cap = 4
 quiet_start = "21:00"
 quiet_end = "08:00"
 unsubscribe_footer = "拒收请回复R"
 max_sms_chars = 500
-[brands."星耀商城"]
+"""
+BRANDS_TOML = (
+    BASE_TOML
+    + """[brands."星耀商城"]
 [brands."甲"]
 signature = "甲商城"
 [tenants.acme.brands."乙"]
 [tenants.own]
 any_brand = true
 """
+)
 BRANDS = parse_policy(BRANDS_TOML)
 
 
@@ -203,14 +207,8 @@ def test_quiet_hours_release_and_cap_month() -> None:
 
 def test_overrides_resolve_in_order() -> None:
     p = parse_policy(
-        """
-[defaults]
-monthly_cap = 4
-quiet_start = "21:00"
-quiet_end = "08:00"
-unsubscribe_footer = "拒收请回复R"
-max_sms_chars = 500
-[brands."甲"]
+        BASE_TOML
+        + """[brands."甲"]
 unsubscribe_footer = "回TD退订"
 [tenants.acme]
 monthly_cap = 6
