@@ -7,14 +7,15 @@ import asyncio
 import sys
 from typing import Any
 
-from gateway.cli.common import core_for, redis_url_for
+from gateway.cli.common import core_for
+from gateway.cli.locate import redis_url_for
 from gateway.errors import CliError
 from gateway.models import CHANNELS, Status
 from gateway.settings import Settings
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``lint``, ``keys`` and ``dlq`` commands; returns those that talk to Redis."""
+    """The ``lint``, ``keys`` and ``dlq`` commands; returns those that find the data dir (they talk to Redis)."""
     lint = sub.add_parser("lint", help="check a text against the content rules (no Redis needed)")
     lint.add_argument("text")
     lint.add_argument("--brand")

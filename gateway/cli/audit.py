@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from gateway.cli.common import redis_url_for
+from gateway.cli.locate import audit_url_for, redis_url_for
 from gateway.errors import CliError
 from gateway.settings import Settings
 
@@ -27,7 +27,8 @@ def _redis_url(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``audit`` command and its subcommands; returns those that talk to Redis."""
+    """The ``audit`` command and its subcommands; returns those that find the data dir (all of them:
+    each opens the audit store, verify and consume Redis too)."""
     audit = sub.add_parser("audit", help="the audit log: search, export, verify, consume, prune")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
 
@@ -61,15 +62,18 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     prune = audit_sub.add_parser("prune", help="remove events older than the retention, behind a checkpoint")
     prune.add_argument("--days", type=int, help="default: TIDINGS_AUDIT_RETENTION_DAYS")
     prune.set_defaults(func=cmd_prune)
-    return [verify, consume]
+    return [search, export, verify, consume, prune]
 
 
-def _open(settings: Settings) -> Any:
+def _open(settings: Settings, args: argparse.Namespace, *, existing: bool = True) -> Any:
+    """The audit store of the data dir; unless ``existing`` is False (the consumer), a SQLite file
+    that is not there fails (exit 2) naming where it looked: reading never creates an empty store."""
     from gateway.audit.backends import open_store
     from gateway.errors import AuditStoreError
 
+    url = audit_url_for(settings, args.data_dir, existing=existing)
     try:
-        return open_store(settings.audit_url)
+        return open_store(url)
     except AuditStoreError as exc:
         raise _fail(str(exc)) from None
 
@@ -95,7 +99,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     since = _checked(lambda: parse_time("--from", args.since))
     until = _checked(lambda: parse_time("--to", args.until))
     types = [t for t in (args.types or "").split(",") if t]
-    store = _open(settings)
+    store = _open(settings, args)
     try:
         found = store.search(
             args.tenant, member=member, since_ms=since, until_ms=until, types=types, limit=args.limit
@@ -114,7 +118,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
     since = _checked(lambda: parse_time("--from", args.since))
     until = _checked(lambda: parse_time("--to", args.until))
-    store = _open(settings)
+    store = _open(settings, args)
     count = 0
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
@@ -137,7 +141,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.state.redisdb import sync_client
 
     anchors: dict[str, tuple[int, str] | None] = {}
-    store = _open(settings)
+    store = _open(settings, args)
     try:
         tenants = [args.tenant] if args.tenant else store.tenants()
         try:
@@ -164,7 +168,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.state.redisdb import sync_client
 
     client = sync_client(_redis_url(settings, args), decode=True)
-    store = _open(settings)
+    store = _open(settings, args, existing=False)
     consumer = AuditConsumer(
         client,
         store,
@@ -196,7 +200,7 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     days = args.days if args.days is not None else settings.audit_retention_days
     if days < 150:
         raise _fail("--days must be at least 150 (MIIT: records kept at least 5 months)")
-    store = _open(settings)
+    store = _open(settings, args)
     try:
         now = time.time()
         removed = store.prune(int((now - days * 86_400) * 1000), int(now * 1000))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from gateway.cli import admin, dev, optouts, serve
 from gateway.cli import audit as audit_cli
 from gateway.cli.common import add_data_dir
+from gateway.cli.locate import DEFAULT_DATA_DIR
 from gateway.errors import CliError, SettingsError
 from gateway.settings import load_settings
 
@@ -66,10 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands."""
     p = argparse.ArgumentParser(
-        prog="tidings", description="Notification gateway with compliance guardrails."
+        prog="tidings",
+        description="Notification gateway with compliance guardrails.",
+        epilog=(
+            "Commands that talk to Redis or the audit log find the data of `tidings dev` the same way"
+            " from any folder: --data-dir, else TIDINGS_DATA_DIR, else the running `tidings dev`"
+            f" (the state file it writes), else {DEFAULT_DATA_DIR}. TIDINGS_REDIS_URL and"
+            " TIDINGS_AUDIT_URL, when set, win for their own service. Read commands never create a store."
+        ),
     )
     sub = p.add_subparsers(dest="command", required=True)
     for module in (dev, serve, admin, optouts, audit_cli):
-        for needs_redis in module.add_parsers(sub):
-            add_data_dir(needs_redis)
+        for finds_data in module.add_parsers(sub):
+            add_data_dir(finds_data)
     return p

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import core_for, redis_url_for
+from gateway.cli.common import core_for
+from gateway.cli.locate import redis_url_for
 from gateway.errors import CliError
 from gateway.settings import Settings
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``optouts`` command and its subcommands; returns those that talk to Redis."""
+    """The ``optouts`` command and its subcommands; returns those that find the data dir (Redis)."""
     optouts = sub.add_parser("optouts", help="import and export opt-outs")
     optouts_sub = optouts.add_subparsers(dest="optouts_command", required=True)
     imp = optouts_sub.add_parser("import", help="import a CSV file (address,brand,channel), streaming")

@@ -6,14 +6,16 @@ import argparse
 import os
 from typing import Any
 
-from gateway.cli.common import redis_url_for
+import msgspec
+
+from gateway.cli.locate import audit_url_for, redis_url_for
 from gateway.errors import CliError
 from gateway.models import CHANNELS
 from gateway.settings import Settings, load_settings
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``serve``, ``worker`` and ``simulator`` commands; returns those that talk to Redis."""
+    """The ``serve``, ``worker`` and ``simulator`` commands; returns those that find the data dir (Redis, audit)."""
     serve = sub.add_parser("serve", help="the HTTP API against TIDINGS_REDIS_URL")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -37,6 +39,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     url = redis_url_for(settings, args.data_dir)
+    # The uvicorn workers read their settings from the environment: give them what was found.
+    os.environ["TIDINGS_AUDIT_URL"] = audit_url_for(settings, args.data_dir, existing=False)
     os.environ["TIDINGS_REDIS_URL"] = url
     uvicorn.run(
         "gateway.cli.serve:app_from_env",
@@ -78,7 +82,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         from gateway.metrics import REGISTRY
 
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=REGISTRY)
-    run_worker(settings, url, channels, burst=args.burst)
+    audit_url = audit_url_for(settings, args.data_dir, existing=False)  # its consumer creates the store
+    run_worker(msgspec.structs.replace(settings, audit_url=audit_url), url, channels, burst=args.burst)
     return 0
 
 
