@@ -33,34 +33,36 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
 
     search = audit_sub.add_parser("search", help="a tenant's events as JSON lines, oldest first")
-    search.add_argument("--tenant", required=True)
+    search.add_argument("--tenant", required=True, help="the tenant whose events to search")
     search.add_argument("--address", help="phone number (any form), email address or push token")
-    search.add_argument("--from", dest="since", help="RFC 3339 time with offset")
-    search.add_argument("--to", dest="until", help="RFC 3339 time with offset")
+    search.add_argument("--from", dest="since", help="events at or after this RFC 3339 time (with offset)")
+    search.add_argument("--to", dest="until", help="events at or before this RFC 3339 time (with offset)")
     search.add_argument("--type", dest="types", help="comma-separated event types")
-    search.add_argument("--limit", type=int, default=1000)
+    search.add_argument("--limit", type=int, default=1000, help="at most this many events")
     search.set_defaults(func=cmd_search)
 
     export = audit_sub.add_parser("export", help="a tenant's events as CSV (streamed)")
-    export.add_argument("--tenant", required=True)
-    export.add_argument("--from", dest="since")
-    export.add_argument("--to", dest="until")
+    export.add_argument("--tenant", required=True, help="the tenant whose events to export")
+    export.add_argument("--from", dest="since", help="events at or after this RFC 3339 time (with offset)")
+    export.add_argument("--to", dest="until", help="events at or before this RFC 3339 time (with offset)")
     export.add_argument("--output", help="file to write (default: standard output)")
     export.set_defaults(func=cmd_export)
 
     verify = audit_sub.add_parser("verify", help="check every tenant's hash chain; exit 1 if one is broken")
-    verify.add_argument("--tenant")
+    verify.add_argument("--tenant", help="check this tenant only (default: every tenant in the store)")
     verify.set_defaults(func=cmd_verify)
 
     consume = audit_sub.add_parser("consume", help="move events from Redis into the audit store")
     consume.add_argument("--drain", action="store_true", help="stop once the streams are empty")
     consume.add_argument("--name", help="consumer name (default: host and process)")
-    consume.add_argument("--batch", type=int, default=1000)
+    consume.add_argument("--batch", type=int, default=1000, help="stream entries read and stored per batch")
     consume.add_argument("--lease", type=float, default=15.0, help="leader lease in seconds")
     consume.set_defaults(func=cmd_consume)
 
     prune = audit_sub.add_parser("prune", help="remove events older than the retention, behind a checkpoint")
-    prune.add_argument("--days", type=int, help="default: TIDINGS_AUDIT_RETENTION_DAYS")
+    prune.add_argument(
+        "--days", type=int, help="keep this many days, at least 150 (default: TIDINGS_AUDIT_RETENTION_DAYS)"
+    )
     prune.set_defaults(func=cmd_prune)
     return [search, export, verify, consume, prune]
 

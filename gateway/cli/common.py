@@ -16,6 +16,24 @@ DATA_DIR_HELP = (
 )
 
 
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless there is none to show (None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that shows defaults; its subparsers are Parsers too (argparse makes each
+    subparser of the parser's own class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsShown)
+        super().__init__(*args, **kwargs)
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     """The ``--data-dir`` option of the commands that talk to Redis or the audit store."""
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)

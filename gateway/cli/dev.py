@@ -27,9 +27,9 @@ from gateway.settings import Settings, load_settings
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     """The ``dev`` command (it starts its own Redis: it places its data, it does not look for a dev)."""
     dev = sub.add_parser("dev", help="embedded Redis + API + worker + provider simulator, in one command")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8080)
-    dev.add_argument("--sim-port", type=int, default=8081)
+    dev.add_argument("--host", default="127.0.0.1", help="address the API and the simulator listen on")
+    dev.add_argument("--port", type=int, default=8080, help="API port")
+    dev.add_argument("--sim-port", type=int, default=8081, help="provider simulator port")
     dev.add_argument(
         "--data-dir",
         metavar="DIR",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from gateway.cli import admin, dev, optouts, serve
 from gateway.cli import audit as audit_cli
-from gateway.cli.common import add_data_dir
+from gateway.cli.common import Parser, add_data_dir
 from gateway.cli.locate import DEFAULT_DATA_DIR
 from gateway.errors import CliError, SettingsError
 from gateway.settings import load_settings
@@ -65,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """All subcommands."""
-    p = argparse.ArgumentParser(
+    """All subcommands; every parser shows each option's default in its help (``Parser``)."""
+    p = Parser(
         prog="tidings",
         description="Notification gateway with compliance guardrails.",
         epilog=(

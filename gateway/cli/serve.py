@@ -17,19 +17,21 @@ from gateway.settings import Settings, load_settings
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     """The ``serve``, ``worker`` and ``simulator`` commands; returns those that find the data dir (Redis, audit)."""
     serve = sub.add_parser("serve", help="the HTTP API against TIDINGS_REDIS_URL")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="an rq worker for the channel queues against TIDINGS_REDIS_URL")
-    worker.add_argument("--channels", default=",".join(CHANNELS))
+    worker.add_argument(
+        "--channels", default=",".join(CHANNELS), help="comma-separated channel queues to work"
+    )
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     worker.set_defaults(func=cmd_worker)
 
     sim = sub.add_parser("simulator", help="the provider simulator alone")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--port", type=int, default=8081, help="port to listen on")
     sim.set_defaults(func=cmd_simulator)
     return [serve, worker]
 
