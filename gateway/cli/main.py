@@ -62,6 +62,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyError as exc:
         print(f"tidings: invalid policy: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        down = _redis_unreachable(exc)
+        if down is None:
+            raise
+        print(f"tidings: {down}", file=sys.stderr)
+        return 2
+
+
+def _redis_unreachable(exc: Exception) -> str | None:
+    """A Redis that does not answer (a socket left by a killed `tidings dev`, a wrong TIDINGS_REDIS_URL),
+    as one line naming where it was tried; None for any other error. redis is imported only by the
+    commands that use it, so an error from it means it was imported."""
+    errors = sys.modules.get("redis.exceptions")
+    if errors is not None and isinstance(exc, errors.ConnectionError):
+        return f"Redis does not answer: {exc}"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,20 @@ def test_read_commands_fail_with_exit_2_naming_the_path_and_how_it_was_chosen(
     assert r.stderr.startswith(f"tidings: {what} at {data / looked_at} (data dir from {chosen_by}); ")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert list(here.iterdir()) == [] and not (tmp_path / "nowhere").exists()
+
+
+def test_a_socket_nothing_listens_on_is_exit_2_naming_it(tmp_path: Path) -> None:
+    # What a `tidings dev` killed with SIGKILL leaves behind: the file, no server.
+    data = folder(tmp_path, "data")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(data / "redis.sock"))
+    sock.close()
+    r = tidings(folder(tmp_path, "here"), clean_env(tmp_path), "dlq", "list", "--data-dir", str(data))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(
+        f"tidings: Redis does not answer: Error 111 connecting to {data / 'redis.sock'}"
+    )
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
 def test_tidings_data_dir_finds_the_events_from_any_folder(
