@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import pytest
 
 from gateway.cli.locate import sqlite_url
 from tests.conftest import TENANT, Stack, points_expiry, wait_for
+from tests.integration.test_audit_export import fill
 from tests.integration.test_dev_command import tidings_command
 
 pytestmark = pytest.mark.integration
@@ -128,3 +130,21 @@ def test_tidings_data_dir_finds_the_events_from_any_folder(
     assert json.loads(verified.stdout)["ok"] is True
     assert f"no Redis at {data / 'redis.sock'} (data dir from TIDINGS_DATA_DIR)" in verified.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_audit_export_into_head_ends_quietly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    fill(sqlite_url(data), 20_000)  # megabytes of CSV: far more than a pipe holds
+    env = clean_env(tmp_path, TIDINGS_DATA_DIR=str(data))
+    cmd = shlex.join([*tidings_command(), "audit", "export", "--tenant", TENANT])
+    r = subprocess.run(
+        ["bash", "-c", f"{cmd} | head -1; exit ${{PIPESTATUS[0]}}"],
+        cwd=folder(tmp_path, "here"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("seq,id,at,type,") and r.stdout.count("\n") == 1
+    assert r.stderr == ""  # no traceback, no "Exception ignored"
