@@ -64,7 +64,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_per_second: Annotated[float, Meta(ge=0)] = 1000.0
     rate_limit_burst: Annotated[int, Meta(ge=1)] = 2000
     # Audit store: sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db.
+    # The commands use it only when TIDINGS_AUDIT_URL is set; otherwise the audit log is
+    # audit.sqlite3 in the data dir (gateway/cli/locate.py), which is ./var unless told otherwise.
     audit_url: str = "sqlite:///var/audit.sqlite3"
+    # The data dir of `tidings dev` (its Redis and audit log), for every command that has no
+    # --data-dir (gateway/cli/locate.py: --data-dir, this, the running dev's, ./var).
+    data_dir: str | None = None
     # MIIT asks for at least 5 months of send and subscription records.
     audit_retention_days: Annotated[int, Meta(ge=150)] = 183
     # Whether `tidings worker` also runs an audit consumer (one leads at a time; the others stand by).

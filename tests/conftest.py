@@ -161,6 +161,14 @@ def quiet_off_policy(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(autouse=True)
+def own_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own XDG_STATE_HOME (subprocesses inherit it) and no TIDINGS_DATA_DIR: no test
+    finds a `tidings dev` running on the machine through its state file, or leaves a state file there."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.delenv("TIDINGS_DATA_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def real_clock() -> Iterator[None]:
     """Tests that move the gateway clock get the real one back."""
     yield

@@ -7,39 +7,42 @@ import asyncio
 import sys
 from typing import Any
 
-from gateway.cli.common import core_for, redis_url_for
+from gateway.cli.common import core_for
+from gateway.cli.locate import redis_url_for
 from gateway.errors import CliError
 from gateway.models import CHANNELS, Status
 from gateway.settings import Settings
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``lint``, ``keys`` and ``dlq`` commands; returns those that talk to Redis."""
+    """The ``lint``, ``keys`` and ``dlq`` commands; returns those that find the data dir (they talk to Redis)."""
     lint = sub.add_parser("lint", help="check a text against the content rules (no Redis needed)")
-    lint.add_argument("text")
-    lint.add_argument("--brand")
-    lint.add_argument("--category", choices=["marketing", "transactional"], default="marketing")
-    lint.add_argument("--channel", choices=list(CHANNELS), default="sms")
-    lint.add_argument("--tenant")
+    lint.add_argument("text", help="the message text, as it would be sent")
+    lint.add_argument("--brand", help="the brand it is sent for (its policy overrides apply)")
+    lint.add_argument(
+        "--category", choices=["marketing", "transactional"], default="marketing", help="message category"
+    )
+    lint.add_argument("--channel", choices=list(CHANNELS), default="sms", help="channel it would go on")
+    lint.add_argument("--tenant", help="the tenant it is sent for (its policy overrides apply)")
     lint.set_defaults(func=cmd_lint)
 
     keys_p = sub.add_parser("keys", help="API keys")
     keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
-    create.add_argument("--tenant", required=True)
+    create.add_argument("--tenant", required=True, help="the tenant the key acts for")
     create.add_argument(
         "--scopes", required=True, help="comma-separated: notify,optouts,templates,audit:read,admin"
     )
-    create.add_argument("--name", default="")
+    create.add_argument("--name", help="a label to recognise the key by (default: none)")
     create.set_defaults(func=cmd_keys_create)
 
     dlq = sub.add_parser("dlq", help="the dead-letter list")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq_sub.add_parser("list", help="notifications that exhausted their retries")
-    dlq_list.add_argument("--tenant")
+    dlq_list.add_argument("--tenant", help="this tenant only (default: every tenant)")
     dlq_list.set_defaults(func=cmd_dlq_list)
     replay = dlq_sub.add_parser("replay", help="queue dead letters again")
-    replay.add_argument("--tenant")
+    replay.add_argument("--tenant", help="this tenant only (default: every tenant)")
     replay.add_argument("ids", nargs="*", help="ids to replay (default: all)")
     replay.set_defaults(func=cmd_dlq_replay)
     return [create, dlq_list, replay]
@@ -98,7 +101,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
         client = async_client(url)
         try:
-            return await store_key(client, key, args.tenant, scopes, name=args.name)
+            return await store_key(client, key, args.tenant, scopes, name=args.name or "")
         finally:
             await client.aclose()
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from gateway.cli.common import redis_url_for
+from gateway.cli.locate import audit_url_for, redis_url_for
 from gateway.errors import CliError
 from gateway.settings import Settings
 
@@ -27,49 +27,55 @@ def _redis_url(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``audit`` command and its subcommands; returns those that talk to Redis."""
+    """The ``audit`` command and its subcommands; returns those that find the data dir (all of them:
+    each opens the audit store, verify and consume Redis too)."""
     audit = sub.add_parser("audit", help="the audit log: search, export, verify, consume, prune")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
 
     search = audit_sub.add_parser("search", help="a tenant's events as JSON lines, oldest first")
-    search.add_argument("--tenant", required=True)
+    search.add_argument("--tenant", required=True, help="the tenant whose events to search")
     search.add_argument("--address", help="phone number (any form), email address or push token")
-    search.add_argument("--from", dest="since", help="RFC 3339 time with offset")
-    search.add_argument("--to", dest="until", help="RFC 3339 time with offset")
+    search.add_argument("--from", dest="since", help="events at or after this RFC 3339 time (with offset)")
+    search.add_argument("--to", dest="until", help="events at or before this RFC 3339 time (with offset)")
     search.add_argument("--type", dest="types", help="comma-separated event types")
-    search.add_argument("--limit", type=int, default=1000)
+    search.add_argument("--limit", type=int, default=1000, help="at most this many events")
     search.set_defaults(func=cmd_search)
 
     export = audit_sub.add_parser("export", help="a tenant's events as CSV (streamed)")
-    export.add_argument("--tenant", required=True)
-    export.add_argument("--from", dest="since")
-    export.add_argument("--to", dest="until")
+    export.add_argument("--tenant", required=True, help="the tenant whose events to export")
+    export.add_argument("--from", dest="since", help="events at or after this RFC 3339 time (with offset)")
+    export.add_argument("--to", dest="until", help="events at or before this RFC 3339 time (with offset)")
     export.add_argument("--output", help="file to write (default: standard output)")
     export.set_defaults(func=cmd_export)
 
     verify = audit_sub.add_parser("verify", help="check every tenant's hash chain; exit 1 if one is broken")
-    verify.add_argument("--tenant")
+    verify.add_argument("--tenant", help="check this tenant only (default: every tenant in the store)")
     verify.set_defaults(func=cmd_verify)
 
     consume = audit_sub.add_parser("consume", help="move events from Redis into the audit store")
     consume.add_argument("--drain", action="store_true", help="stop once the streams are empty")
     consume.add_argument("--name", help="consumer name (default: host and process)")
-    consume.add_argument("--batch", type=int, default=1000)
+    consume.add_argument("--batch", type=int, default=1000, help="stream entries read and stored per batch")
     consume.add_argument("--lease", type=float, default=15.0, help="leader lease in seconds")
     consume.set_defaults(func=cmd_consume)
 
     prune = audit_sub.add_parser("prune", help="remove events older than the retention, behind a checkpoint")
-    prune.add_argument("--days", type=int, help="default: TIDINGS_AUDIT_RETENTION_DAYS")
+    prune.add_argument(
+        "--days", type=int, help="keep this many days, at least 150 (default: TIDINGS_AUDIT_RETENTION_DAYS)"
+    )
     prune.set_defaults(func=cmd_prune)
-    return [verify, consume]
+    return [search, export, verify, consume, prune]
 
 
-def _open(settings: Settings) -> Any:
+def _open(settings: Settings, args: argparse.Namespace, *, existing: bool = True) -> Any:
+    """The audit store of the data dir; unless ``existing`` is False (the consumer), a SQLite file
+    that is not there fails (exit 2) naming where it looked: reading never creates an empty store."""
     from gateway.audit.backends import open_store
     from gateway.errors import AuditStoreError
 
+    url = audit_url_for(settings, args.data_dir, existing=existing)
     try:
-        return open_store(settings.audit_url)
+        return open_store(url)
     except AuditStoreError as exc:
         raise _fail(str(exc)) from None
 
@@ -95,7 +101,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     since = _checked(lambda: parse_time("--from", args.since))
     until = _checked(lambda: parse_time("--to", args.until))
     types = [t for t in (args.types or "").split(",") if t]
-    store = _open(settings)
+    store = _open(settings, args)
     try:
         found = store.search(
             args.tenant, member=member, since_ms=since, until_ms=until, types=types, limit=args.limit
@@ -114,7 +120,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
     since = _checked(lambda: parse_time("--from", args.since))
     until = _checked(lambda: parse_time("--to", args.until))
-    store = _open(settings)
+    store = _open(settings, args)
     count = 0
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
@@ -137,7 +143,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.state.redisdb import sync_client
 
     anchors: dict[str, tuple[int, str] | None] = {}
-    store = _open(settings)
+    store = _open(settings, args)
     try:
         tenants = [args.tenant] if args.tenant else store.tenants()
         try:
@@ -164,7 +170,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.state.redisdb import sync_client
 
     client = sync_client(_redis_url(settings, args), decode=True)
-    store = _open(settings)
+    store = _open(settings, args, existing=False)
     consumer = AuditConsumer(
         client,
         store,
@@ -196,7 +202,7 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     days = args.days if args.days is not None else settings.audit_retention_days
     if days < 150:
         raise _fail("--days must be at least 150 (MIIT: records kept at least 5 months)")
-    store = _open(settings)
+    store = _open(settings, args)
     try:
         now = time.time()
         removed = store.prune(int((now - days * 86_400) * 1000), int(now * 1000))

@@ -1,34 +1,42 @@
-"""What every ``tidings`` command shares: the one-line error and how a command finds its Redis."""
+"""What every ``tidings`` command shares: the ``--data-dir`` option and the services it works with.
+
+How a command finds Redis and the audit store from that option is gateway/cli/locate.py."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from gateway.errors import CliError
 from gateway.settings import Settings
 
-DEFAULT_DATA_DIR = "./var"
+DATA_DIR_HELP = (
+    "the data dir of `tidings dev` (its redis.sock and audit.sqlite3); default: TIDINGS_DATA_DIR,"
+    " else the running `tidings dev`'s (from its state file), else ./var."
+    " TIDINGS_REDIS_URL and TIDINGS_AUDIT_URL, when set, win for their own service"
+)
+
+
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless there is none to show (None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that shows defaults; its subparsers are Parsers too (argparse makes each
+    subparser of the parser's own class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsShown)
+        super().__init__(*args, **kwargs)
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    """The ``--data-dir`` option of the commands that talk to Redis."""
-    parser.add_argument(
-        "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help="where `tidings dev` keeps its Redis (used when TIDINGS_REDIS_URL is unset)",
-    )
-
-
-def redis_url_for(settings: Settings, data_dir: str) -> str:
-    """TIDINGS_REDIS_URL, else the socket of a running `tidings dev`."""
-    if settings.redis_url:
-        return settings.redis_url
-    sock = Path(data_dir).resolve() / "redis.sock"
-    if sock.exists():
-        return f"unix://{sock}"
-    raise CliError("set TIDINGS_REDIS_URL (or run `tidings dev` for an embedded Redis)")
+    """The ``--data-dir`` option of the commands that talk to Redis or the audit store."""
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
 
 
 def core_for(settings: Settings, url: str) -> Any:

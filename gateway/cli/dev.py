@@ -6,22 +6,35 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from gateway.cli.common import DEFAULT_DATA_DIR
+from gateway.cli.locate import (
+    DataDir,
+    DevState,
+    dev_data_dir,
+    remove_state,
+    sqlite_url,
+    state_path,
+    write_state,
+)
 from gateway.errors import CliError
 from gateway.settings import Settings, load_settings
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``dev`` command (it starts its own Redis: no ``--data-dir`` look-up)."""
+    """The ``dev`` command (it starts its own Redis: it places its data, it does not look for a dev)."""
     dev = sub.add_parser("dev", help="embedded Redis + API + worker + provider simulator, in one command")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8080)
-    dev.add_argument("--sim-port", type=int, default=8081)
-    dev.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    dev.add_argument("--host", default="127.0.0.1", help="address the API and the simulator listen on")
+    dev.add_argument("--port", type=int, default=8080, help="API port")
+    dev.add_argument("--sim-port", type=int, default=8081, help="provider simulator port")
+    dev.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where to keep Redis's data and the audit log; default: TIDINGS_DATA_DIR, else ./var",
+    )
     dev.set_defaults(func=cmd_dev)
     return []
 
@@ -31,16 +44,25 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.delivery.worker import run_worker
     from gateway.state.redisdb import EmbeddedRedis
 
+    data = dev_data_dir(args.data_dir, settings)
     embedded: EmbeddedRedis | None = None
     if settings.redis_url:
         url = settings.redis_url
     else:
-        embedded = EmbeddedRedis(args.data_dir)
+        embedded = EmbeddedRedis(data.path)
         try:
             url = embedded.start()
         except RuntimeError as exc:
             raise CliError(str(exc)) from None
-    settings = _dev_settings(args)
+    settings = _dev_settings(args, data)
+    record = state_path()
+    state = DevState(
+        pid=os.getpid(),
+        data_dir=str(data.path),
+        redis_url=url,
+        audit_url=settings.audit_url,
+        api_url=settings.public_url,
+    )
     stop = threading.Event()
     worker_thread: threading.Thread | None = None
     try:
@@ -49,9 +71,19 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             target=run_worker, args=(settings, url), kwargs={"stop": stop}, name="tidings-worker", daemon=True
         )
         worker_thread.start()
-        redis_shown = f"embedded, data in {embedded.data_dir}" if embedded else url
-        _serve_api_and_simulator(settings, args, url, redis_shown, stop)
+        redis_shown = f"embedded, {url}" if embedded else url
+        data_shown = f"{data.path}   ({data.how}; other commands find it through {record})"
+
+        def up() -> None:
+            # Once everything answers, other commands can find this stack from any folder.
+            try:
+                write_state(state, record)
+            except OSError as exc:
+                print(f"tidings: could not write {record} ({exc.strerror}): pass --data-dir", file=sys.stderr)
+
+        _serve_api_and_simulator(settings, args, url, (redis_shown, data_shown), stop, up)
     finally:
+        remove_state(record, state.pid)
         # The worker first (it finishes its batch, closes the audit store), Redis last.
         stop.set()
         if worker_thread is not None:
@@ -62,22 +94,28 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _dev_settings(args: argparse.Namespace) -> Settings:
+def _dev_settings(args: argparse.Namespace, data: DataDir) -> Settings:
     """The settings of a dev stack: the simulator as provider, the audit log beside the data."""
     overrides: dict[str, Any] = {
         "simulator_url": f"http://{args.host}:{args.sim_port}",
         "public_url": f"http://{args.host}:{args.port}",
     }
     if "TIDINGS_AUDIT_URL" not in os.environ:
-        # The audit log sits beside the embedded Redis's data, wherever --data-dir puts it.
-        overrides["audit_url"] = f"sqlite:///{Path(args.data_dir).resolve() / 'audit.sqlite3'}"
+        # The audit log sits beside the embedded Redis's data, in the data dir.
+        overrides["audit_url"] = sqlite_url(data.path)
     return load_settings(**overrides)
 
 
 def _serve_api_and_simulator(
-    settings: Settings, args: argparse.Namespace, url: str, redis_shown: str, stop: threading.Event
+    settings: Settings,
+    args: argparse.Namespace,
+    url: str,
+    shown: tuple[str, str],
+    stop: threading.Event,
+    up: Callable[[], None],
 ) -> None:
-    """Run the API and the simulator until Ctrl-C (twice: at once); say where everything is.
+    """Run the API and the simulator until Ctrl-C (twice: at once); once both answer, call ``up`` and
+    say where everything is (``shown``: where Redis and the data are).
 
     The first Ctrl-C also tells the worker to finish, so it winds down while the servers do."""
     from channels.simserver import Simulator
@@ -104,10 +142,11 @@ def _serve_api_and_simulator(
                 break
             await asyncio.sleep(0.05)
         if api.started and sim.started:
+            up()
             print(
                 f"\nTidings is up.\n  API        {api_url}   (OpenAPI: {api_url}/schema/openapi.json)\n"
                 f"  simulator  {sim_url}/messages\n  API key    {settings.api_key}   (tenant {settings.dev_tenant})\n"
-                f"  redis      {redis_shown}\n  audit log  {settings.audit_url}\n"
+                f"  data dir   {shown[1]}\n  redis      {shown[0]}\n  audit log  {settings.audit_url}\n"
                 "Ctrl-C stops everything.\n",
                 flush=True,
             )

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from gateway.cli import admin, dev, optouts, serve
 from gateway.cli import audit as audit_cli
-from gateway.cli.common import add_data_dir
+from gateway.cli.common import Parser, add_data_dir
+from gateway.cli.locate import DEFAULT_DATA_DIR
 from gateway.errors import CliError, SettingsError
 from gateway.settings import load_settings
 
@@ -61,15 +62,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyError as exc:
         print(f"tidings: invalid policy: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        down = _redis_unreachable(exc)
+        if down is None:
+            raise
+        print(f"tidings: {down}", file=sys.stderr)
+        return 2
+
+
+def _redis_unreachable(exc: Exception) -> str | None:
+    """A Redis that does not answer (a socket left by a killed `tidings dev`, a wrong TIDINGS_REDIS_URL),
+    as one line naming where it was tried; None for any other error. redis is imported only by the
+    commands that use it, so an error from it means it was imported."""
+    errors = sys.modules.get("redis.exceptions")
+    if errors is not None and isinstance(exc, errors.ConnectionError):
+        return f"Redis does not answer: {exc}"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """All subcommands."""
-    p = argparse.ArgumentParser(
-        prog="tidings", description="Notification gateway with compliance guardrails."
+    """All subcommands; every parser shows each option's default in its help (``Parser``)."""
+    p = Parser(
+        prog="tidings",
+        description="Notification gateway with compliance guardrails.",
+        epilog=(
+            "Commands that talk to Redis or the audit log find the data of `tidings dev` the same way"
+            " from any folder: --data-dir, else TIDINGS_DATA_DIR, else the running `tidings dev`"
+            f" (the state file it writes), else {DEFAULT_DATA_DIR}. TIDINGS_REDIS_URL and"
+            " TIDINGS_AUDIT_URL, when set, win for their own service. Read commands never create a store."
+        ),
     )
     sub = p.add_subparsers(dest="command", required=True)
     for module in (dev, serve, admin, optouts, audit_cli):
-        for needs_redis in module.add_parsers(sub):
-            add_data_dir(needs_redis)
+        for finds_data in module.add_parsers(sub):
+            add_data_dir(finds_data)
     return p

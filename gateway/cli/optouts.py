@@ -9,21 +9,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import core_for, redis_url_for
+from gateway.cli.common import core_for
+from gateway.cli.locate import redis_url_for
 from gateway.errors import CliError
 from gateway.settings import Settings
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``optouts`` command and its subcommands; returns those that talk to Redis."""
+    """The ``optouts`` command and its subcommands; returns those that find the data dir (Redis)."""
     optouts = sub.add_parser("optouts", help="import and export opt-outs")
     optouts_sub = optouts.add_subparsers(dest="optouts_command", required=True)
     imp = optouts_sub.add_parser("import", help="import a CSV file (address,brand,channel), streaming")
-    imp.add_argument("file")
-    imp.add_argument("--tenant", required=True)
+    imp.add_argument(
+        "file", help="CSV file of address,brand,channel rows (header optional; empty brand or channel: all)"
+    )
+    imp.add_argument("--tenant", required=True, help="the tenant whose opt-outs these are")
     imp.set_defaults(func=cmd_optouts_import)
     exp = optouts_sub.add_parser("export", help="export every opt-out of a tenant as CSV")
-    exp.add_argument("--tenant", required=True)
+    exp.add_argument("--tenant", required=True, help="the tenant whose opt-outs to export")
     exp.add_argument("--output", help="file to write (default: standard output)")
     exp.add_argument(
         "--include-addresses",

@@ -6,28 +6,32 @@ import argparse
 import os
 from typing import Any
 
-from gateway.cli.common import redis_url_for
+import msgspec
+
+from gateway.cli.locate import audit_url_for, redis_url_for
 from gateway.errors import CliError
 from gateway.models import CHANNELS
 from gateway.settings import Settings, load_settings
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """The ``serve``, ``worker`` and ``simulator`` commands; returns those that talk to Redis."""
+    """The ``serve``, ``worker`` and ``simulator`` commands; returns those that find the data dir (Redis, audit)."""
     serve = sub.add_parser("serve", help="the HTTP API against TIDINGS_REDIS_URL")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="an rq worker for the channel queues against TIDINGS_REDIS_URL")
-    worker.add_argument("--channels", default=",".join(CHANNELS))
+    worker.add_argument(
+        "--channels", default=",".join(CHANNELS), help="comma-separated channel queues to work"
+    )
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     worker.set_defaults(func=cmd_worker)
 
     sim = sub.add_parser("simulator", help="the provider simulator alone")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--port", type=int, default=8081, help="port to listen on")
     sim.set_defaults(func=cmd_simulator)
     return [serve, worker]
 
@@ -37,6 +41,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     url = redis_url_for(settings, args.data_dir)
+    # The uvicorn workers read their settings from the environment: give them what was found.
+    os.environ["TIDINGS_AUDIT_URL"] = audit_url_for(settings, args.data_dir, existing=False)
     os.environ["TIDINGS_REDIS_URL"] = url
     uvicorn.run(
         "gateway.cli.serve:app_from_env",
@@ -78,7 +84,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         from gateway.metrics import REGISTRY
 
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=REGISTRY)
-    run_worker(settings, url, channels, burst=args.burst)
+    audit_url = audit_url_for(settings, args.data_dir, existing=False)  # its consumer creates the store
+    run_worker(msgspec.structs.replace(settings, audit_url=audit_url), url, channels, burst=args.burst)
     return 0
 
 

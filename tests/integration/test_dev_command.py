@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -160,3 +161,83 @@ def test_ctrl_c_in_a_terminal_stops_dev_quickly_and_quietly(tmp_path: Path) -> N
     assert out.rstrip().endswith("Tidings stopped."), out[-500:]
     assert not (var / "audit.sqlite3-wal").exists()  # SQLite closed cleanly
     assert not (var / "redis.sock").exists()
+
+
+def test_commands_from_another_folder_find_a_running_dev_through_its_state_file(tmp_path: Path) -> None:
+    # Started from folder A with --data-dir X; run from folder B with no flag and no TIDINGS_*.
+    a, b, data, state_home = tmp_path / "a", tmp_path / "b", tmp_path / "x", tmp_path / "state"
+    a.mkdir()
+    b.mkdir()
+    port, sim_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env["XDG_STATE_HOME"] = str(state_home)
+    record = state_home / "tidings" / "dev.json"
+    proc = subprocess.Popen(
+        [
+            *tidings_command(),
+            "dev",
+            "--port",
+            str(port),
+            "--sim-port",
+            str(sim_port),
+            "--data-dir",
+            str(data),
+        ],
+        cwd=a,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    api = f"http://127.0.0.1:{port}"
+    phone = "13800138000"
+
+    def tidings(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*tidings_command(), *args], cwd=b, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    def receipt_found() -> subprocess.CompletedProcess[str] | None:
+        r = tidings("audit", "search", "--tenant", "default", "--address", phone)
+        assert r.returncode == 0, r.stderr
+        return r if '"type": "receipt"' in r.stdout else None
+
+    try:
+        wait_for(lambda: _ready(api), timeout=30, interval=0.1)
+        wait_for(record.exists, timeout=5)  # written once the API and the simulator both answer
+        written = json.loads(record.read_text(encoding="utf-8"))
+        assert written == {
+            "pid": proc.pid,
+            "data_dir": str(data),
+            "redis_url": f"unix://{data / 'redis.sock'}",
+            "audit_url": f"sqlite:///{data / 'audit.sqlite3'}",
+            "api_url": api,
+        }
+        body = {
+            "to": {"phone": phone, "timezone": daytime_zone()},
+            "channel": "sms",
+            "brand": "星耀商城",
+            "template": "points_expiry",
+            "params": {"name": "李女士", "points": 28600, "days": 12},
+        }
+        r = httpx.post(f"{api}/v1/notify", json=body, headers={"Authorization": "Bearer dev-key"})
+        assert r.status_code == 202, r.text
+        # The audit log (the worker's consumer moves the events into it) and Redis, found from B.
+        found = wait_for(receipt_found, timeout=20, interval=0.2)
+        assert {json.loads(line)["notification_id"] for line in found.stdout.splitlines()} == {r.json()["id"]}
+        assert phone not in found.stdout
+        exported = tidings("optouts", "export", "--tenant", "default")
+        assert exported.returncode == 0 and exported.stdout == "address,brand,channel,since,source\n"
+        verified = tidings("audit", "verify")
+        assert verified.returncode == 0 and "no Redis anchors" not in verified.stderr, verified.stderr
+        assert list(a.iterdir()) == [] and list(b.iterdir()) == []  # everything went to X
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"data dir   {data}   (from --data-dir; other commands find it through {record})" in out
+    assert not record.exists()  # removed when the dev stack stopped
+    # Stopped: the record is gone and B's own ./var is where the next command looks (and fails).
+    after = tidings("audit", "search", "--tenant", "default", "--address", phone)
+    assert after.returncode == 2 and f"no audit log at {b / 'var' / 'audit.sqlite3'}" in after.stderr
+    assert list(b.iterdir()) == []

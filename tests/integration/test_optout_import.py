@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,15 @@ def test_cli_import_with_progress_and_summary(stack: Stack, tmp_path: Path) -> N
     )
     assert masked.returncode == 0 and "+86137****9999" in masked.stdout
     assert "+8613700019999" not in masked.stdout and "13700019999" not in masked.stdout
+    # `| head -1` (20,000 lines: more than a pipe holds) ends quietly: no traceback, exit 0.
+    cmd = shlex.join([sys.executable, "-m", "gateway.cli", "optouts", "export", "--tenant", "acme"])
+    headed = subprocess.run(
+        ["bash", "-c", f"{cmd} | head -1; exit ${{PIPESTATUS[0]}}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert headed.returncode == 0, headed.stderr
+    assert headed.stdout == "address,brand,channel,since,source\n" and headed.stderr == ""
