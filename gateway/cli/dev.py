@@ -124,7 +124,11 @@ def _serve_api_and_simulator(
 
     api_url, sim_url = settings.public_url, settings.simulator_url
     api = make_server(create_app(settings, url), args.host, args.port, log_level="info")
-    sim = make_server(Simulator(api_url, settings.simulator_secret), args.host, args.sim_port)
+    sim = make_server(
+        Simulator(api_url, settings.simulator_secret, default_region=settings.default_region),
+        args.host,
+        args.sim_port,
+    )
 
     def request_exit(*_: Any) -> None:
         stop.set()

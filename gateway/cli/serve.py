@@ -96,7 +96,7 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
     from channels.simserver import Simulator
 
     uvicorn.run(
-        Simulator(settings.public_url, settings.simulator_secret),
+        Simulator(settings.public_url, settings.simulator_secret, default_region=settings.default_region),
         host=args.host,
         port=args.port,
         log_level="warning",
