@@ -162,6 +162,30 @@ class OptedIn(Event, tag="opt_in", frozen=True):
     by: str | None = None
 
 
+class ReplyReceived(Event, tag="reply", frozen=True):
+    """A member's reply (MO) came in: what it said, what it asked for, what was done."""
+
+    text: str
+    intent: str  # opt_out, opt_in, other
+    action: str  # opted_out, already_opted_out, opted_in, none
+    provider: str
+    brand: str | None = None
+
+
+class WebhookChanged(Event, tag="webhook_changed", frozen=True):
+    """A webhook endpoint was created, changed, rotated, disabled or deleted (what it receives and
+    whether it receives addresses: an auditor sees who gets the opt-out list)."""
+
+    endpoint: str
+    change: str
+    url: str
+    events: list[str]
+    enabled: bool
+    include_addresses: bool
+    reason: str | None = None
+    by: str | None = None
+
+
 class TemplateChanged(Event, tag="template_changed", frozen=True):
     """A tenant template was created or replaced."""
 
@@ -202,6 +226,8 @@ AnyEvent = (
     | RejectedRequest
     | OptedOut
     | OptedIn
+    | ReplyReceived
+    | WebhookChanged
     | TemplateChanged
     | ApiKeyCreated
     | OptOutsExported

@@ -51,6 +51,18 @@ DEAD_LETTERED = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+WEBHOOK_DELIVERIES = Counter(
+    "tidings_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: delivered, retry, rejected (4xx), gone (410), exhausted, dropped",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_SECONDS = Histogram(
+    "tidings_webhook_delivery_seconds",
+    "Time from a webhook POST to its endpoint's answer",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
 OPTOUTS = Counter(
     "tidings_optouts_total",
     "Opt-outs recorded, by source (sms_reply, api, import, email_link).",

@@ -74,6 +74,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     audit_retention_days: Annotated[int, Meta(ge=150)] = 183
     # Whether `tidings worker` also runs an audit consumer (one leads at a time; the others stand by).
     audit_consumer: bool = True
+    # Webhooks (events out). Endpoints may point inside the network (loopback, private, link-local)
+    # only when allowed: `tidings dev` allows it for local receivers; production should not.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: PositiveFloat = 5.0
+    # Seconds before each retry of a failed delivery (jittered ±20%); past the last, it fails and the
+    # endpoint is disabled. The default spans about a day.
+    webhook_retry_seconds: Annotated[str, Meta(pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$")] = (
+        "5,300,1800,7200,18000,36000,36000"
+    )
+    webhook_lanes: Annotated[int, Meta(ge=1, le=256)] = 8
+    webhook_concurrency: Annotated[int, Meta(ge=1, le=1000)] = 64
+    # Whether `tidings worker` also runs a webhook dispatcher (one leads at a time).
+    webhook_dispatcher: bool = True
     # Worker metrics port for `tidings worker` (0: none).
     worker_metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     # Where that port listens (0.0.0.0 in a container, for Prometheus on another host).

@@ -134,6 +134,10 @@ FAST = {
     "housekeeping_interval_seconds": 0.1,
     "lease_seconds": 3.0,
     "send_timeout_seconds": 1.0,
+    # Webhook receivers in the tests listen on 127.0.0.1; retries come quickly.
+    "webhook_allow_private": True,
+    "webhook_retry_seconds": "0.2,0.2,0.4,0.4,0.8",
+    "webhook_timeout_seconds": 1.0,
 }
 
 

@@ -30,6 +30,7 @@ from gateway.api.problems import (
 from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
 from gateway.api.replies import HANDLERS as REPLY_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
+from gateway.api.webhooks import HANDLERS as WEBHOOK_HANDLERS
 from gateway.errors import ProblemError
 from gateway.logs import RequestIdMiddleware
 from gateway.services import build_services
@@ -79,6 +80,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *OPTOUT_HANDLERS,
             *UNSUBSCRIBE_HANDLERS,
             *AUDIT_HANDLERS,
+            *WEBHOOK_HANDLERS,
         ],
         lifespan=[lifespan],
         before_request=authenticate,

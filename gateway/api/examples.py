@@ -157,6 +157,20 @@ AUDIT_EVENT: dict[str, Any] = {
 }
 
 
+DELIVERY: dict[str, Any] = {
+    "id": "dlv_01JDQ3V8K6W2Z9X4M7N5P0R1SV",
+    "event_id": "evt_1764554400120_0_0",
+    "type": "optout.created",
+    "status": "delivered",
+    "attempts": 2,
+    "last_status": 200,
+    "last_error": None,
+    "latency_ms": 41.5,
+    "created_at": "2026-12-01T21:14:05+08:00",
+    "last_attempt_at": "2026-12-01T21:14:11+08:00",
+    "next_attempt_at": None,
+}
+
 problem = problem_document  # a problem document exactly as the API builds it
 
 

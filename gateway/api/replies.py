@@ -41,7 +41,7 @@ async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> R
 async def _apply(
     request: Request[Any, Any, Any], tenant: str, sender: str, text: str, brand: str | None, provider: str
 ) -> dict[str, str]:
-    """Classify one reply and act on it; idempotent (the same reply twice is one opt-out)."""
+    """Classify one reply, act on it and record it; idempotent (the same reply twice is one opt-out)."""
     svc = services(request.app.state)
     kind = classify(text)
     try:
@@ -50,16 +50,22 @@ async def _apply(
         return {"kind": kind.value, "action": "invalid_sender"}
     rules = svc.acceptor.policy.rules(tenant, brand)
     scope_brand = None if rules.replies_global else brand
+    action = "none"
     if kind is ReplyKind.RESUBSCRIBE and rules.replies_resubscribe:
         evidence = f"{provider} reply from the member: {text[:64]}"
         removed = await svc.optouts.remove(tenant, phone, brand=scope_brand, evidence=evidence, by=provider)
-        return {"kind": kind.value, "action": "opted_in" if removed else "none"}
-    if kind is not ReplyKind.OPT_OUT:
-        return {"kind": kind.value, "action": "none"}
-    added = await svc.optouts.add(
-        tenant, phone, brand=scope_brand, source="sms_reply", reason=text[:64], by=provider
+        action = "opted_in" if removed else "none"
+    elif kind is ReplyKind.OPT_OUT:
+        added = await svc.optouts.add(
+            tenant, phone, brand=scope_brand, source="sms_reply", reason=text[:64], by=provider
+        )
+        action = "opted_out" if added else "already_opted_out"
+    # Every reply is recorded, whatever it asked for (a "1" choosing a redemption option too).
+    intent = {ReplyKind.OPT_OUT: "opt_out", ReplyKind.RESUBSCRIBE: "opt_in"}.get(kind, "other")
+    await svc.optouts.reply(
+        tenant, phone, text=text, intent=intent, action=action, provider=provider, brand=brand
     )
-    return {"kind": kind.value, "action": "opted_out" if added else "already_opted_out"}
+    return {"kind": kind.value, "action": action}
 
 
 HANDLERS = [replies]

@@ -163,6 +163,69 @@ class Unsubscribed(msgspec.Struct):
     changed: bool
 
 
+class WebhookView(msgspec.Struct):
+    """A webhook endpoint (never its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    enabled: bool
+    include_addresses: bool
+    disabled_reason: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class WebhookCreated(WebhookView):
+    """A new endpoint with its signing secret, shown this once."""
+
+    secret: str
+
+
+class WebhookList(msgspec.Struct):
+    """``GET /v1/webhooks``."""
+
+    webhooks: list[WebhookView]
+
+
+class RotatedSecret(msgspec.Struct):
+    """The new secret; the previous one signs until ``previous_valid_until``."""
+
+    id: str
+    secret: str
+    previous_valid_until: str | None
+
+
+class TestQueued(msgspec.Struct):
+    """A test event on its way."""
+
+    delivery_id: str
+    event_id: str
+
+
+class DeliveryView(msgspec.Struct):
+    """One event's delivery to one endpoint."""
+
+    id: str
+    event_id: str
+    type: str
+    status: str  # pending, retrying, delivered, failed
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    latency_ms: float | None
+    created_at: str | None
+    last_attempt_at: str | None
+    next_attempt_at: str | None
+
+
+class DeliveryList(msgspec.Struct):
+    """``GET /v1/webhooks/{id}/deliveries``."""
+
+    deliveries: list[DeliveryView]
+
+
 class FieldError(msgspec.Struct):
     """One field of the request that failed validation."""
 

@@ -1,7 +1,8 @@
 """Moves audit events from the tenants' Redis streams into the audit store.
 
-A consumer group gives at-least-once delivery: an entry is acknowledged (and deleted from the stream)
-only after the store committed it, and the store skips event ids it already holds, so a consumer
+A consumer group gives at-least-once delivery: an entry is acknowledged (and deleted from the stream,
+and handed to the tenant's webhook outbox when it has endpoints, in the same script) only after the
+store committed it, and the store skips event ids it already holds, so a consumer
 killed at any point loses and duplicates nothing. One consumer at a time is the leader (a lease in
 Redis): a tenant's chain is appended in stream order, and a standby takes over when the lease lapses,
 first claiming what the old leader had read but not acknowledged.
@@ -15,20 +16,22 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import redis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.audit.store import AuditStore
 from gateway.audit.stream import AuditRow, parse_anchor, rows_of, tenant_of
 from gateway.logs import Throttled
-from gateway.state import keys
+from gateway.state import keys, scripts
 
 log = logging.getLogger("tidings.audit")
 
 GROUP = "audit"
+_json = msgspec.json.Encoder()
 
 # KEYS: leader.  ARGV: name, lease ms.  Take or keep the lease; 1 if this consumer leads.
-_LEAD = """
+LEAD_SCRIPT = """
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -57,7 +60,8 @@ class AuditConsumer:
         self.lease_ms = int(lease_seconds * 1000)
         self.block_ms = block_ms
         self.retention_days = retention_days
-        self._lead = client.register_script(_LEAD)
+        self._lead = client.register_script(LEAD_SCRIPT)
+        self._handoff = client.register_script(scripts.HANDOFF)
         self._groups: set[str] = set()
         self._leading = False
         self._backlog = True  # entries read before (by us or a dead leader) and not yet acknowledged
@@ -205,10 +209,17 @@ class AuditConsumer:
         by_stream: dict[str, list[str]] = {}
         for stream, entry_id, _ in entries:
             by_stream.setdefault(stream, []).append(entry_id)
+        fields_of = {entry_id: fields for _, entry_id, fields in entries}
         with self.client.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
-                pipe.xack(stream, GROUP, *ids)
-                pipe.xdel(stream, *ids)
+                # Out of the stream, and into the tenant's webhook outbox if it has endpoints.
+                tenant = tenant_of(stream)
+                forwarded = [_json.encode(fields_of[i]).decode() if fields_of[i] else "" for i in ids]
+                self._handoff(
+                    keys=[stream, keys.webhook_outbox(tenant), keys.webhooks(tenant)],
+                    args=[GROUP, len(ids), *ids, *forwarded],
+                    client=pipe,
+                )
             for tenant, (seq, digest) in appended.heads.items():
                 pipe.set(keys.audit_head(tenant), f"{seq} {digest}")
             pipe.execute()

@@ -35,7 +35,16 @@ NOTIFICATION_TYPES = (
     "replayed",
     "fallback",
 )
-TENANT_TYPES = ("rejected", "opt_out", "opt_in", "template_changed", "api_key_created", "optouts_exported")
+TENANT_TYPES = (
+    "rejected",
+    "opt_out",
+    "opt_in",
+    "reply",
+    "webhook_changed",
+    "template_changed",
+    "api_key_created",
+    "optouts_exported",
+)
 TYPES = NOTIFICATION_TYPES + TENANT_TYPES
 
 _json = msgspec.json.Encoder(order="sorted")
@@ -93,10 +102,14 @@ def _at_ms(at: Any, fallback: int) -> int:
 
 
 def entry(
-    event: str, *, member: str = "", masked: str = "", channel: str = "", ntf_id: str = ""
+    event: str, *, member: str = "", masked: str = "", channel: str = "", ntf_id: str = "", address: str = ""
 ) -> dict[str, str]:
-    """The fields of one stream entry (the same shape the Lua scripts write)."""
-    return {"n": ntf_id, "m": member, "a": masked, "c": channel, "e": event}
+    """The fields of one stream entry (the same shape the Lua scripts write). ``address`` (field p)
+    is for the webhook outbox of endpoints that receive addresses; the audit store never keeps it."""
+    fields = {"n": ntf_id, "m": member, "a": masked, "c": channel, "e": event}
+    if address:
+        fields["p"] = address
+    return fields
 
 
 def queue(pipe: Pipeline, tenant: str, event: str, **where: str) -> None:

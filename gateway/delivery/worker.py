@@ -39,9 +39,10 @@ from gateway.models import CHANNELS
 from gateway.services import build_services
 from gateway.settings import Settings
 from gateway.state import keys
-from gateway.state.redisdb import sync_client
+from gateway.state.redisdb import async_client, sync_client
 from gateway.state.scripts import REAP
 from gateway.timeutil import system_clock
+from gateway.webhooks.dispatcher import Dispatcher, WebhookThread
 
 log = logging.getLogger("tidings.worker")
 
@@ -242,6 +243,7 @@ def run_worker(
     batcher = Batcher(redis_url, channels, settings.batch_size)
     batcher.start()
     auditor = start_audit_thread(settings, redis_url, name) if settings.audit_consumer else None
+    hooks = start_webhook_thread(settings, redis_url, name) if settings.webhook_dispatcher else None
     current: list[ThreadWorker] = []
     if stop is not None:
         threading.Thread(target=_stop_when, args=(stop, current), daemon=True).start()
@@ -268,8 +270,12 @@ def run_worker(
         batcher.stopping.set()
         if auditor is not None:
             auditor.stopping.set()
+        if hooks is not None:
+            hooks.stopping.set()
         housekeeper.join(5)
         batcher.join(5)
+        if hooks is not None:
+            hooks.join(settings.webhook_timeout_seconds + 5)
         if auditor is not None:
             auditor.join(10)
             auditor.consumer.store.close()
@@ -284,6 +290,25 @@ def start_audit_thread(settings: Settings, redis_url: str, name: str) -> AuditTh
         sync_client(redis_url, decode=True), store, name=name, retention_days=settings.audit_retention_days
     )
     thread = AuditThread(consumer)
+    thread.start()
+    return thread
+
+
+def start_webhook_thread(settings: Settings, redis_url: str, name: str) -> WebhookThread:
+    """The webhook dispatcher beside the worker (it stands by unless it holds the leader lease)."""
+
+    def make() -> Dispatcher:
+        return Dispatcher(
+            async_client(redis_url),
+            name=name,
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout_seconds,
+            lanes=settings.webhook_lanes,
+            concurrency=settings.webhook_concurrency,
+            schedule=tuple(float(s) for s in settings.webhook_retry_seconds.split(",")),
+        )
+
+    thread = WebhookThread(make)
     thread.start()
     return thread
 

@@ -106,6 +106,7 @@ class OptOuts:
             member,
             mask_address(address),
             _opt_out_event(entry),
+            address,
         ]
 
     async def export(
@@ -160,9 +161,34 @@ class OptOuts:
         )
         removed = await self._remove(
             keys=[keys.optouts(tenant, member), keys.audit(tenant)],
-            args=[scope(brand, channel), member, mask_address(address), ev],
+            args=[scope(brand, channel), member, mask_address(address), ev, address],
         )
         return bool(removed)
+
+    async def reply(
+        self,
+        tenant: str,
+        address: str,
+        *,
+        text: str,
+        intent: str,
+        action: str,
+        provider: str,
+        brand: str | None,
+    ) -> None:
+        """Record a member's reply (every one, whatever it asked for) as an audit event."""
+        ev = events.ReplyReceived(
+            at=events.at(), text=text[:500], intent=intent, action=action, provider=provider, brand=brand
+        )
+        await audit.record(
+            self.redis,
+            tenant,
+            events.encode(ev),
+            member=self.members.of(address),
+            masked=mask_address(address),
+            channel="sms",
+            address=address,
+        )
 
     async def entries(self, tenant: str, address: str) -> list[dict[str, Any]]:
         """Every entry of the address."""

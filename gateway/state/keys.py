@@ -116,3 +116,44 @@ def audit_head(tenant: str) -> str:
 def audit_leader() -> str:
     """Which audit consumer currently moves events into the store (one at a time keeps the order)."""
     return f"{PREFIX}audit-leader"
+
+
+# -- webhooks (events out) -------------------------------------------------------------------------
+def webhook_tenants() -> str:
+    """Set of tenants with at least one webhook endpoint (the dispatcher walks their outboxes)."""
+    return f"{PREFIX}webhook-tenants"
+
+
+def webhook_leader() -> str:
+    """Which dispatcher currently delivers webhooks (one at a time keeps each lane in order)."""
+    return f"{PREFIX}webhook-leader"
+
+
+def webhooks(tenant: str) -> str:
+    """Hash of a tenant's webhook endpoints: id -> the endpoint (JSON, secrets included)."""
+    return f"{_t(tenant)}webhooks"
+
+
+def webhook_outbox(tenant: str) -> str:
+    """Stream of a tenant's events for its endpoints, handed over from the audit stream."""
+    return f"{_t(tenant)}wh:out"
+
+
+def webhook_lane(tenant: str, endpoint: str, lane: int) -> str:
+    """List of delivery ids waiting for one endpoint, in order, for the members hashed to one lane."""
+    return f"{_t(tenant)}wh:q:{endpoint}:{lane}"
+
+
+def webhook_due(tenant: str) -> str:
+    """Sorted set: lane key -> when its first delivery may be tried (now, or after a back-off)."""
+    return f"{_t(tenant)}wh:due"
+
+
+def webhook_delivery(tenant: str, delivery: str) -> str:
+    """Hash of one delivery: endpoint, event body, attempts, status, last answer, next try."""
+    return f"{_t(tenant)}wh:d:{delivery}"
+
+
+def webhook_log(tenant: str, endpoint: str) -> str:
+    """List of an endpoint's recent delivery ids, newest first (its delivery log)."""
+    return f"{_t(tenant)}wh:log:{endpoint}"

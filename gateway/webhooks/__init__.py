@@ -1,0 +1,1 @@
+"""Events out: per-tenant webhook endpoints, signed per the Standard Webhooks specification."""

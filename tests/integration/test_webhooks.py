@@ -1,0 +1,234 @@
+"""Events out: endpoints receive signed deliveries, verified with the Standard Webhooks library."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from gateway.api.servers import ServerThread
+from gateway.state.redisdb import free_port
+from tests.conftest import Stack, points_expiry, wait_for
+from tests.providers import read_body
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint: keeps every delivery; ``answers`` says what to answer next (then 200)."""
+
+    answers: list[int] = field(default_factory=list)
+    got: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
+    delay: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+        with self._lock:
+            status = self.answers.pop(0) if self.answers else 200
+            self.got.append((headers, body, status))
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """The events answered 2xx, in arrival order."""
+        with self._lock:
+            return [json.loads(b) for _, b, s in self.got if 200 <= s < 300]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    app = Receiver()
+    server = ServerThread(app, "127.0.0.1", free_port()).start_and_wait()
+    yield app, f"{server.url}/hooks"
+    server.stop()
+
+
+def subscribe(stack: Stack, url: str, events: list[str], **extra: Any) -> dict[str, Any]:
+    with stack.client() as c:
+        r = c.post("/v1/webhooks", json={"url": url, "events": events, **extra})
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    assert body["secret"].startswith("whsec_") and body["enabled"] is True
+    return body
+
+
+def reply(stack: Stack, sender: str, text: str) -> None:
+    r = httpx.post(
+        f"{stack.sim_url}/replies", json={"from": sender, "text": text, "brand": "星耀商城"}, timeout=10
+    )
+    r.raise_for_status()
+
+
+def of_type(app: Receiver, kind: str) -> list[dict[str, Any]]:
+    return [e for e in app.accepted() if e["type"] == kind]
+
+
+def test_deliveries_are_signed_per_the_standard_and_a_td_reply_arrives_within_two_seconds(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, url = receiver
+    endpoint = subscribe(stack, url, ["*"])
+    verifier = Webhook(endpoint["secret"])
+    with stack.client() as c:
+        sent = c.post("/v1/notify", json=points_expiry(phone="13812347001", metadata={"campaign": "2026-12"}))
+        assert sent.status_code == 202
+    ntf_id = sent.json()["id"]
+    delivered = wait_for(lambda: of_type(app, "notification.delivered"), timeout=15)
+    assert (
+        delivered[0]["data"]["notification_id"] == ntf_id and delivered[0]["data"]["to"] == "+86138****7001"
+    )
+    assert [e["type"] for e in app.accepted() if e["data"].get("notification_id") == ntf_id][:1] == [
+        "notification.accepted"
+    ]
+    started = time.monotonic()
+    reply(stack, "+8613812347001", "TD")
+    wait_for(lambda: of_type(app, "optout.created") and of_type(app, "reply.received"), timeout=2)
+    assert time.monotonic() - started < 2.0
+    (optout,) = of_type(app, "optout.created")
+    (answer,) = of_type(app, "reply.received")
+    # Addresses are masked: this endpoint did not ask for them.
+    assert optout["data"]["address"] == "+86138****7001" and optout["data"]["source"] == "sms_reply"
+    assert answer["data"] == {
+        "from": "+86138****7001",
+        "text": "TD",
+        "brand": "星耀商城",
+        "intent": "opt_out",
+        "action": "opted_out",
+    }
+    for headers, body, _ in app.got:
+        event = verifier.verify(body, headers)  # the spec's own library
+        assert event["id"] == headers["webhook-id"] and event["tenant"] == "acme"
+        with pytest.raises(WebhookVerificationError):
+            verifier.verify(body.replace(b"+86138****", b"+86139****"), headers)
+    assert "13812347001" not in b"".join(b for _, b, _ in app.got).decode()
+
+
+def test_an_endpoint_that_asks_for_addresses_gets_them_and_a_reply_that_is_not_an_opt_out(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, url = receiver
+    subscribe(stack, url, ["optout.created", "reply.received"], include_addresses=True)
+    with stack.client() as c:  # a reply comes back on the tenant's message
+        assert c.post("/v1/notify", json=points_expiry(phone="13812347002")).status_code == 202
+    wait_for(lambda: stack.messages("+8613812347002"), timeout=10)
+    reply(stack, "+8613812347002", "1")  # choosing a redemption option
+    reply(stack, "+8613812347002", "退订")
+    wait_for(lambda: len(app.accepted()) == 3, timeout=10)
+    kinds = [(e["type"], e["data"].get("intent")) for e in app.accepted()]
+    assert kinds == [("reply.received", "other"), ("optout.created", None), ("reply.received", "opt_out")]
+    assert {e["data"].get("address") or e["data"].get("from") for e in app.accepted()} == {"+8613812347002"}
+
+
+def test_a_failing_endpoint_gets_everything_in_order_once_it_recovers_and_410_disables_it(
+    stack_factory: Callable[..., Stack], receiver: tuple[Receiver, str]
+) -> None:
+    stack = stack_factory(workers=1)
+    app, url = receiver
+    app.answers = [500, 503, 500, 429]
+    endpoint = subscribe(stack, url, ["optout.created", "optout.removed"])
+    member = "+8613812347003"
+    with stack.client() as c:
+        for n in range(3):  # out, back in, out again: the order matters
+            assert c.put(f"/v1/optouts/{member}", json={"reason": f"第{n}次"}).status_code == 200
+            r = c.request("DELETE", f"/v1/optouts/{member}", json={"consent_evidence": "门店签字"})
+            assert r.status_code == 200
+    wait_for(lambda: len(app.accepted()) == 6, timeout=20)
+    assert [e["type"] for e in app.accepted()] == ["optout.created", "optout.removed"] * 3
+    assert len({e["id"] for e in app.accepted()}) == 6
+    # The first event was retried after each failure, with the same webhook-id.
+    first_id = app.got[0][0]["webhook-id"]
+    assert [h["webhook-id"] for h, _, _ in app.got[:5]] == [first_id] * 5
+    with stack.client() as c:
+        log = c.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()["deliveries"]
+        assert log[-1]["attempts"] == 5 and log[-1]["status"] == "delivered" and log[-1]["last_status"] == 200
+        # 410 Gone: the endpoint is disabled, said so, and gets nothing more.
+        app.answers = [410]
+        c.put(f"/v1/optouts/{member}", json={})
+        wait_for(lambda: c.get(f"/v1/webhooks/{endpoint['id']}").json()["enabled"] is False, timeout=10)
+        view = c.get(f"/v1/webhooks/{endpoint['id']}").json()
+        assert "410" in view["disabled_reason"]
+        before = len(app.got)
+        c.request("DELETE", f"/v1/optouts/{member}", json={"consent_evidence": "门店签字"})
+        time.sleep(1.0)
+        assert len(app.got) == before
+
+
+def test_endpoints_inside_the_network_are_refused_outside_dev_mode(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory(workers=0, webhook_allow_private=False)
+    with stack.client() as c:
+        for url in (
+            "http://127.0.0.1:8080/hooks",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]/hooks",
+            "http://10.0.0.8/hooks",
+            "http://localhost/hooks",
+        ):
+            r = c.post("/v1/webhooks", json={"url": url, "events": ["*"]})
+            assert r.status_code == 422 and r.json()["code"] == "webhook_url_forbidden", (url, r.text)
+        for url, code in (
+            ("ftp://crm.example.cn/x", "validation_error"),
+            ("https://user:pw@crm.example.cn/", "validation_error"),
+        ):
+            r = c.post("/v1/webhooks", json={"url": url, "events": ["*"]})
+            assert r.status_code == 422 and r.json()["code"] == code, r.text
+        r = c.post(
+            "/v1/webhooks", json={"url": "https://crm.example.cn/x", "events": ["notification.opened"]}
+        )
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "events"
+        assert c.get("/v1/webhooks").json() == {"webhooks": []}
+
+
+def test_rotation_signs_with_both_secrets_and_the_test_event_and_manual_retry(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, url = receiver
+    endpoint = subscribe(stack, url, ["reply.received"])
+    with stack.client() as c:
+        rotated = c.post(f"/v1/webhooks/{endpoint['id']}/rotate-secret").json()
+        assert rotated["secret"].startswith("whsec_") and rotated["secret"] != endpoint["secret"]
+        assert rotated["previous_valid_until"]
+        queued = c.post(f"/v1/webhooks/{endpoint['id']}/test")
+        assert queued.status_code == 202
+        wait_for(lambda: app.got, timeout=10)
+        headers, body, _ = app.got[0]
+        assert (
+            json.loads(body)["type"] == "webhook.test" and len(headers["webhook-signature"].split(" ")) == 2
+        )
+        for secret in (endpoint["secret"], rotated["secret"]):
+            Webhook(secret).verify(body, headers)  # either secret verifies during the grace period
+        # A delivery that failed for good can be sent again by hand.
+        app.answers = [400]
+        assert c.post("/v1/notify", json=points_expiry(phone="13812347004")).status_code == 202
+        wait_for(lambda: stack.messages("+8613812347004"), timeout=10)
+        reply(stack, "+8613812347004", "1")
+        log_url = f"/v1/webhooks/{endpoint['id']}/deliveries"
+        failed = wait_for(
+            lambda: [d for d in c.get(log_url).json()["deliveries"] if d["status"] == "failed"], timeout=10
+        )
+        assert failed[0]["last_status"] == 400 and failed[0]["attempts"] == 1
+        again = c.post(f"{log_url}/{failed[0]['id']}/retry")
+        assert again.status_code == 202, again.text
+        wait_for(lambda: of_type(app, "reply.received"), timeout=10)
+        assert c.post(f"{log_url}/{failed[0]['id']}/retry").status_code in (202, 409)
+        # Other tenants' keys see nothing of it; without the admin scope, nothing at all.
+        assert c.get("/v1/webhooks/whk_nosuch").status_code == 404
