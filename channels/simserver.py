@@ -12,10 +12,12 @@ applies are in ``channels/simstate.py``, its calls to the gateway in ``channels/
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import random
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -49,6 +51,7 @@ class Simulator:
         code is read (the gateway's ``TIDINGS_DEFAULT_REGION``, CN unless set)."""
         self.secret = secret
         self.state = SimState(default_region=default_region, undelivered_prefix=undelivered_prefix)
+        self.webhooks: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._ids = itertools.count(1)
         self.callbacks = GatewayCallbacks(gateway_url, secret, lambda: self.state, receipt_interval)
 
@@ -98,11 +101,35 @@ class Simulator:
             return 200, {c: vars(f) for c, f in self.state.faults.items()}, {}
         if path == "/replies" and method == "POST":
             return await self.callbacks.forward_reply(json.loads(body or b"{}"))
+        if path == "/webhooks" and method == "POST":
+            return self._webhook(headers, body)
+        if path == "/webhooks" and method == "GET":
+            return 200, list(self.webhooks), {}
+        if path == "/webhooks" and method == "DELETE":
+            self.webhooks.clear()
+            return 200, {"ok": True}, {}
         if path == "/stats" and method == "GET":
             return 200, self.state.stats(), {}
         if path == "/healthz":
             return 200, {"ok": True}, {}
         return 404, {"code": "not_found"}, {}
+
+    def _webhook(self, headers: dict[str, str], body: bytes) -> Answer:
+        """A webhook receiver for trying Tidings' events out: keeps the last 1,000 deliveries as they
+        came (the signature headers, the body as sent, and the event it holds)."""
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return 400, {"code": "bad_request", "message": "the body is not JSON"}, {}
+        self.webhooks.append(
+            {
+                "received_at": datetime.now(UTC).isoformat(),
+                "headers": {k: v for k, v in headers.items() if k.startswith("webhook-")},
+                "body": body.decode("utf-8", "replace"),
+                "event": event,
+            }
+        )
+        return 200, {"ok": True}, {}
 
     # -- provider side ---------------------------------------------------------------------------
     async def _send(self, headers: dict[str, str], body: bytes) -> Answer:

@@ -232,3 +232,56 @@ def test_rotation_signs_with_both_secrets_and_the_test_event_and_manual_retry(
         assert c.post(f"{log_url}/{failed[0]['id']}/retry").status_code in (202, 409)
         # Other tenants' keys see nothing of it; without the admin scope, nothing at all.
         assert c.get("/v1/webhooks/whk_nosuch").status_code == 404
+
+
+def test_the_readme_walk_through_with_the_simulator_as_the_receiver(stack: Stack) -> None:
+    endpoint = subscribe(stack, f"{stack.sim_url}/webhooks", ["*"], description="试用")
+    with stack.client() as c:
+        assert c.post("/v1/notify", json=points_expiry()).status_code == 202
+    wait_for(lambda: stack.messages("+8613812345678"), timeout=10)
+    reply(stack, "+8613812345678", "TD")
+
+    def kinds() -> list[str]:
+        return [d["event"]["type"] for d in httpx.get(f"{stack.sim_url}/webhooks", timeout=5).json()]
+
+    wanted = {
+        "notification.accepted",
+        "notification.sent",
+        "notification.delivered",
+        "reply.received",
+        "optout.created",
+    }
+    wait_for(lambda: wanted <= set(kinds()), timeout=15)
+    verifier = Webhook(endpoint["secret"])
+    for kept in httpx.get(f"{stack.sim_url}/webhooks", timeout=5).json():
+        assert set(kept["headers"]) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+        assert verifier.verify(kept["body"], kept["headers"]) == kept["event"]
+
+
+def test_a_slow_endpoint_does_not_slow_another_tenants_deliveries(
+    stack_factory: Callable[..., Stack], receiver: tuple[Receiver, str]
+) -> None:
+    from tests.conftest import make_key
+
+    stack = stack_factory(workers=1, webhook_timeout_seconds=2.0)
+    fast, fast_url = receiver
+    slow = Receiver(delay=5.0)  # past the time-out: every delivery to it times out
+    server = ServerThread(slow, "127.0.0.1", free_port()).start_and_wait()
+    try:
+        make_key(stack.redis_url, "other-tenant-key-0001", "beta", ["admin", "optouts"])
+        subscribe(stack, f"{server.url}/slow", ["optout.created"])
+        with httpx.Client(
+            base_url=stack.api_url, headers={"Authorization": "Bearer other-tenant-key-0001"}, timeout=10
+        ) as beta:
+            r = beta.post("/v1/webhooks", json={"url": fast_url, "events": ["optout.created"]})
+            assert r.status_code == 201
+            with stack.client() as acme:
+                for i in range(20):  # the slow tenant's members, each on a lane that now waits
+                    acme.put(f"/v1/optouts/+86138123480{i:02d}", json={})
+            started = time.monotonic()
+            for i in range(5):
+                beta.put(f"/v1/optouts/+86139123480{i:02d}", json={})
+            wait_for(lambda: len(fast.accepted()) == 5, timeout=10)
+            assert time.monotonic() - started < 2.0, "the other tenant's deliveries waited for the slow one"
+    finally:
+        server.stop()
