@@ -49,6 +49,9 @@ def main() -> None:
         "--rounds", type=int, default=3, help="alternating bare/tidings measurements; medians reported"
     )
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument(
+        "--webhooks", type=int, default=0, help="webhook endpoints subscribed to every event for the tenant"
+    )
     args = ap.parse_args()
     payloads = bodies(20_000)
     bare_runs: list[LoadResult] = []
@@ -60,7 +63,7 @@ def main() -> None:
             "TIDINGS_LOG_LEVEL": "WARNING",
             "TIDINGS_RATE_LIMIT_PER_SECOND": "1e9",
         }
-        subprocess.run(python("-c", _MAKE_KEY % (url, KEY)), check=True, cwd=ROOT)
+        subprocess.run(python("-c", _MAKE_KEY % (url, KEY, args.webhooks)), check=True, cwd=ROOT)
         bare_port, api_port = free_port(), free_port()
         uvicorn_args = ["--log-level", "warning", "--no-access-log"]
         bare_cmd = python("-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port), *uvicorn_args)
@@ -78,7 +81,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 # Each round starts from an empty Redis (nothing drains it here), as a steady state would.
                 redis.Redis.from_url(url).flushall()
-                subprocess.run(python("-c", _MAKE_KEY % (url, KEY)), check=True, cwd=ROOT)
+                subprocess.run(python("-c", _MAKE_KEY % (url, KEY, args.webhooks)), check=True, cwd=ROOT)
                 bare_runs.append(
                     load(
                         "127.0.0.1", bare_port, bare_reqs, connections=args.connections, seconds=args.seconds
@@ -91,7 +94,7 @@ def main() -> None:
     ours = sorted(ours_runs, key=lambda r: r.rate)[len(ours_runs) // 2]
     print(
         f"ingest: {args.connections} keep-alive connections, {args.rounds} alternating rounds of {args.seconds:.0f} s,"
-        " one uvicorn process per server, medians"
+        f" one uvicorn process per server, medians; {args.webhooks} webhook endpoint(s) on every event"
     )
     print(bare.line("bare Litestar endpoint"))
     print(ours.line("tidings POST /v1/notify"))
@@ -111,9 +114,12 @@ _MAKE_KEY = """
 import asyncio
 from gateway.api.auth import SCOPES, store_key
 from gateway.state.redisdb import async_client
+from gateway.webhooks.endpoints import Endpoints
 async def run():
     c = async_client(%r)
     await store_key(c, %r, "bench", list(SCOPES))
+    for i in range(%d):
+        await Endpoints(c, allow_private=True).create("bench", url=f"http://127.0.0.1:9/hook{i}", events_=["*"])
     await c.aclose()
 asyncio.run(run())
 """
