@@ -30,6 +30,8 @@ class Snapshot:
     dead_letters: int = 0
     circuits: dict[str, str] = field(default_factory=dict)
     audit_backlog: int = 0
+    webhook_backlog: dict[str, int] = field(default_factory=dict)  # endpoint id -> deliveries waiting
+    webhook_outbox: int = 0
     ok: bool = False
 
 
@@ -81,8 +83,32 @@ async def take(redis: aioredis.Redis) -> Snapshot:
             name = _text(key)
             provider = name[name.index("{") + 1 : name.index("}")]
             snap.circuits[provider] = _text(state) if state else "closed"
+    await _webhooks(redis, snap)
     snap.ok = True
     return snap
+
+
+async def _webhooks(redis: aioredis.Redis, snap: Snapshot) -> None:
+    """Deliveries waiting on each endpoint's lanes, and events not yet fanned out."""
+    tenants = sorted(_text(t) for t in await redis.smembers(keys.webhook_tenants()))
+    if not tenants:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for t in tenants:
+            pipe.zrange(keys.webhook_due(t), 0, -1)
+            pipe.xlen(keys.webhook_outbox(t))
+        raw = await pipe.execute()
+    lanes = [_text(lane) for i in range(len(tenants)) for lane in raw[2 * i]]
+    snap.webhook_outbox = sum(int(raw[2 * i + 1]) for i in range(len(tenants)))
+    if not lanes:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for lane in lanes:
+            pipe.llen(lane)
+        lengths = await pipe.execute()
+    for lane, n in zip(lanes, lengths, strict=True):
+        endpoint = lane.rsplit(":", 2)[-2]  # ...:wh:q:<endpoint>:<lane>
+        snap.webhook_backlog[endpoint] = snap.webhook_backlog.get(endpoint, 0) + int(n)
 
 
 class StateCollector(Collector):
@@ -126,4 +152,17 @@ class StateCollector(Collector):
             "tidings_audit_backlog",
             "Audit events in Redis not yet moved into the audit store.",
             value=snap.audit_backlog,
+        )
+        backlog = GaugeMetricFamily(
+            "tidings_webhook_backlog",
+            "Webhook deliveries waiting for each endpoint (by endpoint id; no URL, no tenant).",
+            labels=["endpoint"],
+        )
+        for endpoint, n in sorted(snap.webhook_backlog.items()):
+            backlog.add_metric([endpoint], float(n))
+        yield backlog
+        yield GaugeMetricFamily(
+            "tidings_webhook_outbox",
+            "Webhook events handed over from the audit log and not yet fanned out to endpoints.",
+            value=snap.webhook_outbox,
         )

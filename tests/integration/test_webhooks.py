@@ -150,8 +150,22 @@ def test_a_failing_endpoint_gets_everything_in_order_once_it_recovers_and_410_di
             assert c.put(f"/v1/optouts/{member}", json={"reason": f"第{n}次"}).status_code == 200
             r = c.request("DELETE", f"/v1/optouts/{member}", json={"consent_evidence": "门店签字"})
             assert r.status_code == 200
+
+    # While the endpoint fails, the backlog shows on the metrics, by endpoint id (no URL, no tenant).
+    def scrape() -> str:
+        return httpx.get(f"{stack.api_url}/metrics", timeout=5).text
+
+    backlog = f'tidings_webhook_backlog{{endpoint="{endpoint["id"]}"}}'
+    wait_for(
+        lambda: any(
+            line.startswith(backlog) and float(line.split()[-1]) >= 1 for line in scrape().splitlines()
+        ),
+        timeout=10,
+    )
+    assert "127.0.0.1" not in "".join(line for line in scrape().splitlines() if "webhook" in line)
     wait_for(lambda: len(app.accepted()) == 6, timeout=20)
     assert [e["type"] for e in app.accepted()] == ["optout.created", "optout.removed"] * 3
+    assert 'tidings_webhook_deliveries_total{outcome="retry"}' in scrape()
     assert len({e["id"] for e in app.accepted()}) == 6
     # The first event was retried after each failure, with the same webhook-id.
     first_id = app.got[0][0]["webhook-id"]
