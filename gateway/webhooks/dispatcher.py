@@ -114,6 +114,7 @@ class Dispatcher:
         leading = bool(await self._lead(keys=[keys.webhook_leader()], args=[self.name, self.lease_ms]))
         if not leading:
             self._leading = False
+            await asyncio.sleep(0.5)  # standing by: ask for the lease again shortly
             return False
         tenants = sorted(
             t.decode() if isinstance(t, bytes) else str(t)

@@ -361,3 +361,34 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
     assert len({e["id"] for e in app.accepted()}) == len(members)
     assert any(len(bodies) > 1 for bodies in by_id.values()), "nothing was in flight at the kill"
     assert all(len(set(bodies)) == 1 for bodies in by_id.values())
+
+
+def test_an_endpoint_failing_past_the_last_retry_is_disabled_and_the_audit_log_says_so(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, url = receiver
+    app.answers = [503] * 50
+    endpoint = subscribe(stack, url, ["optout.created"])
+    with stack.client() as c:
+        c.put("/v1/optouts/+8613812347005", json={})
+        # The test schedule: five retries (0.2 s to 0.8 s apart), then the endpoint is disabled.
+        wait_for(lambda: c.get(f"/v1/webhooks/{endpoint['id']}").json()["enabled"] is False, timeout=15)
+        view = c.get(f"/v1/webhooks/{endpoint['id']}").json()
+        assert "failed 6 times" in view["disabled_reason"]
+        (delivery,) = c.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()["deliveries"]
+        assert (delivery["status"], delivery["attempts"], delivery["last_status"]) == ("failed", 6, 503)
+        assert len(app.got) == 6
+        changes = wait_for(
+            lambda: [
+                e["data"]
+                for e in c.get("/v1/audit/events", params={"type": "webhook_changed"}).json()["events"]
+                if e["data"]["change"] == "disabled"
+            ],
+            timeout=10,
+        )
+        assert changes[0]["endpoint"] == endpoint["id"] and changes[0]["by"] == "dispatcher"
+        # Turned back on, it receives what comes next.
+        app.answers = []
+        assert c.patch(f"/v1/webhooks/{endpoint['id']}", json={"enabled": True}).json()["enabled"] is True
+        c.put("/v1/optouts/+8613812347006", json={})
+        wait_for(lambda: of_type(app, "optout.created"), timeout=10)
