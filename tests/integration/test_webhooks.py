@@ -28,6 +28,7 @@ class Receiver:
     answers: list[int] = field(default_factory=list)
     got: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
     delay: float = 0.0
+    in_flight: list[float] = field(default_factory=list)  # when each request not yet answered came in
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -38,7 +39,12 @@ class Receiver:
         if self.delay:
             import asyncio
 
+            came = time.monotonic()
+            with self._lock:
+                self.in_flight.append(came)
             await asyncio.sleep(self.delay)
+            with self._lock:
+                self.in_flight.remove(came)
         with self._lock:
             status = self.answers.pop(0) if self.answers else 200
             self.got.append((headers, body, status))
@@ -337,7 +343,12 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
 
     first = worker()
     try:
-        wait_for(lambda: len(app.got) >= 6, timeout=30, interval=0.01)
+        # Kill while the endpoint holds a delivery (just after a round of answers, none may be out).
+        wait_for(
+            lambda: len(app.got) >= 6 and any(time.monotonic() - t < 0.1 for t in list(app.in_flight)),
+            timeout=30,
+            interval=0.005,
+        )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
