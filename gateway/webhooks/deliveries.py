@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from gateway.ids import new_id
 from gateway.state import keys
+from gateway.state.record import text_of
 from gateway.timeutil import rfc3339
 from gateway.webhooks.endpoints import Endpoint
 from gateway.webhooks.payloads import Outgoing
@@ -69,10 +70,6 @@ def requeue(pipe: Any, tenant: str, lane: str, delivery: str, now: float) -> Non
     pipe.zadd(keys.webhook_due(tenant), {lane: now}, nx=True)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _time(value: str) -> str | None:
     try:
         return rfc3339(float(value)) if value else None
@@ -103,15 +100,15 @@ async def recent(redis: aioredis.Redis, tenant: str, endpoint: str, limit: int) 
     ids = await redis.lrange(keys.webhook_log(tenant, endpoint), 0, limit - 1)
     async with redis.pipeline(transaction=False) as pipe:
         for delivery in ids:
-            pipe.hgetall(keys.webhook_delivery(tenant, _text(delivery)))
+            pipe.hgetall(keys.webhook_delivery(tenant, text_of(delivery)))
         found = await pipe.execute()
-    return [view({_text(k): _text(v) for k, v in r.items()}) for r in found if r]
+    return [view({text_of(k): text_of(v) for k, v in r.items()}) for r in found if r]
 
 
 async def get(redis: aioredis.Redis, tenant: str, delivery: str) -> dict[str, str] | None:
     """One delivery's record, or None."""
     raw = await redis.hgetall(keys.webhook_delivery(tenant, delivery))
-    return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+    return {text_of(k): text_of(v) for k, v in raw.items()} if raw else None
 
 
 async def retry(redis: aioredis.Redis, tenant: str, record: dict[str, str]) -> None:

@@ -29,6 +29,7 @@ from gateway import metrics
 from gateway.audit.consumer import LEAD_SCRIPT
 from gateway.logs import Throttled
 from gateway.state import keys
+from gateway.state.record import text_of
 from gateway.webhooks import signing
 from gateway.webhooks.deliveries import queue_delivery
 from gateway.webhooks.endpoints import Endpoint, EndpointError, Endpoints, check_reachable
@@ -82,6 +83,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._groups: set[str] = set()
         self._leading = False
+        self._unfinished: set[str] = set()  # tenants whose pending entries must be read again
         self._reachable: dict[str, float] = {}  # url -> checked until
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
@@ -103,6 +105,7 @@ class Dispatcher:
                 worked = await self.step()
                 trouble.recovered()
             except (RedisError, OSError) as exc:
+                self._leading = False  # claim and read what is pending again on the next round
                 trouble.warning("webhooks: redis error %s", type(exc).__name__)
                 worked = False
                 await asyncio.sleep(1.0)
@@ -123,6 +126,7 @@ class Dispatcher:
         if not self._leading:  # just took over: what the last leader read and never finished is ours
             self._leading = True
             await self._claim(tenants)
+            self._unfinished = set(tenants)
         fanned = sum([await self._fan_out(t) for t in tenants])
         started = sum([await self._start_due(t) for t in tenants])
         return bool(fanned or started)
@@ -152,7 +156,10 @@ class Dispatcher:
     async def _fan_out(self, tenant: str) -> int:
         stream = await self._group(tenant)
         read: Any = None
-        for position in ("0", ">"):  # what this consumer was given and has not finished, then new ones
+        # What this consumer was given and has not finished (only after taking over or an error),
+        # then new entries.
+        positions = ("0", ">") if tenant in self._unfinished else (">",)
+        for position in positions:
             try:
                 read = await self.redis.xreadgroup(GROUP, self.name, {stream: position}, count=500)
             except ResponseError as exc:
@@ -162,6 +169,7 @@ class Dispatcher:
                 return 0
             if read and read[0][1]:
                 break
+            self._unfinished.discard(tenant)
         entries = read[0][1] if read else []
         if not entries:
             return 0
@@ -169,13 +177,15 @@ class Dispatcher:
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
             for entry_id, fields in entries:
-                src = _text(entry_id)
-                raw = _text(fields.get(b"f", fields.get("f", b"")))
-                for event in outgoing(_text(fields.get(b"src", fields.get("src", src))), raw) if raw else []:
+                src = text_of(entry_id)
+                raw = text_of(fields.get(b"f", fields.get("f", b"")))
+                for event in (
+                    outgoing(text_of(fields.get(b"src", fields.get("src", src))), raw) if raw else []
+                ):
                     for endpoint in endpoints:
                         if endpoint.wants(event.type):
                             queue_delivery(pipe, tenant, endpoint, event, now, self.lanes)
-            ids = [_text(i) for i, _ in entries]
+            ids = [text_of(i) for i, _ in entries]
             pipe.xack(stream, GROUP, *ids)
             pipe.xdel(stream, *ids)
             await pipe.execute()
@@ -188,7 +198,7 @@ class Dispatcher:
         )
         started = 0
         for raw in due:
-            lane = _text(raw)
+            lane = text_of(raw)
             if lane in self._busy:
                 continue
             self._busy.add(lane)
@@ -213,9 +223,9 @@ class Dispatcher:
         if head is None:
             await self._advance(keys=[lane, due], args=["", time.time()])
             return
-        delivery = _text(head)
+        delivery = text_of(head)
         record_key = keys.webhook_delivery(tenant, delivery)
-        record = {_text(k): _text(v) for k, v in (await self.redis.hgetall(record_key)).items()}
+        record = {text_of(k): text_of(v) for k, v in (await self.redis.hgetall(record_key)).items()}
         endpoint = await self.endpoints.get(tenant, record.get("endpoint", "")) if record else None
         if not record or endpoint is None or not endpoint.enabled:
             reason = "endpoint deleted" if record and endpoint is None else "endpoint disabled"
@@ -299,10 +309,6 @@ class Dispatcher:
             return
         await check_reachable(url, self.allow_private)
         self._reachable[url] = time.monotonic() + 60.0
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class WebhookThread(threading.Thread):
