@@ -229,12 +229,19 @@ def google_assertion_claims(
     return claims
 
 
+class Disconnected(Exception):
+    """The client went away before its whole request body arrived (say, a worker killed mid-send)."""
+
+
 async def read_body(receive: Any) -> bytes:
-    """A whole ASGI request body."""
+    """A whole ASGI request body; raises :class:`Disconnected` when the client left before sending it."""
     body = b""
     while True:
         msg = await receive()
-        body += msg.get("body", b"")
+        if msg["type"] == "http.disconnect":
+            raise Disconnected
+        chunk: bytes = msg.get("body", b"")
+        body += chunk
         if not msg.get("more_body"):
             return body
 
@@ -273,7 +280,10 @@ class ProviderServer:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = await read_body(receive)
+        try:
+            body = await read_body(receive)
+        except Disconnected:
+            return  # the sender went away: nothing was delivered
         arrived = time.time()
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if scope["method"] == "GET" and scope["path"] == "/__received":
