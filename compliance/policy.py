@@ -36,6 +36,8 @@ class Overrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     max_sms_chars: int | None = None
     replies_global: bool | None = None
     replies_resubscribe: bool | None = None
+    best_windows_weekday: list[str] | None = None
+    best_windows_weekend: list[str] | None = None
 
 
 class TenantPolicy(Overrides, forbid_unknown_fields=True, omit_defaults=True):
@@ -91,6 +93,10 @@ class Rules:
     # The signatures the tenant may sign with (each registered brand's, or its name), and whether any goes.
     signatures: frozenset[str]
     any_brand: bool
+    # Best send windows (scheduling help for series steps, not enforcement): (start, end) minutes after
+    # local midnight, Monday to Friday and Saturday/Sunday.
+    best_weekday: tuple[tuple[int, int], ...] = ((600, 660), (900, 960))
+    best_weekend: tuple[tuple[int, int], ...] = ((1140, 1260),)
 
 
 class Policy:
@@ -156,6 +162,8 @@ class Policy:
             brand_registered=not brand or any_brand or brand in registered,
             signatures=frozenset(self._merged(tenant, b).get("signature") or b for b in registered),
             any_brand=any_brand,
+            best_weekday=_windows(merged.get("best_windows_weekday", ["10:00-11:00", "15:00-16:00"])),
+            best_weekend=_windows(merged.get("best_windows_weekend", ["19:00-21:00"])),
         )
         self._cache[key] = rules
         return rules
@@ -202,6 +210,19 @@ def _validate(o: Overrides, where: str) -> None:
         raise PolicyError(f"{where}: footer_separator is at most two of: space ， , 。")
     if o.max_sms_chars is not None and not 70 <= o.max_sms_chars <= 1000:
         raise PolicyError(f"{where}: max_sms_chars must be 70 to 1000")
+    for name in ("best_windows_weekday", "best_windows_weekend"):
+        for window in getattr(o, name) or ():
+            start, _, end = window.partition("-")
+            if not (_HHMM.match(start) and _HHMM.match(end) and _minutes(start) < _minutes(end)):
+                raise PolicyError(f'{where}: {name} entries are "HH:MM-HH:MM" within a day, got {window!r}')
+
+
+def _windows(spans: list[str]) -> tuple[tuple[int, int], ...]:
+    out = []
+    for span in spans:
+        start, _, end = span.partition("-")
+        out.append((_minutes(start), _minutes(end)))
+    return tuple(sorted(out))
 
 
 def _minutes(hhmm: str) -> int:

@@ -29,6 +29,11 @@ class Reason(StrEnum):
     CATEGORY_MISMATCH = "category_mismatch"
     UNKNOWN_BRAND = "unknown_brand"
     INVALID_CONTENT = "invalid_content"
+    # Reminder series: a step whose time had passed when the series began, one ended by the member's
+    # exit event (a redemption), one ended because the series was cancelled.
+    PAST = "past"
+    EXITED = "exited"
+    SERIES_CANCELLED = "series_cancelled"
 
 
 class ReasonEntry(TypedDict, total=False):

@@ -49,3 +49,23 @@ def _cap_month_minute(minute_epoch: int, tz: str) -> tuple[str, float]:
     local = datetime.fromtimestamp(minute_epoch * 60, zone(tz))
     year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
     return f"{local.year:04d}-{local.month:02d}", datetime(year, month, 1, tzinfo=zone(tz)).timestamp()
+
+
+def best_window(when: float, tz: str, rules: Rules) -> float:
+    """The first moment at or after ``when`` inside one of the member's best send windows (local time).
+
+    Weekdays and weekends have their own windows (policy); with none configured, ``when`` itself.
+    """
+    if not rules.best_weekday and not rules.best_weekend:
+        return when
+    local = datetime.fromtimestamp(when, zone(tz))
+    for days in range(8):
+        day = (local + timedelta(days=days)).date()
+        spans = rules.best_weekend if day.weekday() >= 5 else rules.best_weekday
+        for start, end in spans:
+            opens = datetime(day.year, day.month, day.day, start // 60, start % 60, tzinfo=zone(tz))
+            closes = datetime(day.year, day.month, day.day, end // 60, end % 60, tzinfo=zone(tz))
+            if closes.timestamp() <= when:
+                continue
+            return max(when, opens.timestamp())
+    return when

@@ -112,9 +112,11 @@ class Failed(Event, tag="failed", frozen=True):
 
 
 class Cancelled(Event, tag="cancelled", frozen=True):
-    """Cancelled by an API key before it was handed to a provider."""
+    """Cancelled before it was handed to a provider: by an API key, or as a step of a series that ended
+    (``reason`` exited or series_cancelled)."""
 
     by: str | None = None
+    reason: str | None = None
 
 
 class Replayed(Event, tag="replayed", frozen=True):
@@ -210,6 +212,24 @@ class OptOutsExported(Event, tag="optouts_exported", frozen=True):
     by: str | None = None
 
 
+class SeriesChanged(Event, tag="series", frozen=True):
+    """A reminder series began, a step of it was released (or skipped), or it ended.
+
+    ``change``: started | step | params | completed | exited | cancelled. A step change names the step,
+    its status (sent, suppressed, skipped, cancelled), the notification it became and the reasons.
+    """
+
+    series_id: str
+    change: str
+    definition: str | None = None
+    step: str | None = None
+    status: str | None = None
+    notification_id: str | None = None
+    reasons: list[ReasonEntry] | None = None
+    exit_type: str | None = None
+    by: str | None = None
+
+
 AnyEvent = (
     Accepted
     | Compliance
@@ -231,6 +251,7 @@ AnyEvent = (
     | TemplateChanged
     | ApiKeyCreated
     | OptOutsExported
+    | SeriesChanged
 )
 
 _encoder = msgspec.json.Encoder()

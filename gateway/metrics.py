@@ -63,6 +63,24 @@ WEBHOOK_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+SERIES_STARTED = Counter(
+    "tidings_series_started_total",
+    "Reminder series started, by definition.",
+    ["definition"],
+    registry=REGISTRY,
+)
+SERIES_ENDED = Counter(
+    "tidings_series_ended_total",
+    "Reminder series ended, by outcome: completed, exited (the member's exit event), cancelled.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SERIES_STEPS = Counter(
+    "tidings_series_steps_total",
+    "Series steps by outcome: sent (became a notification), suppressed, skipped, cancelled.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 OPTOUTS = Counter(
     "tidings_optouts_total",
     "Opt-outs recorded, by source (sms_reply, api, import, email_link).",

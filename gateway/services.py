@@ -2,7 +2,7 @@
 
 The API, the worker and the CLI all start from here: one Redis client, the notification store (with
 the fast script pipe when asked), the policy, the tenant templates, the accept pipeline and the
-opt-out store. What only one of them needs (the API's authenticator and rate limiter, the worker's
+opt-out store, and the series service. What only one of them needs (the API's authenticator and rate limiter, the worker's
 provider router and delivery engine) they add on top.
 """
 
@@ -18,6 +18,8 @@ from gateway.accept.pipeline import Acceptor
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.optouts.store import OptOuts
 from gateway.recipients import Members
+from gateway.series.definitions import Definitions
+from gateway.series.service import SeriesService
 from gateway.settings import Settings
 from gateway.state import scripts
 from gateway.state.redisdb import async_client
@@ -38,6 +40,7 @@ class Core:
     acceptor: Acceptor
     optouts: OptOuts
     members: Members
+    series: SeriesService
     pipe: ScriptPipe | None = None
 
     async def aclose(self) -> None:
@@ -64,6 +67,7 @@ def build_services(settings: Settings, redis_url: str, *, fast_accept: bool = Fa
     policy = load_policy(settings.policy_path)
     templates = TenantTemplates(client, load_catalog(), policy)
     members = Members(settings.hmac_key)
+    series = SeriesService(settings, store, Definitions(client, templates), policy, members)
     return Core(
         settings=settings,
         redis=client,
@@ -73,5 +77,6 @@ def build_services(settings: Settings, redis_url: str, *, fast_accept: bool = Fa
         acceptor=Acceptor(settings, store, templates, policy),
         optouts=OptOuts(client, members),
         members=members,
+        series=series,
         pipe=pipe,
     )

@@ -87,6 +87,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     webhook_concurrency: Annotated[int, Meta(ge=1, le=1000)] = 64
     # Whether `tidings worker` also runs a webhook dispatcher (one leads at a time).
     webhook_dispatcher: bool = True
+    # Whether `tidings worker` also releases due series steps (several may: each takes its own batch),
+    # how many steps one round takes, and how often an idle releaser looks.
+    series_releaser: bool = True
+    series_batch: Annotated[int, Meta(ge=1, le=5000)] = 500
+    series_interval_seconds: Annotated[float, Meta(gt=0, le=60)] = 0.5
     # Worker metrics port for `tidings worker` (0: none).
     worker_metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     # Where that port listens (0.0.0.0 in a container, for Prometheus on another host).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -102,8 +102,14 @@ class Acceptor:
         await self._after_accept([prepared])
         return Answer(prepared.http_status, prepared.result)
 
-    async def notify_many(self, tenant: str, reqs: list[NotifyRequest | Rejected]) -> list[Answer]:
-        """Accept many requests with one pipelined round trip; each item succeeds or fails alone."""
+    async def notify_many(
+        self,
+        tenant: str,
+        reqs: list[NotifyRequest | Rejected],
+        links: Sequence[Mapping[str, str] | None] | None = None,
+    ) -> list[Answer]:
+        """Accept many requests in one round trip, each on its own; ``links``: per request, fields its
+        record carries beside its own (a series step's ``series`` and ``series_step``, for the claim)."""
         answers: list[Answer | None] = [None] * len(reqs)
         calls: list[tuple[list[str], list[str | bytes]]] = []
         slots: list[tuple[int, Prepared]] = []
@@ -123,6 +129,9 @@ class Acceptor:
                 answers[i] = Answer(422, rej.problem())
                 rejected.append((req, rej))
                 continue
+            link = links[i] if links is not None else None
+            if link:
+                prepared.record.update(link)
             calls.append(self._accept_args(prepared))
             slots.append((i, prepared))
         results = await self.store.accept_many(calls)

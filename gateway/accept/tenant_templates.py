@@ -69,6 +69,13 @@ class TenantTemplates:
                     )
                 ]
             )
+        problems = self.lint(tpl)
+        if problems:
+            raise TemplateRejected(problems)
+        return tpl
+
+    def lint(self, tpl: Template) -> list[ReasonEntry]:
+        """The content rules over every channel variant of a template: the reasons it fails them."""
         rules = self.policy.rules(None, None)
         wording = WordingRule(self.policy.matcher)
         sms_rules = (
@@ -93,9 +100,7 @@ class TenantTemplates:
                     for term in verdict.reason.get("terms", []):
                         term["field"] = f"{channel}.{field}"
                     problems.append({**verdict.reason, "field": f"{channel}.{field}"})
-        if problems:
-            raise TemplateRejected(problems)
-        return tpl
+        return problems
 
     async def put(self, tenant: str, name: str, document: dict[str, Any], by: str = "") -> Template:
         """Store a template (after check) with its audit event; the tenant's cache is dropped."""

@@ -29,6 +29,7 @@ from gateway.api.problems import (
 )
 from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
 from gateway.api.replies import HANDLERS as REPLY_HANDLERS
+from gateway.api.series import HANDLERS as SERIES_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
 from gateway.api.webhooks import HANDLERS as WEBHOOK_HANDLERS
 from gateway.errors import ProblemError
@@ -53,6 +54,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             templates=core.templates,
             optouts=core.optouts,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            series=core.series,
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
         # fewer full collections while serving.
@@ -81,6 +83,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *UNSUBSCRIBE_HANDLERS,
             *AUDIT_HANDLERS,
             *WEBHOOK_HANDLERS,
+            *SERIES_HANDLERS,
         ],
         lifespan=[lifespan],
         before_request=authenticate,

@@ -18,6 +18,7 @@ from gateway.api.auth import Authenticator, Principal, RateLimiter
 from gateway.audit.store import AuditStore
 from gateway.errors import TooManyRequests
 from gateway.optouts.store import OptOuts
+from gateway.series.service import SeriesService
 from gateway.settings import Settings
 from gateway.state.store import Store
 
@@ -36,6 +37,7 @@ class Services:
     templates: TenantTemplates
     optouts: OptOuts
     limiter: RateLimiter
+    series: SeriesService
     audit: AuditStore | None = None  # opened on first use (an auditor's request)
 
 

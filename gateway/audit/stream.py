@@ -44,6 +44,7 @@ TENANT_TYPES = (
     "template_changed",
     "api_key_created",
     "optouts_exported",
+    "series",
 )
 TYPES = NOTIFICATION_TYPES + TENANT_TYPES
 

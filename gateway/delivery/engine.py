@@ -19,7 +19,13 @@ from compliance.state import Moment, state_rules
 from gateway import events, metrics
 from gateway.accept.request import DEFAULT_TIMEZONE
 from gateway.delivery.fallback import fallback_event, fallback_request
-from gateway.delivery.outcomes import RATE_LIMITED, Outcomes, failure, opted_out_since_accept
+from gateway.delivery.outcomes import (
+    RATE_LIMITED,
+    Outcomes,
+    failure,
+    opted_out_since_accept,
+    series_step_cancelled,
+)
 from gateway.models import Status
 from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
@@ -91,11 +97,16 @@ class DeliveryEngine:
             now + self.settings.lease_seconds,
             scopes=self.rules.opt_out.scopes,
             suppression=opted_out_since_accept(at),
+            series_ended=series_step_cancelled(at),
         )
         claimed = claim.claimed
         early: dict[float, list[str]] = defaultdict(list)
         for ntf_id, when in claim.not_due.items():
             early[when].append(ntf_id)
+        for _ in claim.series_ended:
+            metrics.NOTIFICATIONS_BY.inc(channel, Status.CANCELLED)
+        if claim.series_ended:
+            metrics.SERIES_STEPS.labels("cancelled").inc(len(claim.series_ended))
         if claim.opted_out:
             metrics.DECISIONS_BY.inc("opt_out", "suppress")
             for _ in claim.opted_out:

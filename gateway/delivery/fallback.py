@@ -29,6 +29,8 @@ def fallback_request(c: Claimed) -> dict[str, Any]:
         "content": r.content,
         "expires_at": rfc3339(r.expires_at),
         "metadata": {**r.metadata, "fallback_of": c.id},
+        # Not part of the request: a step's fallback is the same step of the same series.
+        "_link": {"series": r.series, "series_step": r.series_step} if r.series else None,
     }
 
 
@@ -52,10 +54,13 @@ async def accept_fallbacks(
 ) -> list[tuple[int, dict[str, Any]]]:
     """Accept notifications a worker builds for fallback channels: (HTTP status, body) for each."""
     reqs: list[NotifyRequest | Rejected] = []
-    for raw in requests:
+    links: list[dict[str, str] | None] = []
+    for given in requests:
+        raw = {k: v for k, v in given.items() if k != "_link"}
+        links.append(given.get("_link"))
         try:
             reqs.append(msgspec.convert(raw, NotifyRequest, strict=False))
         except msgspec.ValidationError as exc:
             reqs.append(Rejected(str(raw.get("channel", "")), [reason(Reason.VALIDATION_ERROR, str(exc))]))
-    answers = await acceptor.notify_many(tenant, reqs)
+    answers = await acceptor.notify_many(tenant, reqs, links)
     return [(a.status, a.body if isinstance(a.body, dict) else msgspec.to_builtins(a.body)) for a in answers]

@@ -162,3 +162,16 @@ def opted_out_since_accept(at: str) -> tuple[str, str, str]:
         ),
         events.encode(events.Suppressed(at=at, reason=why["code"], detail=why["detail"])),
     )
+
+
+def series_step_cancelled(at: str) -> tuple[str, str, str, str]:
+    """What the claim writes for a step whose series ended since it was queued: reasons and the cancelled
+    event, for an exited series, then for a cancelled one."""
+    exited = reason(Reason.EXITED, "the series ended on the member's exit event before this step was sent")
+    cancelled = reason(Reason.SERIES_CANCELLED, "the series was cancelled before this step was sent")
+    return (
+        msgspec.json.encode([exited]).decode(),
+        events.encode(events.Cancelled(at=at, by="series", reason=Reason.EXITED)),
+        msgspec.json.encode([cancelled]).decode(),
+        events.encode(events.Cancelled(at=at, by="series", reason=Reason.SERIES_CANCELLED)),
+    )

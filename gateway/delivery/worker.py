@@ -36,6 +36,7 @@ from gateway.delivery.fallback import accept_fallbacks
 from gateway.delivery.health import RedisHealth
 from gateway.logs import Throttled
 from gateway.models import CHANNELS
+from gateway.series.releaser import Releaser, ReleaserThread
 from gateway.services import build_services
 from gateway.settings import Settings
 from gateway.state import keys
@@ -244,6 +245,7 @@ def run_worker(
     batcher.start()
     auditor = start_audit_thread(settings, redis_url, name) if settings.audit_consumer else None
     hooks = start_webhook_thread(settings, redis_url, name) if settings.webhook_dispatcher else None
+    releaser = start_series_thread(settings, redis_url) if settings.series_releaser else None
     current: list[ThreadWorker] = []
     if stop is not None:
         threading.Thread(target=_stop_when, args=(stop, current), daemon=True).start()
@@ -272,10 +274,14 @@ def run_worker(
             auditor.stopping.set()
         if hooks is not None:
             hooks.stopping.set()
+        if releaser is not None:
+            releaser.stopping.set()
         housekeeper.join(5)
         batcher.join(5)
         if hooks is not None:
             hooks.join(settings.webhook_timeout_seconds + 5)
+        if releaser is not None:
+            releaser.join(10)
         if auditor is not None:
             auditor.join(10)
             auditor.consumer.store.close()
@@ -309,6 +315,18 @@ def start_webhook_thread(settings: Settings, redis_url: str, name: str) -> Webho
         )
 
     thread = WebhookThread(make)
+    thread.start()
+    return thread
+
+
+def start_series_thread(settings: Settings, redis_url: str) -> ReleaserThread:
+    """The series releaser beside the worker: due steps become notifications, a batch at a time."""
+
+    def make() -> tuple[Releaser, Any]:
+        core = build_services(settings, redis_url)
+        return Releaser(core.series, core.acceptor, batch=settings.series_batch), core.aclose
+
+    thread = ReleaserThread(make, settings.series_interval_seconds)
     thread.start()
     return thread
 

@@ -157,3 +157,44 @@ def webhook_delivery(tenant: str, delivery: str) -> str:
 def webhook_log(tenant: str, endpoint: str) -> str:
     """List of an endpoint's recent delivery ids, newest first (its delivery log)."""
     return f"{_t(tenant)}wh:log:{endpoint}"
+
+
+# -- reminder series -------------------------------------------------------------------------------
+def series(tenant: str, series_id: str) -> str:
+    """Hash of one series: definition, member, anchor, params, status and each step's state."""
+    return f"{_t(tenant)}ser:{series_id}"
+
+
+def series_key(tenant: str, key: str) -> str:
+    """The series started with a caller's ``key`` (its id): the idempotency of a start."""
+    return f"{_t(tenant)}serkey:{key}"
+
+
+def member_series(tenant: str, member: str) -> str:
+    """Set of a member's active series ids (an exit event ends the ones that exit on its type)."""
+    return f"{_t(tenant)}mser:{member}"
+
+
+def series_due(tenant: str) -> str:
+    """Sorted set: ``series id|step number`` -> when the step is due (the releaser takes them in batches)."""
+    return f"{_t(tenant)}ser:due"
+
+
+def series_releasing(tenant: str) -> str:
+    """Sorted set: steps a releaser took and has not finished -> when another may take them over."""
+    return f"{_t(tenant)}ser:releasing"
+
+
+def series_definitions(tenant: str) -> str:
+    """Hash of a tenant's own series definitions: name -> JSON document."""
+    return f"{_t(tenant)}ser:defs"
+
+
+def series_versions(tenant: str) -> str:
+    """Hash: definition version -> JSON document; never changed, as series keep the version they began on."""
+    return f"{_t(tenant)}ser:defv"
+
+
+def series_tenants() -> str:
+    """Set of tenants with series (the releaser walks their due steps)."""
+    return f"{PREFIX}series-tenants"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -32,11 +32,13 @@ class Claimed:
 
 @dataclass
 class Claim:
-    """What a claim found: notifications to send, ones not due yet (id -> time), ones opted out meanwhile."""
+    """What a claim found: notifications to send, ones not due yet (id -> time), ones opted out meanwhile,
+    ones whose series ended meanwhile."""
 
     claimed: list[Claimed]
     not_due: dict[str, float]
     opted_out: list[str]
+    series_ended: list[str] = field(default_factory=list)  # steps of a series that ended: cancelled
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,10 @@ class Store(Lookups):
         results = await self._evalsha_many(scripts.ACCEPT, calls)
         return [(_s(r[0]), _s(r[1])) for r in results]
 
+    async def run_many(self, source: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        """Run one of ``scripts`` once per (keys, args) call, in one round trip."""
+        return await self._evalsha_many(source, calls)
+
     async def _evalsha_many(
         self, source: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
     ) -> list[Any]:
@@ -226,32 +232,43 @@ class Store(Lookups):
         *,
         scopes: Callable[[str, str], Sequence[str]],
         suppression: tuple[str, str, str],
+        series_ended: tuple[str, str, str, str] = ("[]", "{}", "[]", "{}"),
     ) -> Claim:
-        """Take ownership of the due notifications among ids for one attempt (after the opt-out test).
+        """Take ownership of the due notifications among ids for one attempt (after the dispatch checks).
 
         ``scopes(brand, channel)`` are the opt-out scopes to test; ``suppression`` is what an opt-out
-        since accept writes (reasons, compliance event, suppressed event).
+        since accept writes (reasons, compliance event, suppressed event); ``series_ended`` what a step
+        of an exited, then of a cancelled, series writes (reasons, cancelled event for each).
         """
         if not ids:
             return Claim([], {}, [])
-        # The keys a claim touches depend on each notification's member and cap month: read them first
-        # (they never change after accept), so the script is handed every key it touches.
+        # The keys a claim touches depend on each notification's member, cap month and series: read
+        # them first (they never change after accept), so the script is handed every key it touches.
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.hmget(keys.notification(tenant, i), "member", "brand", "channel", "cap_key")
+                pipe.hmget(
+                    keys.notification(tenant, i),
+                    "member",
+                    "brand",
+                    "channel",
+                    "cap_key",
+                    "series",
+                    "series_step",
+                )
             looked_up = await pipe.execute()
         k = [keys.leases(tenant), keys.audit(tenant)]
-        args: list[str | int] = [repr(now), repr(lease_until), self.record_ttl, *suppression]
-        for ntf_id, (member, brand, channel, cap_key) in zip(ids, looked_up, strict=True):
+        args: list[str | int] = [repr(now), repr(lease_until), self.record_ttl, *suppression, *series_ended]
+        for ntf_id, (member, brand, channel, cap_key, series, step) in zip(ids, looked_up, strict=True):
             ntf_key = keys.notification(tenant, ntf_id)
             k += (
                 ntf_key,
                 keys.events(tenant, ntf_id),
                 keys.optouts(tenant, _s(member)) if member else ntf_key,
                 _s(cap_key) if cap_key else ntf_key,
+                keys.series(tenant, _s(series)) if series else ntf_key,
             )
             tested = scopes(_s(brand or b""), _s(channel)) if member and channel else ()
-            args += (ntf_id, len(tested), *tested)
+            args += (ntf_id, _s(step) if step else "", len(tested), *tested)
         res = await self._claim(keys=k, args=args)
         claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:
@@ -259,6 +276,8 @@ class Store(Lookups):
                 claim.not_due[_s(ntf_id)] = float(_s(flat[1]))
             elif int(attempt) == -2:
                 claim.opted_out.append(_s(ntf_id))
+            elif int(attempt) == -3:
+                claim.series_ended.append(_s(ntf_id))
             else:
                 record = decode_record(dict(zip(flat[::2], flat[1::2], strict=True)))
                 claim.claimed.append(Claimed(_s(ntf_id), int(attempt), record))

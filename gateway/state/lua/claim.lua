@@ -1,21 +1,27 @@
--- KEYS: [1] lease, [2] audit, then four per notification: ntf, events, optouts, cap
---       (optouts and cap are the notification's own key when it has none)
+-- KEYS: [1] lease, [2] audit, then five per notification: ntf, events, optouts, cap, series
+--       (optouts, cap and series are the notification's own key when it has none)
 -- ARGV: [1] now, [2] lease_until, [3] record_ttl, [4] reasons, [5] compliance event, [6] suppressed event
---       (what an opt-out since accept says, decided in Python), then per notification: id, n_scopes, scope...
--- Claims each notification that is due and not held by a live lease, after the dispatch-time opt-out
--- test (the member may have replied TD since accept). Returns per notification:
+--       (what an opt-out since accept says, decided in Python), [7] reasons, [8] cancelled event (what an
+--       exited series says to its step still queued), [9], [10] the same for a cancelled series, then
+--       per notification: id, step (its series step number, '' when none), n_scopes, scope...
+-- Claims each notification that is due and not held by a live lease, after the dispatch-time checks:
+-- the series it is a step of has not ended (an exit acknowledged before this claim is honoured, as
+-- the series' status is read here, atomically with the claim), and the member has not opted out
+-- since accept. Returns per notification:
 --   {id, attempt, {field, value, ...}}  claimed
 --   {id, -1, {'not_before', t}}        not due yet
 --   {id, -2, {}}                        suppressed now: opted out since accept (cap slot given back)
+--   {id, -3, {}}                        cancelled now: its series ended (cap slot given back)
 local now = tonumber(ARGV[1])
 local out = {}
-local a = 7
-for k = 3, #KEYS, 4 do
-  local key, ev, okey, cap = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+local a = 11
+for k = 3, #KEYS, 5 do
+  local key, ev, okey, cap, skey = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local id = ARGV[a]
-  local n_scopes = tonumber(ARGV[a + 1])
-  local first_scope = a + 2
-  a = a + 2 + n_scopes
+  local step = ARGV[a + 1]
+  local n_scopes = tonumber(ARGV[a + 2])
+  local first_scope = a + 3
+  a = a + 3 + n_scopes
   local st = redis.call('HGET', key, 'status')
   local ok = false
   if st == 'queued' or st == 'scheduled' then
@@ -28,7 +34,26 @@ for k = 3, #KEYS, 4 do
     local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0') or 0
     ok = lease <= now
   end
-  if ok then
+  local ended, sst = false, nil
+  if ok and skey ~= key then
+    sst = redis.call('HGET', skey, 'status')
+    ended = sst == 'exited' or sst == 'cancelled'
+  end
+  if ended then
+    local why, said = ARGV[7], ARGV[8]
+    if sst == 'cancelled' then why, said = ARGV[9], ARGV[10] end
+    redis.call('HSET', key, 'status', 'cancelled', 'updated_at', ARGV[1], 'reasons', why)
+    give_back(key, cap)
+    redis.call('RPUSH', ev, said)
+    audit(KEYS[2], key, said)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('EXPIRE', key, ARGV[3])
+    redis.call('EXPIRE', ev, ARGV[3])
+    if redis.call('HGET', skey, 's' .. step) == 'sent' then
+      redis.call('HSET', skey, 's' .. step, 'cancelled', 'r' .. step, why, 'updated_at', ARGV[1])
+    end
+    out[#out + 1] = {id, -3, {}}
+  elseif ok then
     local opted = false
     if n_scopes > 0 then
       for _, v in ipairs(redis.call('HMGET', okey, unpack(ARGV, first_scope, first_scope + n_scopes - 1))) do

@@ -1,0 +1,1 @@
+"""Reminder series: definitions, starting and ending series, and releasing their due steps."""
