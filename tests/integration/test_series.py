@@ -302,3 +302,32 @@ def test_a_step_notification_whose_series_ended_is_cancelled_at_claim(stack: Sta
     assert [e["type"] for e in view["events"]][-1] == "cancelled"
     time.sleep(0.3)
     assert stack.messages("+8613812348501") == []
+
+
+def test_series_changes_reach_webhook_endpoints(stack: Stack) -> None:
+    from gateway.api.servers import ServerThread
+    from gateway.state.redisdb import free_port
+    from tests.integration.test_webhooks import Receiver, subscribe
+
+    app = Receiver()
+    server = ServerThread(app, "127.0.0.1", free_port()).start_and_wait()
+    try:
+        subscribe(stack, f"{server.url}/hooks", ["series.started", "series.step", "series.exited"])
+        with stack.client() as c:
+            assert (
+                c.put("/v1/series-definitions/quick", json=quick_definition("-P1D", "-PT30S")).status_code
+                == 201
+            )
+            sid = start(c, "13812348601", "quick", datetime.now(SH) + timedelta(days=1, seconds=2)).json()["id"]
+            wait_for(lambda: any(e["type"] == "series.step" for e in app.accepted()), timeout=10)
+            assert redeem(c, "13812348601") == [sid]
+        got = wait_for(lambda: (a := app.accepted()) and a[-1]["type"] == "series.exited" and a, timeout=10)
+    finally:
+        server.stop()
+    assert [e["type"] for e in got] == ["series.started", "series.step", "series.exited"]
+    assert {e["data"]["series_id"] for e in got} == {sid} and {e["data"]["to"] for e in got} == {
+        "+86138****8601"
+    }
+    step = got[1]["data"]
+    assert step["step"] == "s1" and step["status"] == "sent" and step["notification_id"].startswith("ntf_")
+    assert got[2]["data"]["exit_type"] == "points_redeemed"
