@@ -373,7 +373,10 @@ class SeriesService:
     ) -> list[str]:
         """An exit event: ends every active series of the member (and brand; or the one with ``key``)
         whose definition exits on ``kind``. Returns the ids it ended."""
-        member, _, _ = self.member_of(to)
+        try:
+            member, _, _ = self.member_of(to)
+        except Rejected as rej:
+            raise Unprocessable(rej.reasons[0]["code"], rej.reasons[0]["detail"], reasons=rej.reasons) from None
         ids = [text_of(i) for i in await self.redis.smembers(keys.member_series(tenant, member))]
         if key:
             wanted = text_of(await self.redis.get(keys.series_key(tenant, key)))

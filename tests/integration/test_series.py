@@ -318,7 +318,9 @@ def test_series_changes_reach_webhook_endpoints(stack: Stack) -> None:
                 c.put("/v1/series-definitions/quick", json=quick_definition("-P1D", "-PT30S")).status_code
                 == 201
             )
-            sid = start(c, "13812348601", "quick", datetime.now(SH) + timedelta(days=1, seconds=2)).json()["id"]
+            sid = start(c, "13812348601", "quick", datetime.now(SH) + timedelta(days=1, seconds=2)).json()[
+                "id"
+            ]
             wait_for(lambda: any(e["type"] == "series.step" for e in app.accepted()), timeout=10)
             assert redeem(c, "13812348601") == [sid]
         got = wait_for(lambda: (a := app.accepted()) and a[-1]["type"] == "series.exited" and a, timeout=10)
@@ -331,3 +333,108 @@ def test_series_changes_reach_webhook_endpoints(stack: Stack) -> None:
     step = got[1]["data"]
     assert step["step"] == "s1" and step["status"] == "sent" and step["notification_id"].startswith("ntf_")
     assert got[2]["data"]["exit_type"] == "points_redeemed"
+
+
+def test_bad_definitions_and_starts_are_refused_with_every_reason(stack: Stack) -> None:
+    with stack.client() as c:
+        bad = {
+            "category": "marketing",
+            "exit_on": ["points_redeemed"],
+            "steps": [
+                {"name": "a", "offset": "-P1X", "template": "points_expiry", "channel": "sms"},
+                {"name": "b", "offset": "-P7D", "template": "no_such_template", "channel": "sms"},
+                {"name": "c", "offset": "-P10D", "template": "points_expiry", "channel": "fax"},
+            ],
+        }
+        r = c.put("/v1/series-definitions/bad", json=bad)
+        assert r.status_code == 422 and r.json()["status"] == 422
+        fields = {e["field"] for e in r.json()["errors"]}
+        assert {"steps[0].offset", "steps[2].channel"} <= fields
+        bad["steps"] = [
+            {"name": "late", "offset": "-P1D", "template": "points_expiry", "channel": "sms"},
+            {"name": "early", "offset": "-P7D", "template": "points_expiry", "channel": "sms"},
+        ]
+        r = c.put("/v1/series-definitions/bad", json=bad)
+        assert r.status_code == 422 and "out of order" in r.json()["detail"]
+        bad["steps"] = [
+            {"name": "x", "offset": "-P7D", "template": "no_such_template", "channel": "sms"},
+            {"name": "y", "offset": "-P1D", "template": "points_credited", "channel": "sms"},
+        ]
+        r = c.put("/v1/series-definitions/bad", json=bad)
+        codes = [x["code"] for x in r.json()["reasons"]]
+        assert r.status_code == 422 and codes == ["template_not_found", "category_mismatch"]
+        assert c.get("/v1/series-definitions/bad").status_code == 404  # nothing half stored
+        r = c.put(
+            "/v1/series-definitions/bad", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400 and r.json()["code"] == "malformed_json"
+
+        anchor = datetime.now(SH) + timedelta(days=40)
+        r = start(c, "13812348701", "no_such_definition", anchor)
+        assert r.status_code == 422 and r.json()["code"] == "definition_not_found"
+        r = start(c, "12345", "points_expiry", anchor)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_recipient"
+        r = c.post(
+            "/v1/series",
+            json={
+                "definition": "points_expiry",
+                "to": {"phone": "13812348701"},
+                "brand": BRAND,
+                "anchor_at": anchor.isoformat(),
+                "params": {"name": "李女士"},
+            },
+        )
+        assert (
+            r.status_code == 422
+            and r.json()["code"] == "missing_param"
+            and r.json()["reasons"][0]["params"] == ["points"]
+        )
+        r = start(c, "13812348701", "points_expiry", datetime.now(SH) - timedelta(days=1))
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "anchor_at"
+        r = start(c, "13812348701", "points_expiry", anchor, brand="不存在的品牌")
+        assert r.status_code == 422 and r.json()["code"] == "unknown_brand"
+        r = c.post("/v1/events", json={"type": "points_redeemed", "to": {"phone": "12345"}})
+        assert r.status_code == 422 and r.json()["code"] == "invalid_recipient"
+        assert c.post("/v1/series/ser_nope/cancel").status_code == 404
+        assert c.patch("/v1/series/ser_nope", json={"params": {"points": 1}}).status_code == 404
+        batch = c.post(
+            "/v1/series/batch",
+            json={
+                "defaults": {
+                    "definition": "points_expiry",
+                    "brand": BRAND,
+                    "anchor_at": anchor.isoformat(),
+                    "params": {"name": "李女士", "points": 9},
+                },
+                "items": [{"to": {"phone": "13812348702"}}, {"to": {"phone": "12"}}],
+            },
+        )
+        results = batch.json()["results"]
+        assert [r["http_status"] for r in results] == [201, 422]
+        assert results[0]["status"] == "active" and results[1]["code"] == "invalid_recipient"
+
+
+def test_patched_params_reach_later_steps_and_a_cancelled_series_sends_nothing_more(stack: Stack) -> None:
+    with stack.client() as c:
+        assert (
+            c.put("/v1/series-definitions/quick", json=quick_definition("-PT8S", "-PT4S")).status_code == 201
+        )
+        anchor = datetime.now(SH) + timedelta(seconds=9)
+        sid = start(
+            c, "13812348801", "quick", anchor, params={"name": "李女士", "points": 1200, "days": 3}
+        ).json()["id"]
+        wait_for(lambda: stack.messages("+8613812348801"), timeout=10)
+        patched = c.patch(f"/v1/series/{sid}", json={"params": {"points": 800}})
+        assert patched.status_code == 200 and patched.json()["params"]["points"] == 800
+        wait_for(lambda: len(stack.messages("+8613812348801")) == 2, timeout=10)
+        first, second = texts(stack, "+8613812348801")
+        assert "1200" in first and "800" in second and "1200" not in second
+        assert c.post(f"/v1/series/{sid}/cancel").status_code == 409  # completed: nothing left to cancel
+
+        other = start(c, "13812348802", "quick", datetime.now(SH) + timedelta(seconds=9)).json()["id"]
+        cancelled = c.post(f"/v1/series/{other}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert {s["reasons"][0]["code"] for s in cancelled.json()["steps"]} == {"series_cancelled"}
+        assert c.patch(f"/v1/series/{other}", json={"params": {"points": 1}}).status_code == 409
+        time.sleep(6)
+        assert stack.messages("+8613812348802") == []
