@@ -233,12 +233,14 @@ class Store(Lookups):
         scopes: Callable[[str, str], Sequence[str]],
         suppression: tuple[str, str, str],
         series_ended: tuple[str, str, str, str] = ("[]", "{}", "[]", "{}"),
+        series_step: Callable[[str, str], str] = lambda series, ntf_id: "",
     ) -> Claim:
         """Take ownership of the due notifications among ids for one attempt (after the dispatch checks).
 
         ``scopes(brand, channel)`` are the opt-out scopes to test; ``suppression`` is what an opt-out
         since accept writes (reasons, compliance event, suppressed event); ``series_ended`` what a step
-        of an exited, then of a cancelled, series writes (reasons, cancelled event for each).
+        of an exited, then of a cancelled, series writes (reasons, cancelled event for each), and
+        ``series_step(series id, notification id)`` the series' own audit event for that step.
         """
         if not ids:
             return Claim([], {}, [])
@@ -268,7 +270,8 @@ class Store(Lookups):
                 keys.series(tenant, _s(series)) if series else ntf_key,
             )
             tested = scopes(_s(brand or b""), _s(channel)) if member and channel else ()
-            args += (ntf_id, _s(step) if step else "", len(tested), *tested)
+            said = series_step(_s(series), ntf_id) if series else ""
+            args += (ntf_id, _s(step) if step else "", said, len(tested), *tested)
         res = await self._claim(keys=k, args=args)
         claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:
