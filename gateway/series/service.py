@@ -24,13 +24,14 @@ from gateway.recipients import Members, mask_address
 from gateway.series.definitions import Definitions
 from gateway.series.model import SeriesRequest
 from gateway.series.planning import AUTO_PARAMS, fingerprint, plan
+from gateway.series.view import render_view
 from gateway.settings import Settings
 from gateway.state import keys, scripts
 from gateway.state.record import text_of
 from gateway.state.store import Store
-from gateway.timeutil import rfc3339, system_clock
+from gateway.timeutil import system_clock
 from templates.renderer import TemplateNotFound
-from templates.series import SeriesDefinition, Step
+from templates.series import SeriesDefinition
 
 _encode = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
@@ -365,38 +366,3 @@ class SeriesService:
             if await self.end(tenant, sid, "exited", exit_type=kind, by=by) == "ended":
                 ended.append(sid)
         return ended
-
-
-def render_view(f: dict[str, str], definition: SeriesDefinition | None) -> dict[str, Any]:
-    """A series as the API shows it, from its stored fields (``_fp`` included for the caller to drop)."""
-    steps = []
-    for i in range(1, int(f.get("n", "0") or 0) + 1):
-        step: Step | None = definition.steps[i - 1] if definition is not None else None
-        steps.append(
-            {
-                "name": step.name if step else str(i),
-                "template": step.template if step else None,
-                "channel": step.channel if step else None,
-                "due_at": rfc3339(f.get(f"d{i}")),
-                "status": f.get(f"s{i}", "pending"),
-                "notification_id": f.get(f"x{i}") or None,
-                "reasons": _decode.decode(f[f"r{i}"]) if f.get(f"r{i}") else [],
-            }
-        )
-    return {
-        "id": f.get("id", ""),
-        "definition": f.get("def", ""),
-        "status": f.get("status", ""),
-        "to": f.get("masked", ""),
-        "brand": f.get("brand") or None,
-        "anchor_at": rfc3339(f.get("anchor")),
-        "key": f.get("key") or None,
-        "params": _decode.decode(f.get("params") or "{}"),
-        "metadata": _decode.decode(f.get("metadata") or "{}"),
-        "created_at": rfc3339(f.get("created_at")),
-        "updated_at": rfc3339(f.get("updated_at")),
-        "ended_at": rfc3339(f.get("ended_at")),
-        "end_reason": f.get("end_reason") or None,
-        "steps": steps,
-        "_fp": f.get("fp", ""),
-    }
