@@ -212,6 +212,14 @@ class OptOutsExported(Event, tag="optouts_exported", frozen=True):
     by: str | None = None
 
 
+class Clicked(Event, tag="click", frozen=True):
+    """A person opened one of the message's tracked links (robots, HEAD requests and repeats within
+    seconds are not events; the link keeps their counts). ``first``: the message's first click."""
+
+    url: str
+    first: bool
+
+
 class SeriesChanged(Event, tag="series", frozen=True):
     """A reminder series began, a step of it was released (or skipped), or it ended.
 
@@ -252,6 +260,7 @@ AnyEvent = (
     | ApiKeyCreated
     | OptOutsExported
     | SeriesChanged
+    | Clicked
 )
 
 _encoder = msgspec.json.Encoder()

@@ -63,6 +63,13 @@ WEBHOOK_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+LINK_CLICKS = Counter(
+    "tidings_link_clicks_total",
+    "Requests to tracked links by kind: counted (a person), repeat (the same link again within seconds), "
+    "bot (a link-preview or scanner user agent), head (HEAD requests), unknown (no such code).",
+    ["kind"],
+    registry=REGISTRY,
+)
 SERIES_STARTED = Counter(
     "tidings_series_started_total",
     "Reminder series started, by definition.",

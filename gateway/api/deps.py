@@ -16,6 +16,7 @@ from gateway.accept.pipeline import Acceptor
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.api.auth import Authenticator, Principal, RateLimiter
 from gateway.audit.store import AuditStore
+from gateway.engagement.clicks import Clicks
 from gateway.errors import TooManyRequests, Unprocessable
 from gateway.optouts.store import OptOuts
 from gateway.series.service import SeriesService
@@ -38,6 +39,7 @@ class Services:
     optouts: OptOuts
     limiter: RateLimiter
     series: SeriesService
+    clicks: Clicks
     audit: AuditStore | None = None  # opened on first use (an auditor's request)
 
 

@@ -34,6 +34,7 @@ NOTIFICATION_TYPES = (
     "cancelled",
     "replayed",
     "fallback",
+    "click",
 )
 TENANT_TYPES = (
     "rejected",

@@ -198,3 +198,9 @@ def series_versions(tenant: str) -> str:
 def series_tenants() -> str:
     """Set of tenants with series (the releaser walks their due steps)."""
     return f"{PREFIX}series-tenants"
+
+
+# -- engagement ------------------------------------------------------------------------------------
+def link(code: str) -> str:
+    """Hash of one tracked link: tenant, notification, target, channel, campaign; its click counts."""
+    return f"{PREFIX}link:{code}"
