@@ -305,6 +305,16 @@ class Acceptor:
         if maker.made:
             prepared.links = maker.made
             prepared.record["links"] = " ".join(code for code, _ in maker.made)
+        campaign = req.metadata.get("campaign")
+        if campaign not in (None, ""):
+            # The funnel's dimensions (campaign, channel, variant, series step), read by the audit.
+            step = req.metadata.get("series_step")
+            prepared.record["cmp"] = f"{campaign}\t{channel}\t\t{'' if step is None else step}"
+            if not final:
+                prepared.attribution = (keys.member_campaign(tenant, member, str(campaign)), "")
+        code = req.params.get("code")
+        if code not in (None, "") and not final:
+            prepared.attribution = (prepared.attribution[0], keys.exclusive_code(tenant, str(code)))
         return prepared
 
     def _timing(
@@ -352,6 +362,7 @@ class Acceptor:
             idem_record=idem,
             state=(p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit, p.state.cap_ttl),
             suppressions=suppressions(p) if suppressing else NO_SUPPRESSIONS,
+            attribution=p.attribution,
         )
 
     async def _write_links(self, prepared: list[Prepared]) -> None:

@@ -17,6 +17,7 @@ from gateway.accept.tenant_templates import TenantTemplates
 from gateway.api.auth import Authenticator, Principal, RateLimiter
 from gateway.audit.store import AuditStore
 from gateway.engagement.clicks import Clicks
+from gateway.engagement.outcomes import Outcomes
 from gateway.errors import TooManyRequests, Unprocessable
 from gateway.optouts.store import OptOuts
 from gateway.series.service import SeriesService
@@ -40,6 +41,7 @@ class Services:
     limiter: RateLimiter
     series: SeriesService
     clicks: Clicks
+    outcomes: Outcomes
     audit: AuditStore | None = None  # opened on first use (an auditor's request)
 
 

@@ -35,6 +35,9 @@ NOTIFICATION_TYPES = (
     "replayed",
     "fallback",
     "click",
+    "conversion",
+    "complaint",
+    "unsubscribed",
 )
 TENANT_TYPES = (
     "rejected",

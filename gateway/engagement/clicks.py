@@ -74,11 +74,11 @@ class Clicks:
         later = events.encode(events.Clicked(at=at, url=click.target, first=False))
         t, n = click.tenant, click.notification_id
         (res,) = await self.store.run_many(
-            scripts.CLICKED,
+            scripts.FIRST_EVENT,
             [
                 (
                     [keys.notification(t, n), keys.events(t, n), keys.audit(t)],
-                    [first, later, repr(system_clock())],
+                    ["clicked_at", first, later, repr(system_clock())],
                 )
             ],
         )

@@ -91,6 +91,7 @@ class Store(Lookups):
         idem_record: str,
         state: tuple[str, Sequence[str], str, int, int] = ("", (), "", 0, 0),
         suppressions: Sequence[str] = ("",) * 8,
+        attribution: tuple[str, str] = ("", ""),
     ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many).
 
@@ -111,6 +112,8 @@ class Store(Lookups):
             cap_key or ntf_key,
             keys.held(tenant, record["channel"]),
             keys.audit(tenant),
+            attribution[0] or ntf_key,
+            attribution[1] or ntf_key,
         ]
         status = record["status"]
         ready = (

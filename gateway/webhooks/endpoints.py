@@ -36,6 +36,7 @@ EVENT_TYPES = (
     "optout.created",
     "optout.removed",
     "reply.received",
+    "link.clicked",
     "series.started",
     "series.step",
     "series.updated",

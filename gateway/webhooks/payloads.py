@@ -122,6 +122,15 @@ def _one(event: dict[str, Any], fields: dict[str, str]) -> tuple[str, dict[str, 
             "action": event.get("action", "none"),
         }
         return "reply.received", data, "from"
+    if kind == "click":
+        data = {
+            "notification_id": fields.get("n", ""),
+            "channel": fields.get("c", ""),
+            "to": masked,
+            "url": event.get("url"),
+            "first": bool(event.get("first")),
+        }
+        return "link.clicked", data, "to"
     if kind == "series":
         change = str(event.get("change", ""))
         data = {
