@@ -67,6 +67,22 @@ class Content(Base, frozen=True):
     media: Annotated[list[Annotated[str, Meta(max_length=2048)]], Meta(max_length=10)] = []
 
 
+class Variant(Base, frozen=True):
+    """One arm of an experiment: the template its members get, and its share of them."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+    template: Annotated[str, Meta(min_length=1, max_length=128)]
+    weight: Annotated[int, Meta(ge=1, le=10_000)] = 1
+
+
+class Experiment(Base, frozen=True):
+    """An A/B (or A/B/n) copy test: each member always gets the same variant."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    variants: Annotated[list[Variant], Meta(min_length=2, max_length=10)]
+    metric: Literal["conversion", "click"] = "conversion"
+
+
 class NotifyRequest(Base, frozen=True):
     """The body of ``POST /v1/notify``."""
 
@@ -83,6 +99,7 @@ class NotifyRequest(Base, frozen=True):
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
     metadata: Annotated[dict[ShortStr, Scalar], Meta(max_length=50)] = {}
     track_links: bool = False  # every http(s) URL in content becomes the message's own short link
+    experiment: Experiment | None = None  # the template comes from the member's variant
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -7,7 +7,7 @@ from typing import Any
 
 from compliance.reasons import ReasonEntry
 from gateway.errors import TooManyRequests
-from gateway.models import NotifyResult, Status
+from gateway.models import Experiment, NotifyResult, Status
 
 
 @dataclass(slots=True)
@@ -50,6 +50,7 @@ class Prepared:
     category: str = "marketing"
     links: list[tuple[str, str]] = field(default_factory=list)  # tracked links: (code, target)
     attribution: tuple[str, str] = ("", "")  # the member's campaign list and the exclusive code's key
+    experiment: tuple[str, Experiment] | None = None  # (campaign, experiment) for the campaign's report
 
     def suppress(self, why: ReasonEntry) -> None:
         """The accept script suppressed it (opt-out or cap) for this reason: the answer says so."""

@@ -22,15 +22,18 @@ from gateway.accept.request import (
     resolve_recipient,
 )
 from gateway.accept.tenant_templates import TenantTemplates
+from gateway.accept.variants import choose_variant
 from gateway.accept.writes import (
     NO_SUPPRESSIONS,
     RULES,
     audit_rejections,
     compliance_event,
+    note_experiments,
     record_fields,
     static_document,
     suppression_reason,
     suppressions,
+    track_engagement,
 )
 from gateway.errors import Conflict, Rejected, Unprocessable
 from gateway.ids import new_id
@@ -73,6 +76,7 @@ class Acceptor:
         self.state_rules = RULES
         self.members = Members(settings.hmac_key)
         self.clock = clock
+        self._noted: set[tuple[str, str, str]] = set()  # (tenant, campaign, experiment) noted on the campaign
         self.link_base = (settings.link_base or settings.public_url.rstrip("/") + "/l").rstrip("/")
 
     # -- public ---------------------------------------------------------------------------------
@@ -234,6 +238,9 @@ class Acceptor:
                     channel, [reason(Reason.UNSUPPORTED_CHANNEL, f"fallback channel {fb!r} is not usable")]
                 )
         address, zone = resolve_recipient(req, self.settings.default_region)
+        variant = None
+        if req.experiment is not None:
+            req, variant = choose_variant(req, self.settings.hmac_key, self.members.of(address))
         maker = LinkMaker(self.link_base, channel)
         rendered = render_request(req, renderer, maker)
         rules = self.policy.rules(tenant, req.brand)
@@ -302,19 +309,7 @@ class Acceptor:
             state,
             category,
         )
-        if maker.made:
-            prepared.links = maker.made
-            prepared.record["links"] = " ".join(code for code, _ in maker.made)
-        campaign = req.metadata.get("campaign")
-        if campaign not in (None, ""):
-            # The funnel's dimensions (campaign, channel, variant, series step), read by the audit.
-            step = req.metadata.get("series_step")
-            prepared.record["cmp"] = f"{campaign}\t{channel}\t\t{'' if step is None else step}"
-            if not final:
-                prepared.attribution = (keys.member_campaign(tenant, member, str(campaign)), "")
-        code = req.params.get("code")
-        if code not in (None, "") and not final:
-            prepared.attribution = (prepared.attribution[0], keys.exclusive_code(tenant, str(code)))
+        track_engagement(prepared, req, maker.made, variant, member)
         return prepared
 
     def _timing(
@@ -369,6 +364,9 @@ class Acceptor:
         await write_links(self.store.redis, self.settings.link_ttl_days * 86_400, prepared)
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:
+        tested = [p for p in accepted if p.experiment is not None]
+        if tested:
+            await note_experiments(self.store.redis, tested, self._noted)
         for p in accepted:
             # Held ones wait in their channel's held set (written by the accept script itself).
             metrics.NOTIFICATIONS_BY.inc(p.record["channel"], p.result.status)

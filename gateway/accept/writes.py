@@ -18,8 +18,9 @@ from gateway.accept.request import claimed_category, resolve_recipient
 from gateway.audit import stream as audit
 from gateway.errors import Rejected
 from gateway.events import Decision
-from gateway.models import CHANNELS, NotifyRequest, Status
+from gateway.models import CHANNELS, NotifyRequest, Status, Variant
 from gateway.recipients import Members, mask_address
+from gateway.state import keys
 
 _encode = msgspec.json.Encoder()
 
@@ -191,3 +192,56 @@ async def audit_rejections(
             )
             audit.queue(pipe, tenant, ev, **where)
         await pipe.execute()
+
+
+async def note_experiments(
+    redis: aioredis.Redis, prepared: Sequence[Prepared], noted: set[tuple[str, str, str]]
+) -> None:
+    """Each campaign's report needs its experiment (name, metric, variants): written once per process."""
+    new = []
+    for p in prepared:
+        if p.experiment is None:
+            continue
+        campaign, experiment = p.experiment
+        mark = (p.tenant, campaign, experiment.name)
+        if mark not in noted:
+            noted.add(mark)
+            new.append((p.tenant, campaign, experiment))
+    if not new:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for tenant, campaign, experiment in new:
+            doc = {
+                "name": experiment.name,
+                "metric": experiment.metric,
+                "variants": [v.name for v in experiment.variants],
+            }
+            pipe.hsetnx(keys.campaign(tenant, campaign), "_experiment", _encode.encode(doc))
+        await pipe.execute()
+
+
+def track_engagement(
+    p: Prepared, req: NotifyRequest, links: list[tuple[str, str]], variant: Variant | None, member: str
+) -> None:
+    """What engagement needs of an accepted notification: its tracked links, its campaign funnel's
+    dimensions (campaign, channel, variant, series step; read by the audit), its experiment and
+    variant, and the keys a conversion is attributed by (the member's campaign list, the code)."""
+    tenant, channel = p.tenant, p.record["channel"]
+    if links:
+        p.links = links
+        p.record["links"] = " ".join(code for code, _ in links)
+    campaign = req.metadata.get("campaign")
+    if campaign not in (None, ""):
+        step = req.metadata.get("series_step")
+        arm = variant.name if variant is not None else ""
+        p.record["cmp"] = f"{campaign}\t{channel}\t{arm}\t{'' if step is None else step}"
+        if not p.final:
+            p.attribution = (keys.member_campaign(tenant, member, str(campaign)), "")
+    if variant is not None and req.experiment is not None:
+        p.record["experiment"] = req.experiment.name
+        p.record["variant"] = variant.name
+        if campaign not in (None, ""):
+            p.experiment = (str(campaign), req.experiment)
+    code = req.params.get("code")
+    if code not in (None, "") and not p.final:
+        p.attribution = (p.attribution[0], keys.exclusive_code(tenant, str(code)))

@@ -101,10 +101,10 @@ async def record_complaint(
 async def campaign_report(request: Request[Any, Any, Any], campaign: FromPath[str]) -> Response[bytes]:
     """A campaign is ``metadata.campaign``; its counters are kept as its events are stored."""
     who = await principal(request, "audit:read")
-    counts = await campaign_counts(services(request.app.state).store.redis, who.tenant, campaign)
+    counts, experiment = await campaign_counts(services(request.app.state).store.redis, who.tenant, campaign)
     if not counts:
         raise NotFound("not_found", f"no events for campaign {campaign!r}")
-    return json_response(report(campaign, counts))
+    return json_response(report(campaign, counts, experiment))
 
 
 HANDLERS = [record_conversion, record_complaint, campaign_report]

@@ -119,6 +119,8 @@ def notification_view(r: Notification, events: list[dict[str, Any]]) -> dict[str
         "idempotency_key": r.idempotency_key or None,
         "attempts": [e for e in events if e.get("type") == "attempt"],
         "events": events,
+        "experiment": r.experiment or None,
+        "variant": r.variant or None,
     }
 
 

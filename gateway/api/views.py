@@ -60,6 +60,8 @@ class NotificationView(msgspec.Struct):
     idempotency_key: str | None
     attempts: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    experiment: str | None = None
+    variant: str | None = None
 
 
 class CheckResult(msgspec.Struct):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
+from gateway.engagement.experiments import verdict
 from gateway.state import keys
 from gateway.state.record import text_of
 
@@ -46,14 +48,22 @@ def block(counts: dict[str, int]) -> dict[str, Any]:
     return {"totals": totals, "rates": rates}
 
 
-async def campaign_counts(redis: aioredis.Redis, tenant: str, campaign: str) -> dict[str, dict[str, int]]:
-    """dimension -> metric -> count (``all``, ``ch:sms``, ``v:B``, ``st:d30``...)."""
+async def campaign_counts(
+    redis: aioredis.Redis, tenant: str, campaign: str
+) -> tuple[dict[str, dict[str, int]], dict[str, Any] | None]:
+    """dimension -> metric -> count (``all``, ``ch:sms``, ``v:B``, ``st:d30``...), and the campaign's
+    experiment (name, metric, variants) if its notifications carried one."""
     raw = await redis.hgetall(keys.campaign(tenant, campaign))
     out: dict[str, dict[str, int]] = defaultdict(dict)
+    experiment = None
     for field, value in raw.items():
-        dim, _, metric = text_of(field).partition("|")
+        name = text_of(field)
+        if name == "_experiment":
+            experiment = msgspec.json.decode(value)
+            continue
+        dim, _, metric = name.partition("|")
         out[dim][metric] = int(text_of(value))
-    return dict(out)
+    return dict(out), experiment
 
 
 def report(
@@ -61,6 +71,15 @@ def report(
 ) -> dict[str, Any]:
     """The answer of ``GET /v1/campaigns/{campaign}/report``."""
     overall = block(counts.get("all", {}))
+    judged = None
+    if experiment is not None:
+        variants = [str(v) for v in experiment.get("variants", [])]
+        judged = verdict(
+            str(experiment.get("name", "")),
+            str(experiment.get("metric", "conversion")),
+            variants,
+            {v: counts.get(f"v:{v}", {}) for v in variants},
+        )
 
     def by(prefix: str) -> dict[str, Any]:
         return {dim[len(prefix) :]: block(c) for dim, c in sorted(counts.items()) if dim.startswith(prefix)}
@@ -72,5 +91,5 @@ def report(
         "by_channel": by("ch:"),
         "by_variant": by("v:"),
         "by_step": by("st:"),
-        "experiment": experiment,
+        "experiment": judged,
     }

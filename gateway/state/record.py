@@ -59,6 +59,8 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
     error_code: str = ""
     error_detail: str = ""
     receipt_code: str = ""
+    experiment: str = ""  # the experiment and the member's variant of it
+    variant: str = ""
     series: str = ""  # the series this notification is a step of, and the step's number
     series_step: str = ""
 
