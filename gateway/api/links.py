@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get, head
 from litestar.background_tasks import BackgroundTask
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from gateway.api import views
@@ -19,7 +20,7 @@ async def _record(request: Request[Any, Any, Any], click: Click) -> None:
 
 
 _RESPONSES = {
-    302: views.redirect("To the link's target (header Location)"),
+    302: ResponseSpec(None, description="To the link's target (header Location)", generate_examples=False),
     **views.problems(404, 503, say={404: "No link with that code (not_found)"}),
 }
 

@@ -331,11 +331,6 @@ def ok(model: Any, example: Any, description: str = "OK", status: int = 200) -> 
     }
 
 
-def redirect(description: str) -> ResponseSpec:
-    """A redirect answer (no body)."""
-    return ResponseSpec(None, description=description, generate_examples=False)
-
-
 def text(media_type: str, description: str, example: str) -> dict[int, ResponseSpec]:
     """``responses=`` for a handler answering 200 with text (CSV, HTML)."""
     return {
