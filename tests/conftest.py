@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from channels.simserver import Simulator
-from gateway.api.app import create_app
+from gateway.api.app import create_asgi
 from gateway.api.auth import SCOPES, store_key
 from gateway.api.servers import ServerThread
 from gateway.delivery.worker import run_worker
@@ -208,7 +208,7 @@ def build_stack(redis_url: str, tmp_path: Path, policy: str, workers: int = 1, *
     make_key(redis_url, API_KEY, TENANT, list(SCOPES))
     simulator = Simulator(api_url, settings.simulator_secret)
     sim_thread = ServerThread(simulator, "127.0.0.1", sim_port).start_and_wait()
-    api = ServerThread(create_app(settings, redis_url), "127.0.0.1", api_port).start_and_wait()
+    api = ServerThread(create_asgi(settings, redis_url), "127.0.0.1", api_port).start_and_wait()
     stack = Stack(settings, redis_url, api, sim_thread, simulator)
     for _ in range(workers):
         stack.start_worker()

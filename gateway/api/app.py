@@ -21,6 +21,7 @@ from gateway.api.auth import Authenticator, RateLimiter
 from gateway.api.deps import Services, authenticate
 from gateway.api.engagement import HANDLERS as ENGAGEMENT_HANDLERS
 from gateway.api.links import HANDLERS as LINK_HANDLERS
+from gateway.api.links import ShortLinks
 from gateway.api.optouts import HANDLERS as OPTOUT_HANDLERS
 from gateway.api.problems import (
     on_http_exception,
@@ -59,7 +60,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             optouts=core.optouts,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             series=core.series,
-            clicks=Clicks(core.redis, core.store, settings.click_repeat_seconds),
+            clicks=Clicks(core.redis, core.store, settings.click_repeat_seconds, redis_url),
             outcomes=Outcomes(settings, core.store, core.optouts, core.members),
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
@@ -75,6 +76,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             audit_store = app.state.services.audit
             if audit_store is not None:
                 audit_store.close()
+            await app.state.services.clicks.aclose()
             await core.aclose()
 
     app = Litestar(
@@ -124,3 +126,8 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
     )
     views.tidy(app.openapi_schema)
     return app
+
+
+def create_asgi(settings: Settings, redis_url: str) -> ShortLinks:
+    """What the servers run: the app, with the short links members tap answered in front of it."""
+    return ShortLinks(create_app(settings, redis_url))

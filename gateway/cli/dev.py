@@ -121,11 +121,11 @@ def _serve_api_and_simulator(
 
     The first Ctrl-C also tells the worker to finish, so it winds down while the servers do."""
     from channels.simserver import Simulator
-    from gateway.api.app import create_app
+    from gateway.api.app import create_asgi
     from gateway.api.servers import make_server
 
     api_url, sim_url = settings.public_url, settings.simulator_url
-    api = make_server(create_app(settings, url), args.host, args.port, log_level="info")
+    api = make_server(create_asgi(settings, url), args.host, args.port, log_level="info")
     sim = make_server(
         Simulator(api_url, settings.simulator_secret, default_region=settings.default_region),
         args.host,

@@ -60,13 +60,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def app_from_env() -> Any:
     """App factory for uvicorn workers (settings from the environment)."""
-    from gateway.api.app import create_app
+    from gateway.api.app import create_asgi
     from gateway.logs import configure
 
     settings = load_settings()
     assert settings.redis_url
     configure(settings.log_level, settings.log_format)  # uvicorn's worker processes start afresh
-    return create_app(settings, settings.redis_url)
+    return create_asgi(settings, settings.redis_url)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ EVENT_TYPES = (
     "optout.removed",
     "reply.received",
     "link.clicked",
+    "conversion.recorded",
+    "complaint.recorded",
     "series.started",
     "series.step",
     "series.updated",

@@ -131,6 +131,15 @@ def _one(event: dict[str, Any], fields: dict[str, str]) -> tuple[str, dict[str, 
             "first": bool(event.get("first")),
         }
         return "link.clicked", data, "to"
+    if kind in ("conversion", "complaint"):
+        data = {"notification_id": fields.get("n", ""), "to": masked}
+        keep = (
+            ("kind", "by", "value", "first", "occurred_at")
+            if kind == "conversion"
+            else ("source", "brand", "opted_out", "occurred_at")
+        )
+        data.update({k: event[k] for k in keep if event.get(k) is not None})
+        return ("conversion.recorded" if kind == "conversion" else "complaint.recorded"), data, "to"
     if kind == "series":
         change = str(event.get("change", ""))
         data = {
