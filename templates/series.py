@@ -30,7 +30,7 @@ _DURATION = re.compile(
     r"(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _TOP_FIELDS = {"name", "category", "description", "exit_on", "steps"}
-_STEP_FIELDS = {"name", "offset", "template", "channel", "fallback", "window"}
+_STEP_FIELDS = {"name", "offset", "template", "channel", "fallback", "window", "experiment"}
 
 
 class InvalidDefinition(ValueError):
@@ -63,17 +63,21 @@ class Step:
     name: str
     offset: float
     offset_text: str
-    template: str
+    template: str  # '' when an experiment's variants name the templates
     channel: str
     fallback: tuple[str, ...]
     window: str
+    experiment: dict[str, Any] | None = (
+        None  # {"name", "variants": [{"name", "template", "weight"}], "metric"}
+    )
 
     def describe(self) -> dict[str, Any]:
         """The step as a definition document writes it."""
         return {
             "name": self.name,
             "offset": self.offset_text,
-            "template": self.template,
+            **({"template": self.template} if self.template else {}),
+            **({"experiment": self.experiment} if self.experiment else {}),
             "channel": self.channel,
             "fallback": list(self.fallback),
             "window": self.window,
@@ -137,8 +141,20 @@ def _step(raw: Any, i: int, problems: list[tuple[str, str]]) -> Step | None:
         if offset >= 0:
             problems.append((f"{where}.offset", "must be before the anchor (a negative duration, e.g. -P7D)"))
     template = raw.get("template")
-    if not isinstance(template, str) or not 1 <= len(template) <= 128:
-        problems.append((f"{where}.template", "must name a template"))
+    experiment = raw.get("experiment")
+    if experiment is not None:
+        variants = experiment.get("variants") if isinstance(experiment, Mapping) else None
+        if (
+            not isinstance(variants, list)
+            or len(variants) < 2
+            or not all(isinstance(v, Mapping) for v in variants)
+        ):
+            problems.append((f"{where}.experiment", "an experiment needs at least two variants"))
+        if template is not None:
+            problems.append((f"{where}.template", "give a template or an experiment, not both"))
+        template = ""
+    elif not isinstance(template, str) or not 1 <= len(template) <= 128:
+        problems.append((f"{where}.template", "must name a template (or give an experiment)"))
     channel = raw.get("channel", "sms")
     if channel not in CHANNELS:
         problems.append((f"{where}.channel", f"must be one of {', '.join(CHANNELS)}"))
@@ -154,7 +170,14 @@ def _step(raw: Any, i: int, problems: list[tuple[str, str]]) -> Step | None:
     if len(problems) > before:
         return None
     return Step(
-        str(name), offset, str(offset_text).strip(), str(template), str(channel), tuple(fallback), str(window)
+        str(name),
+        offset,
+        str(offset_text).strip(),
+        str(template),
+        str(channel),
+        tuple(fallback),
+        str(window),
+        dict(experiment) if isinstance(experiment, Mapping) else None,
     )
 
 

@@ -17,10 +17,23 @@ from gateway import events
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.audit import stream as audit
 from gateway.errors import Unprocessable
+from gateway.models import Experiment
 from gateway.state import keys
 from gateway.state.record import text_of
-from templates.renderer import TemplateNotFound
-from templates.series import InvalidDefinition, SeriesDefinition, load_definitions, parse_definition
+from templates.renderer import Renderer, TemplateNotFound
+from templates.series import InvalidDefinition, SeriesDefinition, Step, load_definitions, parse_definition
+
+
+def step_experiment(step: Step) -> Experiment | None:
+    """A step's experiment, validated like a notify's (msgspec.ValidationError otherwise)."""
+    return None if step.experiment is None else msgspec.convert(step.experiment, Experiment)
+
+
+def step_templates(step: Step) -> list[str]:
+    """The templates a step may send: its own, or each variant's of its experiment."""
+    if step.experiment is None:
+        return [step.template]
+    return [str(v.get("template", "")) for v in step.experiment.get("variants", []) if isinstance(v, dict)]
 
 
 def _problem(problems: list[ReasonEntry]) -> Unprocessable:
@@ -101,42 +114,58 @@ class Definitions:
         problems: list[ReasonEntry] = []
         for i, step in enumerate(definition.steps):
             where = f"steps[{i}].template"
-            try:
-                tpl = renderer.get(step.template)
-            except TemplateNotFound:
-                problems.append(
-                    {
-                        **reason(Reason.TEMPLATE_NOT_FOUND, f"{where}: no template named {step.template!r}"),
-                        "field": where,
-                    }
+            if step.experiment is not None:
+                where = f"steps[{i}].experiment"
+                try:
+                    step_experiment(step)
+                except msgspec.ValidationError as exc:
+                    problems.append({**reason(Reason.VALIDATION_ERROR, f"{where}: {exc}"), "field": where})
+                    continue
+            for name in step_templates(step):
+                problems += self._check_template(
+                    renderer, name, step.channel, step.fallback, definition.category, where
                 )
-                continue
-            for channel in (step.channel, *step.fallback):
-                if channel not in tpl.variants:
-                    problems.append(
-                        {
-                            **reason(
-                                Reason.TEMPLATE_NOT_FOUND,
-                                f"{where}: template {step.template!r} has no {channel} variant",
-                            ),
-                            "field": where,
-                        }
-                    )
-            if tpl.category != definition.category:
-                problems.append(
-                    {
-                        **reason(
-                            Reason.CATEGORY_MISMATCH,
-                            f"{where}: template {step.template!r} is {tpl.category}, the series {definition.category}",
-                        ),
-                        "field": where,
-                    }
-                )
-            for found in self.templates.lint(tpl):
-                problems.append({**found, "field": f"{where} ({found.get('field', '')})"})
         if problems:
             raise _problem(problems)
         return definition
+
+    def _check_template(
+        self,
+        renderer: Renderer,
+        name: str,
+        channel: str,
+        fallback: tuple[str, ...],
+        category: str,
+        where: str,
+    ) -> list[ReasonEntry]:
+        """What is wrong with a step's template: unknown, missing a channel, another category, wording."""
+        try:
+            tpl = renderer.get(name)
+        except TemplateNotFound:
+            return [
+                {**reason(Reason.TEMPLATE_NOT_FOUND, f"{where}: no template named {name!r}"), "field": where}
+            ]
+        problems: list[ReasonEntry] = [
+            {
+                **reason(Reason.TEMPLATE_NOT_FOUND, f"{where}: template {name!r} has no {ch} variant"),
+                "field": where,
+            }
+            for ch in (channel, *fallback)
+            if ch not in tpl.variants
+        ]
+        if tpl.category != category:
+            problems.append(
+                {
+                    **reason(
+                        Reason.CATEGORY_MISMATCH,
+                        f"{where}: template {name!r} is {tpl.category}, the series {category}",
+                    ),
+                    "field": where,
+                }
+            )
+        for found in self.templates.lint(tpl):
+            problems.append({**found, "field": f"{where} ({found.get('field', '')})"})
+        return problems
 
     async def put(self, tenant: str, name: str, document: Any, by: str = "") -> tuple[SeriesDefinition, bool]:
         """Store a tenant definition after ``check`` (with its audit event); (definition, created)."""

@@ -23,6 +23,7 @@ from gateway import events, metrics
 from gateway.accept.pipeline import Acceptor
 from gateway.errors import Rejected
 from gateway.models import NotifyRequest, Recipient, Status
+from gateway.series.definitions import step_experiment
 from gateway.series.planning import days_left, expires_on
 from gateway.series.service import SeriesService
 from gateway.state import keys, scripts
@@ -111,7 +112,8 @@ class Releaser:
                     fallback=list(step.fallback),
                     category=definition.category,  # type: ignore[arg-type]  # validated: marketing | transactional
                     brand=f["brand"] or None,
-                    template=step.template,
+                    template=step.template or None,
+                    experiment=step_experiment(step),
                     params={
                         **_decode.decode(f["params"]),
                         "expires_on": expires_on(anchor, f["zone"]),

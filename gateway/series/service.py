@@ -21,7 +21,7 @@ from gateway.errors import Conflict, NotFound, ProblemError, Rejected, Unprocess
 from gateway.ids import new_id
 from gateway.models import NotifyRequest, Recipient
 from gateway.recipients import Members, mask_address
-from gateway.series.definitions import Definitions
+from gateway.series.definitions import Definitions, step_templates
 from gateway.series.model import SeriesRequest
 from gateway.series.planning import AUTO_PARAMS, fingerprint, plan
 from gateway.series.view import render_view
@@ -80,17 +80,18 @@ class SeriesService:
         renderer = await self.definitions.templates.renderer(tenant)
         missing: list[str] = []
         for step in definition.steps:
-            try:
-                tpl = renderer.get(step.template)
-            except TemplateNotFound:
-                raise Rejected(
-                    step.channel, [reason(Reason.TEMPLATE_NOT_FOUND, f"no template named {step.template!r}")]
-                ) from None
-            missing += [
-                p
-                for p, required in tpl.params.items()
-                if required and p not in AUTO_PARAMS and req.params.get(p) in (None, "")
-            ]
+            for name in step_templates(step):
+                try:
+                    tpl = renderer.get(name)
+                except TemplateNotFound:
+                    raise Rejected(
+                        step.channel, [reason(Reason.TEMPLATE_NOT_FOUND, f"no template named {name!r}")]
+                    ) from None
+                missing += [
+                    p
+                    for p, required in tpl.params.items()
+                    if required and p not in AUTO_PARAMS and req.params.get(p) in (None, "")
+                ]
         if missing:
             names = list(dict.fromkeys(missing))
             raise Rejected(

@@ -20,7 +20,8 @@ def render_view(f: dict[str, str], definition: SeriesDefinition | None) -> dict[
         steps.append(
             {
                 "name": step.name if step else str(i),
-                "template": step.template if step else None,
+                "template": (step.template or None) if step else None,
+                "experiment": str(step.experiment.get("name", "")) if step and step.experiment else None,
                 "channel": step.channel if step else None,
                 "due_at": rfc3339(f.get(f"d{i}")),
                 "status": f.get(f"s{i}", "pending"),

@@ -438,3 +438,46 @@ def test_patched_params_reach_later_steps_and_a_cancelled_series_sends_nothing_m
         assert c.patch(f"/v1/series/{other}", json={"params": {"points": 1}}).status_code == 409
         time.sleep(6)
         assert stack.messages("+8613812348802") == []
+
+
+def test_a_series_step_can_be_an_experiment(stack: Stack) -> None:
+    experiment = {
+        "name": "expiry-copy-series",
+        "variants": [
+            {"name": "A", "template": "points_expiry", "weight": 1},
+            {"name": "B", "template": "points_expiry_countdown", "weight": 1},
+        ],
+    }
+    definition = quick_definition("-PT30S")
+    definition["steps"][0] = {"name": "s1", "offset": "-PT30S", "experiment": experiment, "channel": "sms"}
+    with stack.client() as c:
+        bad = {
+            **definition,
+            "steps": [
+                {
+                    **definition["steps"][0],
+                    "experiment": {"name": "x", "variants": [experiment["variants"][0]]},
+                }
+            ],
+        }
+        assert c.put("/v1/series-definitions/ab", json=bad).status_code == 422
+        both = {**definition, "steps": [{**definition["steps"][0], "template": "points_expiry"}]}
+        assert c.put("/v1/series-definitions/ab", json=both).status_code == 422
+        assert c.put("/v1/series-definitions/ab", json=definition).status_code == 201, c.get("/").text
+        seen = set()
+        for n in range(12):
+            anchor = datetime.now(SH) + timedelta(seconds=31)
+            sid = start(c, f"1381234{8900 + n:04d}", "ab", anchor).json()["id"]
+            view = wait_for(
+                lambda sid=sid: (v := c.get(f"/v1/series/{sid}").json())["steps"][0]["notification_id"] and v,
+                timeout=10,
+            )
+            assert (
+                view["steps"][0]["experiment"] == "expiry-copy-series"
+                and view["steps"][0]["template"] is None
+            )
+            ntf = c.get(f"/v1/notifications/{view['steps'][0]['notification_id']}").json()
+            assert ntf["experiment"] == "expiry-copy-series"
+            assert ntf["template"] == {"A": "points_expiry", "B": "points_expiry_countdown"}[ntf["variant"]]
+            seen.add(ntf["variant"])
+        assert seen == {"A", "B"}
