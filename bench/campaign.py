@@ -83,7 +83,7 @@ def main() -> None:
         )
         bare = bare_rate(args.baseline_seconds)
         redis.Redis.from_url(url).flushdb()
-        subprocess.run(python("-c", _MAKE_KEY % (url, KEY)), check=True, cwd=ROOT)
+        subprocess.run(python("-c", _MAKE_KEY % (url, KEY, 0)), check=True, cwd=ROOT)
         tmp = Path(tempfile.mkdtemp())
         (tmp / "policy.toml").write_text(POLICY, encoding="utf-8")
         api_port, sim_port = free_port(), free_port()

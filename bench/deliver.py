@@ -76,7 +76,7 @@ def main() -> None:
 
         from bench.ingest import _MAKE_KEY
 
-        subprocess.run(python("-c", _MAKE_KEY % (url, KEY)), check=True, cwd=ROOT)
+        subprocess.run(python("-c", _MAKE_KEY % (url, KEY, 0)), check=True, cwd=ROOT)
         api_port, sim_port = free_port(), free_port()
         policy = Path(tempfile.mkdtemp()) / "policy.toml"
         policy.write_text(POLICY, encoding="utf-8")

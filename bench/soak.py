@@ -78,7 +78,7 @@ def main() -> None:
             "TIDINGS_LOG_LEVEL": "WARNING",
             "TIDINGS_RATE_LIMIT_PER_SECOND": "1e9",
         }
-        subprocess.run(python("-c", _MAKE_KEY % (url, KEY)), check=True, cwd=ROOT)
+        subprocess.run(python("-c", _MAKE_KEY % (url, KEY, 0)), check=True, cwd=ROOT)
         port = free_port()
         with process(
             python("-m", "gateway.cli", "serve", "--port", str(port)),
