@@ -125,6 +125,8 @@ class InboundReply:
     # The tenant a signed callback names (Twilio: ?tenant= in the signed URL; the simulator: the
     # reference it ties the reply to); None when it names none or the URL token proves it.
     tenant: str | None = None
+    # The notification the reply answers, when the provider ties it to one (the simulator's sub-port).
+    notification_id: str | None = None
 
 
 @dataclass(frozen=True)

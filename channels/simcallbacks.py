@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +25,12 @@ from channels.simstate import Answer, SimState
 log = logging.getLogger("tidings.simulator")
 
 RECEIPT_BATCH = 500
+# A member's phone opening a link (not a robot: the gateway counts it).
+PHONE_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1"
+)
+_URL = re.compile(r"https?://[^\s<>\"'，。！？、；：（）【】《》]+")
 
 
 class GatewayCallbacks:
@@ -49,6 +56,33 @@ class GatewayCallbacks:
     def wake(self) -> None:
         """Receipts are waiting."""
         self._wake.set()
+
+    async def tap(self, spec: dict[str, Any]) -> Answer:
+        """A member taps the link in a message they received (the last one to ``to``, or message
+        ``index``; ``link``: which link, default the first), as a phone would unless ``user_agent``
+        says otherwise; ``method`` HEAD for a prefetch. Answers where the link sent them."""
+        if not spec.get("to"):
+            raise ValueError("to is required")
+        got = self._state().messages_to(str(spec["to"]))
+        if not got:
+            return 404, {"code": "no_message", "message": "nothing was sent to that address"}, {}
+        msg = got[int(spec.get("index", -1))]
+        text = " ".join(str(msg.get(k) or "") for k in ("text", "body", "html"))
+        links = _URL.findall(text)
+        if not links:
+            return 404, {"code": "no_link", "message": "that message carries no link"}, {}
+        url = links[int(spec.get("link", 0))]
+        assert self._client is not None
+        try:
+            resp = await self._client.request(
+                str(spec.get("method") or "GET"),
+                url,
+                headers={"user-agent": str(spec.get("user_agent") or PHONE_AGENT)},
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            return 502, {"code": "link_unreachable", "message": type(exc).__name__}, {}
+        return 200, {"url": url, "status": resp.status_code, "location": resp.headers.get("location")}, {}
 
     async def forward_reply(self, spec: dict[str, Any]) -> Answer:
         """A member's reply, posted to the gateway like a provider's reply webhook."""

@@ -99,6 +99,8 @@ class Simulator:
             return 200, {"ok": True}, {}
         if path == "/faults" and method == "GET":
             return 200, {c: vars(f) for c, f in self.state.faults.items()}, {}
+        if path == "/taps" and method == "POST":
+            return await self.callbacks.tap(json.loads(body or b"{}"))
         if path == "/replies" and method == "POST":
             return await self.callbacks.forward_reply(json.loads(body or b"{}"))
         if path == "/webhooks" and method == "POST":

@@ -166,8 +166,8 @@ class SimulatorAdapter(HttpAdapter):
         """One reply per call; the simulator ties it to the last message it delivered to that number
         (a sub-port), whose reference names the tenant."""
         reply = decode_json(callback.body, SimReply, "malformed_reply")
-        tenant = (reply.reference or "").partition(":")[0] or None
-        return [InboundReply(reply.sender, reply.text, reply.brand, tenant)]
+        tenant, _, ntf_id = (reply.reference or "").partition(":")
+        return [InboundReply(reply.sender, reply.text, reply.brand, tenant or None, ntf_id or None)]
 
     @classmethod
     def receipts_ack(cls, received: int, applied: int) -> Ack:

@@ -212,6 +212,42 @@ class OptOutsExported(Event, tag="optouts_exported", frozen=True):
     by: str | None = None
 
 
+class Clicked(Event, tag="click", frozen=True):
+    """A person opened one of the message's tracked links (robots, HEAD requests and repeats within
+    seconds are not events; the link keeps their counts). ``first``: the message's first click."""
+
+    url: str
+    first: bool
+
+
+class Converted(Event, tag="conversion", frozen=True):
+    """The member did what the message asked (redeemed), attributed to this notification ``by`` its
+    id, the exclusive code it carried, or as the member's latest message of the campaign."""
+
+    kind: str
+    by: str
+    first: bool
+    value: float | None = None
+    occurred_at: str | None = None
+    code: str | None = None
+
+
+class Complained(Event, tag="complaint", frozen=True):
+    """A complaint about a message (from a carrier, the 12321 centre, customer service)."""
+
+    source: str
+    brand: str | None = None
+    occurred_at: str | None = None
+    opted_out: bool = False
+
+
+class Unsubscribed(Event, tag="unsubscribed", frozen=True):
+    """The member opted out in answer to this message (the opt-out itself is a tenant event)."""
+
+    source: str
+    brand: str | None = None
+
+
 class SeriesChanged(Event, tag="series", frozen=True):
     """A reminder series began, a step of it was released (or skipped), or it ended.
 
@@ -252,6 +288,10 @@ AnyEvent = (
     | ApiKeyCreated
     | OptOutsExported
     | SeriesChanged
+    | Clicked
+    | Converted
+    | Complained
+    | Unsubscribed
 )
 
 _encoder = msgspec.json.Encoder()

@@ -63,6 +63,25 @@ WEBHOOK_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+LINK_CLICKS = Counter(
+    "tidings_link_clicks_total",
+    "Requests to tracked links by kind: counted (a person), repeat (the same link again within seconds), "
+    "bot (a link-preview or scanner user agent), head (HEAD requests), unknown (no such code).",
+    ["kind"],
+    registry=REGISTRY,
+)
+CONVERSIONS = Counter(
+    "tidings_conversions_total",
+    "Conversions recorded, by how they were attributed: notification, code, campaign.",
+    ["attributed_by"],
+    registry=REGISTRY,
+)
+COMPLAINTS = Counter(
+    "tidings_complaints_total",
+    "Complaints recorded, by source: carrier, 12321, customer_service.",
+    ["source"],
+    registry=REGISTRY,
+)
 SERIES_STARTED = Counter(
     "tidings_series_started_total",
     "Reminder series started, by definition.",
@@ -83,10 +102,19 @@ SERIES_STEPS = Counter(
 )
 OPTOUTS = Counter(
     "tidings_optouts_total",
-    "Opt-outs recorded, by source (sms_reply, api, import, email_link).",
+    "Opt-outs recorded, by source (sms_reply, api, import, email_link, complaint).",
     ["source"],
     registry=REGISTRY,
 )
+
+
+# Fixed label sets, created at zero so rates start from the first event.
+for _kind in ("counted", "repeat", "bot", "head", "unknown"):
+    LINK_CLICKS.labels(_kind)
+for _by in ("notification", "code", "campaign"):
+    CONVERSIONS.labels(_by)
+for _source in ("carrier", "12321", "customer_service"):
+    COMPLAINTS.labels(_source)
 
 
 def prime(routes: dict[str, list[str]]) -> None:
@@ -104,7 +132,7 @@ def prime(routes: dict[str, list[str]]) -> None:
             for status in (Status.DELIVERED, Status.UNDELIVERED):
                 RECEIPTS.labels(channel, provider, status)
         DEAD_LETTERED.labels(channel)
-    for source in ("sms_reply", "api", "import", "email_link"):
+    for source in ("sms_reply", "api", "import", "email_link", "complaint"):
         OPTOUTS.labels(source)
 
 

@@ -82,6 +82,7 @@ class NotifyRequest(Base, frozen=True):
     expires_at: AwareTime | None = None
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
     metadata: Annotated[dict[ShortStr, Scalar], Meta(max_length=50)] = {}
+    track_links: bool = False  # every http(s) URL in content becomes the message's own short link
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):

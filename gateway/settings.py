@@ -29,6 +29,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     simulator_url: str = "http://127.0.0.1:8081"
     simulator_secret: str = "dev-simulator-secret"  # noqa: S105 - dev default, set it in production
     public_url: str = "http://127.0.0.1:8080"
+    # Where tracked links point (`{link_base}/{code}`, served by the API at /l/{code}); the domain
+    # must be one the brand controls (ICP-filed in China). Empty: public_url + "/l".
+    link_base: str = ""
+    link_ttl_days: Annotated[int, Meta(ge=1, le=3650)] = 90
+    # A second click on the same link within this many seconds is a repeat, not another person.
+    click_repeat_seconds: Annotated[float, Meta(ge=0, le=3600)] = 30.0
+    # A conversion given as member + campaign goes to the member's latest delivered message of the
+    # campaign within this many days; a complaint opts the member out of that brand unless turned off.
+    attribution_days: Annotated[float, Meta(gt=0, le=90)] = 7.0
+    complaint_opts_out: bool = True
     # Providers' webhook secrets. Twilio signs with the account's auth token; Alibaba's HTTP push has
     # no signature, so its push URL carries ?tenant=...&token=... with this shared token.
     twilio_auth_token: str = "dev-twilio-auth-token"  # noqa: S105 - dev default

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,14 +145,21 @@ def load_catalog(directory: Path = CATALOG_DIR) -> dict[str, Template]:
 # Most message templates only print params, with an optional default, and test whether an
 # optional param was given. Such a template is turned into a list of steps that render the
 # same text as Jinja, several times faster; anything else renders through Jinja.
-_TEXT, _VAR, _IF = 0, 1, 2
+_TEXT, _VAR, _IF, _LINK = 0, 1, 2, 3
 _NO_DEFAULT = object()
+
+
+def _same(url: str) -> str:
+    return url
+
+
 Steps = list[tuple[Any, ...]]
 
 
 def simple_steps(env: jinja2.Environment, source: str) -> Steps | None:
-    """The steps of a template made only of text, ``{{ p }}``, ``{{ p|default('x') }}`` and
-    ``{% if p is defined %}...{% else %}...{% endif %}``; None for anything else."""
+    """The steps of a template made only of text, ``{{ p }}``, ``{{ p|default('x') }}``,
+    ``{{ link("https://...") }}`` and ``{% if p is defined %}...{% else %}...{% endif %}``; None for
+    anything else."""
     try:
         return _steps(env.parse(source).body)
     except _NotSimple:
@@ -184,6 +191,18 @@ def _steps(body: list[nodes.Node]) -> Steps:
                     and part.dyn_kwargs is None
                 ):
                     out.append((_VAR, part.node.name, part.args[0].value))
+                elif (
+                    isinstance(part, nodes.Call)
+                    and isinstance(part.node, nodes.Name)
+                    and part.node.name == "link"
+                    and len(part.args) == 1
+                    and isinstance(part.args[0], nodes.Const)
+                    and isinstance(part.args[0].value, str)
+                    and not part.kwargs
+                    and part.dyn_args is None
+                    and part.dyn_kwargs is None
+                ):
+                    out.append((_LINK, part.args[0].value))
                 else:
                     raise _NotSimple
         elif (
@@ -201,12 +220,20 @@ def _steps(body: list[nodes.Node]) -> Steps:
     return out
 
 
-def run_steps(steps: Steps, params: Mapping[str, Any], escape: bool, out: list[str]) -> None:
+def run_steps(
+    steps: Steps,
+    params: Mapping[str, Any],
+    escape: bool,
+    out: list[str],
+    link: Callable[[str], str] = _same,
+) -> None:
     """Render steps into ``out``; a param printed without a default and not given is MissingParam."""
     for step in steps:
         kind = step[0]
         if kind == _TEXT:
             out.append(step[1])
+        elif kind == _LINK:
+            out.append(str(markupsafe.escape(link(step[1]))) if escape else link(step[1]))
         elif kind == _VAR:
             value = params.get(step[1], _NO_DEFAULT)
             if value is _NO_DEFAULT:
@@ -215,7 +242,7 @@ def run_steps(steps: Steps, params: Mapping[str, Any], escape: bool, out: list[s
                     raise MissingParam([step[1]])
             out.append(str(markupsafe.escape(value)) if escape else str(value))
         else:
-            run_steps(step[2] if step[1] in params else step[3], params, escape, out)
+            run_steps(step[2] if step[1] in params else step[3], params, escape, out, link)
 
 
 class Renderer:
@@ -232,8 +259,14 @@ class Renderer:
         except KeyError:
             raise TemplateNotFound(f"no template named {name!r}") from None
 
-    def render(self, name: str, channel: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Render the channel variant; fields come back as ``text``/``subject``/``html``/``title``/``media``."""
+    def render(
+        self, name: str, channel: str, params: Mapping[str, Any], link: Callable[[str], str] = _same
+    ) -> dict[str, Any]:
+        """Render the channel variant; fields come back as ``text``/``subject``/``html``/``title``/``media``.
+
+        ``link(url)`` is what ``{{ link("https://...") }}`` writes: the message's own short URL when
+        links are tracked, the URL itself otherwise.
+        """
         tpl = self.get(name)
         variant = tpl.variants.get(channel)
         if variant is None:
@@ -255,13 +288,13 @@ class Renderer:
             try:
                 if steps is not None:
                     parts: list[str] = []
-                    run_steps(steps, params, f == "html", parts)
+                    run_steps(steps, params, f == "html", parts, link)
                     value = "".join(parts)
                 else:
                     # A shared context uses params as they are instead of copying them over the
                     # environment's globals: half the cost of Template.render, same sandboxed code.
                     value = "".join(
-                        compiled.root_render_func(compiled.new_context(dict(params), shared=True))
+                        compiled.root_render_func(compiled.new_context({**params, "link": link}, shared=True))
                     )
             except MissingParam:
                 raise

@@ -48,6 +48,8 @@ class Prepared:
     accepted_at: str = ""
     state: StateArgs = field(default_factory=StateArgs)
     category: str = "marketing"
+    links: list[tuple[str, str]] = field(default_factory=list)  # tracked links: (code, target)
+    attribution: tuple[str, str] = ("", "")  # the member's campaign list and the exclusive code's key
 
     def suppress(self, why: ReasonEntry) -> None:
         """The accept script suppressed it (opt-out or cap) for this reason: the answer says so."""

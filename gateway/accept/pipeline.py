@@ -14,9 +14,9 @@ from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.state import Moment
 from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
+from gateway.accept.links import LinkMaker, write_links
 from gateway.accept.request import (
     check_send_at,
-    claimed_category,
     render_request,
     resolve_category,
     resolve_recipient,
@@ -25,19 +25,18 @@ from gateway.accept.tenant_templates import TenantTemplates
 from gateway.accept.writes import (
     NO_SUPPRESSIONS,
     RULES,
+    audit_rejections,
     compliance_event,
     record_fields,
     static_document,
     suppression_reason,
     suppressions,
 )
-from gateway.audit import stream as audit
 from gateway.errors import Conflict, Rejected, Unprocessable
 from gateway.ids import new_id
 from gateway.models import CHANNELS, NotifyRequest, NotifyResult, Status
 from gateway.recipients import (
     Members,
-    mask_address,
 )
 from gateway.settings import Settings
 from gateway.state import keys
@@ -74,6 +73,7 @@ class Acceptor:
         self.state_rules = RULES
         self.members = Members(settings.hmac_key)
         self.clock = clock
+        self.link_base = (settings.link_base or settings.public_url.rstrip("/") + "/l").rstrip("/")
 
     # -- public ---------------------------------------------------------------------------------
     async def notify(self, tenant: str, req: NotifyRequest) -> Answer:
@@ -86,6 +86,8 @@ class Acceptor:
         except Rejected as rej:
             await self._audit_rejections(tenant, [(req, rej)])
             return Answer(422, rej.problem())
+        if prepared.links:
+            await self._write_links([prepared])
         k, a = self._accept_args(prepared)
         verdict, stored = await self.store.accept(k, a)
         if verdict == "need":  # a rule suppresses it: again, with what the suppression writes
@@ -134,6 +136,9 @@ class Acceptor:
                 prepared.record.update(link)
             calls.append(self._accept_args(prepared))
             slots.append((i, prepared))
+        with_links = [p for _, p in slots if p.links]
+        if with_links:
+            await self._write_links(with_links)
         results = await self.store.accept_many(calls)
         again = [n for n, (verdict, _) in enumerate(results) if verdict == "need"]
         if again:  # suppressed by a rule: again, with what the suppression writes
@@ -229,7 +234,8 @@ class Acceptor:
                     channel, [reason(Reason.UNSUPPORTED_CHANNEL, f"fallback channel {fb!r} is not usable")]
                 )
         address, zone = resolve_recipient(req, self.settings.default_region)
-        rendered = render_request(req, renderer)
+        maker = LinkMaker(self.link_base, channel)
+        rendered = render_request(req, renderer, maker)
         rules = self.policy.rules(tenant, req.brand)
         category = resolve_category(req, renderer)
         draft = Draft(channel=channel, category=category, brand=req.brand, fields=rendered, rules=rules)
@@ -278,7 +284,7 @@ class Acceptor:
             extra.append(
                 events.encode(events.Suppressed(at=at, reason=Reason.EXPIRED, detail=reasons[0]["detail"]))
             )
-        return Prepared(
+        prepared = Prepared(
             tenant,
             record_fields(
                 tenant, ntf_id, channel, status, due, now, reasons, member, address, req.brand, state
@@ -296,6 +302,20 @@ class Acceptor:
             state,
             category,
         )
+        if maker.made:
+            prepared.links = maker.made
+            prepared.record["links"] = " ".join(code for code, _ in maker.made)
+        campaign = req.metadata.get("campaign")
+        if campaign not in (None, ""):
+            # The funnel's dimensions (campaign, channel, variant, series step), read by the audit.
+            step = req.metadata.get("series_step")
+            prepared.record["cmp"] = f"{campaign}\t{channel}\t\t{'' if step is None else step}"
+            if not final:
+                prepared.attribution = (keys.member_campaign(tenant, member, str(campaign)), "")
+        code = req.params.get("code")
+        if code not in (None, "") and not final:
+            prepared.attribution = (prepared.attribution[0], keys.exclusive_code(tenant, str(code)))
+        return prepared
 
     def _timing(
         self, m: Moment, reasons: list[ReasonEntry]
@@ -342,7 +362,11 @@ class Acceptor:
             idem_record=idem,
             state=(p.state.optout_key, p.state.scopes, p.state.cap_key, p.state.cap_limit, p.state.cap_ttl),
             suppressions=suppressions(p) if suppressing else NO_SUPPRESSIONS,
+            attribution=p.attribution,
         )
+
+    async def _write_links(self, prepared: list[Prepared]) -> None:
+        await write_links(self.store.redis, self.settings.link_ttl_days * 86_400, prepared)
 
     async def _after_accept(self, accepted: list[Prepared]) -> None:
         for p in accepted:
@@ -356,33 +380,7 @@ class Acceptor:
     async def _audit_rejections(
         self, tenant: str, rejected: Sequence[tuple[NotifyRequest | None, Rejected]]
     ) -> None:
-        """Rejected requests are never stored, but auditors see that, and why, they were refused."""
-        for req, rej in rejected:
-            channel = rej.channel if rej.channel in CHANNELS else "unknown"
-            category = claimed_category(req)
-            metrics.ACCEPTED.inc(channel, category, Status.REJECTED)
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            for req, rej in rejected:
-                where: dict[str, str] = {"channel": rej.channel if rej.channel in CHANNELS else ""}
-                if req is not None:
-                    try:
-                        address, _ = resolve_recipient(req, self.settings.default_region)
-                    except Rejected:
-                        pass
-                    else:
-                        where["member"] = self.members.of(address)
-                        where["masked"] = mask_address(address, req.channel)
-                ev = events.encode(
-                    events.RejectedRequest(
-                        at=events.at(),
-                        channel=rej.channel or None,
-                        category=claimed_category(req) if req is not None else None,
-                        brand=req.brand if req is not None else None,
-                        reasons=rej.reasons,
-                    )
-                )
-                audit.queue(pipe, tenant, ev, **where)
-            await pipe.execute()
+        await audit_rejections(self.store.redis, self.members, self.settings.default_region, tenant, rejected)
 
     async def _live_push_token(self, tenant: str, req: NotifyRequest) -> None:
         """A push token its provider called unregistered is refused (one look-up, push only)."""

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from compliance.reasons import Reason, reason
+from gateway.accept.links import LinkMaker
 from gateway.errors import InvalidRecipient, Rejected
 from gateway.models import NotifyRequest
 from gateway.recipients import check_email, check_timezone, parse_phone
@@ -86,8 +87,12 @@ def resolve_category(req: NotifyRequest, renderer: Renderer) -> str:
     return own
 
 
-def render_request(req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
-    """The message fields: the template rendered for the channel, or the literal content checked."""
+def render_request(req: NotifyRequest, renderer: Renderer, links: LinkMaker | None = None) -> dict[str, Any]:
+    """The message fields: the template rendered for the channel, or the literal content checked.
+
+    With ``links``, ``{{ link(url) }}`` in a template (and, with ``track_links``, every URL in
+    content) becomes the message's own short link.
+    """
     channel = req.channel
     if req.template and req.content:
         raise Rejected(
@@ -96,6 +101,8 @@ def render_request(req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
         )
     if req.template:
         try:
+            if links is not None:
+                return renderer.render(req.template, channel, req.params, links.short)
             return renderer.render(req.template, channel, req.params)
         except TemplateNotFound as exc:
             raise Rejected(channel, [reason(Reason.TEMPLATE_NOT_FOUND, str(exc))]) from None
@@ -120,7 +127,12 @@ def render_request(req: NotifyRequest, renderer: Renderer) -> dict[str, Any]:
             "email": "content.subject and content.text or content.html",
         }[channel]
         raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
-    return {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
+    fields = {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
+    if req.track_links and links is not None:
+        for name in ("text", "html"):
+            if name in fields:
+                fields[name] = links.track(fields[name])
+    return fields
 
 
 def claimed_category(req: NotifyRequest | None) -> str:

@@ -3,18 +3,23 @@ accept script writes instead when a state rule suppresses it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import msgspec
+import redis.asyncio as aioredis
 
 from compliance.content import Draft
 from compliance.reasons import Reason, ReasonEntry
 from compliance.state import state_rules
-from gateway import events
+from gateway import events, metrics
 from gateway.accept.answers import Prepared, StateArgs
+from gateway.accept.request import claimed_category, resolve_recipient
+from gateway.audit import stream as audit
+from gateway.errors import Rejected
 from gateway.events import Decision
-from gateway.models import NotifyRequest, Status
-from gateway.recipients import mask_address
+from gateway.models import CHANNELS, NotifyRequest, Status
+from gateway.recipients import Members, mask_address
 
 _encode = msgspec.json.Encoder()
 
@@ -150,3 +155,39 @@ def suppressions(p: Prepared) -> tuple[str, ...]:
         body.update(status=Status.SUPPRESSED, scheduled_for=None, reasons=msgspec.json.decode(strings[0]))
         out += (*strings, _encode.encode({"fp": p.fingerprint, "status": 200, "body": body}).decode())
     return tuple(out)
+
+
+async def audit_rejections(
+    redis: aioredis.Redis,
+    members: Members,
+    region: str,
+    tenant: str,
+    rejected: Sequence[tuple[NotifyRequest | None, Rejected]],
+) -> None:
+    """Rejected requests are never stored, but auditors see that, and why, they were refused."""
+    for req, rej in rejected:
+        channel = rej.channel if rej.channel in CHANNELS else "unknown"
+        category = claimed_category(req)
+        metrics.ACCEPTED.inc(channel, category, Status.REJECTED)
+    async with redis.pipeline(transaction=False) as pipe:
+        for req, rej in rejected:
+            where: dict[str, str] = {"channel": rej.channel if rej.channel in CHANNELS else ""}
+            if req is not None:
+                try:
+                    address, _ = resolve_recipient(req, region)
+                except Rejected:
+                    pass
+                else:
+                    where["member"] = members.of(address)
+                    where["masked"] = mask_address(address, req.channel)
+            ev = events.encode(
+                events.RejectedRequest(
+                    at=events.at(),
+                    channel=rej.channel or None,
+                    category=claimed_category(req) if req is not None else None,
+                    brand=req.brand if req is not None else None,
+                    reasons=rej.reasons,
+                )
+            )
+            audit.queue(pipe, tenant, ev, **where)
+        await pipe.execute()

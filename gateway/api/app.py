@@ -19,6 +19,8 @@ from gateway.api import templates as templates_api
 from gateway.api.audit import HANDLERS as AUDIT_HANDLERS
 from gateway.api.auth import Authenticator, RateLimiter
 from gateway.api.deps import Services, authenticate
+from gateway.api.engagement import HANDLERS as ENGAGEMENT_HANDLERS
+from gateway.api.links import HANDLERS as LINK_HANDLERS
 from gateway.api.optouts import HANDLERS as OPTOUT_HANDLERS
 from gateway.api.problems import (
     on_http_exception,
@@ -32,6 +34,8 @@ from gateway.api.replies import HANDLERS as REPLY_HANDLERS
 from gateway.api.series import HANDLERS as SERIES_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
 from gateway.api.webhooks import HANDLERS as WEBHOOK_HANDLERS
+from gateway.engagement.clicks import Clicks
+from gateway.engagement.outcomes import Outcomes
 from gateway.errors import ProblemError
 from gateway.logs import RequestIdMiddleware
 from gateway.services import build_services
@@ -55,6 +59,8 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             optouts=core.optouts,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             series=core.series,
+            clicks=Clicks(core.redis, core.store, settings.click_repeat_seconds),
+            outcomes=Outcomes(settings, core.store, core.optouts, core.members),
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
         # fewer full collections while serving.
@@ -84,6 +90,8 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *AUDIT_HANDLERS,
             *WEBHOOK_HANDLERS,
             *SERIES_HANDLERS,
+            *LINK_HANDLERS,
+            *ENGAGEMENT_HANDLERS,
         ],
         lifespan=[lifespan],
         before_request=authenticate,

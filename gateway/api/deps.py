@@ -16,7 +16,9 @@ from gateway.accept.pipeline import Acceptor
 from gateway.accept.tenant_templates import TenantTemplates
 from gateway.api.auth import Authenticator, Principal, RateLimiter
 from gateway.audit.store import AuditStore
-from gateway.errors import TooManyRequests
+from gateway.engagement.clicks import Clicks
+from gateway.engagement.outcomes import Outcomes
+from gateway.errors import TooManyRequests, Unprocessable
 from gateway.optouts.store import OptOuts
 from gateway.series.service import SeriesService
 from gateway.settings import Settings
@@ -38,6 +40,8 @@ class Services:
     optouts: OptOuts
     limiter: RateLimiter
     series: SeriesService
+    clicks: Clicks
+    outcomes: Outcomes
     audit: AuditStore | None = None  # opened on first use (an auditor's request)
 
 
@@ -116,3 +120,22 @@ async def principal(request: Request[Any, Any, Any], scope: str) -> Principal:
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
     return who
+
+
+def check_batch(items: list[Any], limit: int) -> None:
+    """A batch body's items: at least one, at most ``limit`` (422 otherwise)."""
+    if len(items) > limit:
+        raise Unprocessable("batch_too_large", f"a batch holds at most {limit} items, got {len(items)}")
+    if not items:
+        raise Unprocessable(
+            "validation_error", "items must not be empty", errors=[{"field": "items", "message": "empty"}]
+        )
+
+
+def merge_item(defaults: dict[str, Any], item: dict[str, Any], nested: tuple[str, ...]) -> dict[str, Any]:
+    """A batch item over the batch's ``defaults``; the ``nested`` objects (to, params...) merge key by key."""
+    merged = {**defaults, **item}
+    for name in nested:
+        if isinstance(defaults.get(name), dict) and isinstance(item.get(name), dict):
+            merged[name] = {**defaults[name], **item[name]}
+    return merged

@@ -11,7 +11,16 @@ from litestar.types import ASGIApp
 
 from gateway.accept.answers import Answer
 from gateway.api import examples, views
-from gateway.api.deps import JSON, RawResponse, json_response, principal, raw_header, services
+from gateway.api.deps import (
+    JSON,
+    RawResponse,
+    check_batch,
+    json_response,
+    merge_item,
+    principal,
+    raw_header,
+    services,
+)
 from gateway.api.problems import PROBLEM
 from gateway.errors import Rejected, Unprocessable
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult, Status
@@ -92,12 +101,7 @@ async def notify_batch(
     who = await principal(request, "notify")
     svc = services(request.app.state)
     limit = svc.settings.max_batch_items
-    if len(data.items) > limit:
-        raise Unprocessable("batch_too_large", f"a batch holds at most {limit} items, got {len(data.items)}")
-    if not data.items:
-        raise Unprocessable(
-            "validation_error", "items must not be empty", errors=[{"field": "items", "message": "empty"}]
-        )
+    check_batch(data.items, limit)
     header_key = request.headers.get("idempotency-key")
     fp = ""
     if header_key:
@@ -139,10 +143,7 @@ async def notify_batch(
 def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:
     if not isinstance(item, dict):
         return Rejected("", [{"code": "validation_error", "detail": "each item must be an object"}])
-    merged = {**defaults, **item}
-    for name in MERGED_FIELDS:
-        if isinstance(defaults.get(name), dict) and isinstance(item.get(name), dict):
-            merged[name] = {**defaults[name], **item[name]}
+    merged = merge_item(defaults, item, MERGED_FIELDS)
     try:
         return msgspec.convert(merged, NotifyRequest, strict=False)
     except msgspec.ValidationError as exc:

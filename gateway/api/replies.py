@@ -9,11 +9,13 @@ from litestar import Request, Response, post
 from litestar.params import FromPath
 
 from compliance.replies import ReplyKind, classify
+from gateway import events
 from gateway.api import views
 from gateway.api.deps import services
 from gateway.api.inbound import adapter_for, answer, proven, refused
 from gateway.errors import InvalidRecipient
 from gateway.recipients import parse_phone
+from gateway.state import keys
 
 
 @post(
@@ -32,14 +34,22 @@ async def replies(request: Request[Any, Any, Any], provider: FromPath[str]) -> R
     # delivered) belongs to the development tenant: the simulator is the dev provider.
     dev_tenant = services(request.app.state).settings.dev_tenant
     outcomes = [
-        await _apply(request, tenant or r.tenant or dev_tenant, r.sender, r.text, r.brand, provider)
+        await _apply(
+            request, tenant or r.tenant or dev_tenant, r.sender, r.text, r.brand, provider, r.notification_id
+        )
         for r in found
     ]
     return answer(adapter.replies_ack(outcomes))
 
 
 async def _apply(
-    request: Request[Any, Any, Any], tenant: str, sender: str, text: str, brand: str | None, provider: str
+    request: Request[Any, Any, Any],
+    tenant: str,
+    sender: str,
+    text: str,
+    brand: str | None,
+    provider: str,
+    ntf_id: str | None = None,
 ) -> dict[str, str]:
     """Classify one reply, act on it and record it; idempotent (the same reply twice is one opt-out)."""
     svc = services(request.app.state)
@@ -60,6 +70,10 @@ async def _apply(
             tenant, phone, brand=scope_brand, source="sms_reply", reason=text[:64], by=provider
         )
         action = "opted_out" if added else "already_opted_out"
+        if added and ntf_id and await svc.store.redis.exists(keys.notification(tenant, ntf_id)):
+            # The message the member answered: its timeline (and its campaign's funnel) says so.
+            ev = events.encode(events.Unsubscribed(at=events.at(), source="sms_reply", brand=scope_brand))
+            await svc.store.append_event(tenant, ntf_id, ev)
     # Every reply is recorded, whatever it asked for (a "1" choosing a redemption option too).
     intent = {ReplyKind.OPT_OUT: "opt_out", ReplyKind.RESUBSCRIBE: "opt_in"}.get(kind, "other")
     await svc.optouts.reply(

@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery
 
 from gateway.api import views
 from gateway.api.auth import Principal
-from gateway.api.deps import json_response, principal, services
+from gateway.api.deps import check_batch, json_response, merge_item, principal, services
 from gateway.errors import BadRequest, Forbidden, NotFound, ProblemError, Unprocessable
 from gateway.series.importer import SeriesImporter
 from gateway.series.model import ExitEvent, SeriesBatch, SeriesPatch, SeriesRequest
@@ -191,10 +191,7 @@ async def start_series(
 def _item(defaults: dict[str, Any], item: Any) -> SeriesRequest | ProblemError:
     if not isinstance(item, dict):
         return Unprocessable("validation_error", "each item must be an object")
-    merged = {**defaults, **item}
-    for name in MERGED_FIELDS:
-        if isinstance(defaults.get(name), dict) and isinstance(item.get(name), dict):
-            merged[name] = {**defaults[name], **item[name]}
+    merged = merge_item(defaults, item, MERGED_FIELDS)
     try:
         return msgspec.convert(merged, SeriesRequest, strict=False)
     except msgspec.ValidationError as exc:
@@ -244,12 +241,7 @@ async def start_series_batch(
     who = await principal(request, "notify")
     svc = services(request.app.state)
     limit = svc.settings.max_batch_items
-    if len(data.items) > limit:
-        raise Unprocessable("batch_too_large", f"a batch holds at most {limit} items, got {len(data.items)}")
-    if not data.items:
-        raise Unprocessable(
-            "validation_error", "items must not be empty", errors=[{"field": "items", "message": "empty"}]
-        )
+    check_batch(data.items, limit)
     answers = await svc.series.start_many(who.tenant, [_item(data.defaults, i) for i in data.items])
     results = []
     for index, (status, body) in enumerate(answers):

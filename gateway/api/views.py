@@ -329,6 +329,11 @@ def ok(model: Any, example: Any, description: str = "OK", status: int = 200) -> 
     }
 
 
+def redirect(description: str) -> ResponseSpec:
+    """A redirect answer (no body)."""
+    return ResponseSpec(None, description=description, generate_examples=False)
+
+
 def text(media_type: str, description: str, example: str) -> dict[int, ResponseSpec]:
     """``responses=`` for a handler answering 200 with text (CSV, HTML)."""
     return {
@@ -366,7 +371,7 @@ def tidy(doc: OpenAPI) -> OpenAPI:
     sends: every error is a ``Problem``, declared per operation with ``problems``); mark the
     operations that take no API key; link a notify's answer to its lookup and cancel."""
     for path, item in (doc.paths or {}).items():
-        for op in (item.get, item.put, item.post, item.delete, item.patch):
+        for op in (item.get, item.put, item.post, item.delete, item.patch, item.head):
             if op is None or not op.responses:
                 continue
             if not path.startswith("/v1/") or path.startswith(KEYLESS):

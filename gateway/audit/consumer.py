@@ -20,6 +20,7 @@ import msgspec
 import redis
 from redis.exceptions import RedisError, ResponseError
 
+from gateway.audit import funnel
 from gateway.audit.store import AuditStore
 from gateway.audit.stream import AuditRow, parse_anchor, rows_of, tenant_of
 from gateway.logs import Throttled
@@ -215,9 +216,15 @@ class AuditConsumer:
                 # Out of the stream, and into the tenant's webhook outbox if it has endpoints.
                 tenant = tenant_of(stream)
                 forwarded = [_json.encode(fields_of[i]).decode() if fields_of[i] else "" for i in ids]
+                k = [stream, keys.webhook_outbox(tenant), keys.webhooks(tenant)]
+                increments: list[str | int] = []
+                for campaign, counted in funnel.count(f for f in map(fields_of.get, ids) if f).items():
+                    k.append(keys.campaign(tenant, campaign))
+                    for field, amount in counted.items():
+                        increments += (len(k), field, amount)
                 self._handoff(
-                    keys=[stream, keys.webhook_outbox(tenant), keys.webhooks(tenant)],
-                    args=[GROUP, len(ids), *ids, *forwarded],
+                    keys=k,
+                    args=[GROUP, len(ids), *ids, *forwarded, len(increments) // 3, *increments],
                     client=pipe,
                 )
             for tenant, (seq, digest) in appended.heads.items():

@@ -34,6 +34,10 @@ NOTIFICATION_TYPES = (
     "cancelled",
     "replayed",
     "fallback",
+    "click",
+    "conversion",
+    "complaint",
+    "unsubscribed",
 )
 TENANT_TYPES = (
     "rejected",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ from gateway.delivery.outcomes import (
     failure,
     opted_out_since_accept,
     series_step_cancelled,
+    series_step_event,
 )
 from gateway.models import Status
 from gateway.optouts.unsubscribe import make_token
@@ -98,6 +100,7 @@ class DeliveryEngine:
             scopes=self.rules.opt_out.scopes,
             suppression=opted_out_since_accept(at),
             series_ended=series_step_cancelled(at),
+            series_step=functools.partial(series_step_event, at),
         )
         claimed = claim.claimed
         early: dict[float, list[str]] = defaultdict(list)

@@ -175,3 +175,12 @@ def series_step_cancelled(at: str) -> tuple[str, str, str, str]:
         msgspec.json.encode([cancelled]).decode(),
         events.encode(events.Cancelled(at=at, by="series", reason=Reason.SERIES_CANCELLED)),
     )
+
+
+def series_step_event(at: str, series_id: str, ntf_id: str) -> str:
+    """The series' audit event for a step the claim cancelled because its series had ended."""
+    return events.encode(
+        events.SeriesChanged(
+            at=at, series_id=series_id, change="step", status="cancelled", notification_id=ntf_id
+        )
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from gateway.errors import InvalidRecipient
 from gateway.models import CHANNELS
@@ -16,14 +16,20 @@ MAX_INVALID_REPORTED = 1000
 
 
 @dataclass
-class ImportReport:
-    """What an import did."""
+class LineReport:
+    """What every streamed import counts: rows read, and the invalid ones (listed up to a thousand)."""
 
-    imported: int = 0
-    duplicates: int = 0
     invalid: list[dict[str, Any]] = field(default_factory=list)
     invalid_count: int = 0
     rows: int = 0
+
+
+@dataclass
+class ImportReport(LineReport):
+    """What an opt-out import did."""
+
+    imported: int = 0
+    duplicates: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The API answer (invalid lines listed up to a thousand; the count is exact)."""
@@ -36,25 +42,19 @@ class ImportReport:
         }
 
 
-class CsvImporter:
-    """Feed it bytes as they arrive; it parses lines and writes them a chunk at a time."""
+R = TypeVar("R", bound=LineReport)
 
-    def __init__(
-        self, optouts: OptOuts, tenant: str, region: str, *, by: str = "", chunk: int = 2000
-    ) -> None:
-        self.optouts = optouts
-        self.tenant = tenant
-        self.region = region
-        self.by = by
-        self.chunk = chunk
-        self.report = ImportReport()
+
+class LineImporter(Generic[R]):
+    """Feed it bytes as they arrive; a subclass parses each line and writes what it kept a chunk at a
+    time (``_line_in``, ``_flush``), so a file of any size is read in flat memory."""
+
+    def __init__(self, report: R) -> None:
+        self.report = report
         self._line = 0
         self._rest = b""
-        self._rows: list[tuple[str, str | None, str | None]] = []
 
-    async def run(
-        self, chunks: AsyncIterable[bytes], progress: Callable[[int, ImportReport], None] | None = None
-    ) -> ImportReport:
+    async def run(self, chunks: AsyncIterable[bytes], progress: Callable[[int, R], None] | None = None) -> R:
         """Consume the whole stream; ``progress(bytes_so_far, report)`` after each chunk written."""
         seen = 0
         async for data in chunks:
@@ -72,17 +72,44 @@ class CsvImporter:
         lines = (self._rest + data).split(b"\n")
         self._rest = lines.pop()
         for raw in lines:
+            self._line += 1
             await self._line_in(raw)
 
     async def finish(self) -> None:
         """The end of the file."""
         if self._rest.strip():
+            self._line += 1
             await self._line_in(self._rest)
         self._rest = b""
         await self._flush()
 
+    def _invalid(self, error: str, line: int | None = None) -> None:
+        self.report.invalid_count += 1
+        if len(self.report.invalid) < MAX_INVALID_REPORTED:
+            self.report.invalid.append({"line": self._line if line is None else line, "error": error})
+
     async def _line_in(self, raw: bytes) -> None:
-        self._line += 1
+        raise NotImplementedError
+
+    async def _flush(self) -> None:
+        raise NotImplementedError
+
+
+class CsvImporter(LineImporter[ImportReport]):
+    """Opt-outs from a CSV of address,brand,channel (header optional)."""
+
+    def __init__(
+        self, optouts: OptOuts, tenant: str, region: str, *, by: str = "", chunk: int = 2000
+    ) -> None:
+        super().__init__(ImportReport())
+        self.optouts = optouts
+        self.tenant = tenant
+        self.region = region
+        self.by = by
+        self.chunk = chunk
+        self._rows: list[tuple[str, str | None, str | None]] = []
+
+    async def _line_in(self, raw: bytes) -> None:
         try:
             text = raw.decode("utf-8-sig" if self._line == 1 else "utf-8").strip("\r")
         except UnicodeDecodeError:
@@ -115,12 +142,9 @@ class CsvImporter:
         if len(self._rows) >= self.chunk:
             await self._flush()
 
-    def _invalid(self, error: str) -> None:
-        self.report.invalid_count += 1
-        if len(self.report.invalid) < MAX_INVALID_REPORTED:
-            self.report.invalid.append({"line": self._line, "error": error})
-
     async def _flush(self) -> None:
+        if not self._rows:
+            return
         rows, self._rows = self._rows, []
         imported, duplicates = await self.optouts.add_many(self.tenant, rows, source="import", by=self.by)
         self.report.imported += imported

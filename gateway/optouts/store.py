@@ -14,7 +14,7 @@ from gateway.recipients import Members, mask_address
 from gateway.state import keys, scripts
 from gateway.timeutil import rfc3339, system_clock
 
-SOURCES = ("sms_reply", "api", "import", "email_link")
+SOURCES = ("sms_reply", "api", "import", "email_link", "complaint")
 
 
 def _entry(

@@ -7,13 +7,13 @@ column per param (the ledger's expiry file as it comes: name, points, tier...).
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from gateway.errors import ProblemError, Unprocessable
+from gateway.optouts.importer import LineImporter, LineReport
 from gateway.series.model import SeriesRequest
 from gateway.series.service import SeriesService
 
@@ -23,14 +23,11 @@ FIXED_COLUMNS = ("phone", "email", "anchor_at", "key", "timezone")
 
 
 @dataclass
-class SeriesImportReport:
-    """What an import did."""
+class SeriesImportReport(LineReport):
+    """What a series import did."""
 
     started: int = 0
     duplicates: int = 0  # rows whose key had already started the same series
-    invalid: list[dict[str, Any]] = field(default_factory=list)
-    invalid_count: int = 0
-    rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The API answer (invalid lines listed up to a thousand; the count is exact)."""
@@ -43,7 +40,7 @@ class SeriesImportReport:
         }
 
 
-class SeriesImporter:
+class SeriesImporter(LineImporter[SeriesImportReport]):
     """Feed it bytes as they arrive; it parses lines and starts their series a chunk at a time."""
 
     def __init__(
@@ -56,57 +53,28 @@ class SeriesImporter:
         metadata: dict[str, Any] | None = None,
         chunk: int = 1000,
     ) -> None:
+        super().__init__(SeriesImportReport())
         self.series = series
         self.tenant = tenant
         self.definition = definition
         self.brand = brand
         self.metadata = metadata or {}
         self.chunk = chunk
-        self.report = SeriesImportReport()
         self._header: list[str] | None = None
-        self._line = 0
-        self._rest = b""
         self._rows: list[tuple[int, SeriesRequest | ProblemError]] = []
 
-    async def run(
-        self, chunks: AsyncIterable[bytes], progress: Callable[[int, SeriesImportReport], None] | None = None
-    ) -> SeriesImportReport:
-        """Consume the whole stream; ``progress(bytes_so_far, report)`` after each chunk."""
-        seen = 0
-        async for data in chunks:
-            seen += len(data)
-            await self.feed(data)
-            if progress is not None:
-                progress(seen, self.report)
-        await self.finish()
-        if progress is not None:
-            progress(seen, self.report)
-        return self.report
-
-    async def feed(self, data: bytes) -> None:
-        """Some more bytes of the file."""
-        lines = (self._rest + data).split(b"\n")
-        self._rest = lines.pop()
-        for raw in lines:
-            await self._line_in(raw)
-
     async def finish(self) -> None:
-        """The end of the file."""
-        if self._rest.strip():
-            await self._line_in(self._rest)
-        self._rest = b""
-        await self._flush()
+        """The end of the file (one without even a header row is refused)."""
+        await super().finish()
         if self._header is None:
             raise Unprocessable("validation_error", "the file is empty: it needs a header row")
 
-    def _invalid(self, line: int, message: str) -> None:
-        self.report.invalid_count += 1
-        if len(self.report.invalid) < MAX_INVALID_REPORTED:
-            self.report.invalid.append({"line": line, "error": message})
-
     async def _line_in(self, raw: bytes) -> None:
-        self._line += 1
-        text = raw.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
+        try:
+            text = raw.decode("utf-8-sig" if self._line == 1 else "utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            self._invalid("not UTF-8")
+            return
         if not text.strip():
             return
         cells = next(csv.reader([text]))
@@ -122,7 +90,7 @@ class SeriesImporter:
             return
         self.report.rows += 1
         if len(cells) != len(self._header):
-            self._invalid(self._line, f"{len(cells)} columns where the header has {len(self._header)}")
+            self._invalid(f"{len(cells)} columns where the header has {len(self._header)}")
             return
         row = dict(zip(self._header, (c.strip() for c in cells), strict=True))
         to = {c: row[c] for c in ("phone", "email", "timezone") if row.get(c)}
@@ -138,7 +106,7 @@ class SeriesImporter:
         try:
             req: SeriesRequest | ProblemError = msgspec.convert(body, SeriesRequest, strict=False)
         except msgspec.ValidationError as exc:
-            self._invalid(self._line, str(exc))
+            self._invalid(str(exc))
             return
         self._rows.append((self._line, req))
         if len(self._rows) >= self.chunk:
@@ -155,4 +123,4 @@ class SeriesImporter:
             elif status == 200:
                 self.report.duplicates += 1
             else:
-                self._invalid(line, f"{body.get('code')}: {body.get('detail')}")
+                self._invalid(f"{body.get('code')}: {body.get('detail')}", line)

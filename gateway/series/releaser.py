@@ -36,6 +36,8 @@ _encode = msgspec.json.Encoder()
 _recipient = msgspec.json.Decoder(Recipient)
 TRANSIENT = (409, 429, 503)  # the step is tried again a little later
 RETRY_SECONDS = 30.0
+# What the releaser reads of a series to turn one of its steps into a notification (then the step's status).
+_FIELDS = ("status", "defv", "to", "params", "metadata", "brand", "anchor", "zone", "member")
 
 
 class Releaser:
@@ -83,43 +85,14 @@ class Releaser:
                 sid, _, number = entry.partition("|")
                 i = int(number)
                 entries.append((entry, sid, i))
-                pipe.hmget(
-                    keys.series(tenant, sid),
-                    "status",
-                    "defv",
-                    "to",
-                    "params",
-                    "metadata",
-                    "brand",
-                    "anchor",
-                    "zone",
-                    "member",
-                    f"s{i}",
-                )
+                pipe.hmget(keys.series(tenant, sid), *_FIELDS, f"s{i}")
             found = await pipe.execute()
         reqs: list[NotifyRequest | Rejected] = []
         links: list[dict[str, str] | None] = []
         work: list[tuple[str, str, int, SeriesDefinition, dict[str, str]]] = []
         dropped: list[str] = []
         for (entry, sid, i), raw in zip(entries, found, strict=True):
-            f = dict(
-                zip(
-                    (
-                        "status",
-                        "defv",
-                        "to",
-                        "params",
-                        "metadata",
-                        "brand",
-                        "anchor",
-                        "zone",
-                        "member",
-                        "step",
-                    ),
-                    map(text_of, raw),
-                    strict=True,
-                )
-            )
+            f = dict(zip((*_FIELDS, "step"), map(text_of, raw), strict=True))
             definition = await self.series.definitions.version(tenant, f["defv"]) if f["defv"] else None
             if (
                 f["status"] != "active"

@@ -23,14 +23,15 @@ from gateway.models import NotifyRequest, Recipient
 from gateway.recipients import Members, mask_address
 from gateway.series.definitions import Definitions
 from gateway.series.model import SeriesRequest
-from gateway.series.planning import AUTO_PARAMS, Planned, fingerprint, plan
+from gateway.series.planning import AUTO_PARAMS, fingerprint, plan
+from gateway.series.view import render_view
 from gateway.settings import Settings
 from gateway.state import keys, scripts
 from gateway.state.record import text_of
 from gateway.state.store import Store
-from gateway.timeutil import rfc3339, system_clock
+from gateway.timeutil import system_clock
 from templates.renderer import TemplateNotFound
-from templates.series import SeriesDefinition, Step
+from templates.series import SeriesDefinition
 
 _encode = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
@@ -60,7 +61,7 @@ class SeriesService:
 
     async def _prepare(
         self, tenant: str, req: SeriesRequest, now: float
-    ) -> tuple[list[str], list[Any], SeriesDefinition, list[Planned]]:
+    ) -> tuple[list[str], list[Any], SeriesDefinition, dict[str, str]]:
         definition = await self.definitions.get(tenant, req.definition)
         if definition is None:
             raise Unprocessable(
@@ -160,7 +161,7 @@ class SeriesService:
             keys.series_due(tenant),
             keys.audit(tenant),
         ]
-        return k, [sid, ttl, ev, len(fields), *flat, *due], definition, planned
+        return k, [sid, ttl, ev, len(fields), *flat, *due], definition, {n: str(v) for n, v in fields.items()}
 
     async def start_many(
         self, tenant: str, reqs: Sequence[SeriesRequest | ProblemError | Rejected]
@@ -170,24 +171,24 @@ class SeriesService:
         now = system_clock()
         out: list[tuple[int, dict[str, Any]] | None] = [None] * len(reqs)
         calls: list[tuple[list[str], list[Any]]] = []
-        slots: list[tuple[int, SeriesRequest, SeriesDefinition]] = []
+        slots: list[tuple[int, SeriesRequest, SeriesDefinition, dict[str, str]]] = []
         for i, req in enumerate(reqs):
             if isinstance(req, (ProblemError, Rejected)):
                 out[i] = (422 if isinstance(req, Rejected) else req.status, req.problem())
                 continue
             try:
-                k, a, definition, _ = await self._prepare(tenant, req, now)
+                k, a, definition, stored = await self._prepare(tenant, req, now)
             except (ProblemError, Rejected) as exc:
                 out[i] = (422 if isinstance(exc, Rejected) else exc.status, exc.problem())
                 continue
             calls.append((k, a))
-            slots.append((i, req, definition))
+            slots.append((i, req, definition, stored))
         if calls:
             await self.redis.sadd(keys.series_tenants(), tenant)
         results = await self.store.run_many(scripts.SERIES_START, calls) if calls else []
-        for (i, req, definition), res in zip(slots, results, strict=True):
+        for (i, req, definition, stored), res in zip(slots, results, strict=True):
             verdict, sid = text_of(res[0]), text_of(res[1])
-            view = await self.view(tenant, sid)
+            view = render_view(stored, definition) if verdict == "new" else await self.view(tenant, sid)
             if view is None:  # expired between the two calls: cannot happen for a new one
                 out[i] = (
                     409,
@@ -214,38 +215,7 @@ class SeriesService:
         if not raw:
             return None
         f = {text_of(k): text_of(v) for k, v in raw.items()}
-        definition = await self.definitions.version(tenant, f.get("defv", ""))
-        steps = []
-        for i in range(1, int(f.get("n", "0") or 0) + 1):
-            step: Step | None = definition.steps[i - 1] if definition is not None else None
-            steps.append(
-                {
-                    "name": step.name if step else str(i),
-                    "template": step.template if step else None,
-                    "channel": step.channel if step else None,
-                    "due_at": rfc3339(f.get(f"d{i}")),
-                    "status": f.get(f"s{i}", "pending"),
-                    "notification_id": f.get(f"x{i}") or None,
-                    "reasons": _decode.decode(f[f"r{i}"]) if f.get(f"r{i}") else [],
-                }
-            )
-        return {
-            "id": sid,
-            "definition": f.get("def", ""),
-            "status": f.get("status", ""),
-            "to": f.get("masked", ""),
-            "brand": f.get("brand") or None,
-            "anchor_at": rfc3339(f.get("anchor")),
-            "key": f.get("key") or None,
-            "params": _decode.decode(f.get("params") or "{}"),
-            "metadata": _decode.decode(f.get("metadata") or "{}"),
-            "created_at": rfc3339(f.get("created_at")),
-            "updated_at": rfc3339(f.get("updated_at")),
-            "ended_at": rfc3339(f.get("ended_at")),
-            "end_reason": f.get("end_reason") or None,
-            "steps": steps,
-            "_fp": f.get("fp", ""),
-        }
+        return render_view(f, await self.definitions.version(tenant, f.get("defv", "")))
 
     async def get(self, tenant: str, sid: str) -> dict[str, Any]:
         """The series, or NotFound."""
@@ -373,7 +343,12 @@ class SeriesService:
     ) -> list[str]:
         """An exit event: ends every active series of the member (and brand; or the one with ``key``)
         whose definition exits on ``kind``. Returns the ids it ended."""
-        member, _, _ = self.member_of(to)
+        try:
+            member, _, _ = self.member_of(to)
+        except Rejected as rej:
+            raise Unprocessable(
+                rej.reasons[0]["code"], rej.reasons[0]["detail"], reasons=rej.reasons
+            ) from None
         ids = [text_of(i) for i in await self.redis.smembers(keys.member_series(tenant, member))]
         if key:
             wanted = text_of(await self.redis.get(keys.series_key(tenant, key)))

@@ -198,3 +198,30 @@ def series_versions(tenant: str) -> str:
 def series_tenants() -> str:
     """Set of tenants with series (the releaser walks their due steps)."""
     return f"{PREFIX}series-tenants"
+
+
+# -- engagement ------------------------------------------------------------------------------------
+def _campaign_id(campaign: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(campaign.encode()).hexdigest()[:20]
+
+
+def campaign(tenant: str, name: str) -> str:
+    """Hash of one campaign's funnel counters (``dim|metric`` -> count), kept as its events are stored."""
+    return f"{_t(tenant)}camp:{_campaign_id(name)}"
+
+
+def member_campaign(tenant: str, member: str, name: str) -> str:
+    """List of a member's latest notification ids in one campaign (a conversion's attribution)."""
+    return f"{_t(tenant)}mcamp:{member}:{_campaign_id(name)}"
+
+
+def exclusive_code(tenant: str, code: str) -> str:
+    """The notification that carried an exclusive redemption code (param ``code``)."""
+    return f"{_t(tenant)}xcode:{code}"
+
+
+def link(code: str) -> str:
+    """Hash of one tracked link: tenant, notification, target, channel, campaign; its click counts."""
+    return f"{PREFIX}link:{code}"

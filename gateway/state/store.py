@@ -91,6 +91,7 @@ class Store(Lookups):
         idem_record: str,
         state: tuple[str, Sequence[str], str, int, int] = ("", (), "", 0, 0),
         suppressions: Sequence[str] = ("",) * 8,
+        attribution: tuple[str, str] = ("", ""),
     ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many).
 
@@ -111,6 +112,8 @@ class Store(Lookups):
             cap_key or ntf_key,
             keys.held(tenant, record["channel"]),
             keys.audit(tenant),
+            attribution[0] or ntf_key,
+            attribution[1] or ntf_key,
         ]
         status = record["status"]
         ready = (
@@ -233,12 +236,14 @@ class Store(Lookups):
         scopes: Callable[[str, str], Sequence[str]],
         suppression: tuple[str, str, str],
         series_ended: tuple[str, str, str, str] = ("[]", "{}", "[]", "{}"),
+        series_step: Callable[[str, str], str] = lambda series, ntf_id: "",
     ) -> Claim:
         """Take ownership of the due notifications among ids for one attempt (after the dispatch checks).
 
         ``scopes(brand, channel)`` are the opt-out scopes to test; ``suppression`` is what an opt-out
         since accept writes (reasons, compliance event, suppressed event); ``series_ended`` what a step
-        of an exited, then of a cancelled, series writes (reasons, cancelled event for each).
+        of an exited, then of a cancelled, series writes (reasons, cancelled event for each), and
+        ``series_step(series id, notification id)`` the series' own audit event for that step.
         """
         if not ids:
             return Claim([], {}, [])
@@ -268,7 +273,8 @@ class Store(Lookups):
                 keys.series(tenant, _s(series)) if series else ntf_key,
             )
             tested = scopes(_s(brand or b""), _s(channel)) if member and channel else ()
-            args += (ntf_id, _s(step) if step else "", len(tested), *tested)
+            said = series_step(_s(series), ntf_id) if series else ""
+            args += (ntf_id, _s(step) if step else "", said, len(tested), *tested)
         res = await self._claim(keys=k, args=args)
         claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:

@@ -36,6 +36,13 @@ EVENT_TYPES = (
     "optout.created",
     "optout.removed",
     "reply.received",
+    "link.clicked",
+    "series.started",
+    "series.step",
+    "series.updated",
+    "series.completed",
+    "series.exited",
+    "series.cancelled",
 )
 ROTATION_GRACE_SECONDS = 24 * 3600  # an old secret still signs this long after a rotation
 

@@ -122,4 +122,28 @@ def _one(event: dict[str, Any], fields: dict[str, str]) -> tuple[str, dict[str, 
             "action": event.get("action", "none"),
         }
         return "reply.received", data, "from"
+    if kind == "click":
+        data = {
+            "notification_id": fields.get("n", ""),
+            "channel": fields.get("c", ""),
+            "to": masked,
+            "url": event.get("url"),
+            "first": bool(event.get("first")),
+        }
+        return "link.clicked", data, "to"
+    if kind == "series":
+        change = str(event.get("change", ""))
+        data = {
+            "series_id": event.get("series_id") or fields.get("n", ""),
+            "to": masked,
+            **{
+                k: event[k]
+                for k in ("definition", "step", "status", "notification_id", "reasons", "exit_type")
+                if event.get(k) is not None
+            },
+        }
+        return _SERIES_TYPES.get(change, f"series.{change}"), data, "to"
     return None
+
+
+_SERIES_TYPES = {"params": "series.updated"}

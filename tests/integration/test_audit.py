@@ -163,7 +163,10 @@ def test_an_auditor_sees_a_members_whole_day_in_order_and_no_plain_number_is_sto
     assert types("deferred") == ["accepted", "compliance", "scheduled", "attempt", "sent", "receipt"]
     retried = [e for e in events if e["notification_id"] == ids["retried"]]
     assert [e["type"] for e in retried][:2] == ["accepted", "compliance"]
-    assert [e["type"] for e in retried][-3:] == ["attempt", "sent", "receipt"]
+    # The TD reply answered this message (the simulator ties a reply to the last one delivered):
+    # its timeline ends with the member unsubscribing, after the tenant's opt-out event.
+    assert [e["type"] for e in retried][-4:] == ["attempt", "sent", "receipt", "unsubscribed"]
+    assert retried[-1]["seq"] > next(e["seq"] for e in events if e["type"] == "opt_out")
     outcomes = [e["data"]["outcome"] for e in retried if e["type"] == "attempt"]
     assert outcomes[-1] == "sent" and set(outcomes[:-1]) == {"retry"} and len(outcomes) >= 2
     assert all(

@@ -58,9 +58,14 @@ def test_simulator_callbacks_are_signed_over_the_body() -> None:
 
 def test_simulator_reply_names_its_tenant_by_reference() -> None:
     reply = jsoned({"from": "+8613812345678", "text": "TD", "brand": "星耀商城", "reference": "acme:ntf_1"})
-    assert SimulatorAdapter.parse_replies(reply) == [InboundReply("+8613812345678", "TD", "星耀商城", "acme")]
+    assert SimulatorAdapter.parse_replies(reply) == [
+        InboundReply("+8613812345678", "TD", "星耀商城", "acme", "ntf_1")
+    ]
     unknown = jsoned({"from": "+8613812345678", "text": "TD"})
-    assert SimulatorAdapter.parse_replies(unknown)[0].tenant is None
+    assert (
+        SimulatorAdapter.parse_replies(unknown)[0].tenant is None
+        and SimulatorAdapter.parse_replies(unknown)[0].notification_id is None
+    )
     answer = SimulatorAdapter.replies_ack([{"kind": "opt_out", "action": "opted_out"}])
     assert json.loads(answer.body) == {"ok": True, "kind": "opt_out", "action": "opted_out"}
     with pytest.raises(MalformedCallback) as refused:

@@ -103,9 +103,15 @@ NOT_SIMPLE = [
 ]
 
 
+_COMPILED: dict[tuple[int, str], Any] = {}
+
+
 def _jinja(env: Any, source: str, params: dict[str, object]) -> str:
-    tpl = env.from_string(source)
-    return "".join(tpl.root_render_func(tpl.new_context(dict(params), shared=True)))
+    """Jinja's own rendering, called as the Renderer calls it (``link`` in the context)."""
+    tpl = _COMPILED.get((id(env), source))
+    if tpl is None:
+        tpl = _COMPILED[(id(env), source)] = env.from_string(source)
+    return "".join(tpl.root_render_func(tpl.new_context({**params, "link": lambda url: url}, shared=True)))
 
 
 def _fast(env: Any, source: str, params: dict[str, object]) -> str:

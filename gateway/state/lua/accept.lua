@@ -1,5 +1,6 @@
--- KEYS: [1] idem, [2] ntf, [3] events, [4] lease, [5] ready, [6] optouts, [7] cap, [8] held, [9] audit
---       (a key that does not apply is the notification's own key: idem, optouts, cap)
+-- KEYS: [1] idem, [2] ntf, [3] events, [4] lease, [5] ready, [6] optouts, [7] cap, [8] held, [9] audit,
+--       [10] the member's latest ids in the campaign, [11] the exclusive code's notification
+--       (a key that does not apply is the notification's own key: idem, optouts, cap, campaign, code)
 -- ARGV: [1] has_idem, [2] idem_record, [3] idem_ttl, [4] id, [5] lease ('' = none), [6] ttl ('' = none),
 --       [7] '1' ready now | '0' | the time it is held until, [8] cap_limit ('0' = no cap), [9] cap_ttl,
 --       [10] suppressed_ttl,
@@ -58,6 +59,13 @@ if decision == 'accept' then
     redis.call('EXPIRE', KEYS[3], ARGV[6])
   end
   if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+  -- What a conversion is attributed by: the member's latest messages of the campaign, the code.
+  if KEYS[10] ~= KEYS[2] then
+    redis.call('LPUSH', KEYS[10], ARGV[4])
+    redis.call('LTRIM', KEYS[10], 0, 9)
+    redis.call('EXPIRE', KEYS[10], ARGV[10])
+  end
+  if KEYS[11] ~= KEYS[2] then redis.call('SET', KEYS[11], ARGV[4], 'EX', ARGV[10]) end
   return {'new', decision}
 end
 redis.call('HSET', KEYS[2], 'status', 'suppressed', 'error_code', decision, 'reasons', ARGV[s])

@@ -3,7 +3,8 @@
 -- ARGV: [1] now, [2] lease_until, [3] record_ttl, [4] reasons, [5] compliance event, [6] suppressed event
 --       (what an opt-out since accept says, decided in Python), [7] reasons, [8] cancelled event (what an
 --       exited series says to its step still queued), [9], [10] the same for a cancelled series, then
---       per notification: id, step (its series step number, '' when none), n_scopes, scope...
+--       per notification: id, step (its series step number, '' when none), the series' audit event for
+--       that step's cancellation ('' when none), n_scopes, scope...
 -- Claims each notification that is due and not held by a live lease, after the dispatch-time checks:
 -- the series it is a step of has not ended (an exit acknowledged before this claim is honoured, as
 -- the series' status is read here, atomically with the claim), and the member has not opted out
@@ -19,9 +20,10 @@ for k = 3, #KEYS, 5 do
   local key, ev, okey, cap, skey = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local id = ARGV[a]
   local step = ARGV[a + 1]
-  local n_scopes = tonumber(ARGV[a + 2])
-  local first_scope = a + 3
-  a = a + 3 + n_scopes
+  local step_event = ARGV[a + 2]
+  local n_scopes = tonumber(ARGV[a + 3])
+  local first_scope = a + 4
+  a = a + 4 + n_scopes
   local st = redis.call('HGET', key, 'status')
   local ok = false
   if st == 'queued' or st == 'scheduled' then
@@ -51,6 +53,7 @@ for k = 3, #KEYS, 5 do
     redis.call('EXPIRE', ev, ARGV[3])
     if redis.call('HGET', skey, 's' .. step) == 'sent' then
       redis.call('HSET', skey, 's' .. step, 'cancelled', 'r' .. step, why, 'updated_at', ARGV[1])
+      if step_event ~= '' then audit(KEYS[2], skey, step_event) end
     end
     out[#out + 1] = {id, -3, {}}
   elseif ok then

@@ -1,0 +1,1 @@
+"""Engagement: tracked-link clicks, conversions, complaints and campaign reports."""
