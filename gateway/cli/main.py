@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from gateway.cli import admin, dev, optouts, serve
 from gateway.cli import audit as audit_cli
+from gateway.cli import series as series_cli
 from gateway.cli.common import Parser, add_data_dir
 from gateway.cli.locate import DEFAULT_DATA_DIR
 from gateway.errors import CliError, SettingsError
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (dev, serve, admin, optouts, audit_cli):
+    for module in (dev, serve, admin, optouts, series_cli, audit_cli):
         for finds_data in module.add_parsers(sub):
             add_data_dir(finds_data)
     return p

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,20 @@ def exposed(stack: Stack) -> set[str]:
         ntf_id = c.post("/v1/notify", json=points_expiry()).json()["id"]
         wait_for(lambda: c.get(f"/v1/notifications/{ntf_id}").json()["status"] == "delivered", timeout=10)
         c.put("/v1/optouts/13812340000", json={})
+        # A series started and cancelled: the three series counters get their first samples.
+        anchor = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+        started = c.post(
+            "/v1/series",
+            json={
+                "definition": "points_expiry",
+                "to": {"phone": "13812340001"},
+                "brand": "星耀商城",
+                "anchor_at": anchor,
+                "params": {"name": "李女士", "points": 1200},
+            },
+        )
+        assert started.status_code == 201, started.text
+        assert c.post(f"/v1/series/{started.json()['id']}/cancel").status_code == 200
     text = httpx.get(f"{stack.api_url}/metrics", timeout=5).text
     names = set()
     for line in text.splitlines():
@@ -105,7 +120,11 @@ def test_dashboard_panels_query_metrics_the_code_exposes_and_the_runbook_names_r
     dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
     titles = {p["title"] for p in dashboard["panels"]}
     assert len(titles) == len(dashboard["panels"]) >= 10
+    rows = [p for p in dashboard["panels"] if p["type"] == "row"]  # a row heads the panels below it
+    assert {r["title"] for r in rows} == {"Series"} and all(not r.get("targets") for r in rows)
     for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             used = set(METRIC.findall(target["expr"]))
