@@ -57,6 +57,7 @@ def test_promtool_accepts_the_config_and_rules_and_every_alert_has_a_firing_and_
     assert alerts == {
         "TidingsDeliveryRateLow",
         "TidingsOptOutRateHigh",
+        "TidingsComplaintRateHigh",
         "TidingsQueueStale",
         "TidingsDeadLettersGrowing",
         "TidingsProviderCircuitOpen",
@@ -121,7 +122,7 @@ def test_dashboard_panels_query_metrics_the_code_exposes_and_the_runbook_names_r
     titles = {p["title"] for p in dashboard["panels"]}
     assert len(titles) == len(dashboard["panels"]) >= 10
     rows = [p for p in dashboard["panels"] if p["type"] == "row"]  # a row heads the panels below it
-    assert {r["title"] for r in rows} == {"Series"} and all(not r.get("targets") for r in rows)
+    assert {r["title"] for r in rows} == {"Series", "Engagement"} and all(not r.get("targets") for r in rows)
     for panel in dashboard["panels"]:
         if panel["type"] == "row":
             continue
@@ -195,7 +196,7 @@ def test_a_real_prometheus_records_the_delivery_rate_the_scenario_produced(
     dev: tuple[str, str], tmp_path: Path
 ) -> None:
     prometheus = tool("prometheus")
-    api, _ = dev
+    api, sim = dev
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -244,7 +245,11 @@ def test_a_real_prometheus_records_the_delivery_rate_the_scenario_produced(
         phones = [f"1380000{i:04d}" for i in range(8)] + ["13900000001", "13900000002"]
         ids = []
         for phone in phones:
-            r = httpx.post(f"{api}/v1/notify", json=points_expiry(phone), headers=headers, timeout=10)
+            # The countdown copy carries a tracked link (engagement rates below).
+            body = points_expiry(
+                phone, template="points_expiry_countdown", params={"name": "李女士", "points": 800, "days": 3}
+            )
+            r = httpx.post(f"{api}/v1/notify", json=body, headers=headers, timeout=10)
             assert r.status_code == 202, r.text
             ids.append(r.json()["id"])
 
@@ -257,6 +262,32 @@ def test_a_real_prometheus_records_the_delivery_rate_the_scenario_produced(
         # Once Prometheus has scraped the final counters and evaluated the rule: 8 delivered of 10 sent.
         wait_for(lambda: (v := value(rate)) is not None and abs(v - 0.8) < 1e-9, timeout=30)
         assert value('tidings:sends_sent:rate15m{channel="sms",provider="simulator"}') > 0  # type: ignore[operator]
+        # Of the 8 delivered: 4 members tap the link (one twice: a repeat), a robot previews one,
+        # 2 redeem, 1 complains. The rates per delivered message are what happened.
+        for phone in phones[:4]:
+            assert httpx.post(f"{sim}/taps", json={"to": phone}, timeout=10).json()["status"] == 302
+        httpx.post(f"{sim}/taps", json={"to": phones[0]}, timeout=10)
+        httpx.post(f"{sim}/taps", json={"to": phones[5], "user_agent": "facebookexternalhit/1.1"}, timeout=10)
+        for ntf_id in ids[:2]:
+            conv = httpx.post(
+                f"{api}/v1/conversions", json={"notification_id": ntf_id}, headers=headers, timeout=10
+            )
+            assert conv.status_code == 200, conv.text
+        complaint = {
+            "to": {"phone": phones[7]},
+            "brand": "星耀商城",
+            "source": "carrier",
+            "notification_id": ids[7],
+        }
+        assert (
+            httpx.post(f"{api}/v1/complaints", json=complaint, headers=headers, timeout=10).status_code == 200
+        )
+        for rule, expected in (
+            ("tidings:click_rate:ratio_rate1h", 4 / 8),
+            ("tidings:conversion_rate:ratio_rate1h", 2 / 8),
+            ("tidings:complaint_rate:ratio_rate1h", 1 / 8),
+        ):
+            wait_for(lambda r=rule, e=expected: (v := value(r)) is not None and abs(v - e) < 1e-9, timeout=30)
     finally:
         proc.terminate()
         proc.wait(15)
