@@ -182,7 +182,8 @@ def run_measured(stack: Stack, args: list[str], tmp_path: Path) -> tuple[int, st
     )
 
 
-ROWS = 200_000  # a million takes about 17 minutes at the ~1,000 rows/s measured here (see the report)
+# A million would take about 10 minutes at the ~1,760 rows/s measured on the development machine.
+ROWS = 200_000
 
 
 @pytest.mark.slow
