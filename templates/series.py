@@ -7,6 +7,7 @@ of a document, so an upload is refused once with all of them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -104,7 +105,7 @@ class SeriesDefinition:
             "steps": [s.describe() for s in self.steps],
         }
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """A short hash of the content: the same document always gives the same version."""
         canonical = json.dumps(self.describe(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import RedisError
 
+from compliance.reasons import Reason
 from gateway import events, metrics
 from gateway.accept.pipeline import Acceptor
 from gateway.errors import Rejected
@@ -192,22 +193,26 @@ class Releaser:
                 )
             )
             later.append((status, ntf_id if status == "sent" else None))
-            metrics.SERIES_STEPS.labels(status).inc()
+            if ended_too:  # the later steps the same opt-out ends
+                metrics.SERIES_STEPS.labels(status).inc(len(ended_too))
         if retry:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zadd(keys.series_due(tenant), retry)
                 pipe.zrem(keys.series_releasing(tenant), *retry)
                 await pipe.execute()
         results = [text_of(r) for r in await self.store.run_many(scripts.SERIES_STEP, calls)] if calls else []
-        for res, (_, ntf_id) in zip(results, later, strict=True):
-            if res == "completed":
-                metrics.SERIES_ENDED.labels("completed").inc()
-            elif res == "ended" and ntf_id:
-                # The series ended while this step was being released: its notification goes no further.
+        for res, (status, ntf_id) in zip(results, later, strict=True):
+            if res in ("ok", "completed"):
+                metrics.SERIES_STEPS.labels(status).inc()
+                if res == "completed":
+                    metrics.SERIES_ENDED.labels("completed").inc()
+                continue
+            # The series ended while this step was being released: its notification goes no further.
+            metrics.SERIES_STEPS.labels("cancelled").inc()
+            if ntf_id:
+                why = Reason.SERIES_CANCELLED if res == "cancelled" else Reason.EXITED
                 await self.store.cancel(
-                    tenant,
-                    ntf_id,
-                    events.encode(events.Cancelled(at=events.at(), by="series", reason="exited")),
+                    tenant, ntf_id, events.encode(events.Cancelled(at=events.at(), by="series", reason=why))
                 )
         return len(calls)
 

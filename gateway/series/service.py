@@ -74,6 +74,20 @@ class SeriesService:
             raise Rejected(
                 "", [reason(Reason.UNKNOWN_BRAND, f"the brand {req.brand!r} is not registered in the policy")]
             )
+        if (
+            not req.brand
+            and not rules.signature
+            and any(s.channel in ("sms", "mms") for s in definition.steps)
+        ):
+            raise Rejected(
+                "sms",
+                [
+                    reason(
+                        Reason.MISSING_SIGNATURE,
+                        "the series sends SMS: give the brand whose signature they carry",
+                    )
+                ],
+            )
         for channel in dict.fromkeys(s.channel for s in definition.steps):
             resolve_recipient(NotifyRequest(to=req.to, channel=channel), self.settings.default_region)
         member, masked, tz = self.member_of(req.to)
@@ -205,7 +219,14 @@ class SeriesService:
             else:
                 view.pop("_fp", None)
                 if verdict == "new":
-                    metrics.SERIES_STARTED.labels(definition.name).inc()
+                    # Catalogue names only: tenants' own definitions are one label value, not many.
+                    shipped = definition.name in self.definitions.catalog
+                    metrics.SERIES_STARTED.labels(definition.name if shipped else "tenant").inc()
+                    skipped = sum(1 for s in view["steps"] if s["status"] == "skipped")
+                    if skipped:
+                        metrics.SERIES_STEPS.labels("skipped").inc(skipped)
+                    if view["status"] == "completed":
+                        metrics.SERIES_ENDED.labels("completed").inc()
                 out[i] = (201 if verdict == "new" else 200, view)
         return [o for o in out if o is not None]
 

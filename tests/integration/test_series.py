@@ -152,7 +152,7 @@ def test_the_shipped_30_7_1_series_runs_on_a_controllable_clock(stack_factory: C
     assert sent_at(stack, last["steps"][2]["notification_id"]) >= local(2026, 12, 31, 8, 0)
     got = texts(stack, "+86" + a)
     assert len(set(got)) == 3 and all("28600" in t for t in got)
-    assert "12月31日" in got[0] and "7天" in got[1] and "明天" in got[2]
+    assert "12月31日" in got[0] and "7天" in got[1] and "最后提醒" in got[2]
     with stack.client() as c:
         done = c.get(f"/v1/series/{one['id']}").json()
         ended = c.get(f"/v1/series/{two['id']}").json()
@@ -481,3 +481,15 @@ def test_a_series_step_can_be_an_experiment(stack: Stack) -> None:
             assert ntf["template"] == {"A": "points_expiry", "B": "points_expiry_countdown"}[ntf["variant"]]
             seen.add(ntf["variant"])
         assert seen == {"A", "B"}
+
+
+def test_a_series_of_sms_without_a_brand_is_refused_at_the_start(stack: Stack) -> None:
+    with stack.client() as c:
+        body = {
+            "definition": "points_expiry",
+            "to": {"phone": "13812348990"},
+            "anchor_at": (datetime.now(SH) + timedelta(days=40)).isoformat(),
+            "params": {"name": "李女士", "points": 1},
+        }
+        r = c.post("/v1/series", json=body)
+    assert r.status_code == 422 and r.json()["code"] == "missing_signature"

@@ -2,11 +2,12 @@
 -- ARGV: [1] step number, [2] status (sent | suppressed | skipped), [3] notification id, [4] reasons,
 --       [5] now, [6] step event, [7] completed event, [8] the releasing entry, then the numbers of later
 --       steps the same reasons end (an opt-out covering every one of them)
--- Records what a released step became. Returns 'ok', 'completed' (that was the last step), or 'ended'
--- (the series ended while the step was being released: the caller cancels its notification).
+-- Records what a released step became. Returns 'ok', 'completed' (that was the last step), or the
+-- series' status when it ended while the step was being released (exited, cancelled: the caller
+-- cancels its notification; 'ended' when the series is gone).
 redis.call('ZREM', KEYS[2], ARGV[8])
 local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'active' then return 'ended' end
+if st ~= 'active' then return st or 'ended' end
 local i = ARGV[1]
 if redis.call('HGET', KEYS[1], 's' .. i) ~= 'pending' then return 'ok' end
 redis.call('HSET', KEYS[1], 's' .. i, ARGV[2], 'x' .. i, ARGV[3], 'r' .. i, ARGV[4], 'updated_at', ARGV[5])
