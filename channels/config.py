@@ -118,11 +118,21 @@ def route_names(path: str | Path | None) -> dict[str, list[str]]:
     """Channel -> provider names of a providers file (no adapters built); None: the simulator's."""
     if path is None:
         return {c: ["simulator"] for c in ("sms", "mms", "push", "email")}
+    return {channel: [r.provider for r in entries] for channel, entries in _parse(path).routes.items()}
+
+
+def _parse(path: str | Path) -> ProvidersFile:
     try:
-        parsed = msgspec.convert(tomllib.loads(Path(path).read_text()), ProvidersFile)
+        return msgspec.convert(tomllib.loads(Path(path).read_text()), ProvidersFile)
     except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
         raise ProvidersError(f"{path}: {exc}") from None
-    return {channel: [r.provider for r in entries] for channel, entries in parsed.routes.items()}
+
+
+def provider_limits(path: str | Path | None) -> dict[str, float | None]:
+    """Provider name -> its rate limit in messages per second (None: unlimited); no adapters built."""
+    if path is None:
+        return {"simulator": None}
+    return {name: spec.rate_per_second for name, spec in _parse(path).providers.items()}
 
 
 def simulator_router(base_url: str, secret: str, timeout: float) -> Router:

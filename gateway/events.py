@@ -212,6 +212,16 @@ class OptOutsExported(Event, tag="optouts_exported", frozen=True):
     by: str | None = None
 
 
+class ConsoleAction(Event, tag="console", frozen=True):
+    """Something done in the web console, naming the API key it was signed in with: signing in and
+    out, looking a member up, verifying or exporting the audit log, replaying a dead letter."""
+
+    action: str
+    by: str
+    target: str | None = None
+    detail: str | None = None
+
+
 class Clicked(Event, tag="click", frozen=True):
     """A person opened one of the message's tracked links (robots, HEAD requests and repeats within
     seconds are not events; the link keeps their counts). ``first``: the message's first click."""
@@ -287,6 +297,7 @@ AnyEvent = (
     | TemplateChanged
     | ApiKeyCreated
     | OptOutsExported
+    | ConsoleAction
     | SeriesChanged
     | Clicked
     | Converted

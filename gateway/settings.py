@@ -102,6 +102,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     series_releaser: bool = True
     series_batch: Annotated[int, Meta(ge=1, le=5000)] = 500
     series_interval_seconds: Annotated[float, Meta(gt=0, le=60)] = 0.5
+    # The web console (/console): how long a signed-in session lasts at most, and idle; whether it
+    # shows the provider simulator's inbox (`tidings dev` turns it on).
+    console_session_hours: Annotated[float, Meta(gt=0, le=24)] = 8.0
+    console_idle_minutes: Annotated[float, Meta(gt=0, le=1440)] = 60.0
+    console_simulator: bool = False
     # Worker metrics port for `tidings worker` (0: none).
     worker_metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     # Where that port listens (0.0.0.0 in a container, for Prometheus on another host).

@@ -61,7 +61,21 @@ def make_key(url: str, key: str, tenant: str, scopes: list[str]) -> None:
         finally:
             await client.aclose()
 
-    asyncio.run(run())
+    run_async(run)
+
+
+def run_async(make: Callable[[], Any]) -> Any:
+    """Run a coroutine to its end, in a thread of its own when this one already runs an event loop
+    (Playwright's sync API keeps one running in the browser tests)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(make())))
+    thread.start()
+    thread.join()
+    return out[0] if out else None
 
 
 @dataclass

@@ -14,7 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from channels.config import route_names
 from gateway import metrics
-from gateway.api import notifications, notify, ops, views
+from gateway.api import console, notifications, notify, ops, views
 from gateway.api import templates as templates_api
 from gateway.api.audit import HANDLERS as AUDIT_HANDLERS
 from gateway.api.auth import Authenticator, RateLimiter
@@ -94,7 +94,9 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *SERIES_HANDLERS,
             *LINK_HANDLERS,
             *ENGAGEMENT_HANDLERS,
+            console.router(),
         ],
+        template_config=console.template_config(),
         lifespan=[lifespan],
         before_request=authenticate,
         middleware=[RequestIdMiddleware],

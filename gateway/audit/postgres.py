@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.audit.chain import COLUMNS
-from gateway.audit.store import TABLES, AuditStore, Cursor
+from gateway.audit.schema import TABLES
+from gateway.audit.store import AuditStore, Cursor
 from gateway.errors import AuditStoreError
 
 _POSTGRES_GUARDS = [

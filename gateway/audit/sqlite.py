@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.store import TABLES, AuditStore, Cursor
+from gateway.audit.schema import TABLES
+from gateway.audit.store import AuditStore, Cursor
 
 _SQLITE_GUARDS = [
     """CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events

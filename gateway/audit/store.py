@@ -22,38 +22,6 @@ from typing import Any, Protocol
 from gateway.audit.chain import COLUMNS, GENESIS, ChainWalk, StoredEvent, chain_hash, row_values, stored_event
 from gateway.audit.stream import AuditRow
 
-TABLES = [
-    """CREATE TABLE IF NOT EXISTS audit_events (
-        tenant TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        event_id TEXT NOT NULL,
-        at_ms BIGINT NOT NULL,
-        type TEXT NOT NULL,
-        notification_id TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        member TEXT NOT NULL,
-        address TEXT NOT NULL,
-        body TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        PRIMARY KEY (tenant, seq)
-    )""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS audit_events_event_id ON audit_events (tenant, event_id)",
-    "CREATE INDEX IF NOT EXISTS audit_events_member ON audit_events (tenant, member, seq)",
-    "CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (tenant, at_ms)",
-    """CREATE TABLE IF NOT EXISTS audit_heads (
-        tenant TEXT PRIMARY KEY,
-        seq BIGINT NOT NULL,
-        hash TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS audit_checkpoints (
-        tenant TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        hash TEXT NOT NULL,
-        created_ms BIGINT NOT NULL,
-        PRIMARY KEY (tenant, seq)
-    )""",
-]
 _INSERT = f"INSERT INTO audit_events ({COLUMNS}) VALUES ({','.join('?' * 12)})"  # noqa: S608 - constants only
 
 
@@ -281,10 +249,16 @@ class AuditStore:
         types: Sequence[str] = (),
         after_seq: int = 0,
         limit: int = 100,
+        before_seq: int | None = None,
+        descending: bool = False,
     ) -> list[StoredEvent]:
-        """A tenant's events in chain order, filtered, after a position (cursor paging)."""
+        """A tenant's events in chain order (newest first when ``descending``), filtered, between
+        positions (cursor paging: after ``after_seq``, before ``before_seq``)."""
         where = ["tenant = ?", "seq > ?"]
         params: list[Any] = [tenant, after_seq]
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
         if member is not None:
             where.append("member = ?")
             params.append(member)
@@ -304,7 +278,35 @@ class AuditStore:
             where.append(f"type IN ({','.join('?' * len(types))})")
             params += types
         # Only placeholders are joined in: every value is a parameter.
-        sql = f"SELECT {COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"  # noqa: S608
+        order = "DESC" if descending else "ASC"
+        sql = f"SELECT {COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"  # noqa: S608
+        return [stored_event(r) for r in self._read(sql, (*params, limit))]
+
+    def recent(
+        self,
+        tenant: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        types: Sequence[str] = (),
+        before: tuple[int, int] | None = None,
+        limit: int = 50,
+    ) -> list[StoredEvent]:
+        """A tenant's events newest first by time (then position), in a time window, before a
+        ``(at_ms, seq)`` cursor: one walk of the time index, whatever the window holds."""
+        where = ["tenant = ?", "at_ms >= ?", "at_ms <= ?"]
+        params: list[Any] = [
+            tenant,
+            -(2**62) if since_ms is None else since_ms,
+            2**62 if until_ms is None else until_ms,
+        ]
+        if before is not None:
+            where.append("(at_ms < ? OR (at_ms = ? AND seq < ?))")
+            params += [before[0], before[0], before[1]]
+        if types:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            params += types
+        sql = f"SELECT {COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY at_ms DESC, seq DESC LIMIT ?"  # noqa: S608
         return [stored_event(r) for r in self._read(sql, (*params, limit))]
 
     def iter_events(

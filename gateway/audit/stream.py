@@ -49,6 +49,7 @@ TENANT_TYPES = (
     "api_key_created",
     "optouts_exported",
     "series",
+    "console",
 )
 TYPES = NOTIFICATION_TYPES + TENANT_TYPES
 

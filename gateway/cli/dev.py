@@ -100,6 +100,8 @@ def _dev_settings(args: argparse.Namespace, data: DataDir) -> Settings:
         "simulator_url": f"http://{args.host}:{args.sim_port}",
         "public_url": f"http://{args.host}:{args.port}",
     }
+    if "TIDINGS_CONSOLE_SIMULATOR" not in os.environ:
+        overrides["console_simulator"] = True  # the console shows what the simulator received
     if "TIDINGS_WEBHOOK_ALLOW_PRIVATE" not in os.environ:
         overrides["webhook_allow_private"] = True  # a webhook receiver on this machine, for trying it out
     if "TIDINGS_AUDIT_URL" not in os.environ:

@@ -225,3 +225,9 @@ def exclusive_code(tenant: str, code: str) -> str:
 def link(code: str) -> str:
     """Hash of one tracked link: tenant, notification, target, channel, campaign; its click counts."""
     return f"{PREFIX}link:{code}"
+
+
+# -- console ---------------------------------------------------------------------------------------
+def console_session(token_hash: str) -> str:
+    """Hash of one console session (tenant, API key hash, CSRF token); the cookie holds the token only."""
+    return f"{PREFIX}console:{token_hash}"

@@ -1,0 +1,275 @@
+"""Finding notifications and members: search forms (posted: no number in a URL), lists and timelines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
+
+from compliance.timing import cap_month
+from gateway.api.audit import _store
+from gateway.api.console.i18n import label
+from gateway.api.console.pages import record
+from gateway.api.console.render import DISPLAY_TZ, Refused, form, lang_of, page, sessions, signed_in
+from gateway.api.console.session import User
+from gateway.api.deps import services
+from gateway.api.notifications import _valid_id, notification_view
+from gateway.audit.chain import StoredEvent
+from gateway.errors import AuditStoreError, InvalidRecipient
+from gateway.models import Status
+from gateway.recipients import address_key, mask_address
+from gateway.state import keys
+
+PAGE = 50
+_SCAN_PAGES = 6  # pages of accepted events read at most to fill one filtered page
+MEMBER_RE_LEN = 32
+
+
+def parse_local(request: Request[Any, Any, Any], name: str, raw: str | None) -> int | None:
+    """A form's time: '2026-12-01 09:00' (Beijing time) or RFC 3339 with an offset -> epoch ms."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused(
+            422, f"{label(lang_of(request), 'bad_input')}: {label(lang_of(request), name)}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=DISPLAY_TZ)
+    return int(moment.timestamp() * 1000)
+
+
+def _member_hash(raw: str) -> str:
+    """A member hash from a URL: 32 lowercase hex characters, else 404 (nothing else is looked up)."""
+    if len(raw) != MEMBER_RE_LEN or any(c not in "0123456789abcdef" for c in raw):
+        raise Refused(404, "not found")
+    return raw
+
+
+async def _search_audit(request: Request[Any, Any, Any], user: User, **criteria: Any) -> list[StoredEvent]:
+    try:
+        found: list[StoredEvent] = await asyncio.to_thread(_store(request).search, user.tenant, **criteria)
+    except AuditStoreError as exc:
+        raise Refused(503, str(exc), user) from None
+    return found
+
+
+async def _rows(
+    request: Request[Any, Any, Any], user: User, accepted: list[StoredEvent]
+) -> list[dict[str, Any]]:
+    """One row per accepted event: the live record's status and content where Redis still holds it."""
+    store = services(request.app.state).store
+    found = await asyncio.gather(*(store.get(user.tenant, e.notification_id) for e in accepted))
+    rows = []
+    for e, hit in zip(accepted, found, strict=True):
+        view = notification_view(*hit) if hit else None
+        rows.append(
+            {
+                "id": e.notification_id,
+                "at": e.at_ms,
+                "channel": e.channel,
+                "to": e.address,
+                "status": view["status"] if view else "expired",
+                "template": (view or {}).get("template") or "",
+                "brand": (view or {}).get("brand") or "",
+            }
+        )
+    return rows
+
+
+async def notifications_of(
+    request: Request[Any, Any, Any],
+    user: User,
+    *,
+    member: str | None,
+    status: str | None,
+    since: int | None,
+    until: int | None,
+    before: int | None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first; a status filter reads a few pages of accepted events to fill one page."""
+    rows: list[dict[str, Any]] = []
+    cursor = before
+    for _ in range(_SCAN_PAGES if status else 1):
+        accepted = await _search_audit(
+            request,
+            user,
+            member=member,
+            since_ms=since,
+            until_ms=until,
+            types=["accepted"],
+            before_seq=cursor,
+            limit=PAGE,
+            descending=True,
+        )
+        page_rows = await _rows(request, user, accepted)
+        rows += [r for r in page_rows if not status or r["status"] == status]
+        cursor = accepted[-1].seq if accepted else None
+        if len(accepted) < PAGE or len(rows) >= PAGE:
+            break
+    more = cursor if cursor is not None and (len(rows) >= PAGE or len(accepted) == PAGE) else None
+    return rows, more
+
+
+def _address(request: Request[Any, Any, Any], user: User, raw: str) -> str:
+    try:
+        return address_key(raw, services(request.app.state).settings.default_region)
+    except InvalidRecipient as exc:
+        raise Refused(
+            422, f"{label(lang_of(request), 'bad_input')}: {exc}", user, "invalid_recipient"
+        ) from None
+
+
+async def look_up(request: Request[Any, Any, Any], user: User, raw: str) -> str:
+    """An address in any written form -> the member's keyed hash, remembered in the session, audited."""
+    address = _address(request, user, raw)
+    member = services(request.app.state).acceptor.members.of(address)
+    await sessions(request).remember(user, member, address)
+    await record(request, user, "member_lookup", member=member, masked=mask_address(address))
+    return member
+
+
+@get("/notifications")
+async def notifications_page(
+    request: Request[Any, Any, Any],
+    member: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    from_: FromQuery[str | None] = None,
+    to: FromQuery[str | None] = None,
+    before: FromQuery[int | None] = None,
+) -> Template:
+    """The search form and the newest notifications matching it."""
+    user = await signed_in(request)
+    wanted = status if status in set(Status) else None
+    rows, more = await notifications_of(
+        request,
+        user,
+        member=_member_hash(member) if member else None,
+        status=wanted,
+        since=parse_local(request, "from", from_),
+        until=parse_local(request, "to", to),
+        before=before,
+    )
+    masked = None
+    if member:
+        address = await sessions(request).address_of(user, member)
+        masked = mask_address(address) if address else None
+    return page(
+        request,
+        "notifications.html",
+        user,
+        rows=rows,
+        more=more,
+        statuses=[s.value for s in Status if s != Status.REJECTED],
+        filters={"member": member or "", "status": wanted or "", "from_": from_ or "", "to": to or ""},
+        masked=masked,
+    )
+
+
+@post("/notifications", status_code=303)
+async def notifications_search(request: Request[Any, Any, Any]) -> Response[Any]:
+    """A posted search: a notification id opens it; an address becomes a keyed hash in the URL."""
+    user = await signed_in(request)
+    fields = await form(request, user)
+    q = fields.get("q", "").strip()
+    if q.startswith("ntf_"):
+        if not _valid_id(q):
+            raise Refused(404, label(lang_of(request), "not_found"), user)
+        return Redirect(f"/console/notifications/{q}", status_code=303)
+    params = {k: fields.get(k, "").strip() for k in ("status", "from", "to")}
+    for name in ("from", "to"):
+        parse_local(request, name, params[name])
+    if q:
+        params["member"] = await look_up(request, user, q)
+    query = urlencode({("from_" if k == "from" else k): v for k, v in params.items() if v})
+    return Redirect(f"/console/notifications?{query}", status_code=303)
+
+
+@get("/notifications/{ntf_id:str}")
+async def notification_page(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Template:
+    """One notification: what was sent, to whom (masked), and every event, reason and attempt."""
+    user = await signed_in(request)
+    found = await services(request.app.state).store.get(user.tenant, ntf_id) if _valid_id(ntf_id) else None
+    if found is None:
+        raise Refused(404, label(lang_of(request), "not_found"), user)
+    view = notification_view(*found)
+    return page(request, "notification.html", user, n=view)
+
+
+@get("/members")
+async def members_page(request: Request[Any, Any, Any]) -> Template:
+    """The member search form."""
+    user = await signed_in(request)
+    return page(request, "members.html", user)
+
+
+@post("/members", status_code=303)
+async def members_search(request: Request[Any, Any, Any]) -> Response[Any]:
+    """A posted address -> the member's page, named by keyed hash."""
+    user = await signed_in(request)
+    fields = await form(request, user)
+    member = await look_up(request, user, fields.get("address", ""))
+    return Redirect(f"/console/members/{member}", status_code=303)
+
+
+@get("/members/{member:str}")
+async def member_page(request: Request[Any, Any, Any], member: FromPath[str]) -> Template:
+    """A member: their notifications, opt-outs, series and this month's marketing cap use."""
+    user = await signed_in(request)
+    member = _member_hash(member)
+    svc = services(request.app.state)
+    redis = svc.store.redis
+    address = await sessions(request).address_of(user, member)
+    month, _ = cap_month(time.time(), "Asia/Shanghai")
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.optouts(user.tenant, member))
+        pipe.get(keys.cap(user.tenant, member, month))
+        pipe.smembers(keys.member_series(user.tenant, member))
+        optouts_raw, cap_raw, series_ids = await pipe.execute()
+    optouts = sorted(
+        (msgspec.json.decode(v) for v in optouts_raw.values()), key=lambda e: str(e.get("since", ""))
+    )
+    series = [
+        v
+        for v in await asyncio.gather(
+            *(svc.series.view(user.tenant, s.decode()) for s in sorted(series_ids)[:50])
+        )
+        if v
+    ]
+    rows, more = await notifications_of(
+        request, user, member=member, status=None, since=None, until=None, before=None
+    )
+    policy_cap = svc.acceptor.policy.rules(user.tenant, None).monthly_cap
+    return page(
+        request,
+        "member.html",
+        user,
+        member=member,
+        masked=mask_address(address) if address else None,
+        optouts=optouts,
+        cap_used=int(cap_raw or 0),
+        cap_limit=policy_cap,
+        month=month,
+        series=series,
+        rows=rows,
+        more=more,
+    )
+
+
+HANDLERS = [
+    notifications_page,
+    notifications_search,
+    notification_page,
+    members_page,
+    members_search,
+    member_page,
+]

@@ -1,0 +1,188 @@
+"""The console over plain HTTP, as a careless or hostile caller uses it: redirects, tokens, sessions,
+headers, bad input, and the actions that change state (each one audited)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from gateway.api.auth import hash_key
+from gateway.state import keys
+from tests.conftest import API_KEY, TENANT, Stack, make_key, points_expiry, statuses, wait_for
+
+pytestmark = pytest.mark.integration
+
+PHONE = "13812345678"
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def signed_in(stack: Stack, key: str = API_KEY) -> httpx.Client:
+    client = httpx.Client(base_url=stack.api_url, timeout=10, follow_redirects=False)
+    form = client.get("/console/login")
+    answer = client.post(
+        "/console/login", data={"csrf": _csrf(form.text), "api_key": key, "next": "/console/"}
+    )
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def console_events(stack: Stack) -> list[dict[str, Any]]:
+    with stack.client() as c:
+        return [
+            e for e in c.get("/v1/audit/events", params={"type": "console", "limit": 1000}).json()["events"]
+        ]
+
+
+def test_the_console_is_not_in_the_api_document_and_every_page_carries_the_security_headers(
+    stack: Stack,
+) -> None:
+    paths = httpx.get(f"{stack.api_url}/schema/openapi.json").json()["paths"]
+    assert not [p for p in paths if p.startswith("/console")]
+    client = signed_in(stack)
+    for path in (
+        "/console/login",
+        "/console/",
+        "/console/notifications",
+        "/console/audit",
+        "/console/nope/x",
+    ):
+        answer = client.get(path)
+        if answer.status_code == 404 and path.endswith("/x"):
+            continue
+        csp = answer.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["cache-control"] == "no-store"
+        assert "unsafe-inline" not in csp
+
+
+def test_sign_in_refuses_a_missing_token_an_unknown_key_and_redirects_only_to_its_own_pages(
+    stack: Stack,
+) -> None:
+    client = httpx.Client(base_url=stack.api_url, timeout=10, follow_redirects=False)
+    token = _csrf(client.get("/console/login").text)
+    assert client.post("/console/login", data={"api_key": API_KEY}).status_code == 403
+    assert client.post("/console/login", data={"csrf": "x" * 30, "api_key": API_KEY}).status_code == 403
+    for wrong in ("nope", "k" * 5000):
+        answer = client.post("/console/login", data={"csrf": token, "api_key": wrong})
+        assert answer.status_code == 401
+        token = _csrf(answer.text)  # the failed form comes back with a fresh token
+    assert "tidings_console" not in client.cookies
+    for evil in ("//evil.example/x", "https://evil.example/", "/console//evil.example", "/\\evil.example"):
+        token = _csrf(client.get("/console/login").text)
+        answer = client.post("/console/login", data={"csrf": token, "api_key": API_KEY, "next": evil})
+        assert answer.status_code == 303 and answer.headers["location"] == "/console", evil
+        back = client.get("/console/lang/en", params={"back": evil})
+        assert back.headers["location"] == "/console", evil
+    # A page without a session sends the browser to sign in, a post too (nothing is done).
+    fresh = httpx.Client(base_url=stack.api_url, timeout=10, follow_redirects=False)
+    assert (
+        fresh.get("/console/audit").headers["location"].startswith("/console/login?next=%2Fconsole%2Faudit")
+    )
+    assert fresh.post("/console/optouts", data={"address": PHONE}).status_code == 303
+    with stack.client() as c:
+        assert c.get(f"/v1/optouts/{PHONE}").json()["opted_out"] is False
+
+
+def test_deleting_a_key_ends_its_sessions_and_scopes_are_read_on_every_request(stack: Stack) -> None:
+    make_key(stack.redis_url, "short-lived-key-0123456789", TENANT, ["notify", "audit:read"])
+    client = signed_in(stack, "short-lived-key-0123456789")
+    assert client.get("/console/audit").status_code == 200
+    r = redis.Redis.from_url(stack.redis_url)
+    r.hset(keys.api_key(hash_key("short-lived-key-0123456789")), "scopes", "notify")
+    assert client.get("/console/audit").status_code == 403
+    session = keys.console_session(hashlib.sha256(client.cookies["tidings_console"].encode()).hexdigest())
+    assert r.exists(session)
+    r.delete(keys.api_key(hash_key("short-lived-key-0123456789")))
+    assert client.get("/console/").status_code == 303
+    assert not r.exists(session)  # the session went with its key
+    assert client.get("/console/notifications").headers["location"].startswith("/console/login")
+
+
+def test_bad_input_gets_a_page_with_a_status_not_a_crash(stack: Stack) -> None:
+    client = signed_in(stack)
+    csrf = _csrf(client.get("/console/").text)
+    assert client.get("/console/members/not-a-hash").status_code == 404
+    assert client.get("/console/members/" + "A" * 32).status_code == 404
+    assert client.get("/console/notifications/ntf_nope").status_code == 404
+    assert client.get("/console/notifications", params={"from_": "yesterday"}).status_code == 422
+    assert client.get("/console/audit", params={"to": "2026-13-45"}).status_code == 422
+    assert client.get("/console/audit", params={"before": "x"}).status_code in (400, 422)
+    assert client.get("/console/series/" + "ü" * 10).status_code == 404
+    bad = client.post("/console/members", data={"csrf": csrf, "address": "12345"})
+    assert bad.status_code == 422 and 'id="code">invalid_recipient<' in bad.text
+    assert client.post("/console/notifications", data={"csrf": csrf, "q": "ntf_<script>"}).status_code == 404
+    huge = client.post("/console/members", data={"csrf": csrf, "address": "1" * 100_000})
+    assert huge.status_code in (413, 422)
+    # Whatever was typed comes back escaped.
+    typed = client.post("/console/members", data={"csrf": csrf, "address": "<b>x</b>@example.com"})
+    assert "<b>x</b>" not in typed.text
+
+
+def test_a_dead_letter_replayed_from_the_console_is_delivered_and_the_replay_audited(
+    stack_factory: Any,
+) -> None:
+    stack = stack_factory(max_attempts=2)
+    stack.faults(channel="sms", error_rate=1.0, mode="http_500")
+    with stack.client() as c:
+        ids = [c.post("/v1/notify", json=points_expiry(f"1380000000{i}")).json()["id"] for i in range(3)]
+    wait_for(lambda: statuses(stack, ids) == {"failed": 3}, timeout=30, interval=0.3)
+    stack.clear_faults()
+    client = signed_in(stack)
+    page = client.get("/console/dead-letters")
+    assert all(i in page.text for i in ids) and "13800000000" not in page.text
+    one = client.post("/console/dead-letters/replay", data={"csrf": _csrf(page.text), "id": ids[0]})
+    assert one.status_code == 303
+    wait_for(lambda: statuses(stack, [ids[0]]) == {"delivered": 1}, timeout=20, interval=0.3)
+    rest = client.post("/console/dead-letters/replay", data={"csrf": _csrf(page.text)})
+    assert rest.status_code == 303
+    wait_for(lambda: statuses(stack, ids) == {"delivered": 3}, timeout=20, interval=0.3)
+    with stack.client() as c:
+        timeline = c.get(f"/v1/notifications/{ids[1]}").json()["events"]
+    assert any(e["type"] == "replayed" and e["source"] == "console" for e in timeline)
+    actions = wait_for(
+        lambda: (
+            [e["data"]["target"] for e in console_events(stack) if e["data"]["action"] == "dlq_replay"]
+            or None
+        ),
+        timeout=20,
+    )
+    assert actions == [ids[0], "all"]
+    # Without its token the replay is refused.
+    assert client.post("/console/dead-letters/replay", data={"id": ids[0]}).status_code == 403
+
+
+def test_the_console_export_is_csv_with_the_filters_applied_and_audited(stack: Stack) -> None:
+    with stack.client() as c:
+        ntf = c.post("/v1/notify", json=points_expiry(PHONE)).json()["id"]
+        c.post("/v1/notify", json=points_expiry("13900001111"))
+    wait_for(lambda: statuses(stack, [ntf]) == {"delivered": 1}, timeout=20, interval=0.3)
+    client = signed_in(stack)
+    found = client.post(
+        "/console/audit", data={"csrf": _csrf(client.get("/console/").text), "address": PHONE}
+    )
+    member = found.headers["location"].split("member=")[1].split("&")[0]
+    wait_for(lambda: ntf in client.get(f"/console/audit?member={member}").text, timeout=20, interval=0.3)
+    export = client.get("/console/audit/export", params={"member": member})
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    lines = export.text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("seq,id,at,type")
+    assert lines[1:] and all(ntf in line or "console" in line for line in lines[1:])
+    assert PHONE not in export.text
+    kinds = wait_for(
+        lambda: (
+            {e["data"]["action"] for e in console_events(stack)}
+            >= {"sign_in", "member_lookup", "audit_export"}
+        ),
+        timeout=20,
+    )
+    assert kinds
