@@ -186,3 +186,14 @@ def test_the_console_export_is_csv_with_the_filters_applied_and_audited(stack: S
         timeout=20,
     )
     assert kinds
+
+
+def test_a_templates_only_key_signs_in_but_sees_no_member_data(stack: Stack) -> None:
+    make_key(stack.redis_url, "templates-key-0123456789", TENANT, ["templates"])
+    client = signed_in(stack, "templates-key-0123456789")
+    home = client.get("/console/")
+    assert home.status_code == 200 and "/console/notifications" not in home.text
+    for path in ("/console/notifications", "/console/members", "/console/series", "/console/campaigns"):
+        assert client.get(path).status_code == 403, path
+    refused = client.post("/console/members", data={"csrf": _csrf(home.text), "address": PHONE})
+    assert refused.status_code == 403 and 'id="code">insufficient_scope<' in refused.text

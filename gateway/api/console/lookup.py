@@ -28,6 +28,7 @@ from gateway.recipients import address_key, mask_address
 from gateway.state import keys
 
 PAGE = 50
+SCOPE = "notify"  # as GET /v1/notifications/{id}: a key that may send may look its sends up
 _SCAN_PAGES = 6  # pages of accepted events read at most to fill one filtered page
 MEMBER_RE_LEN = 32
 
@@ -148,7 +149,7 @@ async def notifications_page(
     before: FromQuery[int | None] = None,
 ) -> Template:
     """The search form and the newest notifications matching it."""
-    user = await signed_in(request)
+    user = await signed_in(request, SCOPE)
     wanted = status if status in set(Status) else None
     rows, more = await notifications_of(
         request,
@@ -178,7 +179,7 @@ async def notifications_page(
 @post("/notifications", status_code=303)
 async def notifications_search(request: Request[Any, Any, Any]) -> Response[Any]:
     """A posted search: a notification id opens it; an address becomes a keyed hash in the URL."""
-    user = await signed_in(request)
+    user = await signed_in(request, SCOPE)
     fields = await form(request, user)
     q = fields.get("q", "").strip()
     if q.startswith("ntf_"):
@@ -197,7 +198,7 @@ async def notifications_search(request: Request[Any, Any, Any]) -> Response[Any]
 @get("/notifications/{ntf_id:str}")
 async def notification_page(request: Request[Any, Any, Any], ntf_id: FromPath[str]) -> Template:
     """One notification: what was sent, to whom (masked), and every event, reason and attempt."""
-    user = await signed_in(request)
+    user = await signed_in(request, SCOPE)
     found = await services(request.app.state).store.get(user.tenant, ntf_id) if _valid_id(ntf_id) else None
     if found is None:
         raise Refused(404, label(lang_of(request), "not_found"), user)
@@ -208,14 +209,14 @@ async def notification_page(request: Request[Any, Any, Any], ntf_id: FromPath[st
 @get("/members")
 async def members_page(request: Request[Any, Any, Any]) -> Template:
     """The member search form."""
-    user = await signed_in(request)
+    user = await signed_in(request, SCOPE)
     return page(request, "members.html", user)
 
 
 @post("/members", status_code=303)
 async def members_search(request: Request[Any, Any, Any]) -> Response[Any]:
     """A posted address -> the member's page, named by keyed hash."""
-    user = await signed_in(request)
+    user = await signed_in(request, SCOPE)
     fields = await form(request, user)
     member = await look_up(request, user, fields.get("address", ""))
     return Redirect(f"/console/members/{member}", status_code=303)
@@ -224,7 +225,7 @@ async def members_search(request: Request[Any, Any, Any]) -> Response[Any]:
 @get("/members/{member:str}")
 async def member_page(request: Request[Any, Any, Any], member: FromPath[str]) -> Template:
     """A member: their notifications, opt-outs, series and this month's marketing cap use."""
-    user = await signed_in(request)
+    user = await signed_in(request, SCOPE)
     member = _member_hash(member)
     svc = services(request.app.state)
     redis = svc.store.redis

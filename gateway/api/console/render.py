@@ -152,13 +152,17 @@ def lang_of(request: Request[Any, Any, Any]) -> str:
 
 def nav(user: User, settings_simulator: bool) -> list[tuple[str, str]]:
     """The menu: only what the key may see."""
-    items = [("notifications", "/console/notifications"), ("members", "/console/members")]
+    items: list[tuple[str, str]] = []
+    if user.can("notify"):
+        items += [("notifications", "/console/notifications"), ("members", "/console/members")]
     if user.can("audit:read"):
         items.append(("audit", "/console/audit"))
     if user.can("optouts"):
         items.append(("optouts", "/console/optouts"))
+    if user.can("audit:read"):
+        items.append(("campaigns", "/console/campaigns"))
     if user.can("notify"):
-        items += [("campaigns", "/console/campaigns"), ("series", "/console/series")]
+        items.append(("series", "/console/series"))
     if user.can("admin"):
         items += [("dead_letters", "/console/dead-letters"), ("providers", "/console/providers")]
     if settings_simulator:
