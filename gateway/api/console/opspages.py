@@ -70,13 +70,13 @@ async def campaigns_page(request: Request[Any, Any, Any], name: FromQuery[str | 
 
 
 @get("/series")
-async def series_page(request: Request[Any, Any, Any], before: FromQuery[float | None] = None) -> Template:
+async def series_page(request: Request[Any, Any, Any], after: FromQuery[float | None] = None) -> Template:
     """Steps due next, soonest first, each with its series (one series' steps are a click away)."""
     user = await signed_in(request, "notify")
     svc = services(request.app.state)
     due: list[Any] = await svc.store.redis.zrangebyscore(
         keys.series_due(user.tenant),
-        before if before is not None else "-inf",
+        f"({after!r}" if after is not None else "-inf",
         "+inf",
         start=0,
         num=PAGE,
@@ -100,11 +100,20 @@ async def one_series(request: Request[Any, Any, Any], sid: FromPath[str]) -> Tem
 
 
 @get("/dead-letters")
-async def dead_letters_page(request: Request[Any, Any, Any]) -> Template:
-    """Notifications that used up their retries, newest first, with replay."""
+async def dead_letters_page(
+    request: Request[Any, Any, Any], before: FromQuery[float | None] = None
+) -> Template:
+    """Notifications that used up their retries, newest first, a page at a time, with replay."""
     user = await signed_in(request, "admin")
     store = services(request.app.state).store
-    raw: list[Any] = await store.redis.zrevrange(keys.dead_letters(user.tenant), 0, PAGE - 1, withscores=True)
+    raw: list[Any] = await store.redis.zrevrangebyscore(
+        keys.dead_letters(user.tenant),
+        f"({before!r}" if before is not None else "+inf",
+        "-inf",
+        start=0,
+        num=PAGE,
+        withscores=True,
+    )
     rows = []
     for member, score in raw:
         ntf_id = member.decode() if isinstance(member, bytes) else str(member)
@@ -120,7 +129,8 @@ async def dead_letters_page(request: Request[Any, Any, Any]) -> Template:
             }
         )
     total = await store.redis.zcard(keys.dead_letters(user.tenant))
-    return page(request, "dead_letters.html", user, rows=rows, total=total, message=None)
+    more = rows[-1]["at"] if len(rows) == PAGE else None
+    return page(request, "dead_letters.html", user, rows=rows, total=total, more=more)
 
 
 @post("/dead-letters/replay", status_code=303)
