@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -254,3 +255,39 @@ def test_audit_pages_walk_the_whole_log_newest_first_without_gaps_or_repeats(sta
     assert sorted(_walk(client, f"/console/audit?member={member}&type_=sent")) == [
         i + 1 for i in range(260) if i % 3 == 1
     ]
+
+
+def test_notifications_are_found_by_campaign_and_status_over_pages(stack: Stack) -> None:
+    with stack.client() as c:
+        spring = [
+            c.post(
+                "/v1/notify", json=points_expiry(f"1380000{i:04d}", metadata={"campaign": "spring"})
+            ).json()["id"]
+            for i in range(60)
+        ]
+        other = [c.post("/v1/notify", json=points_expiry(f"1370000{i:04d}")).json()["id"] for i in range(5)]
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86_400))
+        cancelled = c.post("/v1/notify", json=points_expiry("13700000000", send_at=later)).json()["id"]
+        assert c.post(f"/v1/notifications/{cancelled}/cancel").status_code == 200
+    wait_for(lambda: statuses(stack, spring + other) == {"delivered": 65}, timeout=30, interval=0.3)
+    client = signed_in(stack)
+
+    def listed(path: str) -> list[str]:
+        ids: list[str] = []
+        while path:
+            answer = client.get(path)
+            assert answer.status_code == 200
+            ids += re.findall(r'<a href="/console/notifications/(ntf_\w+)">', answer.text)
+            older = re.search(r'<a id="older" href="([^"]+)"', answer.text)
+            path = older.group(1).replace("&amp;", "&") if older else ""
+        return ids
+
+    wait_for(lambda: len(listed("/console/notifications")) == 66, timeout=20, interval=0.5)
+    assert sorted(listed("/console/notifications?campaign=spring")) == sorted(spring)
+    assert listed("/console/notifications?status=cancelled") == [cancelled]
+    form = client.post(
+        "/console/notifications",
+        data={"csrf": _csrf(client.get("/console/").text), "campaign": "spring", "status": "delivered"},
+    )
+    assert form.status_code == 303 and "campaign=spring" in form.headers["location"]
+    assert sorted(listed(form.headers["location"])) == sorted(spring)

@@ -12,10 +12,9 @@ from litestar.params import FromQuery
 from litestar.response import Redirect, Stream, Template
 
 from gateway.api.audit import CSV_COLUMNS, _store, csv_rows, event_view
-from gateway.api.console.lookup import _member_hash, _search_audit, look_up, parse_local
+from gateway.api.console.lookup import _member_hash, event_page, look_up, older_link, parse_local
 from gateway.api.console.pages import record
 from gateway.api.console.render import Refused, form, page, signed_in
-from gateway.api.console.session import User
 from gateway.api.deps import services
 from gateway.audit import stream as audit
 from gateway.audit.chain import StoredEvent
@@ -54,16 +53,8 @@ async def audit_page(
     a member's events by (member, seq), a time window by (time, seq), else by (type, seq) or seq."""
     user = await signed_in(request, SCOPE)
     criteria = _criteria(request, member, type_, from_, to)
-    by_time = criteria["member"] is None and (
-        criteria["since_ms"] is not None or criteria["until_ms"] is not None
-    )
-    if by_time:
-        cursor = (before_at, before) if before_at is not None and before is not None else None
-        found = await _recent(request, user, criteria, cursor)
-        more = {"before_at": found[-1].at_ms, "before": found[-1].seq} if len(found) == PAGE else None
-    else:
-        found = await _search_audit(request, user, **criteria, before_seq=before, limit=PAGE, descending=True)
-        more = {"before": found[-1].seq} if len(found) == PAGE else None
+    cursor = {k: v for k, v in (("before", before), ("before_at", before_at)) if v is not None}
+    found, more = await event_page(request, user, **criteria, cursor=cursor or None)
     filters = {
         "member": member or "",
         "type_": criteria["types"][0] if criteria["types"] else "",
@@ -75,7 +66,7 @@ async def audit_page(
         "audit.html",
         user,
         rows=[event_view(e) for e in found],
-        older=urlencode({**{k: v for k, v in filters.items() if v}, **more}) if more else None,
+        older=older_link(filters, more),
         types=audit.TYPES,
         filters=filters,
         export=urlencode({k: v for k, v in filters.items() if v}),
@@ -97,25 +88,6 @@ async def audit_search(request: Request[Any, Any, Any]) -> Response[Any]:
     if fields.get("address", "").strip():
         params["member"] = await look_up(request, user, fields["address"])
     return Redirect(f"/console/audit?{urlencode({k: v for k, v in params.items() if v})}", status_code=303)
-
-
-async def _recent(
-    request: Request[Any, Any, Any], user: User, criteria: dict[str, Any], cursor: tuple[int, int] | None
-) -> list[StoredEvent]:
-    store = _store(request)
-    try:
-        found: list[StoredEvent] = await asyncio.to_thread(
-            store.recent,
-            user.tenant,
-            since_ms=criteria["since_ms"],
-            until_ms=criteria["until_ms"],
-            types=criteria["types"],
-            before=cursor,
-            limit=PAGE,
-        )
-    except AuditStoreError as exc:
-        raise Refused(503, str(exc), user) from None
-    return found
 
 
 def _pages(store: AuditStore, tenant: str, criteria: dict[str, Any]) -> Iterator[list[StoredEvent]]:

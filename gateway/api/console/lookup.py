@@ -56,12 +56,51 @@ def _member_hash(raw: str) -> str:
     return raw
 
 
-async def _search_audit(request: Request[Any, Any, Any], user: User, **criteria: Any) -> list[StoredEvent]:
+Cursor = dict[str, int]  # the query parameters of the next page: before (seq) and, by time, before_at
+
+
+async def event_page(
+    request: Request[Any, Any, Any],
+    user: User,
+    *,
+    member: str | None,
+    types: list[str],
+    since_ms: int | None,
+    until_ms: int | None,
+    cursor: Cursor | None,
+    limit: int = PAGE,
+) -> tuple[list[StoredEvent], Cursor | None]:
+    """A page of events newest first, and the cursor of the next: one index walk each, whatever the
+    log holds: a member by (member, seq), a time window by (time, seq), else by (type, seq) or seq."""
+    store = _store(request)
+    cursor = cursor or {}
     try:
-        found: list[StoredEvent] = await asyncio.to_thread(_store(request).search, user.tenant, **criteria)
+        if member is None and (since_ms is not None or until_ms is not None):
+            at, seq = cursor.get("before_at"), cursor.get("before")
+            found: list[StoredEvent] = await asyncio.to_thread(
+                store.recent,
+                user.tenant,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                types=types,
+                before=(at, seq) if at is not None and seq is not None else None,
+                limit=limit,
+            )
+            more = {"before_at": found[-1].at_ms, "before": found[-1].seq} if len(found) == limit else None
+        else:
+            found = await asyncio.to_thread(
+                store.search,
+                user.tenant,
+                member=member,
+                types=types,
+                before_seq=cursor.get("before"),
+                limit=limit,
+                descending=True,
+            )
+            more = {"before": found[-1].seq} if len(found) == limit else None
     except AuditStoreError as exc:
         raise Refused(503, str(exc), user) from None
-    return found
+    return found, more
 
 
 async def _rows(
@@ -82,6 +121,7 @@ async def _rows(
                 "status": view["status"] if view else "expired",
                 "template": (view or {}).get("template") or "",
                 "brand": (view or {}).get("brand") or "",
+                "campaign": str(((view or {}).get("metadata") or {}).get("campaign", "")),
             }
         )
     return rows
@@ -92,33 +132,28 @@ async def notifications_of(
     user: User,
     *,
     member: str | None,
-    status: str | None,
-    since: int | None,
-    until: int | None,
-    before: int | None,
-) -> tuple[list[dict[str, Any]], int | None]:
-    """Newest first; a status filter reads a few pages of accepted events to fill one page."""
+    status: str | None = None,
+    campaign: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    cursor: Cursor | None = None,
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """Newest first, from the accepted events; a status or campaign (the live record's) filters
+    what a few pages of them hold, so a filtered page costs a bounded number of look-ups."""
     rows: list[dict[str, Any]] = []
-    cursor = before
-    for _ in range(_SCAN_PAGES if status else 1):
-        accepted = await _search_audit(
-            request,
-            user,
-            member=member,
-            since_ms=since,
-            until_ms=until,
-            types=["accepted"],
-            before_seq=cursor,
-            limit=PAGE,
-            descending=True,
+    filtered = bool(status or campaign)
+    for _ in range(_SCAN_PAGES if filtered else 1):
+        accepted, cursor = await event_page(
+            request, user, member=member, types=["accepted"], since_ms=since, until_ms=until, cursor=cursor
         )
-        page_rows = await _rows(request, user, accepted)
-        rows += [r for r in page_rows if not status or r["status"] == status]
-        cursor = accepted[-1].seq if accepted else None
-        if len(accepted) < PAGE or len(rows) >= PAGE:
+        rows += [
+            r
+            for r in await _rows(request, user, accepted)
+            if (not status or r["status"] == status) and (not campaign or r["campaign"] == campaign)
+        ]
+        if cursor is None or len(rows) >= PAGE:
             break
-    more = cursor if cursor is not None and (len(rows) >= PAGE or len(accepted) == PAGE) else None
-    return rows, more
+    return rows, cursor
 
 
 def _address(request: Request[Any, Any, Any], user: User, raw: str) -> str:
@@ -144,36 +179,54 @@ async def notifications_page(
     request: Request[Any, Any, Any],
     member: FromQuery[str | None] = None,
     status: FromQuery[str | None] = None,
+    campaign: FromQuery[str | None] = None,
     from_: FromQuery[str | None] = None,
     to: FromQuery[str | None] = None,
     before: FromQuery[int | None] = None,
+    before_at: FromQuery[int | None] = None,
 ) -> Template:
     """The search form and the newest notifications matching it."""
     user = await signed_in(request, SCOPE)
     wanted = status if status in set(Status) else None
+    cursor = {k: v for k, v in (("before", before), ("before_at", before_at)) if v is not None}
     rows, more = await notifications_of(
         request,
         user,
         member=_member_hash(member) if member else None,
         status=wanted,
+        campaign=(campaign or "").strip()[:200] or None,
         since=parse_local(request, "from", from_),
         until=parse_local(request, "to", to),
-        before=before,
+        cursor=cursor or None,
     )
     masked = None
     if member:
         address = await sessions(request).address_of(user, member)
         masked = mask_address(address) if address else None
+    filters = {
+        "member": member or "",
+        "status": wanted or "",
+        "campaign": (campaign or "").strip()[:200],
+        "from_": from_ or "",
+        "to": to or "",
+    }
     return page(
         request,
         "notifications.html",
         user,
         rows=rows,
-        more=more,
+        older=older_link(filters, more),
         statuses=[s.value for s in Status if s != Status.REJECTED],
-        filters={"member": member or "", "status": wanted or "", "from_": from_ or "", "to": to or ""},
+        filters=filters,
         masked=masked,
     )
+
+
+def older_link(filters: dict[str, str], more: Cursor | None) -> str | None:
+    """The query string of the next page: the same filters, the cursor after this page."""
+    if more is None:
+        return None
+    return urlencode({**{k: v for k, v in filters.items() if v}, **more})
 
 
 @post("/notifications", status_code=303)
@@ -186,7 +239,7 @@ async def notifications_search(request: Request[Any, Any, Any]) -> Response[Any]
         if not _valid_id(q):
             raise Refused(404, label(lang_of(request), "not_found"), user)
         return Redirect(f"/console/notifications/{q}", status_code=303)
-    params = {k: fields.get(k, "").strip() for k in ("status", "from", "to")}
+    params = {k: fields.get(k, "").strip() for k in ("status", "campaign", "from", "to")}
     for name in ("from", "to"):
         parse_local(request, name, params[name])
     if q:
@@ -246,9 +299,7 @@ async def member_page(request: Request[Any, Any, Any], member: FromPath[str]) ->
         )
         if v
     ]
-    rows, more = await notifications_of(
-        request, user, member=member, status=None, since=None, until=None, before=None
-    )
+    rows, more = await notifications_of(request, user, member=member)
     policy_cap = svc.acceptor.policy.rules(user.tenant, None).monthly_cap
     return page(
         request,
@@ -262,7 +313,7 @@ async def member_page(request: Request[Any, Any, Any], member: FromPath[str]) ->
         month=month,
         series=series,
         rows=rows,
-        more=more,
+        older=older_link({"member": member}, more),
     )
 
 
