@@ -153,6 +153,7 @@ def _serve_api_and_simulator(
             up()
             print(
                 f"\nTidings is up.\n  API        {api_url}   (OpenAPI: {api_url}/schema/openapi.json)\n"
+                f"  console    {api_url}/console   (sign in with the API key)\n"
                 f"  simulator  {sim_url}/messages\n  API key    {settings.api_key}   (tenant {settings.dev_tenant})\n"
                 f"  data dir   {shown[1]}\n  redis      {shown[0]}\n  audit log  {settings.audit_url}\n"
                 "Ctrl-C stops everything.\n",

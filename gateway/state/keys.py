@@ -231,3 +231,8 @@ def link(code: str) -> str:
 def console_session(token_hash: str) -> str:
     """Hash of one console session (tenant, API key hash, CSRF token); the cookie holds the token only."""
     return f"{PREFIX}console:{token_hash}"
+
+
+def console_failures(client: str) -> str:
+    """Counter of wrong keys posted to the console's sign-in from one address in the last minute."""
+    return f"{PREFIX}console-fail:{client}"

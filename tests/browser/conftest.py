@@ -22,9 +22,10 @@ CHROMIUM = os.environ.get("CONSOLE_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS", str(ROOT / "var" / "screenshots")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless chromium for the session."""
+    """One headless chromium per test module. Not for the session: Playwright's sync API keeps an
+    event loop running in this thread while it is open, and the tests after these call asyncio.run."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         if os.environ.get("BROWSER_REQUIRED"):
             pytest.fail(f"no chromium at {CHROMIUM} (BROWSER_REQUIRED is set)")

@@ -103,7 +103,7 @@ def test_an_auditor_finds_a_member_reads_a_timeline_verifies_the_chain_and_sees_
     # The notification whose metadata holds a script: shown as text, never run.
     page.click(f"text={hostile}")
     page.wait_for_url(re.compile(f".*/console/notifications/{hostile}$"))
-    assert page.inner_text("#status") == "delivered"
+    assert page.inner_text("#status") == "已送达"
     timeline = page.inner_text("#events")
     for kind in ("accepted", "compliance", "attempt", "sent", "receipt"):
         assert kind in timeline
@@ -155,7 +155,7 @@ def test_an_auditor_finds_a_member_reads_a_timeline_verifies_the_chain_and_sees_
         assert answer is not None and answer.status == 200, name
         if name == "campaign":
             funnel = page.text_content("#funnel") or ""
-            assert "delivered" in funnel and "1 (100.0%)" in funnel
+            assert "已送达" in funnel and "1 (100.0%)" in funnel
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
     assert "+86138****5678" in page.inner_text("#inbox") and PHONE not in page.inner_text("#inbox")
 

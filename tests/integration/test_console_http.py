@@ -291,3 +291,96 @@ def test_notifications_are_found_by_campaign_and_status_over_pages(stack: Stack)
     )
     assert form.status_code == 303 and "campaign=spring" in form.headers["location"]
     assert sorted(listed(form.headers["location"])) == sorted(spring)
+
+
+def test_every_kind_of_notification_page_renders_with_numbers_in_free_text_masked(stack: Stack) -> None:
+    email = {**points_expiry(), "channel": "email", "to": {"email": "li.nvshi@example.com"}}
+    push = {
+        "to": {"push_token": "fcm-token-0123456789abcdef"},
+        "channel": "push",
+        "category": "transactional",
+        "brand": "星耀商城",
+        "template": "points_credited",
+        "params": {"name": "李女士", "points": 100, "balance": 28700},
+    }
+    with stack.client() as c:
+        assert c.put(f"/v1/optouts/{PHONE}", json={}).status_code in (200, 201)
+        ids = [
+            c.post("/v1/notify", json=email).json()["id"],
+            c.post("/v1/notify", json=push).json()["id"],
+            c.post("/v1/notify", json=points_expiry(PHONE)).json()["id"],  # suppressed: opted out
+            c.post(
+                "/v1/notify", json=points_expiry("13800000001", metadata={"note": "客户来电 13912345678"})
+            ).json()["id"],
+        ]
+    client = signed_in(stack)
+    for ntf in ids:
+        answer = client.get(f"/console/notifications/{ntf}")
+        assert answer.status_code == 200, (ntf, answer.text[-500:])
+    suppressed = client.get(f"/console/notifications/{ids[2]}").text
+    assert "已拦截" in suppressed and "opted_out" in suppressed
+    noted = client.get(f"/console/notifications/{ids[3]}").text
+    assert "13912345678" not in noted and "139****5678" in noted
+    assert "li.nvshi@example.com" not in client.get(f"/console/notifications/{ids[0]}").text
+
+
+def test_changes_redirect_after_posting_and_bad_values_are_refused_not_widened(stack: Stack) -> None:
+    client = signed_in(stack)
+    csrf = _csrf(client.get("/console/").text)
+    member = client.post("/console/optouts", data={"csrf": csrf, "address": PHONE}).headers["location"]
+    out = client.post(
+        f"{member}/out", data={"csrf": csrf, "channel": "sms", "reason": "来电要求 13912345678"}
+    )
+    assert out.status_code == 303 and out.headers["location"] == f"{member}?m=done"
+    again = client.post(f"{member}/out", data={"csrf": csrf, "channel": "sms"})
+    assert again.headers["location"] == f"{member}?m=nothing_changed"
+    shown = client.get(f"{member}?m=done").text
+    assert "已完成" in shown and "13912345678" not in shown
+    wide = client.post(f"{member}/out", data={"csrf": csrf, "channel": "fax"})
+    assert wide.status_code == 422
+    with stack.client() as c:
+        entries = c.get(f"/v1/optouts/{PHONE}").json()["entries"]
+    assert [(e["brand"], e["channel"]) for e in entries] == [(None, "sms")]  # not every channel
+    assert client.post(f"{member}/out", data={"csrf": csrf, "brand": "品" * 65}).status_code == 422
+    verify = client.post("/console/audit/verify", data={"csrf": csrf})
+    assert verify.status_code == 303 and "哈希链完整" in client.get("/console/audit/verify").text
+    for path in (
+        "/console/notifications?before=99999999999999999999999",
+        "/console/audit?before_at=99999999999999999999&before=1&from_=2026-12-01",
+        "/console/series?after=nan",
+        "/console/dead-letters?before=inf",
+        "/console/audit?before=abc",
+    ):
+        answer = client.get(path)
+        assert answer.status_code in (400, 422) and answer.headers["content-type"].startswith("text/html"), (
+            path
+        )
+    lost = client.get("/console/no/such/page")
+    assert lost.status_code == 404 and lost.headers["content-type"].startswith("text/html")
+    assert client.get("/console/static/../../gateway/settings.py").status_code == 404
+    slash_time = client.get("/console/notifications", params={"from_": "2026/12/01"})
+    assert slash_time.status_code == 200
+    junk = client.post("/console/members", data={"csrf": csrf, "address": "NTF_01M8SJE4X0S0MK4ST7KCE3WP3H"})
+    assert junk.status_code == 422 and 'id="sign-out"' in junk.text  # the menu stays
+
+
+def test_two_sign_in_tabs_both_work_and_wrong_keys_are_throttled(stack: Stack) -> None:
+    client = httpx.Client(base_url=stack.api_url, timeout=10, follow_redirects=False)
+    first, second = _csrf(client.get("/console/login").text), _csrf(client.get("/console/login").text)
+    assert first == second
+    assert client.post("/console/login", data={"csrf": first, "api_key": API_KEY}).status_code == 303
+    # The language switch and a sign-in after expiry keep the page's query.
+    back = client.get("/console/lang/en", params={"back": "/console/audit?type_=accepted"})
+    assert back.headers["location"] == "/console/audit?type_=accepted"
+    stranger = httpx.Client(base_url=stack.api_url, timeout=10, follow_redirects=False)
+    assert stranger.get("/console/audit?type_=accepted").headers["location"] == (
+        "/console/login?" + urlencode({"next": "/console/audit?type_=accepted"})
+    )
+    token = _csrf(stranger.get("/console/login").text)
+    codes = [
+        stranger.post("/console/login", data={"csrf": token, "api_key": f"wrong-{i}"}).status_code
+        for i in range(12)
+    ]
+    assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+    # Even the right key waits out the minute from that address.
+    assert stranger.post("/console/login", data={"csrf": token, "api_key": API_KEY}).status_code == 429

@@ -1,14 +1,15 @@
 """The web console at ``/console``: server-rendered pages for auditors and operators.
 
 Signed in with an API key (a server-side session, see ``session``), it shows what the key's scopes
-allow: notifications and members for every key, the audit log with ``audit:read``, opt-out changes
-with ``optouts``, campaigns and series with ``notify``, dead letters and provider circuits with
-``admin``, and in ``tidings dev`` what the provider simulator received.
+allow: notifications, members and series with ``notify``, the audit log and campaign reports with
+``audit:read``, opt-out changes with ``optouts``, dead letters and provider circuits with ``admin``,
+and in ``tidings dev`` what the provider simulator received.
 """
 
 from __future__ import annotations
 
 from litestar import Router
+from litestar.exceptions import HTTPException
 from litestar.static_files import create_static_files_router
 
 from gateway.api.console import auditpages, lookup, opspages, optoutpages, pages
@@ -17,6 +18,7 @@ from gateway.api.console.render import (
     HERE,
     Refused,
     SignInRequired,
+    on_http_error,
     on_refused,
     on_sign_in_required,
     template_config,
@@ -35,6 +37,7 @@ def router() -> Router:
             *auditpages.HANDLERS,
             *optoutpages.HANDLERS,
             *opspages.HANDLERS,
+            pages.not_found,
             create_static_files_router(
                 path="/static",
                 directories=[HERE / "static"],
@@ -42,6 +45,10 @@ def router() -> Router:
             ),
         ],
         response_headers=HEADERS,
-        exception_handlers={SignInRequired: on_sign_in_required, Refused: on_refused},
+        exception_handlers={
+            SignInRequired: on_sign_in_required,
+            Refused: on_refused,
+            HTTPException: on_http_error,
+        },
         include_in_schema=False,
     )

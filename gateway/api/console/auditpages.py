@@ -7,14 +7,23 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromQuery
 from litestar.response import Redirect, Stream, Template
 
 from gateway.api.audit import CSV_COLUMNS, _store, csv_rows, event_view
-from gateway.api.console.lookup import _member_hash, event_page, look_up, older_link, parse_local
+from gateway.api.console.lookup import (
+    _member_hash,
+    cursor_of,
+    event_page,
+    look_up,
+    older_link,
+    parse_local,
+)
 from gateway.api.console.pages import record
-from gateway.api.console.render import Refused, form, page, signed_in
+from gateway.api.console.render import Refused, form, page, sessions, signed_in
+from gateway.api.console.session import User
 from gateway.api.deps import services
 from gateway.audit import stream as audit
 from gateway.audit.chain import StoredEvent
@@ -27,15 +36,20 @@ SCOPE = "audit:read"
 
 
 def _criteria(
-    request: Request[Any, Any, Any], member: str | None, type_: str | None, from_: str | None, to: str | None
+    request: Request[Any, Any, Any],
+    user: User,
+    member: str | None,
+    type_: str | None,
+    from_: str | None,
+    to: str | None,
 ) -> dict[str, Any]:
     """The store's search arguments from the page's query (each checked)."""
     types = [type_] if type_ in audit.TYPES else []
     return {
         "member": _member_hash(member) if member else None,
         "types": types,
-        "since_ms": parse_local(request, "from", from_),
-        "until_ms": parse_local(request, "to", to),
+        "since_ms": parse_local(request, "from", from_, user),
+        "until_ms": parse_local(request, "to", to, user),
     }
 
 
@@ -52,9 +66,10 @@ async def audit_page(
     """Events newest first, a page at a time, each page one index walk (fast on a log of millions):
     a member's events by (member, seq), a time window by (time, seq), else by (type, seq) or seq."""
     user = await signed_in(request, SCOPE)
-    criteria = _criteria(request, member, type_, from_, to)
-    cursor = {k: v for k, v in (("before", before), ("before_at", before_at)) if v is not None}
-    found, more = await event_page(request, user, **criteria, cursor=cursor or None)
+    criteria = _criteria(request, user, member, type_, from_, to)
+    found, more = await event_page(
+        request, user, **criteria, cursor=cursor_of(request, user, before, before_at)
+    )
     filters = {
         "member": member or "",
         "type_": criteria["types"][0] if criteria["types"] else "",
@@ -83,8 +98,8 @@ async def audit_search(request: Request[Any, Any, Any]) -> Response[Any]:
         "from_": fields.get("from", "").strip(),
         "to": fields.get("to", "").strip(),
     }
-    parse_local(request, "from", params["from_"])
-    parse_local(request, "to", params["to"])
+    parse_local(request, "from", params["from_"], user)
+    parse_local(request, "to", params["to"], user)
     if fields.get("address", "").strip():
         params["member"] = await look_up(request, user, fields["address"])
     return Redirect(f"/console/audit?{urlencode({k: v for k, v in params.items() if v})}", status_code=303)
@@ -110,7 +125,7 @@ async def audit_export(
 ) -> Stream:
     """The filtered events as CSV, oldest first, streamed (flat memory); the export is audited."""
     user = await signed_in(request, SCOPE)
-    criteria = _criteria(request, member, type_, from_, to)
+    criteria = _criteria(request, user, member, type_, from_, to)
     store = _store(request)
     await record(request, user, "audit_export", detail=urlencode({k: v for k, v in criteria.items() if v}))
     pages = _pages(store, user.tenant, criteria)
@@ -132,13 +147,15 @@ async def audit_export(
 
 @get("/audit/verify")
 async def verify_page(request: Request[Any, Any, Any]) -> Template:
-    """The verify button (verification is an action: it is posted, and audited)."""
+    """The verify button and the last verification's result (verifying is posted, and audited)."""
     user = await signed_in(request, SCOPE)
-    return page(request, "verify.html", user, result=None, event=None)
+    kept = await sessions(request).kept(user, "verify")
+    found = msgspec.json.decode(kept) if kept else {"result": None, "event": None}
+    return page(request, "verify.html", user, result=found["result"], event=found["event"])
 
 
-@post("/audit/verify", status_code=200)
-async def verify(request: Request[Any, Any, Any]) -> Template:
+@post("/audit/verify", status_code=303)
+async def verify(request: Request[Any, Any, Any]) -> Response[Any]:
     """Walk the whole chain with the Redis anchor; a broken link is named, with the event it is at."""
     user = await signed_in(request, SCOPE)
     await form(request, user)
@@ -156,7 +173,10 @@ async def verify(request: Request[Any, Any, Any]) -> Template:
         event = event_view(near[0]) if near and near[0].seq == seq else None
     outcome = "ok" if result["ok"] else f"broken at {result['broken']['seq']} ({result['broken']['reason']})"
     await record(request, user, "audit_verify", detail=outcome)
-    return page(request, "verify.html", user, result=result, event=event)
+    await sessions(request).keep(
+        user, "verify", msgspec.json.encode({"result": result, "event": event}).decode()
+    )
+    return Redirect("/console/audit/verify", status_code=303)
 
 
 HANDLERS = [audit_page, audit_search, audit_export, verify_page, verify]

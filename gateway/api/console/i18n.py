@@ -15,6 +15,10 @@ LABELS: dict[str, tuple[str, str]] = {
         "Sign in with an API key; it is used only in a server-side session, the browser keeps a session id.",
     ),
     "bad_key": ("API 密钥无效。", "That API key is not valid."),
+    "too_many_failures": (
+        "错误的密钥太多，请一分钟后再试。",
+        "Too many wrong keys; try again in a minute.",
+    ),
     "signed_in_as": ("当前密钥", "Signed in with"),
     "tenant": ("租户", "Tenant"),
     "scopes": ("权限", "Scopes"),
@@ -31,6 +35,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "search": ("搜索", "Search"),
     "query": ("手机号、邮箱或通知 ID", "Phone, email or notification id"),
     "address": ("手机号或邮箱", "Phone or email"),
+    "address_hint": (
+        "请输入手机号（任意写法，如 13812345678 或 +86 138-1234-5678）或邮箱地址。",
+        "Enter a phone number (any form: 13812345678, +86 138-1234-5678) or an email address.",
+    ),
     "status": ("状态", "Status"),
     "any": ("全部", "Any"),
     "from": ("开始时间", "From"),
@@ -99,6 +107,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "language": ("English", "中文"),
     "replay": ("重新投递", "Replay"),
     "replay_all": ("全部重新投递", "Replay all"),
+    "replayed": ("已重新投递 {n} 条。", "{n} replayed."),
     "circuit": ("熔断状态", "Circuit"),
     "failures": ("连续失败", "Consecutive failures"),
     "rate": ("速率上限", "Rate limit"),
@@ -119,6 +128,34 @@ LABELS: dict[str, tuple[str, str]] = {
     "recent": ("最近", "Recent"),
     "dev_only": ("仅在 tidings dev 中可用。", "Only in tidings dev."),
 }
+
+# Status words: the API's, shown in the reader's language (the word itself in the title).
+LABELS.update(
+    {
+        "st_queued": ("排队中", "queued"),
+        "st_scheduled": ("已排期", "scheduled"),
+        "st_sending": ("发送中", "sending"),
+        "st_sent": ("已发送", "sent"),
+        "st_delivered": ("已送达", "delivered"),
+        "st_undelivered": ("未送达", "undelivered"),
+        "st_suppressed": ("已拦截", "suppressed"),
+        "st_failed": ("失败", "failed"),
+        "st_cancelled": ("已取消", "cancelled"),
+        "st_rejected": ("已拒绝", "rejected"),
+        "st_expired": ("记录已过期", "record expired"),
+        "f_sent": ("已发送", "sent"),
+        "f_delivered": ("已送达", "delivered"),
+        "f_clicked": ("已点击", "clicked"),
+        "f_converted": ("已转化", "converted"),
+        "f_opted_out": ("退订", "opted out"),
+        "f_complaints": ("投诉", "complaints"),
+        "anchor": ("到期时间", "Anchor"),
+        "no_winner": ("暂无胜出版本", "No winner yet"),
+        "winner": ("胜出版本", "Winner"),
+        "guardrails": ("护栏指标", "Guardrails"),
+        "min_sample": ("每个版本最少样本", "Minimum per variant"),
+    }
+)
 
 _INDEX = {lang: i for i, lang in enumerate(LANGS)}
 

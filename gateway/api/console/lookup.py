@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -28,21 +29,26 @@ from gateway.recipients import address_key, mask_address
 from gateway.state import keys
 
 PAGE = 50
+_PHONE_LIKE = re.compile(r"[+0-9][0-9 ()+-]{5,30}")
 SCOPE = "notify"  # as GET /v1/notifications/{id}: a key that may send may look its sends up
 _SCAN_PAGES = 6  # pages of accepted events read at most to fill one filtered page
 MEMBER_RE_LEN = 32
 
 
-def parse_local(request: Request[Any, Any, Any], name: str, raw: str | None) -> int | None:
-    """A form's time: '2026-12-01 09:00' (Beijing time) or RFC 3339 with an offset -> epoch ms."""
+def parse_local(
+    request: Request[Any, Any, Any], name: str, raw: str | None, user: User | None = None
+) -> int | None:
+    """A form's time: '2026-12-01 09:00' or '2026/12/01' (Beijing time), or RFC 3339 with an offset
+    -> epoch ms; a 422 page (with the menu) otherwise."""
     text = (raw or "").strip()
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("/", "-")[:40])
     except ValueError:
+        lang = lang_of(request)
         raise Refused(
-            422, f"{label(lang_of(request), 'bad_input')}: {label(lang_of(request), name)}"
+            422, f"{label(lang, 'bad_input')}: {label(lang, name)} ({label(lang, 'time_hint')})", user
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=DISPLAY_TZ)
@@ -52,11 +58,21 @@ def parse_local(request: Request[Any, Any, Any], name: str, raw: str | None) -> 
 def _member_hash(raw: str) -> str:
     """A member hash from a URL: 32 lowercase hex characters, else 404 (nothing else is looked up)."""
     if len(raw) != MEMBER_RE_LEN or any(c not in "0123456789abcdef" for c in raw):
-        raise Refused(404, "not found")
+        raise Refused(404, "not found: not a member's keyed hash")
     return raw
 
 
 Cursor = dict[str, int]  # the query parameters of the next page: before (seq) and, by time, before_at
+
+
+def cursor_of(
+    request: Request[Any, Any, Any], user: User, before: int | None, before_at: int | None
+) -> Cursor | None:
+    """The cursor a page link carries; a number out of range is a 422 page, not a database error."""
+    cursor = {k: v for k, v in (("before", before), ("before_at", before_at)) if v is not None}
+    if any(not 0 <= v < 2**62 for v in cursor.values()):
+        raise Refused(422, label(lang_of(request), "bad_input"), user)
+    return cursor or None
 
 
 async def event_page(
@@ -157,8 +173,12 @@ async def notifications_of(
 
 
 def _address(request: Request[Any, Any, Any], user: User, raw: str) -> str:
+    """A phone number (any written form) or an email address; nothing else is looked up."""
+    text = raw.strip()
+    if not text or len(text) > 320 or ("@" not in text and not _PHONE_LIKE.fullmatch(text)):
+        raise Refused(422, label(lang_of(request), "address_hint"), user, "invalid_recipient")
     try:
-        return address_key(raw, services(request.app.state).settings.default_region)
+        return address_key(text, services(request.app.state).settings.default_region)
     except InvalidRecipient as exc:
         raise Refused(
             422, f"{label(lang_of(request), 'bad_input')}: {exc}", user, "invalid_recipient"
@@ -188,16 +208,16 @@ async def notifications_page(
     """The search form and the newest notifications matching it."""
     user = await signed_in(request, SCOPE)
     wanted = status if status in set(Status) else None
-    cursor = {k: v for k, v in (("before", before), ("before_at", before_at)) if v is not None}
+    cursor = cursor_of(request, user, before, before_at)
     rows, more = await notifications_of(
         request,
         user,
         member=_member_hash(member) if member else None,
         status=wanted,
         campaign=(campaign or "").strip()[:200] or None,
-        since=parse_local(request, "from", from_),
-        until=parse_local(request, "to", to),
-        cursor=cursor or None,
+        since=parse_local(request, "from", from_, user),
+        until=parse_local(request, "to", to, user),
+        cursor=cursor,
     )
     masked = None
     if member:
@@ -241,7 +261,7 @@ async def notifications_search(request: Request[Any, Any, Any]) -> Response[Any]
         return Redirect(f"/console/notifications/{q}", status_code=303)
     params = {k: fields.get(k, "").strip() for k in ("status", "campaign", "from", "to")}
     for name in ("from", "to"):
-        parse_local(request, name, params[name])
+        parse_local(request, name, params[name], user)
     if q:
         params["member"] = await look_up(request, user, q)
     query = urlencode({("from_" if k == "from" else k): v for k, v in params.items() if v})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from gateway import events
 from gateway.api.console.i18n import label
 from gateway.api.console.pages import record
 from gateway.api.console.render import Refused, form, lang_of, page, signed_in
+from gateway.api.console.session import User
 from gateway.api.deps import services
 from gateway.engagement.report import campaign_counts, report
 from gateway.models import Status
@@ -48,6 +50,13 @@ def variant_bars(judged: dict[str, Any] | None, width: int = 420) -> list[dict[s
     ]
 
 
+def _finite(request: Request[Any, Any, Any], user: User, value: float | None) -> float | None:
+    """A time cursor from a query: a real number (nan and inf are refused, not sent to Redis)."""
+    if value is not None and not math.isfinite(value):
+        raise Refused(422, label(lang_of(request), "bad_input"), user)
+    return value
+
+
 @get("/campaigns")
 async def campaigns_page(request: Request[Any, Any, Any], name: FromQuery[str | None] = None) -> Template:
     """A campaign's funnel by channel, variant and step, with the experiment verdict drawn."""
@@ -73,6 +82,7 @@ async def campaigns_page(request: Request[Any, Any, Any], name: FromQuery[str | 
 async def series_page(request: Request[Any, Any, Any], after: FromQuery[float | None] = None) -> Template:
     """Steps due next, soonest first, each with its series (one series' steps are a click away)."""
     user = await signed_in(request, "notify")
+    after = _finite(request, user, after)
     svc = services(request.app.state)
     due: list[Any] = await svc.store.redis.zrangebyscore(
         keys.series_due(user.tenant),
@@ -101,10 +111,13 @@ async def one_series(request: Request[Any, Any, Any], sid: FromPath[str]) -> Tem
 
 @get("/dead-letters")
 async def dead_letters_page(
-    request: Request[Any, Any, Any], before: FromQuery[float | None] = None
+    request: Request[Any, Any, Any],
+    before: FromQuery[float | None] = None,
+    replayed: FromQuery[int | None] = None,
 ) -> Template:
     """Notifications that used up their retries, newest first, a page at a time, with replay."""
     user = await signed_in(request, "admin")
+    before = _finite(request, user, before)
     store = services(request.app.state).store
     raw: list[Any] = await store.redis.zrevrangebyscore(
         keys.dead_letters(user.tenant),
@@ -130,7 +143,8 @@ async def dead_letters_page(
         )
     total = await store.redis.zcard(keys.dead_letters(user.tenant))
     more = rows[-1]["at"] if len(rows) == PAGE else None
-    return page(request, "dead_letters.html", user, rows=rows, total=total, more=more)
+    message = label(lang_of(request), "replayed", n=replayed) if replayed is not None else None
+    return page(request, "dead_letters.html", user, rows=rows, total=total, more=more, message=message)
 
 
 @post("/dead-letters/replay", status_code=303)
@@ -147,13 +161,10 @@ async def replay(request: Request[Any, Any, Any]) -> Response[Any]:
         # Leased until now: the next housekeeping round re-enqueues it, as after a worker crash.
         if await store.replay(user.tenant, ntf_id, ev, now, now) == Status.QUEUED:
             done += 1
-    if done:
-        # As `tidings dlq replay`: replaying says the cause is fixed, so every provider gets a fresh
-        # circuit (one that still fails opens again after a few sends).
-        routes = route_names(services(request.app.state).settings.providers_path)
-        await store.redis.delete(*{keys.provider_breaker(p) for ps in routes.values() for p in ps})
+    # Provider circuits are shared by every tenant: a tenant's replay leaves them to their own
+    # cool-down and probe (an operator closes them for everyone with `tidings dlq replay`).
     await record(request, user, "dlq_replay", target=fields.get("id") or "all", detail=f"{done} replayed")
-    return Redirect("/console/dead-letters", status_code=303)
+    return Redirect(f"/console/dead-letters?replayed={done}", status_code=303)
 
 
 @get("/providers")
@@ -187,25 +198,10 @@ async def providers_page(request: Request[Any, Any, Any]) -> Template:
     return page(request, "providers.html", user, rows=rows)
 
 
-@post("/providers/close", status_code=303)
-async def close_circuit(request: Request[Any, Any, Any]) -> Response[Any]:
-    """An operator says a provider's cause is fixed: its circuit closes (it opens again if it still fails)."""
-    user = await signed_in(request, "admin")
-    fields = await form(request, user)
-    name = fields.get("provider", "")
-    settings = services(request.app.state).settings
-    known = {p for ps in route_names(settings.providers_path).values() for p in ps}
-    if name not in known:
-        raise Refused(404, label(lang_of(request), "not_found"), user)
-    await services(request.app.state).store.redis.delete(keys.provider_breaker(name))
-    await record(request, user, "circuit_close", target=name)
-    return Redirect("/console/providers", status_code=303)
-
-
 @get("/simulator")
 async def simulator_page(request: Request[Any, Any, Any]) -> Template:
     """What each phone, inbox and device received from the simulator (``tidings dev`` only)."""
-    user = await signed_in(request)
+    user = await signed_in(request, "notify")
     settings = services(request.app.state).settings
     if not settings.console_simulator:
         raise Refused(404, label(lang_of(request), "dev_only"), user)
@@ -237,6 +233,5 @@ HANDLERS = [
     dead_letters_page,
     replay,
     providers_page,
-    close_circuit,
     simulator_page,
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from gateway.api.console.i18n import label
@@ -16,7 +16,7 @@ from gateway.api.console.render import Refused, form, lang_of, page, sessions, s
 from gateway.api.console.session import User
 from gateway.api.deps import services
 from gateway.models import CHANNELS
-from gateway.recipients import mask_address
+from gateway.recipients import mask_address, scrub
 from gateway.state import keys
 
 SCOPE = "optouts"
@@ -38,12 +38,18 @@ async def _address(request: Request[Any, Any, Any], user: User, member: str) -> 
     return address
 
 
-def _scope(fields: dict[str, str]) -> tuple[str | None, str | None]:
+def _scope(
+    request: Request[Any, Any, Any], user: User, fields: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """The brand and channel of a change; an unknown channel is refused, never widened to all."""
     brand = fields.get("brand", "").strip() or None
     channel = fields.get("channel", "").strip() or None
-    if channel is not None and channel not in CHANNELS:
-        channel = None
+    if (channel is not None and channel not in CHANNELS) or (brand is not None and len(brand) > 64):
+        raise Refused(422, label(lang_of(request), "bad_input"), user)
     return brand, channel
+
+
+_MESSAGES = ("done", "nothing_changed")
 
 
 @get("/optouts")
@@ -84,21 +90,31 @@ async def _member_view(
 
 
 @get("/optouts/{member:str}")
-async def member_optouts(request: Request[Any, Any, Any], member: FromPath[str]) -> Template:
-    """A member's opt-out entries, with the forms to change them."""
+async def member_optouts(
+    request: Request[Any, Any, Any], member: FromPath[str], m: FromQuery[str | None] = None
+) -> Template:
+    """A member's opt-out entries, with the forms to change them (and what the last change did)."""
     user = await signed_in(request, SCOPE)
-    return await _member_view(request, user, _member_hash(member), None)
+    message = label(lang_of(request), m) if m in _MESSAGES else None
+    return await _member_view(request, user, _member_hash(member), message)
 
 
-@post("/optouts/{member:str}/out", status_code=200)
-async def opt_out(request: Request[Any, Any, Any], member: FromPath[str]) -> Template:
+def _after(member: str, changed: bool) -> Response[Any]:
+    """Back to the member's page (a reload or Back does not post the change again)."""
+    return Redirect(
+        f"/console/optouts/{member}?m={'done' if changed else 'nothing_changed'}", status_code=303
+    )
+
+
+@post("/optouts/{member:str}/out", status_code=303)
+async def opt_out(request: Request[Any, Any, Any], member: FromPath[str]) -> Response[Any]:
     """Opt the member out of a scope (every brand and channel when none is given)."""
     user = await signed_in(request, SCOPE)
     member = _member_hash(member)
     fields = await form(request, user)
     address = await _address(request, user, member)
-    brand, channel = _scope(fields)
-    reason = fields.get("reason", "").strip()[:500]
+    brand, channel = _scope(request, user, fields)
+    reason = scrub(fields.get("reason", "").strip()[:500])
     added = await services(request.app.state).optouts.add(
         user.tenant, address, brand=brand, channel=channel, source="api", reason=reason, by=user.key_id
     )
@@ -110,12 +126,11 @@ async def opt_out(request: Request[Any, Any, Any], member: FromPath[str]) -> Tem
         masked=mask_address(address),
         target=f"{brand or '*'}/{channel or '*'}",
     )
-    lang = lang_of(request)
-    return await _member_view(request, user, member, label(lang, "done" if added else "nothing_changed"))
+    return _after(member, added)
 
 
-@post("/optouts/{member:str}/in", status_code=200)
-async def opt_in(request: Request[Any, Any, Any], member: FromPath[str]) -> Template:
+@post("/optouts/{member:str}/in", status_code=303)
+async def opt_in(request: Request[Any, Any, Any], member: FromPath[str]) -> Response[Any]:
     """Opt back in for exactly one entry's scope: only with the member's consent evidence."""
     user = await signed_in(request, SCOPE)
     member = _member_hash(member)
@@ -125,7 +140,7 @@ async def opt_in(request: Request[Any, Any, Any], member: FromPath[str]) -> Temp
     if not evidence:
         return await _member_view(request, user, member, label(lang, "evidence_missing"), status=422)
     address = await _address(request, user, member)
-    brand, channel = _scope(fields)
+    brand, channel = _scope(request, user, fields)
     removed = await services(request.app.state).optouts.remove(
         user.tenant, address, brand=brand, channel=channel, evidence=evidence, by=user.key_id
     )
@@ -137,7 +152,7 @@ async def opt_in(request: Request[Any, Any, Any], member: FromPath[str]) -> Temp
         masked=mask_address(address),
         target=f"{brand or '*'}/{channel or '*'}",
     )
-    return await _member_view(request, user, member, label(lang, "done" if removed else "nothing_changed"))
+    return _after(member, removed)
 
 
 HANDLERS = [optouts_page, optouts_search, member_optouts, opt_out, opt_in]

@@ -12,12 +12,13 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
 from litestar import Request, Response
 from litestar.datastructures import Cookie, ResponseHeader
+from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
@@ -25,7 +26,7 @@ from litestar.template.config import TemplateConfig
 from gateway.api.console.i18n import LANGS, label, pick_lang
 from gateway.api.console.session import COOKIE, LANG_COOKIE, Sessions, User, same
 from gateway.api.deps import services
-from gateway.recipients import mask_address
+from gateway.recipients import mask_address, scrub
 
 HERE = Path(__file__).parent
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # members and operators in China read Beijing time
@@ -87,10 +88,33 @@ def when(value: Any) -> str:
 
 
 def show(value: Any) -> str:
-    """A value as text: scalars as they are, objects and lists as JSON (escaped by the template)."""
+    """A value as text (objects and lists as JSON), phone numbers and emails inside it masked: the
+    console is an audit view. The template escapes what this returns."""
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return "" if value is None else str(value)
+        return scrub(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    return "" if value is None else scrub(str(value))
+
+
+def safe_back(raw: str | None) -> str:
+    """Where to send the browser back to: a console path (with its query), never another site."""
+    text = (raw or "").strip()
+    parts = urlsplit(text)
+    if (
+        not text.startswith("/console")
+        or parts.scheme
+        or parts.netloc
+        or "//" in text
+        or "\\" in text
+        or any(ord(c) < 32 for c in text)
+    ):
+        return "/console"
+    return text
+
+
+def here_of(request: Request[Any, Any, Any]) -> str:
+    """This page's path and query (what the language switch and sign-in come back to)."""
+    query = request.url.query
+    return f"{request.url.path}?{query}" if query else request.url.path
 
 
 def _environment() -> jinja2.Environment:
@@ -129,7 +153,7 @@ async def signed_in(request: Request[Any, Any, Any], scope: str | None = None) -
     """The signed-in user, who must hold ``scope``; otherwise the sign-in page, or a 403 page."""
     user = await sessions(request).load(request.cookies.get(COOKIE))
     if user is None:
-        back = request.url.path if request.method == "GET" else "/console"
+        back = here_of(request) if request.method == "GET" else "/console"
         raise SignInRequired(back)
     if scope is not None and not user.can(scope):
         raise Refused(403, label(lang_of(request), "needs_scope", scope=scope), user, "insufficient_scope")
@@ -194,6 +218,7 @@ def page(
             "user": user,
             "nav": nav(user, settings.console_simulator) if user else [],
             "here": request.url.path,
+            "back": here_of(request),
             "csrf": user.csrf if user else "",
             "status": status,
             "qs": lambda **kv: urlencode({k: v for k, v in kv.items() if v not in (None, "")}),
@@ -206,13 +231,22 @@ def page(
 
 def on_sign_in_required(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
     """To the sign-in page, coming back here after (a path of ours only)."""
-    back = exc.back if exc.back.startswith("/console") else "/console"
-    return Redirect(f"/console/login?{urlencode({'next': back})}", status_code=303)
+    return Redirect(f"/console/login?{urlencode({'next': safe_back(exc.back)})}", status_code=303)
 
 
 def on_refused(request: Request[Any, Any, Any], exc: Refused) -> Response[Any]:
     """The refusal as a page with its status."""
     return page(request, "error.html", exc.user, status=exc.status, message=exc.message, code=exc.code)
+
+
+def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own refusals inside the console (a query parameter of the wrong type, a body too
+    large, a method not allowed) as a page too."""
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.status_code, "validation_error"
+    )
+    message = label(lang_of(request), "bad_input") if exc.status_code in (400, 422) else str(exc.detail)
+    return page(request, "error.html", None, status=exc.status_code, message=message, code=code)
 
 
 def session_cookie(request: Request[Any, Any, Any], token: str, max_age: int | None) -> Cookie:

@@ -121,6 +121,15 @@ class Sessions:
             names = [n for n in await self.redis.hkeys(key) if _text(n).startswith("m:")]
             await self.redis.hdel(key, *names[: len(names) - _REMEMBERED])
 
+    async def keep(self, user: User, name: str, value: str) -> None:
+        """Keep a result in the session for the page a POST redirects to (post, redirect, get)."""
+        await self.redis.hset(keys.console_session(user.token_hash), f"r:{name}", value)
+
+    async def kept(self, user: User, name: str) -> str | None:
+        """A result kept by ``keep``."""
+        raw = await self.redis.hget(keys.console_session(user.token_hash), f"r:{name}")
+        return _text(raw) if raw else None
+
     async def address_of(self, user: User, member: str) -> str | None:
         """The address this session looked a member up by, if it did."""
         raw = await self.redis.hget(keys.console_session(user.token_hash), f"m:{member}")
