@@ -77,6 +77,12 @@ class Health(Protocol):
         (False, seconds until there is room) when the wait would be longer than max_wait."""
         ...
 
+    async def gate(self, provider: Provider, n: int, max_wait: float) -> tuple[bool, float]:
+        """Just before sending n messages, under the provider's send_window: (True, 0.0) when they may
+        go now (they are counted as sent); (True, seconds) to wait and ask again; (False, seconds until
+        there is room) when the wait would be longer than max_wait."""
+        ...
+
 
 class Router:
     """Candidates for a channel, best first."""
