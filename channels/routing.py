@@ -8,6 +8,7 @@ behind the small ``Health`` protocol (Redis in the gateway).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,18 @@ class Provider:
             return None
         return 1.0 / (self.rate_per_second * (1.0 - self.rate_headroom))
 
+    @property
+    def send_window(self) -> tuple[float, int] | None:
+        """The hard cap on actual sends: at most (seconds, sends) in any sliding window of that many
+        seconds, at the rate send_interval spaces them by; None: unlimited. The window is one second,
+        or one interval when that is longer (0.5/s: one send in any 2.2 s)."""
+        interval = self.send_interval
+        if interval is None:
+            return None
+        window = max(1.0, interval)
+        # A whole number of sends stays whole: 110/s at 10% headroom is 99, not 98.99999999999999.
+        return window, max(1, math.floor(window / interval * (1.0 + 1e-9)))
+
 
 class Health(Protocol):
     """Circuit breakers and rate limits shared by every worker."""
@@ -62,6 +75,12 @@ class Health(Protocol):
     async def reserve(self, provider: Provider, n: int, max_wait: float) -> tuple[bool, float]:
         """Reserve n sends under the provider's rate: (True, seconds to wait before sending them), or
         (False, seconds until there is room) when the wait would be longer than max_wait."""
+        ...
+
+    async def gate(self, provider: Provider, n: int, max_wait: float) -> tuple[bool, float]:
+        """Just before sending n messages, under the provider's send_window: (True, 0.0) when they may
+        go now (they are counted as sent); (True, seconds) to wait and ask again; (False, seconds until
+        there is room) when the wait would be longer than max_wait."""
         ...
 
 

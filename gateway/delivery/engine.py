@@ -330,6 +330,10 @@ class DeliveryEngine:
         limit = provider.timeout + 1
         size = adapter.max_batch if isinstance(adapter, BatchAdapter) and len(messages) > 1 else 1
 
+        def give_back(chunk: list[Message], after: float) -> list[tuple[SendResult, float]]:
+            held = SendResult(Outcome.RETRY, provider.name, code=RATE_LIMITED, retry_after=after)
+            return [(held, 0.0)] * len(chunk)
+
         async def one_chunk(chunk: list[Message]) -> list[tuple[SendResult, float]]:
             async with self._sem:
                 # Reserve after taking a slot, so reserved sends are not bunched by the wait for one.
@@ -338,9 +342,18 @@ class DeliveryEngine:
                 budget = max(0.0, wait_until - time.monotonic())
                 reserved, wait = await self.health.reserve(provider, len(chunk), budget)
                 if not reserved:
-                    held = SendResult(Outcome.RETRY, provider.name, code=RATE_LIMITED, retry_after=wait)
-                    return [(held, 0.0)] * len(chunk)
+                    return give_back(chunk, wait)
                 if wait:
+                    await asyncio.sleep(wait)
+                # The reservation spaced the planned times; sleepers that wake late (a stalled loop)
+                # would bunch, so the send itself also passes the provider's window of actual sends.
+                while True:
+                    budget = max(0.0, wait_until - time.monotonic())
+                    room, wait = await self.health.gate(provider, len(chunk), budget)
+                    if not room:
+                        return give_back(chunk, wait)
+                    if not wait:
+                        break
                     await asyncio.sleep(wait)
                 started = time.perf_counter()
                 try:

@@ -1,10 +1,13 @@
 """Provider health in Redis: circuit breakers and rate limits every worker shares.
 
-Both run as Lua scripts on one key each and read the time from Redis (``TIME``), so workers on
-different machines agree on it.
+They run as Lua scripts on a provider's own keys and read the time from Redis (``TIME``), so
+workers on different machines agree on it.
 """
 
 from __future__ import annotations
+
+import itertools
+import secrets
 
 import redis as syncredis
 import redis.asyncio as aioredis
@@ -68,6 +71,39 @@ return {'ok', string.format('%.6f', wait)}
 """
 )
 
+# KEYS: sent, rate.  ARGV: window, limit, n, interval, max_wait, member prefix.  The hard cap, at the
+# moment of sending: RESERVE spaced the planned times, but sleepers that wake late together would
+# bunch. ``sent`` logs the sends of the last window (unique members scored by the time they went).
+# When those and these n stay within limit (or the window is empty: a batch bigger than the limit
+# goes alone), records n sends now and returns {'ok', '0'}. Else records nothing and takes the next
+# slot of RESERVE's plan from when the window has room, so late senders are spaced again rather
+# than all woken when the oldest send leaves (and the plan counts their sends where they now fall):
+# returns {'wait', seconds until that slot}, or {'full', seconds until there is room} when the
+# slot is more than max_wait away (nothing taken then).
+GATE = (
+    _NOW
+    + """
+local window, limit, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval, max_wait = tonumber(ARGV[4]), tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now - window))
+local count = redis.call('ZCARD', KEYS[1])
+if count == 0 or count + n <= limit then
+  local at = string.format('%.6f', now)
+  for i = 1, n do redis.call('ZADD', KEYS[1], at, ARGV[6] .. ':' .. i) end
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+  return {'ok', '0'}
+end
+local leave = math.min(count, count + n - limit)
+local oldest = redis.call('ZRANGE', KEYS[1], leave - 1, leave - 1, 'WITHSCORES')
+local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+local slot = math.max(tonumber(oldest[2]) + window, tat + interval * (n - 1), now + 0.001)
+if slot - now > max_wait then return {'full', string.format('%.6f', slot - now - max_wait)} end
+local after = slot + interval
+redis.call('SET', KEYS[2], string.format('%.6f', after), 'PX', math.ceil((after - now) * 1000) + 1000)
+return {'wait', string.format('%.6f', slot - now)}
+"""
+)
+
 
 class RedisHealth:
     """The ``Health`` of channels.routing, in Redis."""
@@ -76,6 +112,10 @@ class RedisHealth:
         self._admit = redis.register_script(ADMIT)
         self._report = redis.register_script(REPORT)
         self._reserve = redis.register_script(RESERVE)
+        self._gate = redis.register_script(GATE)
+        # Members of the send log: unique across workers and calls.
+        self._sender = secrets.token_hex(6)
+        self._calls = itertools.count()
 
     async def admit(self, provider: Provider) -> tuple[Admission, float]:
         """closed / probe / open, and for open the seconds until a probe may go."""
@@ -108,6 +148,33 @@ class RedisHealth:
         if verdict == "ok" and wait:
             metrics.RATE_WAIT_SECONDS.labels(provider.name).inc(wait)
         return verdict == "ok", wait
+
+    async def gate(self, provider: Provider, n: int, max_wait: float) -> tuple[bool, float]:
+        """Just before sending n messages: (True, 0.0) when they may go now (counted as sent then);
+        (True, seconds) when the window is full: a later slot is taken, wait and ask again; (False,
+        seconds until there is room) when that slot would be more than max_wait away. An unlimited
+        provider is not asked about (no round trip)."""
+        window, interval = provider.send_window, provider.send_interval
+        if window is None or interval is None or n <= 0:
+            return True, 0.0
+        seconds, limit = window
+        raw = await self._gate(
+            keys=[keys.provider_sent(provider.name), keys.provider_rate(provider.name)],
+            args=[
+                repr(seconds),
+                limit,
+                n,
+                repr(interval),
+                repr(max_wait),
+                f"{self._sender}:{next(self._calls)}",
+            ],
+        )
+        verdict, wait = (v.decode() if isinstance(v, bytes) else str(v) for v in raw)
+        if verdict == "ok":
+            return True, 0.0
+        if verdict == "wait":
+            metrics.RATE_WAIT_SECONDS.labels(provider.name).inc(float(wait))
+        return verdict == "wait", max(0.001, float(wait))
 
 
 def close_circuits(redis: syncredis.Redis) -> int:

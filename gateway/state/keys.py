@@ -98,6 +98,12 @@ def provider_rate(provider: str) -> str:
     return f"{PREFIX}provider:{{{provider}}}:rate"
 
 
+def provider_sent(provider: str) -> str:
+    """Sorted set: a provider's sends of the last rate window (unique member -> Redis time sent), the
+    hard cap beside the spacing of ``provider_rate``."""
+    return f"{PREFIX}provider:{{{provider}}}:sent"
+
+
 def dead_token(tenant: str, token_hash: str) -> str:
     """Marks a push token its provider said is unregistered (SHA-256 of the token)."""
     return f"{_t(tenant)}deadtoken:{token_hash}"

@@ -108,6 +108,33 @@ def test_router_orders_by_priority_shares_by_weight_and_refuses_bad_routes() -> 
     asyncio.run(router.aclose())
 
 
+@pytest.mark.parametrize(
+    ("rate", "headroom", "window", "limit"),
+    [
+        (50, 0.1, 1.0, 45),  # the rate the routing test runs at
+        (0.5, 0.1, 1 / 0.45, 1),  # fractional: one send in any 2.2 s, the spacing itself
+        (1, 0.1, 1 / 0.9, 1),
+        (1, 0.0, 1.0, 1),
+        (2, 0.5, 1.0, 1),  # exactly one interval: a whole send, not 0.99...
+        (3, 0.3, 1.0, 2),  # 2.1 per second
+        (110, 0.1, 1.0, 99),  # 98.99999999999999 in floats
+        (90, 0.3, 1.0, 63),
+        (1000, 0.1, 1.0, 900),
+        (25_000, 0.1, 1.0, 22_500),
+        (1_000_000, 0.1, 1.0, 900_000),
+    ],
+)
+def test_the_send_window_is_the_headroom_reduced_rate(
+    rate: float, headroom: float, window: float, limit: int
+) -> None:
+    p = Provider("p", SimulatorAdapter("http://sim", "x"), rate_per_second=rate, rate_headroom=headroom)
+    assert p.send_window is not None
+    seconds, sends = p.send_window
+    assert seconds == pytest.approx(window) and sends == limit
+    assert p.send_interval is not None and seconds >= p.send_interval  # at least one send fits
+    assert Provider("u", SimulatorAdapter("http://sim", "x")).send_window is None  # unlimited
+
+
 def test_signatures() -> None:
     assert verify("k", b"body", sign("k", b"body"))
     assert not verify("k", b"body", sign("other", b"body"))
