@@ -33,7 +33,7 @@ class ProviderSpec(msgspec.Struct, forbid_unknown_fields=True):
     url: str
     timeout: float = 5.0
     rate_per_second: float | None = None
-    rate_headroom: float = 0.1
+    rate_headroom: float = 0.2
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
 

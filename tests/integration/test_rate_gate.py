@@ -84,7 +84,7 @@ def send_log(redis_url: str, rdb: redis.Redis) -> Iterator[tuple[Provider, Calla
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    yield Provider(name, Recorder(name), rate_per_second=50), logged
+    yield Provider(name, Recorder(name), rate_per_second=50, rate_headroom=0.1), logged
     logged()
 
 
@@ -140,7 +140,7 @@ def test_a_send_that_would_wait_past_wait_until_is_given_back_unsent(
 ) -> None:
     name = f"slow{uuid.uuid4().hex[:6]}"
     recorder = Recorder(name)
-    provider = Provider(name, recorder, rate_per_second=0.5)  # one send in any 2.2 s
+    provider = Provider(name, recorder, rate_per_second=0.5, rate_headroom=0.1)  # one send in any 2.2 s
 
     async def run() -> list[tuple[SendResult, float]]:
         worker, client = engine(redis_url, provider)
@@ -166,7 +166,7 @@ def test_the_gate_counts_sends_spaces_the_ones_that_wait_and_costs_unlimited_not
     redis_url: str, rdb: redis.Redis
 ) -> None:
     name = f"batch{uuid.uuid4().hex[:6]}"
-    limited = Provider(name, Recorder(name), rate_per_second=50)  # 45 in any second
+    limited = Provider(name, Recorder(name), rate_per_second=50, rate_headroom=0.1)  # 45 in any second
     sent, plan = keys.provider_sent(name), keys.provider_rate(name)
 
     async def run() -> None:
