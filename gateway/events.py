@@ -204,6 +204,13 @@ class ApiKeyCreated(Event, tag="api_key_created", frozen=True):
     name: str | None = None
 
 
+class ApiKeyRevoked(Event, tag="api_key_revoked", frozen=True):
+    """An API key was revoked: it and every console session signed in with it stop working."""
+
+    key_id: str
+    name: str | None = None
+
+
 class OptOutsExported(Event, tag="optouts_exported", frozen=True):
     """The tenant's opt-out list was exported: with full addresses, or masked."""
 
@@ -296,6 +303,7 @@ AnyEvent = (
     | WebhookChanged
     | TemplateChanged
     | ApiKeyCreated
+    | ApiKeyRevoked
     | OptOutsExported
     | ConsoleAction
     | SeriesChanged

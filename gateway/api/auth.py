@@ -79,6 +79,30 @@ async def store_key(redis: aioredis.Redis, key: str, tenant: str, scopes: list[s
     return key_id
 
 
+async def revoke_key(redis: aioredis.Redis, key_id: str) -> str | None:
+    """Delete the key whose id (``key_`` + the first 12 hex digits of its hash) is given; the tenant it
+    acted for, or None when no key has that id. Sessions signed in with it end on their next request."""
+    if not re.fullmatch(r"key_[0-9a-f]{12}", key_id):
+        return None
+    found = [k async for k in redis.scan_iter(match=keys.api_key(key_id[4:]) + "*", count=1000)]
+    if len(found) != 1:
+        return None
+    record = {_text(k): _text(v) for k, v in (await redis.hgetall(found[0])).items()}
+    if not record:
+        return None
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(found[0])
+        audit.queue(
+            pipe,
+            record["tenant"],
+            events.encode(
+                events.ApiKeyRevoked(at=events.at(), key_id=key_id, name=record.get("name") or None)
+            ),
+        )
+        await pipe.execute()
+    return record["tenant"]
+
+
 def new_key() -> str:
     """A fresh random key."""
     return "tid_" + secrets.token_urlsafe(32)

@@ -47,6 +47,7 @@ TENANT_TYPES = (
     "webhook_changed",
     "template_changed",
     "api_key_created",
+    "api_key_revoked",
     "optouts_exported",
     "series",
     "console",

@@ -35,6 +35,11 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     )
     create.add_argument("--name", help="a label to recognise the key by (default: none)")
     create.set_defaults(func=cmd_keys_create)
+    revoke = keys_sub.add_parser(
+        "revoke", help="revoke a key: it, and console sessions signed in with it, stop working"
+    )
+    revoke.add_argument("key_id", help="the key's id, as `keys create` printed it (key_ and 12 hex digits)")
+    revoke.set_defaults(func=cmd_keys_revoke)
 
     dlq = sub.add_parser("dlq", help="the dead-letter list")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -45,7 +50,7 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     replay.add_argument("--tenant", help="this tenant only (default: every tenant)")
     replay.add_argument("ids", nargs="*", help="ids to replay (default: all)")
     replay.set_defaults(func=cmd_dlq_replay)
-    return [create, dlq_list, replay]
+    return [create, revoke, dlq_list, replay]
 
 
 def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
@@ -111,6 +116,28 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
         f"# {key_id}, tenant {args.tenant}, scopes {','.join(scopes)}. Shown once: store it now.",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete a key by its id; exit 1 when there is none."""
+    url = redis_url_for(settings, args.data_dir)
+
+    async def run() -> str | None:
+        from gateway.api.auth import revoke_key
+        from gateway.state.redisdb import async_client
+
+        client = async_client(url)
+        try:
+            return await revoke_key(client, args.key_id)
+        finally:
+            await client.aclose()
+
+    tenant = asyncio.run(run())
+    if tenant is None:
+        print(f"tidings: no API key {args.key_id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.key_id} (tenant {tenant}); API processes forget it within their key cache time")
     return 0
 
 

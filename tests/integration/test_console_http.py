@@ -16,6 +16,7 @@ import redis
 from gateway.api.auth import hash_key
 from gateway.state import keys
 from tests.conftest import API_KEY, TENANT, Stack, make_key, points_expiry, statuses, wait_for
+from tests.integration.test_retries import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +39,9 @@ def signed_in(stack: Stack, key: str = API_KEY) -> httpx.Client:
     return client
 
 
-def console_events(stack: Stack) -> list[dict[str, Any]]:
+def console_events(stack: Stack, kind: str = "console") -> list[dict[str, Any]]:
     with stack.client() as c:
-        return [
-            e for e in c.get("/v1/audit/events", params={"type": "console", "limit": 1000}).json()["events"]
-        ]
+        return list(c.get("/v1/audit/events", params={"type": kind, "limit": 1000}).json()["events"])
 
 
 def test_the_console_is_not_in_the_api_document_and_every_page_carries_the_security_headers(
@@ -95,19 +94,26 @@ def test_sign_in_refuses_a_missing_token_an_unknown_key_and_redirects_only_to_it
         assert c.get(f"/v1/optouts/{PHONE}").json()["opted_out"] is False
 
 
-def test_deleting_a_key_ends_its_sessions_and_scopes_are_read_on_every_request(stack: Stack) -> None:
+def test_a_revoked_key_ends_its_sessions_and_scopes_are_read_on_every_request(stack: Stack) -> None:
     make_key(stack.redis_url, "short-lived-key-0123456789", TENANT, ["notify", "audit:read"])
     client = signed_in(stack, "short-lived-key-0123456789")
     assert client.get("/console/audit").status_code == 200
     r = redis.Redis.from_url(stack.redis_url)
     r.hset(keys.api_key(hash_key("short-lived-key-0123456789")), "scopes", "notify")
-    assert client.get("/console/audit").status_code == 403
+    assert client.get("/console/audit").status_code == 403  # the change applies at once
     session = keys.console_session(hashlib.sha256(client.cookies["tidings_console"].encode()).hexdigest())
     assert r.exists(session)
-    r.delete(keys.api_key(hash_key("short-lived-key-0123456789")))
+    key_id = "key_" + hash_key("short-lived-key-0123456789")[:12]
+    assert run_cli(stack, "keys", "revoke", "key_000000000000").returncode == 1
+    revoked = run_cli(stack, "keys", "revoke", key_id)
+    assert revoked.returncode == 0 and f"revoked {key_id} (tenant {TENANT})" in revoked.stdout, revoked.stderr
     assert client.get("/console/").status_code == 303
     assert not r.exists(session)  # the session went with its key
     assert client.get("/console/notifications").headers["location"].startswith("/console/login")
+    events = wait_for(
+        lambda: [e for e in console_events(stack, "api_key_revoked")] or None, timeout=20, interval=0.3
+    )
+    assert events[0]["data"]["key_id"] == key_id
 
 
 def test_bad_input_gets_a_page_with_a_status_not_a_crash(stack: Stack) -> None:
