@@ -136,26 +136,34 @@ def event_view(e: StoredEvent) -> dict[str, Any]:
     }
 
 
-def csv_rows(events: list[StoredEvent]) -> str:
-    """Export lines for a page of events."""
+def _cell(value: object) -> object:
+    """A cell a spreadsheet shows as text: one that would start a formula (=, +, -, @, a tab or a
+    carriage return) gets a leading apostrophe (OWASP's advice for CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def csv_rows(events: list[StoredEvent], *, spreadsheet: bool = False) -> str:
+    """Export lines for a page of events; ``spreadsheet``: cells safe to open in Excel (the console's
+    download), else the stored values exactly (the API's, for tools that re-verify the chain)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for e in events:
         v = event_view(e)
-        writer.writerow(
-            [
-                v["seq"],
-                v["id"],
-                v["at"],
-                v["type"],
-                e.notification_id,
-                e.channel,
-                e.address,
-                msgspec.json.encode(v["data"]).decode(),
-                e.prev_hash,
-                e.hash,
-            ]
-        )
+        row: list[object] = [
+            v["seq"],
+            v["id"],
+            v["at"],
+            v["type"],
+            e.notification_id,
+            e.channel,
+            e.address,
+            msgspec.json.encode(v["data"]).decode(),
+            e.prev_hash,
+            e.hash,
+        ]
+        writer.writerow([_cell(c) for c in row] if spreadsheet else row)
     return buf.getvalue()
 
 

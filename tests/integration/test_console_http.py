@@ -3,6 +3,7 @@ headers, bad input, and the actions that change state (each one audited)."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 import time
@@ -186,6 +187,9 @@ def test_the_console_export_is_csv_with_the_filters_applied_and_audited(stack: S
     assert lines[0].startswith("seq,id,at,type")
     assert lines[1:] and all(ntf in line or "console" in line for line in lines[1:])
     assert PHONE not in export.text
+    # Opened in a spreadsheet, no cell starts a formula (the masked number starts with +).
+    assert all(not c.startswith(("=", "+", "-", "@")) for row in csv.reader(lines) for c in row)
+    assert "'+86138****5678" in export.text
     kinds = wait_for(
         lambda: (
             {e["data"]["action"] for e in console_events(stack)}

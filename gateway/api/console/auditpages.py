@@ -136,7 +136,7 @@ async def audit_export(
             chunk = await asyncio.to_thread(next, pages, None)
             if chunk is None:
                 return
-            yield csv_rows(chunk).encode()
+            yield csv_rows(chunk, spreadsheet=True).encode()
 
     return Stream(
         body(),

@@ -121,7 +121,7 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get("/lang/{lang:str}")
 async def switch_lang(
-    request: Request[Any, Any, Any], lang: str, back: FromQuery[str | None] = None
+    request: Request[Any, Any, Any], lang: FromPath[str], back: FromQuery[str | None] = None
 ) -> Response[Any]:
     """Switch between Chinese and English (a cookie), back to the page it was clicked on."""
     chosen = lang if lang in LANGS else LANGS[0]
