@@ -5,9 +5,18 @@ How a command finds Redis and the audit store from that option is gateway/cli/lo
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from gateway.errors import CliError
 from gateway.settings import Settings
+
+if TYPE_CHECKING:  # the importers load on first use: `tidings --help` stays quick
+    from gateway.optouts.importer import LineReport
 
 DATA_DIR_HELP = (
     "the data dir of `tidings dev` (its redis.sock and audit.sqlite3); default: TIDINGS_DATA_DIR,"
@@ -44,3 +53,57 @@ def core_for(settings: Settings, url: str) -> Any:
     from gateway.services import build_services
 
     return build_services(settings, url)
+
+
+R = TypeVar("R", bound="LineReport")
+SHOWN_INVALID = 20  # invalid rows an import prints; it counts the rest
+
+
+def import_file(
+    file: str, run: Callable[[AsyncIterator[bytes], Callable[[int, Any], None]], Coroutine[Any, Any, R]]
+) -> tuple[R, float]:
+    """Stream a local CSV file through an importer's ``run(chunks, progress)`` with a progress bar on
+    standard error; (its report, seconds taken)."""
+    path = Path(file)
+    try:
+        total = path.stat().st_size
+    except OSError as exc:
+        raise CliError(f"{file}: {exc.strerror}") from None
+    started = time.monotonic()
+    last = [0.0]
+
+    def progress(done: int, report: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.25 and done < total:
+            return
+        last[0] = now
+        width = 30
+        filled = int(width * done / total) if total else width
+        rate = report.rows / max(now - started, 1e-9)
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done * 100 // max(total, 1):3d}%  {report.rows:,} rows  {rate:,.0f} rows/s"
+        )
+        sys.stderr.flush()
+
+    async def chunks(fh: Any) -> AsyncIterator[bytes]:
+        while data := fh.read(1 << 20):  # a local file: each read is short
+            yield data
+
+    with path.open("rb") as fh:
+        report: R = asyncio.run(run(chunks(fh), progress))
+    sys.stderr.write("\n")
+    return report, time.monotonic() - started
+
+
+def print_import(report: LineReport, elapsed: float, counts: dict[str, int]) -> None:
+    """The summary line of an import and its first invalid rows, in file order."""
+    middle = "  ".join(f"{name} {n:,}" for name, n in counts.items())
+    print(
+        f"rows {report.rows:,}  {middle}  invalid {report.invalid_count:,}  in {elapsed:.1f} s"
+        f" ({report.rows / max(elapsed, 1e-9):,.0f} rows/s)"
+    )
+    # A row may be found invalid when it is read or when its chunk is written: put them in file order.
+    for bad in sorted(report.invalid, key=lambda b: int(b["line"]))[:SHOWN_INVALID]:
+        print(f"  line {bad['line']}: {bad['error']}")
+    if report.invalid_count > SHOWN_INVALID:
+        print(f"  ... and {report.invalid_count - SHOWN_INVALID:,} more")

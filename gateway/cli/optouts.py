@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from gateway.cli.common import core_for
+from gateway.cli.common import core_for, import_file, print_import
 from gateway.cli.locate import redis_url_for
-from gateway.errors import CliError
 from gateway.settings import Settings
 
 
@@ -42,50 +40,17 @@ def cmd_optouts_import(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.optouts.importer import CsvImporter, ImportReport
 
     url = redis_url_for(settings, args.data_dir)
-    path = Path(args.file)
-    try:
-        total = path.stat().st_size
-    except OSError as exc:
-        raise CliError(f"{args.file}: {exc.strerror}") from None
-    started = time.monotonic()
-    last = [0.0]
 
-    def progress(done: int, report: ImportReport) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.25 and done < total:
-            return
-        last[0] = now
-        width = 30
-        filled = int(width * done / total) if total else width
-        rate = report.rows / max(now - started, 1e-9)
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done * 100 // max(total, 1):3d}%  {report.rows:,} rows  {rate:,.0f} rows/s"
-        )
-        sys.stderr.flush()
-
-    async def chunks(fh: Any) -> Any:
-        while data := fh.read(1 << 20):  # a local file: each read is short
-            yield data
-
-    async def run(fh: Any) -> ImportReport:
+    async def run(chunks: AsyncIterator[bytes], progress: Callable[[int, Any], None]) -> ImportReport:
         core = core_for(settings, url)
-        optouts = core.optouts
         try:
-            importer = CsvImporter(optouts, args.tenant, settings.default_region, by="cli")
-            return await importer.run(chunks(fh), progress)
+            importer = CsvImporter(core.optouts, args.tenant, settings.default_region, by="cli")
+            return await importer.run(chunks, progress)
         finally:
             await core.aclose()
 
-    with path.open("rb") as fh:
-        report = asyncio.run(run(fh))
-    elapsed = time.monotonic() - started
-    sys.stderr.write("\n")
-    print(
-        f"rows {report.rows:,}  imported {report.imported:,}  duplicates {report.duplicates:,}  "
-        f"invalid {report.invalid_count:,}  in {elapsed:.1f} s ({report.rows / max(elapsed, 1e-9):,.0f} rows/s)"
-    )
-    for bad in report.invalid[:20]:
-        print(f"  line {bad['line']}: {bad['error']}")
+    report, elapsed = import_file(args.file, run)
+    print_import(report, elapsed, {"imported": report.imported, "duplicates": report.duplicates})
     return 0
 
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
-import time
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from gateway.cli.common import core_for
+from gateway.cli.common import core_for, import_file, print_import
 from gateway.cli.locate import redis_url_for
 from gateway.errors import CliError, NotFound, ProblemError
 from gateway.settings import Settings
-
-SHOWN_INVALID = 20
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
@@ -51,32 +47,8 @@ def cmd_series_import(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.series.importer import SeriesImporter, SeriesImportReport
 
     url = redis_url_for(settings, args.data_dir)
-    path = Path(args.file)
-    try:
-        total = path.stat().st_size
-    except OSError as exc:
-        raise CliError(f"{args.file}: {exc.strerror}") from None
-    started = time.monotonic()
-    last = [0.0]
 
-    def progress(done: int, report: SeriesImportReport) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.25 and done < total:
-            return
-        last[0] = now
-        width = 30
-        filled = int(width * done / total) if total else width
-        rate = report.rows / max(now - started, 1e-9)
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done * 100 // max(total, 1):3d}%  {report.rows:,} rows  {rate:,.0f} rows/s"
-        )
-        sys.stderr.flush()
-
-    async def chunks(fh: Any) -> Any:
-        while data := fh.read(1 << 20):  # a local file: each read is short
-            yield data
-
-    async def run(fh: Any) -> SeriesImportReport:
+    async def run(chunks: AsyncIterator[bytes], progress: Callable[[int, Any], None]) -> SeriesImportReport:
         core = core_for(settings, url)
         try:
             if await core.series.definitions.get(args.tenant, args.definition) is None:
@@ -86,25 +58,14 @@ def cmd_series_import(settings: Settings, args: argparse.Namespace) -> int:
                 )
             importer = SeriesImporter(core.series, args.tenant, args.definition, args.brand)
             try:
-                return await importer.run(chunks(fh), progress)
+                return await importer.run(chunks, progress)
             except ProblemError as exc:  # no usable header row, an empty file
                 raise CliError(f"{args.file}: {exc.detail}") from None
         finally:
             await core.aclose()
 
-    with path.open("rb") as fh:
-        report = asyncio.run(run(fh))
-    elapsed = time.monotonic() - started
-    sys.stderr.write("\n")
-    print(
-        f"rows {report.rows:,}  started {report.started:,}  duplicates {report.duplicates:,}  "
-        f"invalid {report.invalid_count:,}  in {elapsed:.1f} s ({report.rows / max(elapsed, 1e-9):,.0f} rows/s)"
-    )
-    # A row is found invalid when it is read or when its chunk is started: put them back in file order.
-    for bad in sorted(report.invalid, key=lambda b: int(b["line"]))[:SHOWN_INVALID]:
-        print(f"  line {bad['line']}: {bad['error']}")
-    if report.invalid_count > SHOWN_INVALID:
-        print(f"  ... and {report.invalid_count - SHOWN_INVALID:,} more")
+    report, elapsed = import_file(args.file, run)
+    print_import(report, elapsed, {"started": report.started, "duplicates": report.duplicates})
     return 0
 
 
