@@ -191,6 +191,10 @@ class OptOuts:
         )
 
     async def entries(self, tenant: str, address: str) -> list[dict[str, Any]]:
-        """Every entry of the address."""
-        raw = await self.redis.hgetall(keys.optouts(tenant, self.members.of(address)))
-        return [msgspec.json.decode(v) for v in raw.values()]
+        """Every entry of the address, oldest first."""
+        return await self.entries_of(tenant, self.members.of(address))
+
+    async def entries_of(self, tenant: str, member: str) -> list[dict[str, Any]]:
+        """Every entry of a member named by its keyed hash (the console's pages), oldest first."""
+        raw = await self.redis.hgetall(keys.optouts(tenant, member))
+        return sorted((msgspec.json.decode(v) for v in raw.values()), key=lambda e: str(e.get("since", "")))

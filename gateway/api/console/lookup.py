@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
@@ -305,13 +304,10 @@ async def member_page(request: Request[Any, Any, Any], member: FromPath[str]) ->
     address = await sessions(request).address_of(user, member)
     month, _ = cap_month(time.time(), "Asia/Shanghai")
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.optouts(user.tenant, member))
         pipe.get(keys.cap(user.tenant, member, month))
         pipe.smembers(keys.member_series(user.tenant, member))
-        optouts_raw, cap_raw, series_ids = await pipe.execute()
-    optouts = sorted(
-        (msgspec.json.decode(v) for v in optouts_raw.values()), key=lambda e: str(e.get("since", ""))
-    )
+        cap_raw, series_ids = await pipe.execute()
+    optouts = await svc.optouts.entries_of(user.tenant, member) if user.can("optouts") else []
     series = [
         v
         for v in await asyncio.gather(

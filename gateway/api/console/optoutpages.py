@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
@@ -17,14 +16,12 @@ from gateway.api.console.session import User
 from gateway.api.deps import services
 from gateway.models import CHANNELS
 from gateway.recipients import mask_address, scrub
-from gateway.state import keys
 
 SCOPE = "optouts"
 
 
 async def _entries(request: Request[Any, Any, Any], user: User, member: str) -> list[dict[str, Any]]:
-    raw = await services(request.app.state).store.redis.hgetall(keys.optouts(user.tenant, member))
-    return sorted((msgspec.json.decode(v) for v in raw.values()), key=lambda e: str(e.get("since", "")))
+    return await services(request.app.state).optouts.entries_of(user.tenant, member)
 
 
 async def _address(request: Request[Any, Any, Any], user: User, member: str) -> str:
