@@ -221,19 +221,19 @@ class FooterRule:
     name = "unsubscribe_footer"
 
     def check(self, draft: Draft) -> Verdict | None:
-        """Append the brand's footer to marketing text that has none; refuse one on transactional text."""
+        """Append the brand's footer to marketing text that has none; refuse one on any other text."""
         if draft.channel not in ("sms", "mms") or not draft.fields.get("text"):
             return None
         text = str(draft.fields["text"])
         # Every accepted instruction names 退订 or 拒收 (or their full-width-free forms): skip the regex otherwise.
         has = ("退订" in text or "拒收" in text) and UNSUBSCRIBE.search(text) is not None
-        if draft.category == "transactional":
+        if draft.category != "marketing":  # transactional, verification
             if has:
                 return Verdict(
                     self.name,
                     reason(
                         Reason.UNSUBSCRIBE_ON_TRANSACTIONAL,
-                        "transactional SMS must not carry an unsubscribe line",
+                        f"{draft.category} SMS must not carry an unsubscribe line",
                     ),
                 )
             return None

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from compliance.limits import VerificationPolicy
 from compliance.wording import Term, WordingMatcher, load_allowed, load_terms
 
 CATEGORIES = ("marketing", "transactional")
@@ -71,6 +72,7 @@ class PolicyFile(msgspec.Struct, forbid_unknown_fields=True):
     brands: dict[str, Overrides] = {}
     tenants: dict[str, TenantPolicy] = {}
     wording: WordingPolicy = msgspec.field(default_factory=WordingPolicy)
+    verification: VerificationPolicy = msgspec.field(default_factory=VerificationPolicy)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,9 @@ class Policy:
             )
         except ValueError as exc:
             raise PolicyError(f"{source}: wording: {exc}") from None
+        for problem in spec.verification.problems():
+            raise PolicyError(f"{source}: verification: {problem}")
+        self.verification = spec.verification
         self.rules(None, None)  # the defaults must resolve completely
 
     def _levels(self) -> list[tuple[str, Overrides]]:

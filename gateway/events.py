@@ -283,6 +283,22 @@ class SeriesChanged(Event, tag="series", frozen=True):
     by: str | None = None
 
 
+class VerificationChanged(Event, tag="verification", frozen=True):
+    """A verification code was sent (``created``), checked (``approved``, ``failed_attempt``,
+    ``max_attempts``), ran out (``expired``) or was withdrawn because its message could not go
+    (``cancelled``). Never the code."""
+
+    verification_id: str
+    change: str
+    channel: str | None = None
+    brand: str | None = None
+    purpose: str | None = None
+    attempts: int | None = None
+    expires_at: str | None = None
+    reason: str | None = None
+    by: str | None = None
+
+
 AnyEvent = (
     Accepted
     | Compliance
@@ -311,6 +327,7 @@ AnyEvent = (
     | Converted
     | Complained
     | Unsubscribed
+    | VerificationChanged
 )
 
 _encoder = msgspec.json.Encoder()

@@ -45,6 +45,13 @@ RECEIPT_SECONDS = Histogram(
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
     registry=REGISTRY,
 )
+VERIFICATIONS = Counter(
+    "tidings_verifications_total",
+    "Verification codes by channel and outcome: sent, rate_limited, block_limited, tenant_limited, "
+    "refused (the send was rejected or suppressed), approved, wrong, max_attempts, expired",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
 DEAD_LETTERED = Counter(
     "tidings_dead_lettered_total",
     "Notifications moved to the dead-letter list after exhausting retries.",

@@ -25,6 +25,7 @@ from gateway.state import scripts
 from gateway.state.redisdb import async_client
 from gateway.state.scriptpipe import ScriptPipe
 from gateway.state.store import Store
+from gateway.verify.service import Verifications
 from templates.renderer import load_catalog
 
 
@@ -41,6 +42,7 @@ class Core:
     optouts: OptOuts
     members: Members
     series: SeriesService
+    verifications: Verifications
     pipe: ScriptPipe | None = None
 
     async def aclose(self) -> None:
@@ -68,15 +70,17 @@ def build_services(settings: Settings, redis_url: str, *, fast_accept: bool = Fa
     templates = TenantTemplates(client, load_catalog(), policy)
     members = Members(settings.hmac_key)
     series = SeriesService(settings, store, Definitions(client, templates), policy, members)
+    acceptor = Acceptor(settings, store, templates, policy)
     return Core(
         settings=settings,
         redis=client,
         store=store,
         policy=policy,
         templates=templates,
-        acceptor=Acceptor(settings, store, templates, policy),
+        acceptor=acceptor,
         optouts=OptOuts(client, members),
         members=members,
         series=series,
+        verifications=Verifications(client, acceptor, policy, members, settings.hmac_key),
         pipe=pipe,
     )

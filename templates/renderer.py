@@ -42,6 +42,11 @@ class InvalidTemplate(TemplateError):
     """A catalogue file is malformed."""
 
 
+# A verification template (验证码) carries a one-time code: no unsubscribe footer, no cap, no quiet
+# hours, and only ``POST /v1/verifications`` sends it.
+TEMPLATE_CATEGORIES = ("marketing", "transactional", "verification")
+
+
 @dataclass(frozen=True)
 class Template:
     """One catalogue entry with its per-channel variants."""
@@ -75,8 +80,8 @@ def parse_template(data: Mapping[str, Any], *, source: str) -> Template:
     try:
         name = str(data["name"])
         category = str(data.get("category", "marketing"))
-        if category not in ("marketing", "transactional"):
-            raise InvalidTemplate(f"{source}: category must be marketing or transactional")
+        if category not in TEMPLATE_CATEGORIES:
+            raise InvalidTemplate(f"{source}: category must be one of {', '.join(TEMPLATE_CATEGORIES)}")
         params = {str(k): bool(v.get("required", True)) for k, v in dict(data.get("params", {})).items()}
         variants: dict[str, dict[str, Any]] = {}
         for channel, fields in CHANNEL_FIELDS.items():

@@ -80,16 +80,19 @@ class Acceptor:
         self.link_base = (settings.link_base or settings.public_url.rstrip("/") + "/l").rstrip("/")
 
     # -- public ---------------------------------------------------------------------------------
-    async def notify(self, tenant: str, req: NotifyRequest) -> Answer:
-        """Accept one notify request."""
+    async def notify(self, tenant: str, req: NotifyRequest, sealed: str = "") -> Answer:
+        """Accept one notify request; ``sealed``: a verification's sealed code (``gateway/verify``),
+        which alone lets a ``verification`` template through."""
         fp = fingerprint(req) if req.idempotency_key else ""
         renderer = await self.templates.renderer(tenant)
         try:
             await self._live_push_token(tenant, req)
-            prepared = self.prepare(tenant, req, fp, renderer)
+            prepared = self.prepare(tenant, req, fp, renderer, verification=bool(sealed))
         except Rejected as rej:
             await self._audit_rejections(tenant, [(req, rej)])
             return Answer(422, rej.problem())
+        if sealed:
+            prepared.record["sealed"] = sealed
         if prepared.links:
             await self._write_links([prepared])
         k, a = self._accept_args(prepared)
@@ -224,7 +227,9 @@ class Acceptor:
         return Answer(int(record["status"]), record["body"], replayed=True)
 
     # -- pipeline -------------------------------------------------------------------------------
-    def prepare(self, tenant: str, req: NotifyRequest, fp: str, renderer: Renderer) -> Prepared:
+    def prepare(
+        self, tenant: str, req: NotifyRequest, fp: str, renderer: Renderer, verification: bool = False
+    ) -> Prepared:
         """Everything that needs no Redis: checks, normalization, rendering, timing."""
         channel = req.channel
         if channel not in CHANNELS:
@@ -244,7 +249,7 @@ class Acceptor:
         maker = LinkMaker(self.link_base, channel)
         rendered = render_request(req, renderer, maker)
         rules = self.policy.rules(tenant, req.brand)
-        category = resolve_category(req, renderer)
+        category = resolve_category(req, renderer, verification)
         draft = Draft(channel=channel, category=category, brand=req.brand, fields=rendered, rules=rules)
         verdict = run(self.pipeline, draft)
         content_decisions = tuple(draft.decisions)

@@ -65,8 +65,11 @@ def check_send_at(req: NotifyRequest, now: float, horizon_days: int) -> float | 
     return send_at
 
 
-def resolve_category(req: NotifyRequest, renderer: Renderer) -> str:
+def resolve_category(req: NotifyRequest, renderer: Renderer, verification: bool = False) -> str:
     """The category a message counts in: its template's (authoritative), else the request's, else marketing.
+
+    A ``verification`` template goes only with ``verification`` (a code sealed by POST /v1/verifications):
+    sent through /v1/notify it would skip the footer, the cap and quiet hours with any text.
 
     A request whose ``category`` contradicts its template's is refused: a marketing template sent as
     "transactional" would skip the unsubscribe footer, the monthly cap and quiet hours.
@@ -74,6 +77,18 @@ def resolve_category(req: NotifyRequest, renderer: Renderer) -> str:
     if not req.template:
         return req.category or "marketing"
     own = renderer.get(req.template).category
+    if (own == "verification") != verification:
+        raise Rejected(
+            req.channel,
+            [
+                reason(
+                    Reason.CATEGORY_MISMATCH,
+                    f"template {req.template!r} is a verification template: POST /v1/verifications sends it"
+                    if own == "verification"
+                    else "a verification code is sent with a verification template",
+                )
+            ],
+        )
     if req.category is not None and req.category != own:
         raise Rejected(
             req.channel,

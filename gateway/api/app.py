@@ -34,6 +34,7 @@ from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
 from gateway.api.replies import HANDLERS as REPLY_HANDLERS
 from gateway.api.series import HANDLERS as SERIES_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
+from gateway.api.verifications import HANDLERS as VERIFICATION_HANDLERS
 from gateway.api.webhooks import HANDLERS as WEBHOOK_HANDLERS
 from gateway.engagement.clicks import Clicks
 from gateway.engagement.outcomes import Outcomes
@@ -62,6 +63,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             series=core.series,
             clicks=Clicks(core.redis, core.store, settings.click_repeat_seconds, redis_url),
             outcomes=Outcomes(settings, core.store, core.optouts, core.members),
+            verifications=core.verifications,
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
         # fewer full collections while serving.
@@ -94,6 +96,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *SERIES_HANDLERS,
             *LINK_HANDLERS,
             *ENGAGEMENT_HANDLERS,
+            *VERIFICATION_HANDLERS,
             console.router(),
         ],
         template_config=console.template_config(),

@@ -23,6 +23,7 @@ from gateway.optouts.store import OptOuts
 from gateway.series.service import SeriesService
 from gateway.settings import Settings
 from gateway.state.store import Store
+from gateway.verify.service import Verifications
 
 _encode = msgspec.json.Encoder()
 JSON = "application/json"
@@ -42,6 +43,7 @@ class Services:
     series: SeriesService
     clicks: Clicks
     outcomes: Outcomes
+    verifications: Verifications
     audit: AuditStore | None = None  # opened on first use (an auditor's request)
 
 

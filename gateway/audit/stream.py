@@ -51,6 +51,7 @@ TENANT_TYPES = (
     "optouts_exported",
     "series",
     "console",
+    "verification",
 )
 TYPES = NOTIFICATION_TYPES + TENANT_TYPES
 

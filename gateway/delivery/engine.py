@@ -34,6 +34,7 @@ from gateway.settings import Settings
 from gateway.state.store import Claimed, Store
 from gateway.state.store import Outcome as Written
 from gateway.timeutil import rfc3339, system_clock
+from gateway.verify.codes import Codes, reveal
 
 log = logging.getLogger("tidings.dispatch")
 
@@ -83,6 +84,7 @@ class DeliveryEngine:
         self.store = store
         self.router = router
         self.health = health
+        self.codes = Codes(settings.hmac_key)
         self._sem = asyncio.Semaphore(settings.send_concurrency)
 
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
@@ -191,6 +193,10 @@ class DeliveryEngine:
         The same state rules as at accept: expiry, then quiet hours (which may have begun meanwhile).
         """
         r = c.record
+        if r.category == "verification" and self.codes.unseal(r.tenant, r.sealed) is None:
+            # Its code is sealed only until the first send is over: a replay or a copy cannot send it.
+            why = reason(Reason.EXPIRED, "the verification code is no longer held (codes are not kept)")
+            return self.outcomes.final(c, Status.FAILED, Reason.EXPIRED, why, now)
         m = Moment(
             now,
             now,
@@ -230,7 +236,10 @@ class DeliveryEngine:
 
     def _message(self, tenant: str, channel: str, c: Claimed) -> Message:
         r = c.record
-        rendered = r.rendered
+        rendered, params = r.rendered, r.params
+        code = self.codes.unseal(tenant, r.sealed) if r.sealed else None
+        if code is not None:  # a verification: the code goes where its placeholder stands
+            rendered, params = reveal(rendered, params, code)
         unsubscribe_url = None
         if channel == "email" and r.category == "marketing":
             token = make_token(self.settings.hmac_key, tenant, r.address, r.brand or None)
@@ -248,7 +257,7 @@ class DeliveryEngine:
             title=rendered.get("title"),
             media=tuple(rendered.get("media", ())),
             template=r.template or None,
-            params=r.params,
+            params=params,
             unsubscribe_url=unsubscribe_url,
         )
 

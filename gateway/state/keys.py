@@ -242,3 +242,20 @@ def console_session(token_hash: str) -> str:
 def console_failures(client: str) -> str:
     """Counter of wrong keys posted to the console's sign-in from one address in the last minute."""
     return f"{PREFIX}console-fail:{client}"
+
+
+def verification(tenant: str, member: str, purpose: str) -> str:
+    """Hash of a member's current verification for one purpose (a new one replaces it): id, keyed hash
+    of the code, status, expiry, attempts. Expires a day after the code."""
+    return f"{_t(tenant)}ver:{member}:{purpose}"
+
+
+def verification_id(tenant: str, ver_id: str) -> str:
+    """String: which member and purpose a verification id belongs to (``member|purpose``)."""
+    return f"{_t(tenant)}verid:{ver_id}"
+
+
+def verification_log(tenant: str, scope: str) -> str:
+    """Sorted set: verification id -> time sent (ms), for one limit's scope (a number and brand, a
+    number block, the tenant): the sliding windows count it."""
+    return f"{_t(tenant)}verlog:{scope}"

@@ -63,6 +63,7 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
     variant: str = ""
     series: str = ""  # the series this notification is a step of, and the step's number
     series_step: str = ""
+    sealed: str = ""  # a verification's sealed code, until its send is over (gateway/verify/codes.py)
 
 
 def decode_record(raw: Mapping[Any, Any]) -> Notification:

@@ -5,6 +5,7 @@ if not st then return 'unknown' end
 if st ~= 'queued' and st ~= 'scheduled' then return st end
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'sealed')
 redis.call('RPUSH', KEYS[2], ARGV[1])
 audit(KEYS[4], KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], id)

@@ -66,6 +66,7 @@ for k = 3, #KEYS, 5 do
     if opted then
       redis.call('HSET', key, 'status', 'suppressed', 'error_code', 'opted_out', 'updated_at', ARGV[1],
         'reasons', ARGV[4])
+      redis.call('HDEL', key, 'sealed')
       give_back(key, cap)
       redis.call('RPUSH', ev, ARGV[5], ARGV[6])
       audit(KEYS[2], key, ARGV[5] .. '\n' .. ARGV[6])

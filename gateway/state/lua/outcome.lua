@@ -19,6 +19,8 @@ if kind == 'retry' or kind == 'defer' then
   return kind
 end
 redis.call('ZREM', KEYS[3], id)
+-- The send is over: a verification's sealed code goes (the stored text holds only its placeholder).
+redis.call('HDEL', KEYS[1], 'sealed')
 if kind ~= 'sent' then give_back(KEYS[1], KEYS[6]) end
 if kind == 'dead' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[7]) end
 if kind == 'sent' then
