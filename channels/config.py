@@ -17,14 +17,28 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
+from channels.quotas import SCOPE_FIELDS, Quota, kind_quotas
 from channels.registry import KINDS
 from channels.routing import Provider, Route, Router
 from channels.simulator import SimulatorAdapter
 from channels.urls import parse_provider_url
+from compliance.limits import Window
+
+
+class QuotaSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One entry of a provider's ``quotas``: at most ``count`` messages sharing the ``scope`` fields'
+    values in any ``seconds``, for the listed categories and channels (empty: all)."""
+
+    name: str
+    scope: list[str]
+    count: int
+    seconds: int
+    categories: list[str] = []
+    channels: list[str] = []
 
 
 class ProviderSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,6 +50,8 @@ class ProviderSpec(msgspec.Struct, forbid_unknown_fields=True):
     rate_headroom: float = 0.2
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
+    quotas: list[QuotaSpec] | None = None  # None: the kind's (channels/quotas.py); []: none
+    over_quota: Literal["wait", "fail"] = "wait"
 
 
 class RouteSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,6 +105,20 @@ def build_provider(
         spec.rate_headroom,
         spec.breaker_failures,
         spec.breaker_cooldown,
+        kind_quotas(url.kind) if spec.quotas is None else tuple(_quota(name, q) for q in spec.quotas),
+        spec.over_quota,
+    )
+
+
+def _quota(provider: str, q: QuotaSpec) -> Quota:
+    where = f"providers.{provider}.quotas.{q.name}"
+    unknown = sorted(set(q.scope) - set(SCOPE_FIELDS))
+    if not q.scope or unknown:
+        raise ProvidersError(f"{where}: scope is a list of {', '.join(SCOPE_FIELDS)}")
+    if q.count < 1 or not 1 <= q.seconds <= 7 * 86_400:
+        raise ProvidersError(f"{where}: count >= 1 and seconds 1 to 604800")
+    return Quota(
+        q.name, tuple(q.scope), (Window(q.count, q.seconds),), frozenset(q.categories), frozenset(q.channels)
     )
 
 

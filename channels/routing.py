@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from channels.base import Adapter
+from channels.quotas import Quota
 
 Admission = Literal["closed", "probe", "open"]
 
@@ -41,6 +42,8 @@ class Provider:
     rate_headroom: float = 0.2
     breaker_failures: int = 5  # consecutive transient failures that open the circuit
     breaker_cooldown: float = 30.0  # seconds open before one probe is let through
+    quotas: tuple[Quota, ...] = ()  # limits per number, signature, template (channels/quotas.py)
+    over_quota: Literal["wait", "fail"] = "wait"  # a message over one: held until there is room, or failed
 
     @property
     def send_interval(self) -> float | None:

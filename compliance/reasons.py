@@ -29,6 +29,9 @@ class Reason(StrEnum):
     CATEGORY_MISMATCH = "category_mismatch"
     UNKNOWN_BRAND = "unknown_brand"
     INVALID_CONTENT = "invalid_content"
+    # Over a provider's own limit (50 a day per signature, template and number at Alibaba), known
+    # before the call: held until there is room, or failed, as the provider's over_quota says.
+    PROVIDER_LIMIT = "provider_limit"
     # Reminder series: a step whose time had passed when the series began, one ended by the member's
     # exit event (a redemption), one ended because the series was cancelled.
     PAST = "past"

@@ -52,6 +52,13 @@ VERIFICATIONS = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
+PROVIDER_LIMITED = Counter(
+    "tidings_provider_limited_total",
+    "Messages over a provider's own limit (per number, signature, template), checked before the call: "
+    "held (wait) or failed (fail)",
+    ["channel", "then"],
+    registry=REGISTRY,
+)
 DEAD_LETTERED = Counter(
     "tidings_dead_lettered_total",
     "Notifications moved to the dead-letter list after exhausting retries.",

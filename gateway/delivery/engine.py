@@ -28,6 +28,7 @@ from gateway.delivery.outcomes import (
     series_step_cancelled,
     series_step_event,
 )
+from gateway.delivery.quotas import Quotas
 from gateway.models import Status
 from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
@@ -61,6 +62,7 @@ class _Tried:
     done: dict[int, tuple[SendResult, float]] = field(default_factory=dict)  # sent or refused for good
     last: dict[int, tuple[SendResult, float]] = field(default_factory=dict)  # the last transient failure
     deferred: dict[int, float] = field(default_factory=dict)  # held by a rate limit: wait seconds
+    over: dict[int, tuple[float, str]] = field(default_factory=dict)  # over a quota: (wait, over_quota)
     soonest: float | None = None  # when the first open circuit lets a probe through
 
 
@@ -85,6 +87,7 @@ class DeliveryEngine:
         self.router = router
         self.health = health
         self.codes = Codes(settings.hmac_key)
+        self.quotas = Quotas(store.redis, settings.hmac_key)
         self._sem = asyncio.Semaphore(settings.send_concurrency)
 
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
@@ -293,7 +296,19 @@ class DeliveryEngine:
             metrics.FAILOVERS.labels(channel, provider.name).inc(len(pending))
         # Half-open: one message tests the provider; the others move on.
         batch = pending if admission == "closed" else pending[:1]
+        if provider.quotas:  # the provider's own limits, counted before the call; over one: not sent
+            waits = await self.quotas.take(provider, [items[i][1] for i in batch])
+            for i, wait in zip(batch, waits, strict=True):
+                if wait and (i not in tried.over or wait < tried.over[i][0]):
+                    tried.over[i] = (wait, provider.over_quota)
+            batch = [i for i, wait in zip(batch, waits, strict=True) if not wait]
+            if not batch:
+                return pending
         outs = await self._send_via(provider, [items[i][1] for i in batch], wait_until)
+        if provider.quotas:  # what the provider did not take does not count against it
+            untaken = [items[i][1] for i, o in zip(batch, outs, strict=True) if o[0].outcome is Outcome.RETRY]
+            if untaken:
+                await self.quotas.give_back(provider, untaken)
         failed = [i for i, out in zip(batch, outs, strict=True) if out[0].outcome is Outcome.RETRY]
         # Held back by the rate limit: not sent, so not a failure of the provider.
         held = {i for i, out in zip(batch, outs, strict=True) if out[0].code == RATE_LIMITED}
@@ -324,7 +339,9 @@ class DeliveryEngine:
         )
         answers: list[tuple[Written, SendResult | None]] = []
         for i, (c, _) in enumerate(items):
-            if i in tried.deferred and i not in tried.done and i not in tried.last:
+            if i in tried.over and i not in tried.done and i not in tried.last and i not in tried.deferred:
+                answers.append((self.outcomes.over_quota(c, *tried.over[i]), None))
+            elif i in tried.deferred and i not in tried.done and i not in tried.last:
                 answers.append((self.outcomes.held(c, tried.deferred[i]), None))
             else:
                 answer = tried.done.get(i) or tried.last.get(i) or unroutable

@@ -40,6 +40,20 @@ class Outcomes:
         fields = {"status": Status.QUEUED, "not_before": repr(now + wait)}
         return Written(c.id, c.attempt, "defer", ev, fields, now + wait + self.settings.lease_seconds)
 
+    def over_quota(self, c: Claimed, wait: float, then: str) -> Written:
+        """Every provider that could carry it is at its own limit for this number (channels/quotas.py):
+        held until the first has room (no attempt spent), or failed when its ``over_quota`` says so."""
+        metrics.PROVIDER_LIMITED.labels(c.record.channel, then).inc()
+        detail = f"the provider's limit for this number is reached; room in {round(wait)} s"
+        now = system_clock()
+        if then == "fail":
+            return self.final(
+                c, Status.FAILED, Reason.PROVIDER_LIMIT, reason(Reason.PROVIDER_LIMIT, detail), now
+            )
+        ev = events.encode(events.Deferred(at=events.at(now), reason=Reason.PROVIDER_LIMIT, detail=detail))
+        fields = {"status": Status.QUEUED, "not_before": repr(now + wait)}
+        return Written(c.id, c.attempt, "defer", ev, fields, now + wait + self.settings.lease_seconds)
+
     def outcome(
         self, channel: str, c: Claimed, result: SendResult, elapsed: float
     ) -> tuple[Written, SendResult | None]:

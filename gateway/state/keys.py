@@ -259,3 +259,9 @@ def verification_log(tenant: str, scope: str) -> str:
     """Sorted set: verification id -> time sent (ms), for one limit's scope (a number and brand, a
     number block, the tenant): the sliding windows count it."""
     return f"{_t(tenant)}verlog:{scope}"
+
+
+def provider_quota(provider: str, quota: str, scope: str) -> str:
+    """Sorted set: reference -> time sent (ms) of one provider quota's scope (a keyed hash of its
+    values: signature, template, number), for its sliding windows."""
+    return f"{PREFIX}provider:{{{provider}}}:quota:{quota}:{scope}"
