@@ -33,6 +33,7 @@ def test_marketing_sms_gets_signature_and_footer() -> None:
         "signature",
         "unsubscribe_footer",
         "length",
+        "voice",
     ]
 
 

@@ -30,7 +30,12 @@ def renderer() -> Renderer:
 def test_catalog_ships_the_three_templates_in_chinese(renderer: Renderer) -> None:
     assert {"points_expiry", "points_credited", "member_day"} <= set(renderer.catalog)
     for tpl in renderer.catalog.values():
-        assert set(tpl.variants) == {"sms", "mms", "push", "email"}
+        assert (
+            {"sms", "mms", "push", "email"} <= set(tpl.variants) <= {"sms", "mms", "push", "email", "voice"}
+        )
+    # Calls where a call makes sense: the expiry warning and the credit notice, not the member-day promotion.
+    voiced = {name for name, tpl in renderer.catalog.items() if "voice" in tpl.variants}
+    assert {"points_expiry", "points_credited"} <= voiced and "member_day" not in voiced
 
 
 def test_points_expiry_sms(renderer: Renderer) -> None:
