@@ -276,6 +276,8 @@ class VoiceRule:
     """What a call says: no link (a listener cannot tap one) and no more than ``max_voice_chars``."""
 
     name = "voice"
+    # Asked of calls only (``run`` skips it for other channels: no "voice: pass" on every SMS timeline).
+    channels = frozenset({"voice"})
 
     def check(self, draft: Draft) -> Verdict | None:
         """Voice only; the text as rendered (a ``{{ link() }}`` has become its URL by now)."""
@@ -315,9 +317,13 @@ def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
 
 
 def run(pipeline: Sequence[Rule], draft: Draft) -> Verdict | None:
-    """Apply the rules in order; the first blocking verdict wins. Every rule's decision is recorded."""
+    """Apply the rules in order; the first blocking verdict wins. Every rule's decision is recorded;
+    a rule with a ``channels`` attribute is asked only for those channels."""
     decisions = draft.decisions
     for rule in pipeline:
+        only = getattr(rule, "channels", None)  # a rule for some channels only says so
+        if only is not None and draft.channel not in only:
+            continue
         warned = len(draft.warnings)
         verdict = rule.check(draft)
         if verdict is not None:

@@ -185,3 +185,20 @@ def test_marketing_calls_count_in_the_monthly_cap(stack: Stack) -> None:
         got.append(c.post("/v1/notify", json={**call(), "channel": "sms"}).json()["status"])
     # The cap of 4 marketing messages a month counts calls and texts alike: the SMS after four calls is over.
     assert got == ["queued"] * 4 + ["suppressed"]
+
+
+def test_the_console_simulator_page_shows_the_call_and_how_it_ended(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    from tests.integration.test_console_http import signed_in
+
+    stack = stack_factory(console_simulator=True)
+    set_clock(local(2026, 12, 2, 10, 0))
+    with stack.client() as c:
+        accepted = c.post("/v1/notify", json=call()).json()
+    wait_for(lambda: calls(stack, PHONE))
+    page = signed_in(stack).get("/console/simulator")
+    assert page.status_code == 200
+    row = next(r for r in page.text.split("<tr>") if accepted["id"] in r)
+    assert "<td>voice</td>" in row and "ANSWERED" in row and "28600积分将于12天后清零" in row
+    assert "+86138****5678" in row and PHONE not in row  # the number masked, as everywhere

@@ -33,7 +33,6 @@ def test_marketing_sms_gets_signature_and_footer() -> None:
         "signature",
         "unsubscribe_footer",
         "length",
-        "voice",
     ]
 
 

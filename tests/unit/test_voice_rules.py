@@ -108,6 +108,10 @@ def test_voice_text_gets_neither_signature_nor_footer() -> None:
     assert run(PIPE, d) is None
     assert d.fields["text"] == "您好,您的28600积分将于12天后清零,请尽快兑换。"
     assert d.segments is None
+    assert ("voice", "pass", None) in d.decisions
+    sms = Draft(channel="sms", category="marketing", brand="星耀商城", fields={"text": "积分"}, rules=RULES)
+    assert run(PIPE, sms) is None
+    assert "voice" not in [name for name, _, _ in sms.decisions]  # asked of calls only
 
 
 @pytest.mark.parametrize(
