@@ -24,6 +24,7 @@ import msgspec
 from channels.quotas import SCOPE_FIELDS, Quota, kind_quotas
 from channels.registry import KINDS
 from channels.routing import Provider, Route, Router
+from channels.simstate import CHANNELS as SIMULATED
 from channels.simulator import SimulatorAdapter
 from channels.urls import parse_provider_url
 from compliance.limits import Window
@@ -147,7 +148,7 @@ def load_router(path: str | Path, environ: dict[str, str] | None = None, pool_si
 def route_names(path: str | Path | None) -> dict[str, list[str]]:
     """Channel -> provider names of a providers file (no adapters built); None: the simulator's."""
     if path is None:
-        return {c: ["simulator"] for c in ("sms", "mms", "push", "email")}
+        return {c: ["simulator"] for c in SIMULATED}
     return {channel: [r.provider for r in entries] for channel, entries in _parse(path).routes.items()}
 
 
@@ -171,4 +172,4 @@ def simulator_router(base_url: str, secret: str, timeout: float) -> Router:
     sim = Provider(
         "simulator", SimulatorAdapter(base_url, secret, timeout=timeout), timeout, breaker_cooldown=5.0
     )
-    return Router({"simulator": sim}, {c: [Route("simulator")] for c in ("sms", "mms", "push", "email")})
+    return Router({"simulator": sim}, {c: [Route("simulator")] for c in SIMULATED})

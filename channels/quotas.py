@@ -64,6 +64,8 @@ CALLS = Quota(
 
 KIND_QUOTAS: dict[str, tuple[Quota, ...]] = {
     "alibaba": (SMS_DAILY, CODES),
+    "alibaba-voice": (CALLS,),
+    "tencent-voice": (CALLS,),
 }
 
 

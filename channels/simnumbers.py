@@ -15,6 +15,9 @@ from channels.addresses import InvalidAddress, address_key
 UNDELIVERED_PREFIX = "+8613900000"
 UNDELIVERED_CODE = "MK:0001"  # the carrier's code for a phone that is off or out of service
 DELIVERED_CODE = "DELIVERED"
+# Calls: answered, or (a switched-off number) not answered.
+ANSWERED_CODE = "ANSWERED"
+NOT_ANSWERED_CODE = "NO_ANSWER"
 
 
 def lookup_key(raw: str, default_region: str = "CN") -> str:
@@ -32,8 +35,14 @@ def key_of(to: str, default_region: str = "CN") -> str:
         return to
 
 
-def receipt_for(key: str, undelivered_prefix: str = UNDELIVERED_PREFIX) -> tuple[str, str]:
-    """The receipt status and code the simulator posts for a message filed under this key."""
-    if key.startswith(undelivered_prefix):
+def receipt_for(
+    key: str, undelivered_prefix: str = UNDELIVERED_PREFIX, channel: str = "sms"
+) -> tuple[str, str]:
+    """The receipt status and code the simulator posts for a message filed under this key (a call's:
+    answered, or not answered on a switched-off number)."""
+    off = key.startswith(undelivered_prefix)
+    if channel == "voice":
+        return ("undelivered", NOT_ANSWERED_CODE) if off else ("delivered", ANSWERED_CODE)
+    if off:
         return "undelivered", UNDELIVERED_CODE
     return "delivered", DELIVERED_CODE

@@ -1,4 +1,4 @@
-"""The provider simulator: a real HTTP server that behaves like an SMS/MMS/push/email provider.
+"""The provider simulator: a real HTTP server that behaves like an SMS/MMS/push/email/voice provider.
 
 It accepts sends (``POST /v1/send``), keeps what each member's phone, inbox or
 device received (``GET /messages``), posts delivery receipts back to the
@@ -86,7 +86,7 @@ class Simulator:
             return await self._send_batch(headers, body)
         if path == "/messages" and method == "GET":
             try:
-                return 200, self.messages(query.get("to")), {}
+                return 200, self.messages(query.get("to"), query.get("channel")), {}
             except InvalidAddress as exc:
                 return 400, {"code": "invalid_recipient", "message": f"to: {exc}"}, {}
         if path == "/messages" and method == "DELETE":
@@ -173,10 +173,11 @@ class Simulator:
             self.callbacks.wake()
         return answer
 
-    def messages(self, to: str | None) -> list[dict[str, Any]]:
+    def messages(self, to: str | None, channel: str | None = None) -> list[dict[str, Any]]:
         """What an address received, written in any form (``channels/simnumbers.py``), oldest first;
-        every message when ``to`` is None. InvalidAddress for a number or email that is not one."""
-        return self.state.messages_to(to)
+        every message when ``to`` is None; one channel's with ``channel`` (``?channel=voice``: the calls,
+        each with its ``call`` outcome). InvalidAddress for a number or email that is not one."""
+        return self.state.messages_to(to, channel)
 
     def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Install a fault for one channel (or every channel when ``channel`` is null)."""

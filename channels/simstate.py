@@ -17,7 +17,7 @@ from typing import Any
 
 from channels.simnumbers import UNDELIVERED_PREFIX, key_of, lookup_key, receipt_for
 
-CHANNELS = ("sms", "mms", "push", "email")
+CHANNELS = ("sms", "mms", "push", "email", "voice")
 FAULT_MODES = ("http_500", "timeout", "reject_number", "http_429")
 
 # What a handler answers: HTTP status, JSON body, extra response headers.
@@ -104,9 +104,16 @@ class SimState:
             "provider_message_id": pmid,
             "received_at": now,
         }
+        status, code = receipt_for(key, self.undelivered_prefix, str(channel))
+        if channel == "voice":
+            # A call: the member's phone rings and the text is read out (``play_times`` over).
+            message["call"] = {
+                "answered": status == "delivered",
+                "status": code,
+                "play_times": int(msg.get("play_times") or 2),
+            }
         self.messages.append(message)
         self.by_address.setdefault(key, []).append(message)
-        status, code = receipt_for(key, self.undelivered_prefix)
         self.receipts.append(
             {
                 "reference": reference,
@@ -119,19 +126,20 @@ class SimState:
         )
         return 200, {"provider_message_id": pmid}, {}
 
-    def messages_to(self, to: str | None) -> list[dict[str, Any]]:
-        """What an address received (any written form of it), oldest first; every message without one.
+    def messages_to(self, to: str | None, channel: str | None = None) -> list[dict[str, Any]]:
+        """What an address received (any written form of it), oldest first; every message without one;
+        only one channel's with ``channel`` (``voice``: the calls).
 
         InvalidAddress for a ``to`` that looks like a phone number or email but is not one.
         """
-        if to is None:
-            return list(self.messages)
-        return list(self.by_address.get(lookup_key(to, self.default_region), []))
+        found = self.messages if to is None else self.by_address.get(lookup_key(to, self.default_region), [])
+        return [m for m in found if channel is None or m.get("channel") == channel]
 
     def last_sent_to(self, sender: str, brand: str | None) -> dict[str, Any] | None:
         """The last message sent to a number (of that brand, if named): what a reply from it answers."""
         sent = self.by_address.get(key_of(sender, self.default_region), [])
-        last = [m for m in sent if not brand or m.get("brand") == brand]
+        # A call cannot be answered by text: a reply answers the last text message.
+        last = [m for m in sent if m.get("channel") != "voice" and (not brand or m.get("brand") == brand)]
         return last[-1] if last else None
 
     def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Adapter for the provider simulator: a real HTTP provider for all four channels.
+"""Adapter for the provider simulator: a real HTTP provider for every channel (voice calls included).
 
 Its callbacks (receipt batches, member replies) are JSON signed like its sends: the hex
 HMAC-SHA256 of the body with the shared secret, in ``x-tidings-signature``.
@@ -26,6 +26,7 @@ from channels.base import (
 )
 from channels.http import HttpAdapter, json_or_none, retry_after_seconds
 from channels.signing import SIGNATURE_HEADER, sign, verify
+from channels.simstate import CHANNELS
 from channels.urls import ProviderURL
 
 
@@ -60,7 +61,7 @@ class SimReply(msgspec.Struct):
 class SimulatorAdapter(HttpAdapter):
     """Sends through the simulator's ``POST /v1/send``; dedup by our reference makes resends safe."""
 
-    channels: ClassVar[frozenset[str]] = frozenset({"sms", "mms", "push", "email"})
+    channels: ClassVar[frozenset[str]] = frozenset(CHANNELS)
     max_batch: ClassVar[int] = 100
     title_maxlen: ClassVar[int] = 256
     callback_auth: ClassVar[CallbackAuth] = CallbackAuth.SIGNED

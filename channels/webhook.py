@@ -20,7 +20,7 @@ from channels.http import HttpAdapter, json_or_none
 from channels.signing import SIGNATURE_HEADER, sign_timestamped
 from channels.urls import ProviderURL
 
-ALL_CHANNELS = frozenset({"sms", "mms", "push", "email"})
+ALL_CHANNELS = frozenset({"sms", "mms", "push", "email", "voice"})
 
 
 class Webhook(HttpAdapter):

@@ -24,6 +24,12 @@ UNSUBSCRIBE = re.compile(
     re.IGNORECASE,
 )
 TEXT_FIELDS = ("text", "subject", "title", "body", "html")
+# A link a call would read out: a URL, a www. address, or a bare domain of a common TLD (with its path).
+_LINK = re.compile(
+    r"(?i)(?:https?://|www\.)\S+"
+    r"|(?<![a-z0-9.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|cn|net|org|io|me|top|xyz|cc|ly|co)(?![a-z0-9-])(?:/\S*)?",
+    re.ASCII,
+)
 
 
 @dataclass(slots=True)
@@ -266,16 +272,58 @@ class LengthRule:
         return None
 
 
+class VoiceRule:
+    """What a call says: no link (a listener cannot tap one) and no more than ``max_voice_chars``."""
+
+    name = "voice"
+    # Asked of calls only (``run`` skips it for other channels: no "voice: pass" on every SMS timeline).
+    channels = frozenset({"voice"})
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """Voice only; the text as rendered (a ``{{ link() }}`` has become its URL by now)."""
+        if draft.channel != "voice" or not draft.fields.get("text"):
+            return None
+        text = str(draft.fields["text"])
+        found = _LINK.search(text)
+        if found is not None:
+            why = (
+                f"a call cannot carry a link: {found.group(0)!r} at {found.start()} (say where to go instead)"
+            )
+            return Verdict(self.name, reason(Reason.INVALID_CONTENT, why, field="text"))
+        if len(text) > draft.rules.max_voice_chars:
+            return Verdict(
+                self.name,
+                reason(
+                    Reason.CONTENT_TOO_LONG,
+                    f"voice text is {len(text)} characters; the maximum is {draft.rules.max_voice_chars}",
+                    field="text",
+                ),
+            )
+        return None
+
+
 def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
     """The content rules, in order: safe characters, a registered brand, wording on the caller's text,
-    then the SMS rules."""
-    return (SafeTextRule(), BrandRule(), WordingRule(matcher), SignatureRule(), FooterRule(), LengthRule())
+    then the SMS rules and the voice rule."""
+    return (
+        SafeTextRule(),
+        BrandRule(),
+        WordingRule(matcher),
+        SignatureRule(),
+        FooterRule(),
+        LengthRule(),
+        VoiceRule(),
+    )
 
 
 def run(pipeline: Sequence[Rule], draft: Draft) -> Verdict | None:
-    """Apply the rules in order; the first blocking verdict wins. Every rule's decision is recorded."""
+    """Apply the rules in order; the first blocking verdict wins. Every rule's decision is recorded;
+    a rule with a ``channels`` attribute is asked only for those channels."""
     decisions = draft.decisions
     for rule in pipeline:
+        only = getattr(rule, "channels", None)  # a rule for some channels only says so
+        if only is not None and draft.channel not in only:
+            continue
         warned = len(draft.warnings)
         verdict = rule.check(draft)
         if verdict is not None:

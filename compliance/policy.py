@@ -15,7 +15,13 @@ import msgspec
 from compliance.limits import VerificationPolicy
 from compliance.wording import Term, WordingMatcher, load_allowed, load_terms
 
-CATEGORIES = ("marketing", "transactional")
+CATEGORIES = ("marketing", "transactional", "verification")
+# Calls are held to stricter hours than texts (DOMAIN.md: no calls at lunch or after 21:00), in every
+# category but verification codes (a member waiting for a code is waiting for that call).
+VOICE_QUIET = ("12:00-14:00", "21:00-08:00")
+VOICE_QUIET_EXEMPT = ("verification",)
+# Alibaba's TtsParam must stay under 250 characters; free text goes as {"content": text} (14 more).
+MAX_VOICE_CHARS = 200
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -39,6 +45,9 @@ class Overrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     replies_resubscribe: bool | None = None
     best_windows_weekday: list[str] | None = None
     best_windows_weekend: list[str] | None = None
+    voice_quiet: list[str] | None = None
+    voice_quiet_categories: list[str] | None = None
+    max_voice_chars: int | None = None
 
 
 class TenantPolicy(Overrides, forbid_unknown_fields=True, omit_defaults=True):
@@ -99,6 +108,11 @@ class Rules:
     # local midnight, Monday to Friday and Saturday/Sunday.
     best_weekday: tuple[tuple[int, int], ...] = ((600, 660), (900, 960))
     best_weekend: tuple[tuple[int, int], ...] = ((1140, 1260),)
+    # Voice calls: local (start, end) windows they are held out of (an end before its start runs past
+    # midnight), the categories those hold, and the longest text a call may say.
+    voice_quiet: tuple[tuple[int, int], ...] = ((720, 840), (1260, 480))
+    voice_quiet_categories: frozenset[str] = frozenset(c for c in CATEGORIES if c not in VOICE_QUIET_EXEMPT)
+    max_voice_chars: int = MAX_VOICE_CHARS
 
 
 class Policy:
@@ -169,6 +183,11 @@ class Policy:
             any_brand=any_brand,
             best_weekday=_windows(merged.get("best_windows_weekday", ["10:00-11:00", "15:00-16:00"])),
             best_weekend=_windows(merged.get("best_windows_weekend", ["19:00-21:00"])),
+            voice_quiet=_windows(merged.get("voice_quiet", list(VOICE_QUIET))),
+            voice_quiet_categories=frozenset(
+                merged.get("voice_quiet_categories", [c for c in CATEGORIES if c not in VOICE_QUIET_EXEMPT])
+            ),
+            max_voice_chars=int(merged.get("max_voice_chars", MAX_VOICE_CHARS)),
         )
         self._cache[key] = rules
         return rules
@@ -199,7 +218,7 @@ class Policy:
 def _validate(o: Overrides, where: str) -> None:
     if o.monthly_cap is not None and not 0 <= o.monthly_cap <= 1000:
         raise PolicyError(f"{where}: monthly_cap must be 0 to 1000")
-    for name in ("cap_categories", "quiet_categories"):
+    for name in ("cap_categories", "quiet_categories", "voice_quiet_categories"):
         value = getattr(o, name)
         if value is not None and not set(value) <= set(CATEGORIES):
             raise PolicyError(f"{where}: {name} must be among {', '.join(CATEGORIES)}")
@@ -215,6 +234,14 @@ def _validate(o: Overrides, where: str) -> None:
         raise PolicyError(f"{where}: footer_separator is at most two of: space ， , 。")
     if o.max_sms_chars is not None and not 70 <= o.max_sms_chars <= 1000:
         raise PolicyError(f"{where}: max_sms_chars must be 70 to 1000")
+    if o.max_voice_chars is not None and not 10 <= o.max_voice_chars <= 230:
+        raise PolicyError(f"{where}: max_voice_chars must be 10 to 230 (Alibaba's TtsParam stays under 250)")
+    for window in o.voice_quiet or ():
+        start, _, end = window.partition("-")
+        if not (_HHMM.match(start) and _HHMM.match(end) and start != end):
+            raise PolicyError(
+                f'{where}: voice_quiet entries are "HH:MM-HH:MM" (may run past midnight), got {window!r}'
+            )
     for name in ("best_windows_weekday", "best_windows_weekend"):
         for window in getattr(o, name) or ():
             start, _, end = window.partition("-")

@@ -28,6 +28,7 @@ class Moment(NamedTuple):
     category: str
     expires_at: float | None
     rules: Rules
+    channel: str = "sms"  # calls keep stricter hours (the policy's voice_quiet)
 
 
 class Timing(NamedTuple):
@@ -109,14 +110,15 @@ class FrequencyCapRule:
 
 
 class QuietHoursRule:
-    """Marketing waits for the end of the member's quiet hours, in the member's own zone."""
+    """Marketing waits for the end of the member's quiet hours, in the member's own zone; a call (any
+    category the policy's ``voice_quiet_categories`` names) waits out the voice windows too."""
 
     name = "quiet_hours"
     PASS = Timing(name, "pass")
 
     def decide(self, m: Moment) -> Timing:
         """Defer until the quiet hours end, or pass."""
-        release = quiet_release(m.due, m.zone, m.category, m.rules)
+        release = quiet_release(m.due, m.zone, m.category, m.rules, m.channel)
         if release is None:
             return self.PASS
         return Timing(

@@ -15,12 +15,37 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def quiet_release(when: float, tz: str, category: str, rules: Rules) -> float | None:
-    """If ``when`` falls in the member's quiet hours for this category, the epoch time they end; else None."""
-    if category not in rules.quiet_categories or rules.quiet_start == rules.quiet_end:
+def quiet_release(when: float, tz: str, category: str, rules: Rules, channel: str = "sms") -> float | None:
+    """If ``when`` falls in the member's quiet hours for this category and channel, the epoch time they
+    end; else None. A call also keeps out of the policy's voice windows (``voice_quiet``): it is held to
+    the end of whichever window it falls in, and of any window that end falls in."""
+    windows = quiet_windows(category, rules, channel)
+    if not windows:
         return None
     # Quiet hours start and end on whole minutes: every time in the same minute has the same answer.
-    return _quiet_release_minute(int(when // 60), tz, rules.quiet_start, rules.quiet_end)
+    if len(windows) == 1:
+        return _quiet_release_minute(int(when // 60), tz, *windows[0])
+    release = None
+    for _ in range(len(windows) + 1):  # each hop leaves one window; back-to-back windows chain
+        hop = None
+        for start, end in windows:
+            hop = _quiet_release_minute(int((release or when) // 60), tz, start, end)
+            if hop is not None:
+                break
+        if hop is None:
+            break
+        release = hop
+    return release
+
+
+def quiet_windows(category: str, rules: Rules, channel: str) -> tuple[tuple[int, int], ...]:
+    """The (start, end) local windows that hold a message of this category on this channel."""
+    windows: list[tuple[int, int]] = []
+    if category in rules.quiet_categories and rules.quiet_start != rules.quiet_end:
+        windows.append((rules.quiet_start, rules.quiet_end))
+    if channel == "voice" and category in rules.voice_quiet_categories:
+        windows += [w for w in rules.voice_quiet if w[0] != w[1]]
+    return tuple(windows)
 
 
 @lru_cache(maxsize=4096)

@@ -11,8 +11,8 @@ from msgspec import Meta
 
 from compliance.reasons import ReasonEntry
 
-Channel = Literal["sms", "mms", "push", "email"]
-CHANNELS: tuple[Channel, ...] = ("sms", "mms", "push", "email")
+Channel = Literal["sms", "mms", "push", "email", "voice"]
+CHANNELS: tuple[Channel, ...] = ("sms", "mms", "push", "email", "voice")
 
 
 class Status(StrEnum):

@@ -19,7 +19,10 @@ CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
     "mms": ("text",),
     "push": ("title", "body"),
     "email": ("subject", "text", "html"),
+    "voice": ("text",),  # what the call says (text to speech)
 }
+# A call cannot show a link: a voice variant that writes one is refused when it is stored.
+_LINK_TEXT = ("http://", "https://", "www.")
 
 
 class TemplateError(ValueError):
@@ -96,6 +99,8 @@ def parse_template(data: Mapping[str, Any], *, source: str) -> Template:
                     env = _html_env if f == "html" else _text_env
                     env.from_string(str(variant[f]))  # compile now: a syntax error fails at load
                     _refuse_unsafe(env, str(variant[f]), f"{source}: [{channel}] {f}")
+                    if channel == "voice":
+                        _refuse_links(env, str(variant[f]), f"{source}: [voice] {f}")
             variants[channel] = variant
     except (KeyError, TypeError, AttributeError, jinja2.TemplateSyntaxError) as exc:
         raise InvalidTemplate(f"{source}: {exc}") from None
@@ -132,6 +137,21 @@ def _refuse_unsafe(env: jinja2.Environment, source: str, where: str) -> None:
             f"{where}: {', '.join(map(repr, names))} not available in templates "
             f"(the sandbox refuses it; line {refused[names[0]]})"
         )
+
+
+def _refuse_links(env: jinja2.Environment, source: str, where: str) -> None:
+    """An InvalidTemplate for a ``{{ link(...) }}`` or a literal URL in a voice variant."""
+    tree = env.parse(source)
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name == "link":
+            raise InvalidTemplate(
+                f"{where}: a call cannot carry a link ({{{{ link() }}}} at line {call.lineno})"
+            )
+    for data in tree.find_all(nodes.TemplateData):
+        lowered = data.data.lower()
+        for marker in _LINK_TEXT:
+            if marker in lowered:
+                raise InvalidTemplate(f"{where}: a call cannot carry a link ({marker!r} in the text)")
 
 
 def load_catalog(directory: Path = CATALOG_DIR) -> dict[str, Template]:

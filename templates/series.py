@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 SERIES_DIR = Path(__file__).with_name("series")
-CHANNELS = ("sms", "mms", "push", "email")
+CHANNELS = ("sms", "mms", "push", "email", "voice")
 WINDOWS = ("best", "any")
 MAX_STEPS = 10
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

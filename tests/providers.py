@@ -258,8 +258,8 @@ class Received:
 
 @dataclass
 class ProviderServer:
-    """A provider stand-in: alibaba, tencent, twilio, webhook or fcm (whose secret is the service
-    account's private key, PEM)."""
+    """A provider stand-in: alibaba, alibaba-voice, tencent, tencent-voice, twilio, webhook or fcm
+    (whose secret is the service account's private key, PEM)."""
 
     kind: str
     user: str = "test-id"
@@ -303,7 +303,9 @@ class ProviderServer:
                     self.received.append(Received(arrived, scope["path"], {}, False))
             await _answer(send, status, answer)
             return
-        status, answer, fields = getattr(self, f"_{self.kind}")(scope["path"], headers, body)
+        status, answer, fields = getattr(self, f"_{self.kind.replace('-', '_')}")(
+            scope["path"], headers, body
+        )
         extra = [(b"apns-id", headers.get("apns-id", "").encode())] if self.kind == "apns" else []
         if status < 300 and self.fault_status and random.random() < self.fault_share:
             status, answer = self.fault_status, {"code": "injected", "message": "injected fault"}
@@ -333,6 +335,57 @@ class ProviderServer:
         if "+86" + params.get("PhoneNumbers", "") == BAD_NUMBER:
             return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"}, params
         return 200, {"Code": "OK", "Message": "OK", "BizId": f"{random.randint(10**15, 10**16)}^0"}, params
+
+    def _alibaba_voice(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, Any]]:
+        """Alibaba Cloud dyvmsapi SingleCallByTts: the same RPC signature as SendSms."""
+        params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        signed = alibaba_signature_ok(self.secret, "POST", params)
+        params.pop("Signature", None)
+        if params.get("AccessKeyId") != self.user:
+            return (
+                404,
+                {"Code": "InvalidAccessKeyId.NotFound", "Message": "Specified access key is not found."},
+                params,
+            )
+        if not signed:
+            return (
+                400,
+                {"Code": "SignatureDoesNotMatch", "Message": "Specified signature is not matched."},
+                params,
+            )
+        if params.get("Action") != "SingleCallByTts" or params.get("Version") != "2017-05-25":
+            return 400, {"Code": "InvalidAction", "Message": "bad action"}, params
+        if not params.get("TtsCode", "").startswith("TTS_"):
+            return 200, {"Code": "isv.TTS_TEMPLATE_ILLEGAL", "Message": "TTS模板不合法"}, params
+        if len(params.get("TtsParam", "")) >= 250:
+            return 200, {"Code": "isv.PARAM_LENGTH_LIMIT", "Message": "参数长度受限"}, params
+        if "+86" + params.get("CalledNumber", "") == BAD_NUMBER:
+            return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "号码格式非法"}, params
+        call_id = f"{random.randint(10**11, 10**12)}^{random.randint(10**10, 10**11)}"
+        return 200, {"Code": "OK", "Message": "OK", "RequestId": str(uuid.uuid4()), "CallId": call_id}, params
+
+    def _tencent_voice(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, Any]]:
+        """Tencent Cloud VMS SendTtsVoice: TC3-HMAC-SHA256 for the service "vms"."""
+        payload = json.loads(body)
+        signed = tencent_authorization_ok(self.user, self.secret, "vms", "POST", path, headers, body)
+        request_id = str(uuid.uuid4())
+        if headers.get("x-tc-action") != "SendTtsVoice" or headers.get("x-tc-version") != "2020-09-02":
+            return 200, {"Response": {"Error": {"Code": "InvalidAction", "Message": "bad"}}}, payload
+        if not signed:
+            error = {
+                "Code": "AuthFailure.SignatureFailure",
+                "Message": "The provided credentials could not be validated.",
+            }
+            return 200, {"Response": {"Error": error, "RequestId": request_id}}, payload
+        if payload.get("CalledNumber") == BAD_NUMBER:
+            error = {"Code": "FailedOperation.InvalidParameters", "Message": "无效参数"}
+            return 200, {"Response": {"Error": error, "RequestId": request_id}}, payload
+        status = {"CallId": uuid.uuid4().hex, "SessionContext": payload.get("SessionContext", "")}
+        return 200, {"Response": {"SendStatus": status, "RequestId": request_id}}, payload
 
     def _tencent(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
         payload = json.loads(body)
@@ -453,6 +506,8 @@ def _ok(answer: Any) -> bool:
     if not isinstance(answer, dict):
         return False
     if "Response" in answer:
+        if "SendStatus" in answer["Response"]:  # VMS: one call
+            return bool(answer["Response"]["SendStatus"].get("CallId"))
         statuses = answer["Response"].get("SendStatusSet") or []
         return bool(statuses) and statuses[0].get("Code") == "Ok"
     if "name" in answer or answer == {}:

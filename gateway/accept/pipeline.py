@@ -260,7 +260,7 @@ class Acceptor:
         now = self.clock()
         send_at = check_send_at(req, now, self.settings.max_schedule_days)
         expires_at = req.expires_at.timestamp() if req.expires_at else None
-        moment = Moment(now, max(now, send_at or now), zone, category, expires_at, rules)
+        moment = Moment(now, max(now, send_at or now), zone, category, expires_at, rules, channel)
         due, held_by, reasons, timing = self._timing(moment, list(draft.warnings))
         status = (
             Status.SUPPRESSED

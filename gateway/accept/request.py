@@ -23,11 +23,12 @@ def resolve_recipient(req: NotifyRequest, default_region: str) -> tuple[str, str
     try:
         if to.timezone:
             zone = check_timezone(to.timezone)
-        if channel in ("sms", "mms"):
+        if channel in ("sms", "mms", "voice"):
             if not to.phone:
                 raise InvalidRecipient(f"{channel} needs to.phone")
             phone = parse_phone(to.phone, default_region)
-            if not phone.mobile:
+            # A call reaches a fixed line too; a text needs a mobile.
+            if not phone.mobile and channel != "voice":
                 raise InvalidRecipient(f"{channel} needs a mobile number")
             address = phone.e164
             zone = zone or phone.timezone
@@ -133,6 +134,7 @@ def render_request(req: NotifyRequest, renderer: Renderer, links: LinkMaker | No
         "mms": c.text is not None or bool(c.media),
         "push": c.text is not None or c.title is not None,
         "email": c.subject is not None and (c.text is not None or c.html is not None),
+        "voice": c.text is not None,
     }[channel]
     if not need:
         what = {
@@ -140,6 +142,7 @@ def render_request(req: NotifyRequest, renderer: Renderer, links: LinkMaker | No
             "mms": "content.text or content.media",
             "push": "content.title or content.text",
             "email": "content.subject and content.text or content.html",
+            "voice": "content.text (what the call says)",
         }[channel]
         raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
     fields = {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}

@@ -88,7 +88,7 @@ def _valid_id(ntf_id: str) -> bool:
 def notification_view(r: Notification, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The public shape of a notification: addresses masked, times RFC 3339."""
     to: dict[str, Any] = {"user_id": r.user_id or None, "timezone": r.timezone or None}
-    if r.channel in ("sms", "mms"):
+    if r.channel in ("sms", "mms", "voice"):
         to["phone"] = mask_address(r.address)
     elif r.channel == "email":
         to["email"] = mask_address(r.address)

@@ -207,6 +207,7 @@ class DeliveryEngine:
             r.category,
             r.expires_at,
             self.policy.rules(r.tenant or None, r.brand or None),
+            r.channel,
         )
         expiry = self.rules.expiry.decide(
             m, now, "expires_at passed before the message could be sent", at_expiry=False

@@ -73,7 +73,7 @@ def plan(definition: SeriesDefinition, anchor: float, now: float, tz: str, rules
             )
             continue
         due = max(due, now)
-        held = quiet_release(due, tz, definition.category, rules)
+        held = quiet_release(due, tz, definition.category, rules, step.channel)
         if held is not None and held >= anchor:
             out.append(
                 Planned(

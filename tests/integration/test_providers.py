@@ -35,6 +35,10 @@ URLS = {
     "&templates=points_expiry:SMS_1001&template_code=SMS_1000",
     "tencent": "tencent+http://{user}:{secret}@127.0.0.1:{port}/?sdk_app_id=1400000000&sign_name=星耀商城"
     "&templates=points_expiry:1001(name|points|days)&template_id=1000",
+    "alibaba-voice": "alibaba-voice+http://{user}:{secret}@127.0.0.1:{port}/?called_show_number=057100000000"
+    "&tts_codes=points_expiry:TTS_1001&tts_code=TTS_1000&play_times=2",
+    "tencent-voice": "tencent-voice+http://{user}:{secret}@127.0.0.1:{port}/?voice_sdk_app_id=1400006666"
+    "&templates=points_expiry:4356(name|points|days)&template_id=4350&play_times=3",
     "twilio": "twilio+http://{user}:{secret}@127.0.0.1:{port}/?from=%2B15005550006"
     "&status_callback=https://gw.example.com/v1/inbound/twilio/receipts",
     "webhook": "webhook+http://:{secret}@127.0.0.1:{port}/send",
@@ -44,7 +48,9 @@ URLS = {
 # The provider's own code for a bad signature or credentials, as its stand-in answers.
 AUTH_CODES = {
     "alibaba": "SignatureDoesNotMatch",
+    "alibaba-voice": "SignatureDoesNotMatch",
     "tencent": "AuthFailure.SignatureFailure",
+    "tencent-voice": "AuthFailure.SignatureFailure",
     "twilio": "20003",
     "webhook": "bad_signature",
     "fcm": "oauth_400",  # Google's token endpoint refuses a JWT signed with another key
@@ -52,7 +58,9 @@ AUTH_CODES = {
 }
 INVALID_NUMBER_CODES = {
     "alibaba": "isv.MOBILE_NUMBER_ILLEGAL",
+    "alibaba-voice": "isv.MOBILE_NUMBER_ILLEGAL",
     "tencent": "InvalidParameterValue.IncorrectPhoneNumber",
+    "tencent-voice": "FailedOperation.InvalidParameters",
     "twilio": "21211",
     "webhook": "invalid_number",
     "fcm": "UNREGISTERED",
@@ -193,6 +201,27 @@ def test_sends_with_our_reference_and_the_mapped_template(running: Running) -> N
             "SMS_1001",
         )
         assert f["SignName"] == "星耀商城" and '"points":"28600"' in f["TemplateParam"]
+    elif kind == "alibaba-voice":
+        # No OutId: Alibaba takes 1 to 15 bytes there; the receipt's call_id finds the notification.
+        assert (f["CalledNumber"], f["TtsCode"], f["CalledShowNumber"]) == (
+            "13812345678",
+            "TTS_1001",
+            "057100000000",
+        )
+        assert f["PlayTimes"] == "2" and "OutId" not in f
+        assert json.loads(f["TtsParam"]) == {"name": "李女士", "points": "28600", "days": "12"}
+        assert result.provider_message_id.count("^") == 1  # the CallId
+    elif kind == "tencent-voice":
+        assert (f["CalledNumber"], f["VoiceSdkAppid"], f["SessionContext"]) == (
+            "+8613812345678",
+            "1400006666",
+            "acme:ntf_01CONTRACT",
+        )
+        assert (f["TemplateId"], f["TemplateParamSet"], f["PlayTimes"]) == (
+            "4356",
+            ["李女士", "28600", "12"],
+            3,
+        )
     elif kind == "tencent":
         assert f["PhoneNumberSet"] == ["+8613812345678"] and f["SessionContext"] == "acme:ntf_01CONTRACT"
         assert (f["TemplateId"], f["TemplateParamSet"]) == ("1001", ["李女士", "28600", "12"])
@@ -263,6 +292,13 @@ def test_free_text_needs_a_provider_template_where_the_provider_sends_only_templ
         )
     if running.server.kind == "tencent":
         assert (got.fields["TemplateId"], got.fields["TemplateParamSet"]) == ("1000", ["【星耀商城】你好"])
+    if running.server.kind == "alibaba-voice":
+        assert (got.fields["TtsCode"], got.fields["TtsParam"]) == (
+            "TTS_1000",
+            '{"content":"【星耀商城】你好"}',
+        )
+    if running.server.kind == "tencent-voice":
+        assert (got.fields["TemplateId"], got.fields["TemplateParamSet"]) == ("4350", ["【星耀商城】你好"])
 
 
 @pytest.mark.parametrize("running", ["fcm"], indirect=True)

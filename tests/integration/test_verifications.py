@@ -262,3 +262,17 @@ def test_the_codes_are_found_nowhere(
         alone = re.compile(rb"(?<![0-9A-Za-z])" + code.encode() + rb"(?![0-9A-Za-z])")
         for where, blob in everything.items():
             assert alone.search(blob) is None, f"code found in {where}"
+
+
+def test_a_code_by_voice_is_a_call_that_speaks_it_at_any_hour(stack: Stack) -> None:
+    with stack.client() as c:
+        r = start(c, channel="voice")
+        assert r.status_code == 201, r.text
+        calls = wait_for(lambda: [m for m in stack.messages("13812345678") if m.get("channel") == "voice"])
+        spoken = re.search(r"验证码是，(\d{6})。重复一遍，\1。", calls[0]["text"])
+        assert spoken, calls[0]["text"]
+        check = {"id": r.json()["id"], "code": spoken.group(1)}
+        assert c.post("/v1/verifications/check", json=check).json()["status"] == "approved"
+        # Voice quiet hours (12:00-14:00, 21:00-08:00) do not hold a code the member is waiting for.
+        ntf = c.get(f"/v1/notifications/{r.json()['notification_id']}").json()
+        assert ntf["channel"] == "voice" and not any(e["type"] == "scheduled" for e in ntf["events"])

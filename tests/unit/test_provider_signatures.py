@@ -530,6 +530,7 @@ def test_the_ops_example_providers_file_loads_and_bad_ones_are_named_without_sec
     assert router.candidates("sms")[-1].name == "inhouse"  # priority 1 after the two at 0
     assert [p.name for p in router.candidates("email")] == ["mail", "inhouse"]
     assert [p.name for p in router.candidates("push")] == ["fcm", "inhouse"]
+    assert [p.name for p in router.candidates("voice")] == ["aliyun_voice", "tencent_voice"]
     assert all("secret-" not in repr(p.adapter) for p in router.providers.values())
 
     bad = tmp_path / "providers.toml"

@@ -6,11 +6,13 @@ import pytest
 
 from channels import KINDS, register
 from channels.aliyun import AlibabaSms
+from channels.aliyun_voice import AlibabaVoice
 from channels.apns import ApnsPush
 from channels.fcm import FcmPush
 from channels.simulator import SimulatorAdapter
 from channels.smtp import SmtpEmail
 from channels.tencent import TencentSms
+from channels.tencent_voice import TencentVoice
 from channels.twilio import TwilioMessages
 from channels.webhook import Webhook
 
@@ -19,6 +21,8 @@ def test_the_built_in_adapters_are_registered_by_kind() -> None:
     assert dict(KINDS) == {
         "alibaba": AlibabaSms,
         "tencent": TencentSms,
+        "alibaba-voice": AlibabaVoice,
+        "tencent-voice": TencentVoice,
         "twilio": TwilioMessages,
         "webhook": Webhook,
         "smtp": SmtpEmail,

@@ -30,10 +30,17 @@ def renderer() -> Renderer:
 def test_catalog_ships_the_three_templates_in_chinese(renderer: Renderer) -> None:
     assert {"points_expiry", "points_credited", "member_day"} <= set(renderer.catalog)
     for tpl in renderer.catalog.values():
-        if tpl.category == "verification":  # a code goes by SMS (or a call), nowhere else
-            assert "sms" in tpl.variants and not {"mms", "push", "email"} & set(tpl.variants)
+        if tpl.category == "verification":  # a code goes by SMS or a call, nowhere else
+            assert "sms" in tpl.variants and set(tpl.variants) <= {"sms", "voice"}
         else:
-            assert set(tpl.variants) == {"sms", "mms", "push", "email"}
+            assert (
+                {"sms", "mms", "push", "email"}
+                <= set(tpl.variants)
+                <= {"sms", "mms", "push", "email", "voice"}
+            )
+    # Calls where a call makes sense: the expiry warning and the credit notice, not the member-day promotion.
+    voiced = {name for name, tpl in renderer.catalog.items() if "voice" in tpl.variants}
+    assert {"points_expiry", "points_credited", "verification_code"} <= voiced and "member_day" not in voiced
 
 
 def test_points_expiry_sms(renderer: Renderer) -> None:

@@ -63,18 +63,23 @@ def check(channel: str, fields: dict[str, Any]) -> Draft:
     return draft
 
 
+# The reminder templates are texts: every channel but voice (a call is a template of its own, with a
+# [voice] variant, like points_expiry's).
+TEXT_CHANNELS = sorted(set(CHANNEL_FIELDS) - {"voice"})
+
+
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_template_declares_the_series_params_and_every_channel(name: str) -> None:
     tpl = RENDERER.get(name)
     assert tpl.category == "marketing"
     assert tpl.params == PARAMS
-    assert set(tpl.variants) == set(CHANNEL_FIELDS)
+    assert set(tpl.variants) == set(TEXT_CHANNELS)
     with pytest.raises(MissingParam) as err:
         RENDERER.render(name, "sms", {"name": "李女士", "points": 28600})
     assert err.value.names == ["expires_on", "days_left"]
 
 
-@pytest.mark.parametrize("channel", sorted(CHANNEL_FIELDS))
+@pytest.mark.parametrize("channel", TEXT_CHANNELS)
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_every_variant_renders_and_passes_the_content_rules(name: str, channel: str) -> None:
     for optional in OPTIONAL_SETS:

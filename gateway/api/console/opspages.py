@@ -216,7 +216,8 @@ async def simulator_page(request: Request[Any, Any, Any]) -> Template:
             "at": m.get("received_at"),
             "channel": str(m.get("channel", "")),
             "to": mask_address(str(m.get("to", "")), str(m.get("channel", ""))),
-            "subject": m.get("subject") or m.get("title") or "",
+            # A call shows how it ended (ANSWERED, NO_ANSWER) above what it said.
+            "subject": m.get("subject") or m.get("title") or (m.get("call") or {}).get("status") or "",
             "text": m.get("text") or "",
             "id": str(m.get("reference", "")).partition(":")[2],
         }
