@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from channels.config import ProvidersError, load_router
 from channels.quotas import SMS_DAILY
 from gateway.api.servers import ServerThread
 from gateway.state.redisdb import free_port
+from gateway.timeutil import set_clock
 from tests.conftest import Stack, wait_for
+from tests.integration.test_voice import call, local
 from tests.providers import ProviderServer
 
 pytestmark = pytest.mark.integration
@@ -136,3 +139,37 @@ def test_quotas_come_from_the_kind_and_a_file_can_turn_them_off_or_refuse_bad_on
                 tmp_path, 1, 'quotas = [{name = "x", scope = ["phone"], count = 1, seconds = 60}]\n'
             )
         )
+
+
+def test_a_second_call_to_one_number_within_a_minute_waits(
+    stack_factory: Callable[..., Stack], tmp_path: Path
+) -> None:
+    server = ProviderServer("alibaba-voice")
+    port = free_port()
+    thread = ServerThread(server, "127.0.0.1", port).start_and_wait()
+    try:
+        path = tmp_path / "voice.toml"
+        path.write_text(
+            "[providers.calls]\n"
+            f'url = "alibaba-voice+http://test-id:test-secret@127.0.0.1:{port}/?called_show_number=057100000000'
+            '&tts_codes=points_credited:TTS_1002&tts_code=TTS_1000"\n'
+            '[[routes.voice]]\nprovider = "calls"\n',
+            encoding="utf-8",
+        )
+        stack = stack_factory(providers_path=str(path))
+        set_clock(local(2026, 12, 2, 10, 0))  # outside the calls' quiet hours
+        body = call(template="points_credited", params={"name": "李女士", "points": 100, "balance": 28700})
+        with stack.client() as c:
+            ids = post_all(c, [body, body])
+            wait_for(lambda: len(server.accepted()) == 1, timeout=20)
+
+            def limited() -> list[Any]:
+                views = [c.get(f"/v1/notifications/{n}").json() for n in ids]
+                return [v for v in views if any(e.get("reason") == "provider_limit" for e in v["events"])]
+
+            late = wait_for(limited, timeout=20)
+        assert len(late) == 1 and late[0]["status"] == "queued"
+        time.sleep(0.5)
+        assert len(server.accepted()) == 1  # the provider saw one call
+    finally:
+        thread.stop()
