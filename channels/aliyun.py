@@ -101,6 +101,82 @@ def provider_number(e164: str) -> str:
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
 
 
+class AlibabaRpc(HttpAdapter):
+    """What Alibaba Cloud's RPC products share (dysmsapi SendSms, dyvmsapi SingleCallByTts): the
+    template a message maps to, the signed common parameters, one POST, and ``Code`` OK or an error."""
+
+    action: ClassVar[str]
+    version: ClassVar[str] = "2017-05-25"
+    product: ClassVar[str] = "Alibaba"  # in what a refusal says
+    url: ProviderURL
+    templates: dict[str, str]
+    default_template: str | None
+    content_param: str
+
+    def template_for(self, message: Message) -> tuple[str, dict[str, str]] | SendResult:
+        """The registered template a message goes out as, with its variables; REJECTED when none fits
+        (a catalogue template maps to its code; free text goes through the default one)."""
+        code = self.templates.get(message.template or "")
+        if code is not None:
+            return code, {k: str(v) for k, v in message.params.items()}
+        if self.default_template and message.text:
+            return self.default_template, {self.content_param: message.text}
+        return self.rejected(
+            "no_provider_template",
+            f"no {self.product} template is configured for {message.template or 'free text'}",
+        )
+
+    def signed(self, specific: Mapping[str, str], now: datetime | None = None) -> dict[str, str]:
+        """The call's parameters: the common ones, ``specific``, and the RPC ``Signature``."""
+        params = {
+            "AccessKeyId": self.url.user,
+            "Action": self.action,
+            "Format": "JSON",
+            "RegionId": self.url.option("region", "cn-hangzhou") or "cn-hangzhou",
+            "SignatureMethod": "HMAC-SHA1",
+            "SignatureNonce": uuid.uuid4().hex,
+            "SignatureVersion": "1.0",
+            "Timestamp": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Version": self.version,
+            **specific,
+        }
+        params["Signature"] = rpc_signature(self.url.secret, "POST", params)
+        return params
+
+    def request_params(self, message: Message, now: datetime | None = None) -> dict[str, str] | SendResult:
+        """The signed parameters of one call, or REJECTED."""
+        raise NotImplementedError
+
+    def message_id(self, data: Mapping[str, Any]) -> str | None:
+        """The provider's id of what an OK answer accepted (None: the answer is not a success)."""
+        raise NotImplementedError
+
+    async def send(self, message: Message) -> SendResult:
+        """One call."""
+        params = self.request_params(message)
+        if isinstance(params, SendResult):
+            return params
+        resp = await self.request("POST", f"{self.url.base}/", data=params)
+        if isinstance(resp, SendResult):
+            return resp
+        return self.result(resp)
+
+    def result(self, resp: httpx.Response) -> SendResult:
+        """Map the answer: Code OK (with its id) is sent, TRANSIENT codes retry, others are permanent."""
+        data = json_or_none(resp)
+        code = str(data.get("Code", "")) if isinstance(data, dict) else ""
+        detail = str(data.get("Message", "")) if isinstance(data, dict) else None
+        if resp.status_code == 200 and code == "OK" and isinstance(data, dict):
+            sent_id = self.message_id(data)
+            if sent_id is not None:
+                return self.sent(sent_id)
+        if code in TRANSIENT:
+            return self.retry(code, detail)
+        if code and resp.status_code < 500:
+            return self.rejected(code, detail)
+        return self.by_status(resp, code or None, detail)
+
+
 class AlibabaReport(msgspec.Struct):
     """One SmsReport record of Alibaba Cloud's HTTP batch push."""
 
@@ -124,8 +200,10 @@ class AlibabaReply(msgspec.Struct):
     sign_name: str | None = None
 
 
-class AlibabaSms(HttpAdapter):
+class AlibabaSms(AlibabaRpc):
     """SendSms, one message per call."""
+
+    action: ClassVar[str] = "SendSms"
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms"})
     title_maxlen: ClassVar[int] = 0
@@ -146,58 +224,24 @@ class AlibabaSms(HttpAdapter):
 
     def request_params(self, message: Message, now: datetime | None = None) -> dict[str, str] | SendResult:
         """The signed parameters of a SendSms call, or REJECTED when no template fits."""
-        code = self.templates.get(message.template or "")
-        if code is not None:
-            template_param = {k: str(v) for k, v in message.params.items()}
-        elif self.default_template and message.text:
-            code, template_param = self.default_template, {self.content_param: message.text}
-        else:
-            return self.rejected(
-                "no_provider_template",
-                f"no Alibaba template is configured for {message.template or 'free text'}",
-            )
-        when = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        params = {
-            "AccessKeyId": self.url.user,
-            "Action": "SendSms",
-            "Format": "JSON",
-            "RegionId": self.url.option("region", "cn-hangzhou") or "cn-hangzhou",
-            "SignatureMethod": "HMAC-SHA1",
-            "SignatureNonce": uuid.uuid4().hex,
-            "SignatureVersion": "1.0",
-            "Timestamp": when,
-            "Version": "2017-05-25",
-            "PhoneNumbers": provider_number(message.to),
-            "SignName": self.url.option("sign_name") or "",
-            "TemplateCode": code,
-            "TemplateParam": json.dumps(template_param, ensure_ascii=False, separators=(",", ":")),
-            "OutId": message.reference,
-        }
-        params["Signature"] = rpc_signature(self.url.secret, "POST", params)
-        return params
+        template = self.template_for(message)
+        if isinstance(template, SendResult):
+            return template
+        code, template_param = template
+        return self.signed(
+            {
+                "PhoneNumbers": provider_number(message.to),
+                "SignName": self.url.option("sign_name") or "",
+                "TemplateCode": code,
+                "TemplateParam": json.dumps(template_param, ensure_ascii=False, separators=(",", ":")),
+                "OutId": message.reference,
+            },
+            now,
+        )
 
-    async def send(self, message: Message) -> SendResult:
-        """One SendSms call."""
-        params = self.request_params(message)
-        if isinstance(params, SendResult):
-            return params
-        resp = await self.request("POST", f"{self.url.base}/", data=params)
-        if isinstance(resp, SendResult):
-            return resp
-        return self.result(resp)
-
-    def result(self, resp: httpx.Response) -> SendResult:
-        """Map Alibaba's answer: Code OK is sent, TRANSIENT codes retry, others are permanent."""
-        data = json_or_none(resp)
-        code = str(data.get("Code", "")) if isinstance(data, dict) else ""
-        detail = str(data.get("Message", "")) if isinstance(data, dict) else None
-        if resp.status_code == 200 and code == "OK" and isinstance(data, dict):
-            return self.sent(str(data.get("BizId") or data.get("RequestId") or ""))
-        if code in TRANSIENT:
-            return self.retry(code, detail)
-        if code and resp.status_code < 500:
-            return self.rejected(code, detail)
-        return self.by_status(resp, code or None, detail)
+    def message_id(self, data: Mapping[str, Any]) -> str | None:
+        """SendSms's BizId (the receipts name it too)."""
+        return str(data.get("BizId") or data.get("RequestId") or "")
 
     # -- callbacks -------------------------------------------------------------------------------
     @classmethod

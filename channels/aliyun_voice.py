@@ -30,17 +30,14 @@ progress reports of VoiceCallReport (ringing, answered, ended: they carry ``stat
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
-import httpx
 import msgspec
 
-from channels.aliyun import TRANSIENT, mapping, rpc_signature
+from channels.aliyun import AlibabaRpc, mapping
 from channels.base import Ack, Callback, CallbackAuth, InboundReply, Message, Receipt, SendResult, decode_json
-from channels.http import HttpAdapter, json_or_none
 from channels.urls import ProviderURL
 
 VERSION = "2017-05-25"
@@ -74,8 +71,11 @@ class VoiceRecord(msgspec.Struct):
     callee: str = ""
 
 
-class AlibabaVoice(HttpAdapter):
+class AlibabaVoice(AlibabaRpc):
     """SingleCallByTts, one call per request."""
+
+    action: ClassVar[str] = "SingleCallByTts"
+    product: ClassVar[str] = "Alibaba TTS"
 
     channels: ClassVar[frozenset[str]] = frozenset({"voice"})
     title_maxlen: ClassVar[int] = 0
@@ -115,61 +115,23 @@ class AlibabaVoice(HttpAdapter):
 
     def request_params(self, message: Message, now: datetime | None = None) -> dict[str, str] | SendResult:
         """The signed parameters of a SingleCallByTts call, or REJECTED when no template fits."""
-        code = self.templates.get(message.template or "")
-        if code is not None:
-            variables = {k: str(v) for k, v in message.params.items()}
-        elif self.default_template and message.text:
-            code, variables = self.default_template, {self.content_param: message.text}
-        else:
-            return self.rejected(
-                "no_provider_template",
-                f"no Alibaba TTS template is configured for {message.template or 'free text'}",
-            )
+        template = self.template_for(message)
+        if isinstance(template, SendResult):
+            return template
+        code, variables = template
         tts_param = json.dumps(variables, ensure_ascii=False, separators=(",", ":"))
         if len(tts_param) > MAX_TTS_PARAM:
             return self.rejected(
                 "tts_param_too_long", f"TtsParam is {len(tts_param)} characters; Alibaba takes under 250"
             )
-        params = {
-            "AccessKeyId": self.url.user,
-            "Action": "SingleCallByTts",
-            "Format": "JSON",
-            "RegionId": self.url.option("region", "cn-hangzhou") or "cn-hangzhou",
-            "SignatureMethod": "HMAC-SHA1",
-            "SignatureNonce": uuid.uuid4().hex,
-            "SignatureVersion": "1.0",
-            "Timestamp": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "Version": VERSION,
-            "CalledNumber": called_number(message.to),
-            "TtsCode": code,
-            "TtsParam": tts_param,
-            **self.extra,
-        }
-        params["Signature"] = rpc_signature(self.url.secret, "POST", params)
-        return params
+        return self.signed(
+            {"CalledNumber": called_number(message.to), "TtsCode": code, "TtsParam": tts_param, **self.extra},
+            now,
+        )
 
-    async def send(self, message: Message) -> SendResult:
-        """One SingleCallByTts call."""
-        params = self.request_params(message)
-        if isinstance(params, SendResult):
-            return params
-        resp = await self.request("POST", f"{self.url.base}/", data=params)
-        if isinstance(resp, SendResult):
-            return resp
-        return self.result(resp)
-
-    def result(self, resp: httpx.Response) -> SendResult:
-        """Code OK with its CallId is sent; throttling and system trouble retry; other codes are permanent."""
-        data = json_or_none(resp)
-        code = str(data.get("Code", "")) if isinstance(data, dict) else ""
-        detail = str(data.get("Message", "")) if isinstance(data, dict) else None
-        if resp.status_code == 200 and code == "OK" and isinstance(data, dict) and data.get("CallId"):
-            return self.sent(str(data["CallId"]))
-        if code in TRANSIENT:
-            return self.retry(code, detail)
-        if code and resp.status_code < 500:
-            return self.rejected(code, detail)
-        return self.by_status(resp, code or None, detail)
+    def message_id(self, data: Mapping[str, Any]) -> str | None:
+        """The CallId (the receipts name it); an OK answer without one is not a call."""
+        return str(data["CallId"]) if data.get("CallId") else None
 
     # -- callbacks -------------------------------------------------------------------------------
     @classmethod

@@ -144,8 +144,105 @@ class TencentReply(msgspec.Struct):
 ACK = Ack.json({"result": 0, "errmsg": "OK"})
 
 
-class TencentSms(HttpAdapter):
+class TencentApi(HttpAdapter):
+    """What Tencent Cloud's API 3.0 products share (SMS SendSms, VMS SendTtsVoice): the template a
+    message maps to, the TC3-signed POST, and the ``Response.Error`` every answer may carry."""
+
+    service: ClassVar[str]
+    version: ClassVar[str]
+    product: ClassVar[str] = "Tencent"  # in what a refusal says
+    url: ProviderURL
+    templates: dict[str, tuple[str, list[str]]]
+    default_template: str | None
+
+    @staticmethod
+    def transient(code: str) -> bool:
+        """Whether an error code is worth trying again."""
+        return is_transient(code)
+
+    def template_for(self, message: Message) -> tuple[str, list[str]] | SendResult:
+        """The template id and its values in the registered order; REJECTED when none fits or a
+        value is missing (free text goes through the default template)."""
+        mapped = self.templates.get(message.template or "")
+        if mapped is not None:
+            template_id, names = mapped
+            missing = [n for n in names if n not in message.params]
+            if missing:
+                return self.rejected(
+                    "missing_param", f"Tencent template {template_id} needs {', '.join(missing)}"
+                )
+            return template_id, [str(message.params[n]) for n in names]
+        if self.default_template and message.text:
+            return self.default_template, [message.text]
+        return self.rejected(
+            "no_provider_template",
+            f"no {self.product} template is configured for {message.template or 'free text'}",
+        )
+
+    def signed(
+        self, action: str, payload: Mapping[str, Any], timestamp: int | None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The JSON body and the TC3-HMAC-SHA256 headers of one call."""
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        ts = int(time.time()) if timestamp is None else timestamp
+        host = self.url.host + (f":{self.url.port}" if self.url.port else "")
+        headers = {
+            "Authorization": authorization(
+                self.url.user, self.url.secret, self.service, host, CONTENT_TYPE, body, ts
+            ),
+            "Content-Type": CONTENT_TYPE,
+            "Host": host,
+            "X-TC-Action": action,
+            "X-TC-Timestamp": str(ts),
+            "X-TC-Version": self.version,
+            "X-TC-Region": self.url.option("region", "ap-guangzhou") or "ap-guangzhou",
+        }
+        return body, headers
+
+    def request_parts(
+        self, message: Message, timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]] | SendResult:
+        """The body and headers of one call, or REJECTED."""
+        raise NotImplementedError
+
+    async def send(self, message: Message) -> SendResult:
+        """One call."""
+        parts = self.request_parts(message)
+        if isinstance(parts, SendResult):
+            return parts
+        body, headers = parts
+        resp = await self.request("POST", f"{self.url.base}/", content=body, headers=headers)
+        if isinstance(resp, SendResult):
+            return resp
+        return self.result(resp)
+
+    def answer(self, resp: httpx.Response) -> dict[str, Any] | SendResult:
+        """The ``Response`` object of an answer, or what its request error means: transient codes and
+        5xx retry, any other error is permanent."""
+        data = json_or_none(resp)
+        body = data.get("Response") if isinstance(data, dict) else None
+        if not isinstance(body, dict):
+            return self.by_status(resp, None, "unreadable answer")
+        error = body.get("Error")
+        if isinstance(error, dict):
+            code, detail = str(error.get("Code", "")), str(error.get("Message", ""))
+            if self.transient(code):
+                return self.retry(code, detail)
+            return (
+                self.by_status(resp, code, detail) if resp.status_code >= 500 else self.rejected(code, detail)
+            )
+        return body
+
+    def result(self, resp: httpx.Response) -> SendResult:
+        """Map the answer."""
+        raise NotImplementedError
+
+
+class TencentSms(TencentApi):
     """SendSms, one number per call."""
+
+    service: ClassVar[str] = "sms"
+    version: ClassVar[str] = VERSION
 
     channels: ClassVar[frozenset[str]] = frozenset({"sms"})
     title_maxlen: ClassVar[int] = 0
@@ -167,73 +264,25 @@ class TencentSms(HttpAdapter):
         self, message: Message, timestamp: int | None = None
     ) -> tuple[bytes, dict[str, str]] | SendResult:
         """The body and headers of a SendSms call, or REJECTED when no template fits."""
-        mapped = self.templates.get(message.template or "")
-        if mapped is not None:
-            template_id, names = mapped
-            missing = [n for n in names if n not in message.params]
-            if missing:
-                return self.rejected(
-                    "missing_param", f"Tencent template {template_id} needs {', '.join(missing)}"
-                )
-            values = [str(message.params[n]) for n in names]
-        elif self.default_template and message.text:
-            template_id, values = self.default_template, [message.text]
-        else:
-            return self.rejected(
-                "no_provider_template",
-                f"no Tencent template is configured for {message.template or 'free text'}",
-            )
-        body = json.dumps(
-            {
-                "PhoneNumberSet": [message.to],
-                "SmsSdkAppId": self.url.option("sdk_app_id"),
-                "SignName": self.url.option("sign_name"),
-                "TemplateId": template_id,
-                "TemplateParamSet": values,
-                "SessionContext": message.reference,
-            },
-            ensure_ascii=False,
-        ).encode()
-        ts = int(time.time()) if timestamp is None else timestamp
-        host = self.url.host + (f":{self.url.port}" if self.url.port else "")
-        headers = {
-            "Authorization": authorization(
-                self.url.user, self.url.secret, "sms", host, CONTENT_TYPE, body, ts
-            ),
-            "Content-Type": CONTENT_TYPE,
-            "Host": host,
-            "X-TC-Action": "SendSms",
-            "X-TC-Timestamp": str(ts),
-            "X-TC-Version": VERSION,
-            "X-TC-Region": self.url.option("region", "ap-guangzhou") or "ap-guangzhou",
+        template = self.template_for(message)
+        if isinstance(template, SendResult):
+            return template
+        template_id, values = template
+        payload = {
+            "PhoneNumberSet": [message.to],
+            "SmsSdkAppId": self.url.option("sdk_app_id"),
+            "SignName": self.url.option("sign_name"),
+            "TemplateId": template_id,
+            "TemplateParamSet": values,
+            "SessionContext": message.reference,
         }
-        return body, headers
-
-    async def send(self, message: Message) -> SendResult:
-        """One SendSms call."""
-        parts = self.request_parts(message)
-        if isinstance(parts, SendResult):
-            return parts
-        body, headers = parts
-        resp = await self.request("POST", f"{self.url.base}/", content=body, headers=headers)
-        if isinstance(resp, SendResult):
-            return resp
-        return self.result(resp)
+        return self.signed("SendSms", payload, timestamp)
 
     def result(self, resp: httpx.Response) -> SendResult:
         """Map the answer: a request error, or the one number's SendStatus."""
-        data = json_or_none(resp)
-        body = data.get("Response") if isinstance(data, dict) else None
-        if not isinstance(body, dict):
-            return self.by_status(resp, None, "unreadable answer")
-        error = body.get("Error")
-        if isinstance(error, dict):
-            code, detail = str(error.get("Code", "")), str(error.get("Message", ""))
-            return (
-                self.retry(code, detail)
-                if is_transient(code)
-                else self.by_status_or_rejected(resp, code, detail)
-            )
+        body = self.answer(resp)
+        if isinstance(body, SendResult):
+            return body
         statuses = body.get("SendStatusSet")
         status = (
             statuses[0] if isinstance(statuses, list) and statuses and isinstance(statuses[0], dict) else {}
@@ -244,10 +293,6 @@ class TencentSms(HttpAdapter):
         if is_transient(code):
             return self.retry(code, detail)
         return self.rejected(code or "unknown", detail)
-
-    def by_status_or_rejected(self, resp: httpx.Response, code: str, detail: str) -> SendResult:
-        """A request-level error code: 5xx stays transient, anything else is permanent."""
-        return self.by_status(resp, code, detail) if resp.status_code >= 500 else self.rejected(code, detail)
 
     # -- callbacks -------------------------------------------------------------------------------
     @classmethod

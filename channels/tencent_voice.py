@@ -23,8 +23,6 @@ not signed (the URL token proves them) and are answered ``{"result": 0, "errmsg"
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -42,8 +40,7 @@ from channels.base import (
     SendResult,
     decode_json,
 )
-from channels.http import HttpAdapter, json_or_none
-from channels.tencent import ACK, CONTENT_TYPE, authorization, is_transient, template_map
+from channels.tencent import ACK, TencentApi, is_transient, template_map
 from channels.urls import ProviderURL
 
 VERSION = "2020-09-02"
@@ -87,8 +84,13 @@ class VoiceCallback(msgspec.Struct):
     voice_failure_callback: FailureCallback | None = None
 
 
-class TencentVoice(HttpAdapter):
+class TencentVoice(TencentApi):
     """SendTtsVoice, one number per call."""
+
+    service: ClassVar[str] = SERVICE
+    version: ClassVar[str] = VERSION
+    product: ClassVar[str] = "Tencent voice"
+    transient = staticmethod(transient)
 
     channels: ClassVar[frozenset[str]] = frozenset({"voice"})
     title_maxlen: ClassVar[int] = 0
@@ -121,77 +123,29 @@ class TencentVoice(HttpAdapter):
         self, message: Message, timestamp: int | None = None
     ) -> tuple[bytes, dict[str, str]] | SendResult:
         """The body and headers of a SendTtsVoice call, or REJECTED when no template fits."""
-        mapped = self.templates.get(message.template or "")
-        if mapped is not None:
-            template_id, names = mapped
-            missing = [n for n in names if n not in message.params]
-            if missing:
-                return self.rejected(
-                    "missing_param", f"Tencent template {template_id} needs {', '.join(missing)}"
-                )
-            values = [str(message.params[n]) for n in names]
-        elif self.default_template and message.text:
-            template_id, values = self.default_template, [message.text]
-        else:
-            return self.rejected(
-                "no_provider_template",
-                f"no Tencent voice template is configured for {message.template or 'free text'}",
-            )
+        template = self.template_for(message)
+        if isinstance(template, SendResult):
+            return template
+        template_id, values = template
         if sum(map(len, values)) > MAX_CONTENT:
             return self.rejected(
                 "content_too_long", f"the call's params exceed Tencent's {MAX_CONTENT} characters"
             )
-        body = json.dumps(
-            {
-                "TemplateId": template_id,
-                "TemplateParamSet": values,
-                "CalledNumber": message.to,
-                "VoiceSdkAppid": self.url.option("voice_sdk_app_id"),
-                "PlayTimes": self.play_times,
-                "SessionContext": message.reference,
-            },
-            ensure_ascii=False,
-        ).encode()
-        ts = int(time.time()) if timestamp is None else timestamp
-        host = self.url.host + (f":{self.url.port}" if self.url.port else "")
-        headers = {
-            "Authorization": authorization(
-                self.url.user, self.url.secret, SERVICE, host, CONTENT_TYPE, body, ts
-            ),
-            "Content-Type": CONTENT_TYPE,
-            "Host": host,
-            "X-TC-Action": "SendTtsVoice",
-            "X-TC-Timestamp": str(ts),
-            "X-TC-Version": VERSION,
-            "X-TC-Region": self.url.option("region", "ap-guangzhou") or "ap-guangzhou",
+        payload = {
+            "TemplateId": template_id,
+            "TemplateParamSet": values,
+            "CalledNumber": message.to,
+            "VoiceSdkAppid": self.url.option("voice_sdk_app_id"),
+            "PlayTimes": self.play_times,
+            "SessionContext": message.reference,
         }
-        return body, headers
-
-    async def send(self, message: Message) -> SendResult:
-        """One SendTtsVoice call."""
-        parts = self.request_parts(message)
-        if isinstance(parts, SendResult):
-            return parts
-        body, headers = parts
-        resp = await self.request("POST", f"{self.url.base}/", content=body, headers=headers)
-        if isinstance(resp, SendResult):
-            return resp
-        return self.result(resp)
+        return self.signed("SendTtsVoice", payload, timestamp)
 
     def result(self, resp: httpx.Response) -> SendResult:
         """A request error (transient or permanent by its code), or the call's CallId."""
-        data = json_or_none(resp)
-        body = data.get("Response") if isinstance(data, dict) else None
-        if not isinstance(body, dict):
-            return self.by_status(resp, None, "unreadable answer")
-        error = body.get("Error")
-        if isinstance(error, dict):
-            code, detail = str(error.get("Code", "")), str(error.get("Message", ""))
-            if transient(code):
-                return self.retry(code, detail)
-            return (
-                self.by_status(resp, code, detail) if resp.status_code >= 500 else self.rejected(code, detail)
-            )
+        body = self.answer(resp)
+        if isinstance(body, SendResult):
+            return body
         status = body.get("SendStatus")
         if isinstance(status, dict) and status.get("CallId"):
             return self.sent(str(status["CallId"]))
