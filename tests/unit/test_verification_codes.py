@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from compliance.limits import VerificationPolicy, Window, block_of
+from compliance.policy import PolicyError, parse_policy
 from gateway.verify.codes import Codes, new_code, placeholder, reveal
+from tests.conftest import QUIET_OFF_POLICY
 
 
 def test_codes_are_digits_of_the_length_with_leading_zeros_kept() -> None:
@@ -57,11 +61,6 @@ def test_limits_policy_problems_and_blocks() -> None:
 
 
 def test_a_policy_with_unusable_verification_limits_is_refused_naming_them() -> None:
-    import pytest
-
-    from compliance.policy import PolicyError, parse_policy
-    from tests.conftest import QUIET_OFF_POLICY
-
     with pytest.raises(PolicyError, match="verification: code_length must be 4 to 10"):
         parse_policy(QUIET_OFF_POLICY + "\n[verification]\ncode_length = 3\n")
     with pytest.raises(PolicyError, match="per_number"):
