@@ -33,6 +33,9 @@ class VerificationPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     block_digits: int = 4
     per_block: list[Window] = msgspec.field(default_factory=lambda: [Window(20, 600)])
     per_tenant: list[Window] = msgspec.field(default_factory=lambda: [Window(600, 60)])
+    # Regions (ISO 3166 codes: CN, HK, ...) codes may go to; empty: any. International premium
+    # ranges are where pumped codes earn the most.
+    countries: list[str] = []
 
     def problems(self) -> list[str]:
         """What is wrong with these values (empty: usable)."""

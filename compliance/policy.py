@@ -222,6 +222,8 @@ def _validate(o: Overrides, where: str) -> None:
         value = getattr(o, name)
         if value is not None and not set(value) <= set(CATEGORIES):
             raise PolicyError(f"{where}: {name} must be among {', '.join(CATEGORIES)}")
+        if value is not None and "verification" in value:  # a code is asked for now, and only then
+            raise PolicyError(f"{where}: {name} cannot hold verification: codes are neither capped nor held")
     for name in ("quiet_start", "quiet_end"):
         value = getattr(o, name)
         if value is not None and not _HHMM.match(value):

@@ -81,6 +81,8 @@ def build_services(settings: Settings, redis_url: str, *, fast_accept: bool = Fa
         optouts=OptOuts(client, members),
         members=members,
         series=series,
-        verifications=Verifications(client, acceptor, policy, members, settings.hmac_key),
+        verifications=Verifications(
+            client, acceptor, policy, members, settings.hmac_key, settings.default_region
+        ),
         pipe=pipe,
     )

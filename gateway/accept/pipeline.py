@@ -17,6 +17,7 @@ from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
 from gateway.accept.links import LinkMaker, write_links
 from gateway.accept.request import (
     check_send_at,
+    refuse_dead_push_token,
     render_request,
     resolve_category,
     resolve_recipient,
@@ -86,18 +87,19 @@ class Acceptor:
         fp = fingerprint(req) if req.idempotency_key else ""
         renderer = await self.templates.renderer(tenant)
         try:
-            await self._live_push_token(tenant, req)
+            await refuse_dead_push_token(self.store, tenant, req)
             prepared = self.prepare(tenant, req, fp, renderer, verification=bool(sealed))
         except Rejected as rej:
             await self._audit_rejections(tenant, [(req, rej)])
             return Answer(422, rej.problem())
-        if sealed:
+        if sealed and not prepared.final:  # a message that will never go keeps no code
             prepared.record["sealed"] = sealed
         if prepared.links:
             await self._write_links([prepared])
         k, a = self._accept_args(prepared)
         verdict, stored = await self.store.accept(k, a)
         if verdict == "need":  # a rule suppresses it: again, with what the suppression writes
+            prepared.record.pop("sealed", None)
             k, a = self._accept_args(prepared, suppressing=True)
             verdict, stored = await self.store.accept(k, a)
         if verdict == "dup":
@@ -130,7 +132,7 @@ class Acceptor:
                 rejected.append((None, req))
                 continue
             try:
-                await self._live_push_token(tenant, req)
+                await refuse_dead_push_token(self.store, tenant, req)
                 prepared = self.prepare(
                     tenant, req, fingerprint(req) if req.idempotency_key else "", renderer
                 )
@@ -384,16 +386,3 @@ class Acceptor:
         self, tenant: str, rejected: Sequence[tuple[NotifyRequest | None, Rejected]]
     ) -> None:
         await audit_rejections(self.store.redis, self.members, self.settings.default_region, tenant, rejected)
-
-    async def _live_push_token(self, tenant: str, req: NotifyRequest) -> None:
-        """A push token its provider called unregistered is refused (one look-up, push only)."""
-        token = req.to.push_token
-        if req.channel == "push" and token and await self.store.is_dead_token(tenant, token):
-            raise Rejected(
-                "push",
-                [
-                    reason(
-                        Reason.INVALID_RECIPIENT, "the push provider said this device token is unregistered"
-                    )
-                ],
-            )

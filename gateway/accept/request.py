@@ -11,6 +11,7 @@ from gateway.accept.links import LinkMaker
 from gateway.errors import InvalidRecipient, Rejected
 from gateway.models import NotifyRequest
 from gateway.recipients import check_email, check_timezone, parse_phone
+from gateway.state.store import Store
 from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -158,3 +159,11 @@ def claimed_category(req: NotifyRequest | None) -> str:
     if req is None:
         return "unknown"
     return req.category or ("unknown" if req.template else "marketing")
+
+
+async def refuse_dead_push_token(store: Store, tenant: str, req: NotifyRequest) -> None:
+    """A push token its provider called unregistered is refused (one look-up, push only)."""
+    token = req.to.push_token
+    if req.channel == "push" and token and await store.is_dead_token(tenant, token):
+        why = "the push provider said this device token is unregistered"
+        raise Rejected("push", [reason(Reason.INVALID_RECIPIENT, why)])

@@ -60,6 +60,10 @@ class TenantTemplates:
             tpl = parse_template({**document, "name": name}, source=name)
         except InvalidTemplate as exc:
             raise TemplateRejected([reason(Reason.VALIDATION_ERROR, str(exc))]) from None
+        shipped = self.catalog.get(name)
+        if tpl.category == "verification" or (shipped is not None and shipped.category == "verification"):
+            why = "verification templates are the gateway's own (POST /v1/verifications fills in the code)"
+            raise TemplateRejected([reason(Reason.VALIDATION_ERROR, why)])
         if not tpl.variants:
             raise TemplateRejected(
                 [

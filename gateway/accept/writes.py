@@ -243,5 +243,6 @@ def track_engagement(
         if campaign not in (None, ""):
             p.experiment = (str(campaign), req.experiment)
     code = req.params.get("code")
-    if code not in (None, "") and not p.final:
+    # A verification's code is a secret (and only its placeholder here), never a redemption code.
+    if code not in (None, "") and not p.final and p.category != "verification":
         p.attribution = (p.attribution[0], keys.exclusive_code(tenant, str(code)))

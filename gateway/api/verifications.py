@@ -89,7 +89,7 @@ async def check_verification(
     "/v1/verifications/{verification_id:str}",
     summary="A verification's status (never its code)",
     responses={
-        **views.ok(dict[str, Any], {**STARTED, "attempts": 0}),
+        **views.ok(dict[str, Any], {**STARTED, "attempts": 1}),
         **views.problems(*views.KEYED, 404, say={404: "No such verification (verification_not_found)"}),
     },
 )

@@ -243,7 +243,7 @@ class DeliveryEngine:
         rendered, params = r.rendered, r.params
         code = self.codes.unseal(tenant, r.sealed) if r.sealed else None
         if code is not None:  # a verification: the code goes where its placeholder stands
-            rendered, params = reveal(rendered, params, code)
+            rendered, params = reveal(rendered, params, code, spoken=channel == "voice")
         unsubscribe_url = None
         if channel == "email" and r.category == "marketing":
             token = make_token(self.settings.hmac_key, tenant, r.address, r.brand or None)

@@ -46,6 +46,10 @@ class Outcomes:
         metrics.PROVIDER_LIMITED.labels(c.record.channel, then).inc()
         detail = f"the provider's limit for this number is reached; room in {round(wait)} s"
         now = system_clock()
+        expires = c.record.expires_at
+        if expires is not None and now + wait > expires:  # room would come too late: say so now
+            why = reason(Reason.EXPIRED, f"{detail}, after expires_at")
+            return self.final(c, Status.SUPPRESSED, Reason.EXPIRED, why, now)
         if then == "fail":
             return self.final(
                 c, Status.FAILED, Reason.PROVIDER_LIMIT, reason(Reason.PROVIDER_LIMIT, detail), now

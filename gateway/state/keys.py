@@ -265,3 +265,9 @@ def provider_quota(provider: str, quota: str, scope: str) -> str:
     """Sorted set: reference -> time sent (ms) of one provider quota's scope (a keyed hash of its
     values: signature, template, number), for its sliding windows."""
     return f"{PREFIX}provider:{{{provider}}}:quota:{quota}:{scope}"
+
+
+def verification_replaced(tenant: str, member: str, purpose: str) -> str:
+    """Hash: the member's verification a new one replaces, kept aside until the new code's message is
+    accepted (restored if it cannot go)."""
+    return f"{_t(tenant)}ver:{member}:{purpose}:replaced"

@@ -73,10 +73,13 @@ class Codes:
 
 
 def reveal(
-    rendered: Mapping[str, Any], params: Mapping[str, Any], code: str
+    rendered: Mapping[str, Any], params: Mapping[str, Any], code: str, spoken: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The message fields and params with the code where its placeholder stands (for the send only)."""
+    """The message fields and params with the code where its placeholder stands (for the send only);
+    ``spoken``: digit by digit (``4 8 2 9 1 3``), so text-to-speech does not read a number."""
     mark = placeholder(len(code))
+    if spoken:
+        code = " ".join(code)
 
     def fill(value: Any) -> Any:
         return value.replace(mark, code) if isinstance(value, str) else value

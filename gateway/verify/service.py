@@ -10,9 +10,13 @@ code's keyed hash in constant time and applies the result in one script (``verif
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import re
 import time
+import unicodedata
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import msgspec
 
@@ -31,6 +35,7 @@ from gateway.verify.codes import Codes, new_code, placeholder
 from gateway.verify.requests import VerificationCheck, VerificationRequest
 
 TEMPLATE = "verification_code"
+_ID = re.compile(r"^ver_[0-9A-Z]{26}$")
 _LIMITED = {
     1: ("verification_rate_limited", "rate_limited", "this number has had {count} code(s) in {span}"),
     2: (
@@ -48,13 +53,20 @@ class Verifications:
     """Start and check verifications for any tenant."""
 
     def __init__(
-        self, redis: Any, acceptor: Acceptor, policy: Policy, members: Members, hmac_key: str
+        self,
+        redis: Any,
+        acceptor: Acceptor,
+        policy: Policy,
+        members: Members,
+        hmac_key: str,
+        default_region: str = "CN",
     ) -> None:
         self.redis = redis
         self.acceptor = acceptor
         self.policy = policy
         self.members = members
         self.codes = Codes(hmac_key)
+        self.region = default_region
         self._start = redis.register_script(scripts.VERIFY_START)
         self._check = redis.register_script(scripts.VERIFY_CHECK)
         self._cancel = redis.register_script(scripts.VERIFY_CANCEL)
@@ -66,7 +78,7 @@ class Verifications:
 
     async def start(self, tenant: str, req: VerificationRequest, by: str = "") -> dict[str, Any]:
         """Send a new code; 429 over a limit, 422 when its message cannot go."""
-        e164 = _number(req.to.phone, req.channel)
+        e164 = self._number(req.to.phone, req.channel)
         if not self.policy.rules(tenant, req.brand).brand_registered:
             raise Unprocessable(
                 Reason.UNKNOWN_BRAND, f"brand {req.brand!r} has no entry (so no signature) in the policy"
@@ -118,11 +130,7 @@ class Verifications:
                 argv += [w.count, w.seconds * 1000]
         for k, v in record.items():
             argv += [k, v]
-        own = [
-            keys.verification(tenant, member, req.purpose),
-            keys.verification_id(tenant, ver_id),
-            keys.audit(tenant),
-        ]
+        own = self._own(tenant, member, req.purpose, ver_id)
         limited = await self._start(keys=[*logs, *own], args=argv)
         if int(limited[0]) != 0:
             code_, outcome, text = _LIMITED[int(limited[0])]
@@ -132,23 +140,34 @@ class Verifications:
             raise TooManyRequests(
                 code_, f"{detail}; retry in {retry} s", headers={"Retry-After": str(retry)}, retry_after=retry
             )
-        answer = await self.acceptor.notify(
-            tenant,
-            NotifyRequest(
-                to=Recipient(phone=e164, locale=req.locale),
-                channel=req.channel,
-                brand=req.brand,
-                template=TEMPLATE,
-                params={"code": placeholder(len(code)), "minutes": max(1, rules.ttl_seconds // 60)},
-                expires_at=datetime.fromtimestamp(expires_ms / 1000, UTC),
-                metadata={"verification": ver_id, "purpose": req.purpose},
-            ),
-            sealed=self.codes.seal(tenant, code),
-        )
+        withdraw = functools.partial(self._withdraw, tenant, ver_id, member, masked, req, [*logs, *own])
+        try:
+            answer = await self.acceptor.notify(
+                tenant,
+                NotifyRequest(
+                    to=Recipient(phone=e164, locale=req.locale),
+                    channel=req.channel,
+                    brand=req.brand,
+                    template=TEMPLATE,
+                    params={"code": placeholder(len(code)), "minutes": max(1, rules.ttl_seconds // 60)},
+                    expires_at=datetime.fromtimestamp(expires_ms / 1000, UTC),
+                    metadata={"verification": ver_id, "purpose": req.purpose},
+                ),
+                sealed=self.codes.seal(tenant, code),
+            )
+        except BaseException:  # Redis gone, a held set full...: nothing half done, then the error
+            with contextlib.suppress(Exception):
+                await withdraw("accept_failed", None)
+            raise
         body = answer.body
         result = body if isinstance(body, NotifyResult) else None
         if result is None or result.status not in (Status.QUEUED, Status.SCHEDULED):
-            await self._withdraw(tenant, ver_id, member, masked, req, logs, answer.status, body)
+            await withdraw(None, body)
+            raise _refusal(answer.status, body)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(own[3])  # the code it replaced is gone for good
+            pipe.hset(own[0], "notification_id", result.id or "")
+            await pipe.execute()
         metrics.VERIFICATIONS.labels(req.channel, "sent").inc()
         return {
             "id": ver_id,
@@ -163,6 +182,14 @@ class Verifications:
 
     async def check(self, tenant: str, req: VerificationCheck) -> dict[str, Any]:
         """approved once for the right code; pending for a wrong one until the tries run out."""
+        given = unicodedata.normalize("NFKC", req.code)  # full-width digits from an input method too
+        given = "".join(given.split())
+        if not (given.isascii() and given.isdigit() and len(given) == self.rules.code_length):
+            why = f"a code is {self.rules.code_length} digits"
+            raise Unprocessable("validation_error", why, errors=[{"field": "code", "message": why}])
+        if req.id is not None and req.to is not None:
+            why = "give id, or to and purpose, not both"
+            raise Unprocessable("validation_error", why, errors=[{"field": "to", "message": why}])
         if req.id is not None:
             where = await self.redis.get(keys.verification_id(tenant, req.id))
             if where is None:
@@ -171,7 +198,7 @@ class Verifications:
             ver_id: str | None = req.id
         elif req.to is not None:
             try:
-                e164 = parse_phone(req.to.phone).e164
+                e164 = parse_phone(req.to.phone, self.region).e164
             except InvalidRecipient as exc:
                 raise Unprocessable(Reason.INVALID_RECIPIENT, str(exc), errors=_at_phone(str(exc))) from None
             member, purpose, ver_id = self.members.of(e164), req.purpose, None
@@ -186,7 +213,7 @@ class Verifications:
                 return {"id": ver_id, "status": "expired"}
             raise NotFound("verification_not_found", "no pending verification for this number and purpose")
         ver_id, digest, channel, masked = stored
-        ok = self.codes.matches(digest, tenant, ver_id, req.code)
+        ok = self.codes.matches(digest, tenant, ver_id, given)
         at = events.at()
 
         def change(name: str) -> str:
@@ -228,6 +255,8 @@ class Verifications:
 
     async def get(self, tenant: str, ver_id: str) -> dict[str, Any]:
         """One verification as it stands (never its code)."""
+        if not _ID.fullmatch(ver_id):
+            raise NotFound("verification_not_found", "no such verification (ids look like ver_01J...)")
         where = await self.redis.get(keys.verification_id(tenant, ver_id))
         if where is None:
             raise NotFound("verification_not_found", f"no verification {ver_id!r}")
@@ -247,6 +276,7 @@ class Verifications:
             "brand": rec.get("brand"),
             "purpose": purpose,
             "attempts": int(rec.get("attempts", "0")),
+            "notification_id": rec.get("notification_id") or None,
             "expires_at": rfc3339(int(rec["expires_ms"]) / 1000),
         }
 
@@ -257,39 +287,44 @@ class Verifications:
         member: str,
         masked: str,
         req: VerificationRequest,
-        logs: list[str],
-        status: int,
+        ks: list[str],
+        why: str | None,
         body: Any,
-    ) -> NoReturn:
-        """The code's message cannot go: withdraw the verification, then answer with why (422)."""
-        reasons = body.reasons if isinstance(body, NotifyResult) else body.get("reasons", [])
-        first = dict(reasons[0]) if reasons else {"code": "validation_error", "detail": "not sent"}
+    ) -> None:
+        """The code's message cannot go: uncount the code, make the one it replaced current again."""
         ev = events.VerificationChanged(
             at=events.at(),
             verification_id=ver_id,
             change="cancelled",
             purpose=req.purpose,
-            reason=first["code"],
+            reason=why or _first_reason(body)["code"],
         )
-        await self._cancel(
-            keys=[
-                *logs,
-                keys.verification(tenant, member, req.purpose),
-                keys.verification_id(tenant, ver_id),
-                keys.audit(tenant),
-            ],
-            args=[ver_id, events.encode(ev), member, masked, req.channel],
-        )
+        await self._cancel(keys=ks, args=[ver_id, events.encode(ev), member, masked, req.channel])
         metrics.VERIFICATIONS.labels(req.channel, "refused").inc()
-        if status == 422 and isinstance(body, dict):
-            raise Unprocessable(
-                str(body.get("code", first["code"])), str(body.get("detail", "")), reasons=reasons
-            )
-        raise Unprocessable(
-            str(first["code"]),
-            f"the code was not sent: {first.get('detail', '')}",
-            reasons=msgspec.to_builtins(reasons),
-        )
+
+    def _number(self, raw: str, channel: str) -> str:
+        """The number a code may go to, as E.164."""
+        try:
+            phone = parse_phone(raw, self.region)
+        except InvalidRecipient as exc:
+            raise Unprocessable(Reason.INVALID_RECIPIENT, str(exc), errors=_at_phone(str(exc))) from None
+        if channel == "sms" and not phone.mobile:
+            why = "an SMS code needs a mobile number"
+            raise Unprocessable(Reason.INVALID_RECIPIENT, why, errors=_at_phone(why))
+        allowed = self.rules.countries
+        if allowed and phone.region not in allowed:
+            why = f"codes go only to numbers of {', '.join(allowed)} (the policy's [verification] countries)"
+            raise Unprocessable("country_not_allowed", why, errors=_at_phone(why))
+        return phone.e164
+
+    def _own(self, tenant: str, member: str, purpose: str, ver_id: str) -> list[str]:
+        """The start and cancel scripts' keys after the three logs."""
+        return [
+            keys.verification(tenant, member, purpose),
+            keys.verification_id(tenant, ver_id),
+            keys.audit(tenant),
+            keys.verification_replaced(tenant, member, purpose),
+        ]
 
     def _logs(self, tenant: str, member: str, e164: str, brand: str) -> list[str]:
         block = self.members.of("block:" + block_of(e164, self.rules.block_digits))
@@ -300,15 +335,24 @@ class Verifications:
         ]
 
 
-def _number(raw: str, channel: str) -> str:
-    try:
-        phone = parse_phone(raw)
-    except InvalidRecipient as exc:
-        raise Unprocessable(Reason.INVALID_RECIPIENT, str(exc), errors=_at_phone(str(exc))) from None
-    if channel == "sms" and not phone.mobile:
-        why = "an SMS code needs a mobile number"
-        raise Unprocessable(Reason.INVALID_RECIPIENT, why, errors=_at_phone(why))
-    return phone.e164
+def _first_reason(body: Any) -> dict[str, Any]:
+    reasons = body.reasons if isinstance(body, NotifyResult) else (body or {}).get("reasons", [])
+    return dict(reasons[0]) if reasons else {"code": "validation_error", "detail": "not sent"}
+
+
+def _refusal(status: int, body: Any) -> Unprocessable:
+    """Why the code's message did not go, as the 422 to answer."""
+    first = _first_reason(body)
+    reasons = body.reasons if isinstance(body, NotifyResult) else body.get("reasons", [])
+    if status == 422 and isinstance(body, dict):
+        return Unprocessable(
+            str(body.get("code", first["code"])), str(body.get("detail", "")), reasons=reasons
+        )
+    return Unprocessable(
+        str(first["code"]),
+        f"the code was not sent: {first.get('detail', '')}",
+        reasons=msgspec.to_builtins(reasons),
+    )
 
 
 def _at_phone(message: str) -> list[dict[str, str]]:

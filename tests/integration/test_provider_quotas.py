@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,23 @@ def test_a_second_call_to_one_number_within_a_minute_waits(
         assert len(server.accepted()) == 1  # the provider saw one call
     finally:
         thread.stop()
+
+
+def test_a_message_whose_room_comes_after_it_expires_is_suppressed_as_expired_at_once(
+    alibaba: tuple[ProviderServer, int], stack_factory: Callable[..., Stack], tmp_path: Path
+) -> None:
+    server, port = alibaba
+    quota = 'quotas = [{name = "daily", scope = ["brand", "template", "to"], count = 1, seconds = 86400}]\n'
+    stack = stack_factory(providers_path=providers_file(tmp_path, port, quota))
+    soon = datetime.now(UTC) + timedelta(minutes=10)
+    with stack.client() as c:
+        first, second = post_all(c, [credited(), {**credited(), "expires_at": soon.isoformat()}])
+
+        def status(n: str) -> str:
+            return str(c.get(f"/v1/notifications/{n}").json()["status"])
+
+        wait_for(lambda: status(second) == "suppressed", timeout=20)
+        body = c.get(f"/v1/notifications/{second}").json()
+        assert body["reasons"][0]["code"] == "expired" and "after expires_at" in body["reasons"][0]["detail"]
+        assert status(first) in ("sent", "delivered")
+    assert len(server.accepted()) == 1

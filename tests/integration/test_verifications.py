@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -269,10 +270,92 @@ def test_a_code_by_voice_is_a_call_that_speaks_it_at_any_hour(stack: Stack) -> N
         r = start(c, channel="voice")
         assert r.status_code == 201, r.text
         calls = wait_for(lambda: [m for m in stack.messages("13812345678") if m.get("channel") == "voice"])
-        spoken = re.search(r"验证码是，(\d{6})。重复一遍，\1。", calls[0]["text"])
+        # Digit by digit, so text-to-speech does not read a number (四十八万...).
+        spoken = re.search(r"验证码是，((?:\d ){5}\d)。重复一遍，\1。", calls[0]["text"])
         assert spoken, calls[0]["text"]
-        check = {"id": r.json()["id"], "code": spoken.group(1)}
+        check = {"id": r.json()["id"], "code": spoken.group(1).replace(" ", "")}
         assert c.post("/v1/verifications/check", json=check).json()["status"] == "approved"
         # Voice quiet hours (12:00-14:00, 21:00-08:00) do not hold a code the member is waiting for.
         ntf = c.get(f"/v1/notifications/{r.json()['notification_id']}").json()
         assert ntf["channel"] == "voice" and not any(e["type"] == "scheduled" for e in ntf["events"])
+
+
+def test_a_code_whose_message_cannot_go_leaves_the_one_before_valid(
+    stack_factory: Callable[..., Stack], tmp_path: Path
+) -> None:
+    stack = stack_factory(policy_path=policy(tmp_path, "per_number = [{count = 5, seconds = 3600}]\n"))
+    with stack.client() as c:
+        first = start(c).json()
+        code = received_code(stack, "13812345678")
+        # The member refuses calls; a code by voice cannot go.
+        r = c.put("/v1/optouts/13812345678", json={"brand": None, "channel": "voice", "reason": "no calls"})
+        assert r.status_code in (200, 201), r.text
+        refused = start(c, channel="voice")
+        assert refused.status_code == 422 and refused.json()["code"] == "opted_out"
+        assert c.get(f"/v1/verifications/{first['id']}").json()["status"] == "pending"
+        by_phone = {"to": {"phone": "13812345678"}, "purpose": "redeem", "code": code}
+        assert c.post("/v1/verifications/check", json=by_phone).json() == {
+            "id": first["id"],
+            "status": "approved",
+        }
+        assert c.get(f"/v1/verifications/{first['id']}").json()["notification_id"].startswith("ntf_")
+
+
+def test_careless_codes_are_read_kindly_and_malformed_ones_cost_no_try(stack: Stack) -> None:
+    with stack.client() as c:
+        ver = start(c).json()
+        code = received_code(stack, "13812345678")
+        for bad in ("12345", "abcdef", "1234567", "12 34 5x"):
+            r = c.post("/v1/verifications/check", json={"id": ver["id"], "code": bad})
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "code", bad
+        both = {"id": ver["id"], "to": {"phone": "13812345678"}, "code": code}
+        r = c.post("/v1/verifications/check", json=both)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "to"
+        assert c.get(f"/v1/verifications/{ver['id']}").json()["attempts"] == 0  # none of that was a try
+        full_width = "".join(chr(ord(d) + 0xFEE0) for d in code)  # what a Chinese input method may type
+        r = c.post(
+            "/v1/verifications/check", json={"id": ver["id"], "code": f" {full_width[:3]} {full_width[3:]} "}
+        )
+        assert r.json()["status"] == "approved"
+        assert c.get("/v1/verifications/" + "x" * 500).json()["detail"].count("x") < 10  # not echoed
+
+
+def test_retry_after_is_the_longest_wait_of_the_full_windows(
+    stack_factory: Callable[..., Stack], tmp_path: Path
+) -> None:
+    rules = "per_number = [{count = 1, seconds = 2}, {count = 2, seconds = 3600}]\n"
+    stack = stack_factory(policy_path=policy(tmp_path, rules))
+    with stack.client() as c:
+        assert start(c).status_code == 201
+        time.sleep(2.1)
+        assert start(c).status_code == 201
+        r = start(c)  # both windows are full: the hour's is the one to wait for
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 3500, r.headers
+
+
+def test_the_verification_template_cannot_be_shadowed_and_keeps_no_attribution_key(
+    stack: Stack, rdb: redis.Redis
+) -> None:
+    with stack.client() as c:
+        doc = {"category": "transactional", "sms": {"text": "验证码 {{ code }}"}, "params": {"code": {}}}
+        r = c.put("/v1/templates/verification_code", json=doc)
+        assert r.status_code == 422, r.text
+        assert start(c).status_code == 201
+        received_code(stack, "13812345678")
+    assert list(rdb.scan_iter(match="*xcode*")) == []
+
+
+def test_an_opted_out_members_refused_message_keeps_no_seal(stack: Stack, rdb: redis.Redis) -> None:
+    with stack.client() as c:
+        c.put("/v1/optouts/13812345678", json={"brand": "星耀商城", "reason": "replied TD"})
+        assert start(c).status_code == 422
+    hashes = [k for k in rdb.scan_iter(match="tid:*:ntf:*") if rdb.type(k) == b"hash"]
+    assert hashes and not any(rdb.hexists(k, "sealed") for k in hashes)
+
+
+def test_codes_go_only_to_the_allowed_countries(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
+    stack = stack_factory(policy_path=policy(tmp_path, 'countries = ["CN"]\n'))
+    with stack.client() as c:
+        r = start(c, phone="+85291234567")  # Hong Kong
+        assert r.status_code == 422 and r.json()["code"] == "country_not_allowed"
+        assert start(c).status_code == 201

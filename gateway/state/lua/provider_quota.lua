@@ -26,6 +26,9 @@ for m = 1, #refs do
       a = a + 2
       if span > spans[j] then spans[j] = span end
       local used = redis.call('ZCOUNT', key, now - span + 1, '+inf')
+      -- An earlier take of this same message (a worker that died before it sent) is not another one.
+      local mine = tonumber(redis.call('ZSCORE', key, refs[m]) or '')
+      if mine ~= nil and mine > now - span then used = used - 1 end
       if used >= count then
         local e = redis.call('ZRANGEBYSCORE', key, now - span + 1, '+inf', 'WITHSCORES', 'LIMIT', used - count, 1)
         wait = math.max(wait, tonumber(e[2]) + span - now)
