@@ -72,6 +72,7 @@ class TemplateDocument(msgspec.Struct, forbid_unknown_fields=True):
     mms: dict[str, Any] | None = None
     push: dict[str, Any] | None = None
     email: dict[str, Any] | None = None
+    wechat: dict[str, Any] | None = None
 
 
 def _document(name: str, data: TemplateDocument) -> dict[str, Any]:
