@@ -15,6 +15,7 @@ from channels.smtp import SmtpEmail
 from channels.tencent import TencentSms
 from channels.twilio import TwilioMessages
 from channels.webhook import Webhook
+from channels.wechat import WechatSubscribe
 
 register("alibaba", AlibabaSms)
 register("tencent", TencentSms)
@@ -23,6 +24,7 @@ register("webhook", Webhook)
 register("smtp", SmtpEmail)
 register("fcm", FcmPush)
 register("apns", ApnsPush)
+register("wechat", WechatSubscribe)
 register("simulator", SimulatorAdapter)
 
 __all__ = ["KINDS", "Adapter", "Message", "Outcome", "SendResult", "register"]

@@ -117,7 +117,7 @@ def load_router(path: str | Path, environ: dict[str, str] | None = None, pool_si
 def route_names(path: str | Path | None) -> dict[str, list[str]]:
     """Channel -> provider names of a providers file (no adapters built); None: the simulator's."""
     if path is None:
-        return {c: ["simulator"] for c in ("sms", "mms", "push", "email")}
+        return {c: ["simulator"] for c in sorted(SimulatorAdapter.channels)}
     return {channel: [r.provider for r in entries] for channel, entries in _parse(path).routes.items()}
 
 
@@ -141,4 +141,4 @@ def simulator_router(base_url: str, secret: str, timeout: float) -> Router:
     sim = Provider(
         "simulator", SimulatorAdapter(base_url, secret, timeout=timeout), timeout, breaker_cooldown=5.0
     )
-    return Router({"simulator": sim}, {c: [Route("simulator")] for c in ("sms", "mms", "push", "email")})
+    return Router({"simulator": sim}, {c: [Route("simulator")] for c in sorted(SimulatorAdapter.channels)})

@@ -1,4 +1,4 @@
-"""Adapter for the provider simulator: a real HTTP provider for all four channels.
+"""Adapter for the provider simulator: a real HTTP provider for every channel (WeChat included).
 
 Its callbacks (receipt batches, member replies) are JSON signed like its sends: the hex
 HMAC-SHA256 of the body with the shared secret, in ``x-tidings-signature``.
@@ -60,7 +60,7 @@ class SimReply(msgspec.Struct):
 class SimulatorAdapter(HttpAdapter):
     """Sends through the simulator's ``POST /v1/send``; dedup by our reference makes resends safe."""
 
-    channels: ClassVar[frozenset[str]] = frozenset({"sms", "mms", "push", "email"})
+    channels: ClassVar[frozenset[str]] = frozenset({"sms", "mms", "push", "email", "wechat"})
     max_batch: ClassVar[int] = 100
     title_maxlen: ClassVar[int] = 256
     callback_auth: ClassVar[CallbackAuth] = CallbackAuth.SIGNED
@@ -191,4 +191,8 @@ def _payload(message: Message) -> dict[str, Any]:
         "media": list(message.media),
         "brand": message.brand,
         "reference": message.reference,
+        # WeChat subscribe messages: the template, the page a tap opens, the values.
+        "template_id": message.template_id,
+        "page": message.page,
+        "data": dict(message.data) or None,
     }

@@ -13,6 +13,7 @@ from channels.smtp import SmtpEmail
 from channels.tencent import TencentSms
 from channels.twilio import TwilioMessages
 from channels.webhook import Webhook
+from channels.wechat import WechatSubscribe
 
 
 def test_the_built_in_adapters_are_registered_by_kind() -> None:
@@ -24,6 +25,7 @@ def test_the_built_in_adapters_are_registered_by_kind() -> None:
         "smtp": SmtpEmail,
         "fcm": FcmPush,
         "apns": ApnsPush,
+        "wechat": WechatSubscribe,
         "simulator": SimulatorAdapter,
     }
 
