@@ -28,9 +28,11 @@ from gateway.delivery.outcomes import (
     series_step_cancelled,
     series_step_event,
 )
+from gateway.delivery.wechat import note_refusals, spend_grants
 from gateway.models import Status
 from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
+from gateway.state.grants import GrantLedger
 from gateway.state.store import Claimed, Store
 from gateway.state.store import Outcome as Written
 from gateway.timeutil import rfc3339, system_clock
@@ -84,6 +86,7 @@ class DeliveryEngine:
         self.router = router
         self.health = health
         self._sem = asyncio.Semaphore(settings.send_concurrency)
+        self.grants = GrantLedger(store.redis)
 
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
         """Deliver what is due among ids; returns the retries to schedule."""
@@ -125,8 +128,18 @@ class DeliveryEngine:
                 results.append((checked, None))
             else:
                 to_send.append((c, self._message(tenant, channel, c)))
+        if channel == "wechat" and to_send:  # a grant spent for each, or no_wechat_grant
+            held, stopped = await spend_grants(
+                self.grants, self.outcomes, tenant, [c for c, _ in to_send], now
+            )
+            results += stopped
+            kept = {c.id for c in held}
+            to_send = [(c, m) for c, m in to_send if c.id in kept]
         if to_send:
-            results += await self._route(channel, to_send, wait_until)
+            routed_results = await self._route(channel, to_send, wait_until)
+            results += routed_results
+            if channel == "wechat":
+                await note_refusals(self.grants, tenant, [c for c, _ in to_send], routed_results)
         outcomes = [o for o, _ in results]
         cap_keys = {c.id: c.record.cap_key for c in claimed if c.record.cap_key}
         written = await self.store.record_outcomes(tenant, outcomes, system_clock(), cap_keys)
@@ -250,6 +263,9 @@ class DeliveryEngine:
             template=r.template or None,
             params=r.params,
             unsubscribe_url=unsubscribe_url,
+            template_id=rendered.get("template_id"),
+            page=rendered.get("page"),
+            data=rendered.get("data") or {},
         )
 
     async def _route(

@@ -242,3 +242,10 @@ def console_session(token_hash: str) -> str:
 def console_failures(client: str) -> str:
     """Counter of wrong keys posted to the console's sign-in from one address in the last minute."""
     return f"{PREFIX}console-fail:{client}"
+
+
+# -- WeChat ----------------------------------------------------------------------------------------
+def wechat_grants(tenant: str, member: str) -> str:
+    """Hash of a member's one-time WeChat subscribe grants: mini-program template id -> how many are left
+    (the member is the keyed hash of the openid, never the openid)."""
+    return f"{_t(tenant)}wxgrant:{member}"
