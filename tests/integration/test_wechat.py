@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -154,3 +155,29 @@ def test_bad_grants_are_problems_with_a_code(stack: Stack, body: dict[str, Any],
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "validation_error"
     assert field in r.text
+
+
+def test_six_messages_for_one_grant_send_exactly_one(stack_factory: Callable[..., Stack]) -> None:
+    # Two workers: the six may be claimed in one job or several; the ledger lets one through either way.
+    stack = stack_factory(workers=2)
+    member = "oRace_M2pxb1Q9zNjWeS6o"
+    grant(stack, member, 1)
+    with stack.client() as c:
+        r = c.post(
+            "/v1/notify/batch",
+            json={"defaults": wechat(member, phone="13812340002"), "items": [{} for _ in range(6)]},
+        )
+    assert r.status_code == 200, r.text
+    ids = [x["id"] for x in r.json()["results"]]
+    wait_for(
+        lambda: (
+            sum(statuses(stack, ids).values()) == 6
+            and "queued" not in statuses(stack, ids)
+            and "sending" not in statuses(stack, ids)
+        ),
+        timeout=20,
+        interval=0.2,
+    )
+    assert statuses(stack, ids) == {"delivered": 1, "failed": 5}
+    assert len(stack.messages(member)) == 1
+    assert balance(stack, member) == 0
