@@ -14,6 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromQuery
 from msgspec import Meta
 
+from gateway import events
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import Unprocessable
@@ -69,14 +70,20 @@ async def post_grants(
     """Adds ``count`` one-time grants (1 to 100); each lets one subscribe message through."""
     who = await principal(request, "notify")
     ledger, members = _ledger(request)
-    balance = await ledger.add(who.tenant, members.of(data.openid), data.template_id, data.count)
+    masked = mask_address(data.openid, "wechat")
+    said = events.encode(
+        events.WechatGranted(at=events.at(), template_id=data.template_id, count=data.count, by=who.key_id)
+    )
+    balance = await ledger.add(
+        who.tenant, members.of(data.openid), masked, data.template_id, data.count, said
+    )
     if balance is None:
         raise Unprocessable(
             "grant_limit",
             f"a member holds at most {MAX_BALANCE} grants for one template",
             errors=[{"field": "count", "message": f"the balance would pass {MAX_BALANCE}"}],
         )
-    view = GrantView(mask_address(data.openid, "wechat"), data.template_id, balance)
+    view = GrantView(masked, data.template_id, balance)
     return json_response(msgspec.to_builtins(view), status=201)
 
 

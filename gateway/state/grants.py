@@ -29,11 +29,15 @@ class GrantLedger:
         self._grant = redis.register_script(scripts.WECHAT_GRANT)
         self._spend = redis.register_script(scripts.WECHAT_SPEND)
 
-    async def add(self, tenant: str, member: str, template_id: str, count: int) -> int | None:
-        """Record ``count`` grants; the new balance, or None when it would pass ``MAX_BALANCE``."""
+    async def add(
+        self, tenant: str, member: str, masked: str, template_id: str, count: int, event: str
+    ) -> int | None:
+        """Record ``count`` grants with their audit ``event``; the new balance, or None when it would
+        pass ``MAX_BALANCE``."""
         after = int(
             await self._grant(
-                keys=[keys.wechat_grants(tenant, member)], args=[template_id, count, MAX_BALANCE]
+                keys=[keys.wechat_grants(tenant, member), keys.audit(tenant)],
+                args=[template_id, count, MAX_BALANCE, member, masked, event],
             )
         )
         return None if after < 0 else after

@@ -181,3 +181,19 @@ def test_six_messages_for_one_grant_send_exactly_one(stack_factory: Callable[...
     assert statuses(stack, ids) == {"delivered": 1, "failed": 5}
     assert len(stack.messages(member)) == 1
     assert balance(stack, member) == 0
+
+
+def test_recorded_grants_are_audit_events_with_the_openid_masked(stack: Stack) -> None:
+    member = "oAudit_M2pxb1Q9zNjWeS6o"
+    grant(stack, member, 3)
+
+    def found() -> list[dict[str, Any]]:
+        with stack.client() as c:
+            return list(
+                c.get("/v1/audit/events", params={"type": "wechat_grant", "limit": 100}).json()["events"]
+            )
+
+    [event] = wait_for(found, timeout=20, interval=0.3)
+    assert event["channel"] == "wechat" and event["address"] == "oAud…eS6o"
+    assert (event["data"]["template_id"], event["data"]["count"]) == (TEMPLATE, 3)
+    assert member not in str(event)
