@@ -14,7 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromQuery
 from msgspec import Meta
 
-from gateway import events
+from gateway import events, metrics
 from gateway.api import views
 from gateway.api.deps import json_response, principal, services
 from gateway.errors import Unprocessable
@@ -83,6 +83,7 @@ async def post_grants(
             f"a member holds at most {MAX_BALANCE} grants for one template",
             errors=[{"field": "count", "message": f"the balance would pass {MAX_BALANCE}"}],
         )
+    metrics.WECHAT_GRANTS.labels("recorded").inc(data.count)
     view = GrantView(masked, data.template_id, balance)
     return json_response(msgspec.to_builtins(view), status=201)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from channels import Outcome, SendResult
 from compliance.reasons import Reason, reason
+from gateway import metrics
 from gateway.delivery.outcomes import Outcomes
 from gateway.models import Status
 from gateway.state.grants import GrantLedger
@@ -32,7 +33,10 @@ async def spend_grants(
 ) -> tuple[list[Claimed], list[tuple[Written, SendResult | None]]]:
     """The messages that hold a grant now, and the outcomes of the ones that have none."""
     wanted = [(c.id, c.record.member, str(c.record.rendered.get("template_id", ""))) for c in items]
-    missing = await ledger.spend(tenant, wanted)
+    missing, spent = await ledger.spend(tenant, wanted)
+    metrics.WECHAT_GRANTS.labels("spent").inc(spent)
+    if missing:
+        metrics.WECHAT_GRANTS.labels("missing").inc(len(missing))
     stopped: list[tuple[Written, SendResult | None]] = []
     for c in items:
         if c.id not in missing:
@@ -59,4 +63,6 @@ async def note_refusals(
         for c, (_, result) in zip(sent, results, strict=True)
         if result is not None and refused_by_provider("wechat", result)
     ]
+    if gone:
+        metrics.WECHAT_GRANTS.labels("revoked").inc(len(gone))
     await ledger.gone(tenant, gone)

@@ -47,14 +47,15 @@ class GrantLedger:
         raw = await self.redis.hget(keys.wechat_grants(tenant, member), template_id)
         return max(0, int(text_of(raw) or 0))
 
-    async def spend(self, tenant: str, items: Sequence[tuple[str, str, str]]) -> set[str]:
-        """Spend one grant for each (notification id, member, template id); the ids that had none.
+    async def spend(self, tenant: str, items: Sequence[tuple[str, str, str]]) -> tuple[set[str], int]:
+        """Spend one grant for each (notification id, member, template id) that holds none yet: the ids
+        left without one, and how many grants were spent now (a retry keeps the one it holds).
 
         One script per notification, pipelined: each is atomic on its own ledger entry, so two
         messages racing for a member's last grant cannot both have it.
         """
         if not items:
-            return set()
+            return set(), 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for ntf_id, member, template_id in items:
                 await self._spend(
@@ -63,7 +64,8 @@ class GrantLedger:
                     client=pipe,
                 )
             answers = await pipe.execute()
-        return {ntf_id for (ntf_id, _, _), ok in zip(items, answers, strict=True) if int(ok) != 1}
+        missing = {ntf_id for (ntf_id, _, _), ok in zip(items, answers, strict=True) if int(ok) == 0}
+        return missing, sum(1 for ok in answers if int(ok) == 2)
 
     async def gone(self, tenant: str, pairs: Sequence[tuple[str, str]]) -> None:
         """WeChat said 43101 for these (member, template id): no grant of theirs is left."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.metrics import REGISTRY
 from tests.conftest import Stack, statuses, wait_for
 
 pytestmark = pytest.mark.integration
@@ -161,6 +162,11 @@ def test_six_messages_for_one_grant_send_exactly_one(stack_factory: Callable[...
     # Two workers: the six may be claimed in one job or several; the ledger lets one through either way.
     stack = stack_factory(workers=2)
     member = "oRace_M2pxb1Q9zNjWeS6o"
+
+    def counted(outcome: str) -> float:  # the workers are threads of this process: one registry
+        return REGISTRY.get_sample_value("tidings_wechat_grants_total", {"outcome": outcome}) or 0.0
+
+    before = {o: counted(o) for o in ("recorded", "spent", "missing")}
     grant(stack, member, 1)
     with stack.client() as c:
         r = c.post(
@@ -181,6 +187,7 @@ def test_six_messages_for_one_grant_send_exactly_one(stack_factory: Callable[...
     assert statuses(stack, ids) == {"delivered": 1, "failed": 5}
     assert len(stack.messages(member)) == 1
     assert balance(stack, member) == 0
+    assert {o: counted(o) - n for o, n in before.items()} == {"recorded": 1, "spent": 1, "missing": 5}
 
 
 def test_recorded_grants_are_audit_events_with_the_openid_masked(stack: Stack) -> None:
