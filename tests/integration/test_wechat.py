@@ -204,3 +204,30 @@ def test_recorded_grants_are_audit_events_with_the_openid_masked(stack: Stack) -
     assert event["channel"] == "wechat" and event["address"] == "oAud…eS6o"
     assert (event["data"]["template_id"], event["data"]["count"]) == (TEMPLATE, 3)
     assert member not in str(event)
+
+
+def test_a_template_sends_its_wechat_variant_and_its_values_are_checked_too(stack: Stack) -> None:
+    member = "oTmpl_M2pxb1Q9zNjWeS6o"
+    grant(stack, member, 1)
+    body: dict[str, Any] = {
+        "to": {"wechat_openid": member, "phone": "13812340003"},
+        "channel": "wechat",
+        "fallback": ["sms"],
+        "brand": "星耀商城",
+        "template": "points_credited",
+        "params": {"name": "李女士", "points": 200, "balance": 28600, "source": "门店消费"},
+    }
+    with stack.client() as c:
+        too_long = c.post(
+            "/v1/notify",
+            json={**body, "params": {**body["params"], "source": "双十一会员日门店消费满额赠送活动奖励"}},
+        )
+    assert too_long.status_code == 422, too_long.text
+    assert too_long.json()["reasons"][0]["field"] == "data.thing4.value"
+    ntf = notify(stack, body)
+    wait_for(lambda: statuses(stack, [ntf]) == {"delivered": 1}, timeout=15, interval=0.2)
+    [got] = stack.messages(member)
+    assert got["template_id"] == "tmpl-points-credited"
+    assert got["data"]["thing4"] == {"value": "门店消费获得积分"} and got["data"]["number2"] == {
+        "value": "200"
+    }
