@@ -17,6 +17,7 @@ from channels.tencent import TencentSms
 from channels.tencent_voice import TencentVoice
 from channels.twilio import TwilioMessages
 from channels.webhook import Webhook
+from channels.wechat import WechatSubscribe
 
 register("alibaba", AlibabaSms)
 register("tencent", TencentSms)
@@ -27,6 +28,7 @@ register("webhook", Webhook)
 register("smtp", SmtpEmail)
 register("fcm", FcmPush)
 register("apns", ApnsPush)
+register("wechat", WechatSubscribe)
 register("simulator", SimulatorAdapter)
 
 __all__ = ["KINDS", "Adapter", "Message", "Outcome", "SendResult", "register"]

@@ -48,6 +48,11 @@ class Message:
     params: Mapping[str, Any] = field(default_factory=dict)
     # Marketing email: the signed one-click unsubscribe link (RFC 8058) the gateway made for it.
     unsubscribe_url: str | None = None
+    # A WeChat subscribe message: the mini program's template, the page a tap opens, the values
+    # ({"thing1": {"value": "..."}}); ``to`` is the member's openid.
+    template_id: str | None = None
+    page: str | None = None
+    data: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

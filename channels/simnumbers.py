@@ -13,7 +13,9 @@ from channels.addresses import InvalidAddress, address_key
 
 # +86 139 0000 0000 to +86 139 0000 0999: sends are taken, their receipts say undelivered.
 UNDELIVERED_PREFIX = "+8613900000"
-UNDELIVERED_CODE = "MK:0001"  # the carrier's code for a phone that is off or out of service
+UNDELIVERED_CODE = "MK:0001"
+# WeChat openids that start so answer 43101 (the member refused the template, or its grant is used up).
+REFUSING_OPENID_PREFIX = "oRefuse"  # the carrier's code for a phone that is off or out of service
 DELIVERED_CODE = "DELIVERED"
 # Calls: answered, or (a switched-off number) not answered.
 ANSWERED_CODE = "ANSWERED"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.simnumbers import UNDELIVERED_PREFIX, key_of, lookup_key, receipt_for
+from channels.simnumbers import REFUSING_OPENID_PREFIX, UNDELIVERED_PREFIX, key_of, lookup_key, receipt_for
 
-CHANNELS = ("sms", "mms", "push", "email", "voice")
+CHANNELS = ("sms", "mms", "push", "email", "voice", "wechat")
 FAULT_MODES = ("http_500", "timeout", "reject_number", "http_429")
 
 # What a handler answers: HTTP status, JSON body, extra response headers.
@@ -81,6 +81,9 @@ class SimState:
             if fault.mode == "http_429":
                 return 429, {"code": "throttled", "message": "slow down"}, {"retry-after": "1"}
             return 500, {"code": "internal_error", "message": "injected failure"}, {}
+        if channel == "wechat" and str(msg["to"]).startswith(REFUSING_OPENID_PREFIX):
+            # As WeChat answers a member who refused the template or has no grant left for it.
+            return 400, {"code": "43101", "message": "user refuse to accept the msg"}, {}
         reference = str(msg["reference"])
         known = self.by_reference.get(reference)
         if known is not None:
@@ -101,6 +104,9 @@ class SimState:
             "media": msg.get("media") or [],
             "brand": msg.get("brand"),
             "reference": reference,
+            "template_id": msg.get("template_id"),
+            "page": msg.get("page"),
+            "data": msg.get("data"),
             "provider_message_id": pmid,
             "received_at": now,
         }

@@ -1,4 +1,4 @@
-"""Adapter for the provider simulator: a real HTTP provider for every channel (voice calls included).
+"""Adapter for the provider simulator: a real HTTP provider for every channel (voice calls and WeChat included).
 
 Its callbacks (receipt batches, member replies) are JSON signed like its sends: the hex
 HMAC-SHA256 of the body with the shared secret, in ``x-tidings-signature``.
@@ -192,4 +192,8 @@ def _payload(message: Message) -> dict[str, Any]:
         "media": list(message.media),
         "brand": message.brand,
         "reference": message.reference,
+        # WeChat subscribe messages: the template, the page a tap opens, the values.
+        "template_id": message.template_id,
+        "page": message.page,
+        "data": dict(message.data) or None,
     }

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from compliance import sms
 from compliance.policy import Rules
 from compliance.reasons import Reason, ReasonEntry, reason
+from compliance.wechat import check_data
 from compliance.wording import WordingMatcher
 
 SIGNATURE = re.compile(r"^\s*【([^【】]{1,30})】")
@@ -302,9 +303,28 @@ class VoiceRule:
         return None
 
 
+class WechatDataRule:
+    """A WeChat subscribe message: a template id, and each data value within its type's limits."""
+
+    name = "wechat"
+    channels = frozenset({"wechat"})  # not run, nor recorded as a decision, on other channels
+
+    def check(self, draft: Draft) -> Verdict | None:
+        """The verdict names the field (``data.thing1.value``)."""
+        if not draft.fields.get("template_id"):
+            return Verdict(
+                self.name, reason(Reason.VALIDATION_ERROR, "wechat needs a template_id", field="template_id")
+            )
+        data = draft.fields.get("data")
+        if not isinstance(data, dict) or not data:
+            return Verdict(self.name, reason(Reason.VALIDATION_ERROR, "wechat needs data", field="data"))
+        found = check_data(data)
+        return None if found is None else Verdict(self.name, found)
+
+
 def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
     """The content rules, in order: safe characters, a registered brand, wording on the caller's text,
-    then the SMS rules and the voice rule."""
+    then the SMS rules the voice rule and the WeChat field limits."""
     return (
         SafeTextRule(),
         BrandRule(),
@@ -313,6 +333,7 @@ def content_pipeline(matcher: WordingMatcher) -> tuple[Rule, ...]:
         FooterRule(),
         LengthRule(),
         VoiceRule(),
+        WechatDataRule(),
     )
 
 

@@ -37,6 +37,9 @@ class Reason(StrEnum):
     PAST = "past"
     EXITED = "exited"
     SERIES_CANCELLED = "series_cancelled"
+    # WeChat: the member has no one-time grant left for the template (none recorded, all spent, or
+    # the provider answered 43101), so the subscribe message does not go out.
+    NO_WECHAT_GRANT = "no_wechat_grant"
 
 
 class ReasonEntry(TypedDict, total=False):

@@ -211,6 +211,15 @@ class ApiKeyRevoked(Event, tag="api_key_revoked", frozen=True):
     name: str | None = None
 
 
+class WechatGranted(Event, tag="wechat_grant", frozen=True):
+    """One-time WeChat subscribe grants a member gave were recorded (the member and openid, masked,
+    are the audit row's)."""
+
+    template_id: str
+    count: int
+    by: str | None = None
+
+
 class OptOutsExported(Event, tag="optouts_exported", frozen=True):
     """The tenant's opt-out list was exported: with full addresses, or masked."""
 
@@ -321,6 +330,7 @@ AnyEvent = (
     | ApiKeyCreated
     | ApiKeyRevoked
     | OptOutsExported
+    | WechatGranted
     | ConsoleAction
     | SeriesChanged
     | Clicked

@@ -114,6 +114,15 @@ SERIES_STEPS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+WECHAT_GRANTS = Counter(
+    "tidings_wechat_grants_total",
+    "WeChat one-time grants: recorded, spent by a send, missing (no_wechat_grant), revoked (a 43101"
+    " emptied a balance). No openid or member in the labels.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("recorded", "spent", "missing", "revoked"):
+    WECHAT_GRANTS.labels(_outcome)
 OPTOUTS = Counter(
     "tidings_optouts_total",
     "Opt-outs recorded, by source (sms_reply, api, import, email_link, complaint).",

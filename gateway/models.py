@@ -11,8 +11,8 @@ from msgspec import Meta
 
 from compliance.reasons import ReasonEntry
 
-Channel = Literal["sms", "mms", "push", "email", "voice"]
-CHANNELS: tuple[Channel, ...] = ("sms", "mms", "push", "email", "voice")
+Channel = Literal["sms", "mms", "push", "email", "voice", "wechat"]
+CHANNELS: tuple[Channel, ...] = ("sms", "mms", "push", "email", "voice", "wechat")
 
 
 class Status(StrEnum):
@@ -42,6 +42,10 @@ AwareTime = Annotated[datetime, Meta(tz=True)]
 Text = Annotated[str, Meta(min_length=1, max_length=10_000)]
 
 
+# A subscribe message's data key: its type prefix and a number (thing1, character_string2, ...).
+WechatKey = Annotated[str, Meta(max_length=64, pattern=r"^[a-z_]+[0-9]+$")]
+
+
 class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of the domain structs: immutable, keyword-only, strict about unknown fields."""
 
@@ -52,9 +56,19 @@ class Recipient(Base, frozen=True):
     phone: ShortStr | None = None
     email: ShortStr | None = None
     push_token: Annotated[str, Meta(max_length=4096)] | None = None
+    # A WeChat mini-program member's openid (28 characters of letters, digits, - and _ in practice).
+    wechat_openid: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = (
+        None
+    )
     user_id: ShortStr | None = None
     timezone: ShortStr | None = None
     locale: ShortStr | None = None
+
+
+class WechatValue(Base, frozen=True):
+    """One value of a WeChat subscribe message's ``data``."""
+
+    value: Annotated[str, Meta(max_length=1024)]
 
 
 class Content(Base, frozen=True):
@@ -65,6 +79,11 @@ class Content(Base, frozen=True):
     html: Annotated[str, Meta(min_length=1, max_length=500_000)] | None = None
     title: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
     media: Annotated[list[Annotated[str, Meta(max_length=2048)]], Meta(max_length=10)] = []
+    # A WeChat subscribe message: the mini program's template, the page a tap opens, and the values
+    # (``{"thing1": {"value": "..."}}``); ``text`` beside them is what an SMS fallback sends.
+    template_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    page: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    data: Annotated[dict[WechatKey, WechatValue], Meta(max_length=20)] | None = None
 
 
 class Variant(Base, frozen=True):

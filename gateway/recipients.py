@@ -71,8 +71,9 @@ def mask_token(token: str) -> str:
 
 
 def mask_address(address: str, channel: str = "") -> str:
-    """The one way an address is shown: a push token by its ends, an email or phone number masked."""
-    if channel == "push":
+    """The one way an address is shown: a push token or WeChat openid by its ends, an email or phone
+    number masked."""
+    if channel in ("push", "wechat"):
         return mask_token(address)
     if "@" in address:
         return mask_email(address)

@@ -13,6 +13,8 @@ import markupsafe
 from jinja2 import nodes, sandbox
 from jinja2.sandbox import SandboxedEnvironment
 
+from templates import wechat
+
 CATALOG_DIR = Path(__file__).with_name("catalog")
 CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
     "sms": ("text",),
@@ -102,6 +104,14 @@ def parse_template(data: Mapping[str, Any], *, source: str) -> Template:
                     if channel == "voice":
                         _refuse_links(env, str(variant[f]), f"{source}: [voice] {f}")
             variants[channel] = variant
+        if "wechat" in data:
+            variant = dict(data["wechat"])
+            for f, text in wechat.check_variant(variant, source):
+                _text_env.from_string(text)
+                _refuse_unsafe(_text_env, text, f"{source}: [wechat] {f}")
+            variants["wechat"] = variant
+    except ValueError as exc:
+        raise InvalidTemplate(str(exc)) from None
     except (KeyError, TypeError, AttributeError, jinja2.TemplateSyntaxError) as exc:
         raise InvalidTemplate(f"{source}: {exc}") from None
     return Template(name, category, str(data.get("description", "")), params, variants)
@@ -299,38 +309,52 @@ class Renderer:
         missing = [p for p, required in tpl.params.items() if required and params.get(p) in (None, "")]
         if missing:
             raise MissingParam(missing)
+        if channel == "wechat":
+            return wechat.render_variant(
+                variant, lambda f, source: self._field(name, channel, f, source, params, link)
+            )
         out: dict[str, Any] = {}
         for f in CHANNEL_FIELDS[channel]:
-            if f not in variant:
-                continue
-            key = (name, channel, f)
-            found = self._compiled.get(key)
-            if found is None:
-                env = _html_env if f == "html" else _text_env
-                source = str(variant[f])
-                found = self._compiled[key] = (env.from_string(source), simple_steps(env, source))
-            compiled, steps = found
-            try:
-                if steps is not None:
-                    parts: list[str] = []
-                    run_steps(steps, params, f == "html", parts, link)
-                    value = "".join(parts)
-                else:
-                    # A shared context uses params as they are instead of copying them over the
-                    # environment's globals: half the cost of Template.render, same sandboxed code.
-                    value = "".join(
-                        compiled.root_render_func(compiled.new_context({**params, "link": link}, shared=True))
-                    )
-            except MissingParam:
-                raise
-            except jinja2.UndefinedError as exc:
-                raise MissingParam([_undefined_name(exc)]) from None
-            except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-                raise TemplateError(f"template {name!r} failed to render: {exc}") from None
-            out["text" if f == "body" else f] = value
+            if f in variant:
+                out["text" if f == "body" else f] = self._field(
+                    name, channel, f, str(variant[f]), params, link
+                )
         if variant.get("media"):
             out["media"] = [str(m) for m in variant["media"]]
         return out
+
+    def _field(
+        self,
+        name: str,
+        channel: str,
+        f: str,
+        source: str,
+        params: Mapping[str, Any],
+        link: Callable[[str], str],
+    ) -> str:
+        """One field's source rendered (compiled once per template, channel and field)."""
+        key = (name, channel, f)
+        found = self._compiled.get(key)
+        if found is None:
+            env = _html_env if f == "html" else _text_env
+            found = self._compiled[key] = (env.from_string(source), simple_steps(env, source))
+        compiled, steps = found
+        try:
+            if steps is not None:
+                parts: list[str] = []
+                run_steps(steps, params, f == "html", parts, link)
+                return "".join(parts)
+            # A shared context uses params as they are instead of copying them over the
+            # environment's globals: half the cost of Template.render, same sandboxed code.
+            return "".join(
+                compiled.root_render_func(compiled.new_context({**params, "link": link}, shared=True))
+            )
+        except MissingParam:
+            raise
+        except jinja2.UndefinedError as exc:
+            raise MissingParam([_undefined_name(exc)]) from None
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            raise TemplateError(f"template {name!r} failed to render: {exc}") from None
 
 
 def _undefined_name(exc: jinja2.UndefinedError) -> str:

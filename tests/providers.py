@@ -258,8 +258,8 @@ class Received:
 
 @dataclass
 class ProviderServer:
-    """A provider stand-in: alibaba, alibaba-voice, tencent, tencent-voice, twilio, webhook or fcm
-    (whose secret is the service account's private key, PEM)."""
+    """A provider stand-in: alibaba, alibaba-voice, tencent, tencent-voice, twilio, webhook, wechat (user
+    the AppID, secret the AppSecret) or fcm (whose secret is the service account's private key, PEM)."""
 
     kind: str
     user: str = "test-id"
@@ -270,6 +270,10 @@ class ProviderServer:
     received: list[Received] = field(default_factory=list)
     token_requests: int = 0
     issued: set[str] = field(default_factory=set)
+    # WeChat: how long a token lives (expires_in), the tokens expired early (42001), sends refused so.
+    token_ttl: int = 7200
+    expired: set[str] = field(default_factory=set)
+    token_refusals: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accepted(self) -> list[Received]:
@@ -296,6 +300,16 @@ class ProviderServer:
             return
         if self.delay:
             await asyncio.sleep(self.delay)
+        query = dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True))
+        if self.kind == "wechat" and scope["path"] == "/cgi-bin/token":
+            status, answer = self._wechat_token(scope["method"], query)
+            if "access_token" not in answer:
+                with self._lock:
+                    self.received.append(Received(arrived, scope["path"], {}, False))
+            await _answer(send, status, answer)
+            return
+        if self.kind == "wechat":
+            headers["x-query-access-token"] = query.get("access_token", "")
         if self.kind == "fcm" and scope["path"] == "/token":
             status, answer = self._fcm_token(headers, body)
             if status != 200:  # a refused exchange is a refused request; granted ones are counted apart
@@ -493,6 +507,63 @@ class ProviderServer:
             return 410, {"reason": "Unregistered", "timestamp": int(time.time() * 1000)}, fields
         return 200, {}, fields
 
+    # -- WeChat: GET /cgi-bin/token, POST /cgi-bin/message/subscribe/send?access_token= ---------------
+    def expire_tokens(self) -> None:
+        """Every token issued so far is expired: sends with one are answered 42001."""
+        with self._lock:
+            self.expired |= self.issued
+
+    def _wechat_token(self, method: str, query: dict[str, str]) -> tuple[int, Any]:
+        if method != "GET" or query.get("grant_type") != "client_credential":
+            return 200, {"errcode": 40002, "errmsg": "invalid grant_type"}
+        if query.get("appid") != self.user:
+            return 200, {"errcode": 40013, "errmsg": "invalid appid"}
+        if query.get("secret") != self.secret:
+            return 200, {
+                "errcode": 40001,
+                "errmsg": "invalid credential, access_token is invalid or not latest",
+            }
+        token = "wx." + uuid.uuid4().hex
+        with self._lock:
+            self.token_requests += 1
+            self.issued.add(token)
+        return 200, {"access_token": token, "expires_in": self.token_ttl}
+
+    def _wechat(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
+        payload = json.loads(body)
+        token = headers.get("x-query-access-token", "")
+        with self._lock:
+            known, expired = token in self.issued, token in self.expired
+            if not known or expired:
+                self.token_refusals += 1
+        if not known:
+            return 200, {"errcode": 40001, "errmsg": "invalid credential"}, payload
+        if expired:
+            return 200, {"errcode": 42001, "errmsg": "access_token expired"}, payload
+        if path != "/cgi-bin/message/subscribe/send":
+            return 404, {"errcode": 404, "errmsg": "not found"}, payload
+        if not payload.get("template_id"):
+            return 200, {"errcode": 40037, "errmsg": "invalid template_id"}, payload
+        if payload.get("miniprogram_state") not in ("developer", "trial", "formal"):
+            return 200, {"errcode": 47001, "errmsg": "data format error"}, payload
+        touser = str(payload.get("touser", ""))
+        if touser == BAD_NUMBER or touser.startswith("oBad"):
+            return 200, {"errcode": 40003, "errmsg": "invalid openid"}, payload
+        if touser.startswith("oRefuse"):
+            return 200, {"errcode": 43101, "errmsg": "user refuse to accept the msg"}, payload
+        data = payload.get("data")
+        if not isinstance(data, dict) or not data:
+            return 200, {"errcode": 47003, "errmsg": "argument invalid! data is empty"}, payload
+        for key, item in data.items():
+            value = item.get("value") if isinstance(item, dict) else None
+            if not isinstance(value, str) or (key.startswith("thing") and len(value) > 20):
+                return (
+                    200,
+                    {"errcode": 47003, "errmsg": f"argument invalid! data.{key}.value invalid"},
+                    payload,
+                )
+        return 200, {"errcode": 0, "errmsg": "ok", "msgid": random.randint(10**17, 10**18)}, payload
+
     def _webhook(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, Any]]:
         payload = json.loads(body)
         if not webhook_signature_ok(self.secret, body, headers.get(WEBHOOK_SIGNATURE_HEADER), time.time()):
@@ -505,6 +576,8 @@ class ProviderServer:
 def _ok(answer: Any) -> bool:
     if not isinstance(answer, dict):
         return False
+    if "errcode" in answer:
+        return bool(answer["errcode"] == 0)
     if "Response" in answer:
         if "SendStatus" in answer["Response"]:  # VMS: one call
             return bool(answer["Response"]["SendStatus"].get("CallId"))

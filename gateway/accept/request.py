@@ -15,6 +15,7 @@ from gateway.state.store import Store
 from templates.renderer import MissingParam, Renderer, TemplateError, TemplateNotFound
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+WECHAT_FIELDS = frozenset({"template_id", "page", "data"})
 
 
 def resolve_recipient(req: NotifyRequest, default_region: str) -> tuple[str, str]:
@@ -33,6 +34,10 @@ def resolve_recipient(req: NotifyRequest, default_region: str) -> tuple[str, str
                 raise InvalidRecipient(f"{channel} needs a mobile number")
             address = phone.e164
             zone = zone or phone.timezone
+        elif channel == "wechat":
+            if not to.wechat_openid:
+                raise InvalidRecipient("wechat needs to.wechat_openid")
+            address = to.wechat_openid
         elif channel == "email":
             if not to.email:
                 raise InvalidRecipient("email needs to.email")
@@ -136,6 +141,7 @@ def render_request(req: NotifyRequest, renderer: Renderer, links: LinkMaker | No
         "push": c.text is not None or c.title is not None,
         "email": c.subject is not None and (c.text is not None or c.html is not None),
         "voice": c.text is not None,
+        "wechat": c.template_id is not None and bool(c.data),
     }[channel]
     if not need:
         what = {
@@ -144,9 +150,15 @@ def render_request(req: NotifyRequest, renderer: Renderer, links: LinkMaker | No
             "push": "content.title or content.text",
             "email": "content.subject and content.text or content.html",
             "voice": "content.text (what the call says)",
+            "wechat": "content.template_id and content.data",
         }[channel]
         raise Rejected(channel, [reason(Reason.VALIDATION_ERROR, f"{channel} needs {what}")])
     fields = {k: v for k, v in msgspec.to_builtins(c).items() if v not in (None, [])}
+    # A subscribe message sends its template and data; the other channels (an SMS fallback) the rest.
+    if channel == "wechat":
+        fields = {k: v for k, v in fields.items() if k in WECHAT_FIELDS}
+    else:
+        fields = {k: v for k, v in fields.items() if k not in WECHAT_FIELDS}
     if req.track_links and links is not None:
         for name in ("text", "html"):
             if name in fields:

@@ -88,7 +88,7 @@ class TenantTemplates:
         )  # the footer rule refuses an unsubscribe line on transactional text
         problems: list[ReasonEntry] = []
         for channel, variant in tpl.variants.items():
-            for field in CHANNEL_FIELDS[channel]:
+            for field in CHANNEL_FIELDS.get(channel, ()):
                 text = variant.get(field)
                 if not text:
                     continue

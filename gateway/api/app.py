@@ -36,6 +36,7 @@ from gateway.api.series import HANDLERS as SERIES_HANDLERS
 from gateway.api.unsubscribe import HANDLERS as UNSUBSCRIBE_HANDLERS
 from gateway.api.verifications import HANDLERS as VERIFICATION_HANDLERS
 from gateway.api.webhooks import HANDLERS as WEBHOOK_HANDLERS
+from gateway.api.wechat import HANDLERS as WECHAT_HANDLERS
 from gateway.engagement.clicks import Clicks
 from gateway.engagement.outcomes import Outcomes
 from gateway.errors import ProblemError
@@ -90,6 +91,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             *ops.HANDLERS,
             *REPLY_HANDLERS,
             *OPTOUT_HANDLERS,
+            *WECHAT_HANDLERS,
             *UNSUBSCRIBE_HANDLERS,
             *AUDIT_HANDLERS,
             *WEBHOOK_HANDLERS,

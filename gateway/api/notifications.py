@@ -92,6 +92,8 @@ def notification_view(r: Notification, events: list[dict[str, Any]]) -> dict[str
         to["phone"] = mask_address(r.address)
     elif r.channel == "email":
         to["email"] = mask_address(r.address)
+    elif r.channel == "wechat":
+        to["wechat_openid"] = mask_address(r.address, "wechat")
     else:
         to["push_token"] = mask_address(r.address, "push")
     return {

@@ -73,6 +73,7 @@ class TemplateDocument(msgspec.Struct, forbid_unknown_fields=True):
     push: dict[str, Any] | None = None
     email: dict[str, Any] | None = None
     voice: dict[str, Any] | None = None
+    wechat: dict[str, Any] | None = None
 
 
 def _document(name: str, data: TemplateDocument) -> dict[str, Any]:

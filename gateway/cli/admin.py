@@ -22,7 +22,9 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     lint.add_argument(
         "--category", choices=["marketing", "transactional"], default="marketing", help="message category"
     )
-    lint.add_argument("--channel", choices=list(CHANNELS), default="sms", help="channel it would go on")
+    # A WeChat message is a template id and data values, not a text: not for this command.
+    texts = [c for c in CHANNELS if c != "wechat"]
+    lint.add_argument("--channel", choices=texts, default="sms", help="channel it would go on")
     lint.add_argument("--tenant", help="the tenant it is sent for (its policy overrides apply)")
     lint.set_defaults(func=cmd_lint)
 

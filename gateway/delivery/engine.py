@@ -20,6 +20,7 @@ from compliance.state import Moment, state_rules
 from gateway import events, metrics
 from gateway.accept.request import DEFAULT_TIMEZONE
 from gateway.delivery.fallback import fallback_event, fallback_request
+from gateway.delivery.messages import message_of
 from gateway.delivery.outcomes import (
     RATE_LIMITED,
     Outcomes,
@@ -29,13 +30,14 @@ from gateway.delivery.outcomes import (
     series_step_event,
 )
 from gateway.delivery.quotas import Quotas
+from gateway.delivery.wechat import note_refusals, spend_grants
 from gateway.models import Status
-from gateway.optouts.unsubscribe import make_token
 from gateway.settings import Settings
+from gateway.state.grants import GrantLedger
 from gateway.state.store import Claimed, Store
 from gateway.state.store import Outcome as Written
 from gateway.timeutil import rfc3339, system_clock
-from gateway.verify.codes import Codes, reveal
+from gateway.verify.codes import Codes
 
 log = logging.getLogger("tidings.dispatch")
 
@@ -89,6 +91,7 @@ class DeliveryEngine:
         self.codes = Codes(settings.hmac_key)
         self.quotas = Quotas(store.redis, settings.hmac_key)
         self._sem = asyncio.Semaphore(settings.send_concurrency)
+        self.grants = GrantLedger(store.redis)
 
     async def deliver(self, tenant: str, channel: str, ids: Sequence[str]) -> list[Retry]:
         """Deliver what is due among ids; returns the retries to schedule."""
@@ -129,9 +132,19 @@ class DeliveryEngine:
             if checked is not None:
                 results.append((checked, None))
             else:
-                to_send.append((c, self._message(tenant, channel, c)))
+                to_send.append((c, message_of(self.settings, self.codes, tenant, channel, c)))
+        if channel == "wechat" and to_send:  # a grant spent for each, or no_wechat_grant
+            held, stopped = await spend_grants(
+                self.grants, self.outcomes, tenant, [c for c, _ in to_send], now
+            )
+            results += stopped
+            kept = {c.id for c in held}
+            to_send = [(c, m) for c, m in to_send if c.id in kept]
         if to_send:
-            results += await self._route(channel, to_send, wait_until)
+            routed_results = await self._route(channel, to_send, wait_until)
+            results += routed_results
+            if channel == "wechat":
+                await note_refusals(self.grants, tenant, [c for c, _ in to_send], routed_results)
         outcomes = [o for o, _ in results]
         cap_keys = {c.id: c.record.cap_key for c in claimed if c.record.cap_key}
         written = await self.store.record_outcomes(tenant, outcomes, system_clock(), cap_keys)
@@ -237,33 +250,6 @@ class DeliveryEngine:
             why = reason(Reason.UNSUPPORTED_CHANNEL, "no provider is configured for this channel")
             return self.outcomes.final(c, Status.FAILED, Reason.UNSUPPORTED_CHANNEL, why, now)
         return None
-
-    def _message(self, tenant: str, channel: str, c: Claimed) -> Message:
-        r = c.record
-        rendered, params = r.rendered, r.params
-        code = self.codes.unseal(tenant, r.sealed) if r.sealed else None
-        if code is not None:  # a verification: the code goes where its placeholder stands
-            rendered, params = reveal(rendered, params, code, spoken=channel == "voice")
-        unsubscribe_url = None
-        if channel == "email" and r.category == "marketing":
-            token = make_token(self.settings.hmac_key, tenant, r.address, r.brand or None)
-            unsubscribe_url = f"{self.settings.public_url.rstrip('/')}/v1/unsubscribe/{token}"
-        return Message(
-            reference=f"{tenant}:{c.id}",
-            tenant=tenant,
-            channel=channel,
-            to=r.address,
-            category=r.category,
-            brand=r.brand or None,
-            text=rendered.get("text"),
-            subject=rendered.get("subject"),
-            html=rendered.get("html"),
-            title=rendered.get("title"),
-            media=tuple(rendered.get("media", ())),
-            template=r.template or None,
-            params=params,
-            unsubscribe_url=unsubscribe_url,
-        )
 
     async def _route(
         self, channel: str, items: list[tuple[Claimed, Message]], wait_until: float

@@ -96,13 +96,15 @@ class Outcomes:
             }
             return Written(c.id, c.attempt, "sent", attempt_ev, fields), result
         if result.outcome is Outcome.REJECTED:
+            # WeChat's 43101: the member has no grant (refused, or used up on WeChat's side).
+            code = Reason.NO_WECHAT_GRANT if channel == "wechat" and result.code == "43101" else None
             why = reason(
-                Reason.PROVIDER_REJECTED,
+                code or Reason.PROVIDER_REJECTED,
                 result.detail or "provider refused the message",
                 provider_code=result.code,
             )
             return self.final(
-                c, Status.FAILED, Reason.PROVIDER_REJECTED, why, done, attempt_ev, result.code
+                c, Status.FAILED, code or Reason.PROVIDER_REJECTED, why, done, attempt_ev, result.code
             ), result
         if c.attempt >= self.settings.max_attempts:
             why = reason(

@@ -271,3 +271,10 @@ def verification_replaced(tenant: str, member: str, purpose: str) -> str:
     """Hash: the member's verification a new one replaces, kept aside until the new code's message is
     accepted (restored if it cannot go)."""
     return f"{_t(tenant)}ver:{member}:{purpose}:replaced"
+
+
+# -- WeChat ----------------------------------------------------------------------------------------
+def wechat_grants(tenant: str, member: str) -> str:
+    """Hash of a member's one-time WeChat subscribe grants: mini-program template id -> how many are left
+    (the member is the keyed hash of the openid, never the openid)."""
+    return f"{_t(tenant)}wxgrant:{member}"

@@ -44,6 +44,7 @@ URLS = {
     "webhook": "webhook+http://:{secret}@127.0.0.1:{port}/send",
     "fcm": "fcm+http://127.0.0.1:{port}/?service_account={account}",
     "apns": "apns+http://127.0.0.1:{port}/?key_file={account}&key_id=K1&team_id={user}&topic=com.example.loyalty",
+    "wechat": "wechat+http://{user}:{secret}@127.0.0.1:{port}/?miniprogram_state=trial",
 }
 # The provider's own code for a bad signature or credentials, as its stand-in answers.
 AUTH_CODES = {
@@ -55,6 +56,7 @@ AUTH_CODES = {
     "webhook": "bad_signature",
     "fcm": "oauth_400",  # Google's token endpoint refuses a JWT signed with another key
     "apns": "InvalidProviderToken",
+    "wechat": "token_40001",  # the token endpoint refuses a wrong AppSecret
 }
 INVALID_NUMBER_CODES = {
     "alibaba": "isv.MOBILE_NUMBER_ILLEGAL",
@@ -65,6 +67,7 @@ INVALID_NUMBER_CODES = {
     "webhook": "invalid_number",
     "fcm": "UNREGISTERED",
     "apns": "Unregistered",
+    "wechat": "40003",  # not an openid
 }
 
 
@@ -158,6 +161,8 @@ def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]
         server.user, server.secret = "tidings@tidings-test.iam.gserviceaccount.com", rsa_pem()
     if request.param == "apns":
         server.user, server.secret = "TEAM123456", ec_pem()
+    if request.param == "wechat":
+        server.user, server.secret = "wx8f3c2a1b9d0e7f65", "app-secret-0123456789abcdef"
     port = free_port()
     thread = ServerThread(server, "127.0.0.1", port).start_and_wait()
     yield Running(server, thread, port, tmp_path)
@@ -174,6 +179,10 @@ def message(to: str = "+8613812345678", reference: str = "acme:ntf_01CONTRACT") 
         text="【星耀商城】尊敬的会员李女士,您的28600积分将于12天后清零,请尽快兑换。拒收请回复R",
         template="points_expiry",
         params={"name": "李女士", "points": 28600, "days": 12},
+        # What a WeChat subscribe message carries (the SMS adapters ignore it).
+        template_id="tmpl-points-expiry",
+        page="pages/points/index",
+        data={"thing1": {"value": "28600积分12天后清零"}, "name2": {"value": "李女士"}},
     )
 
 
@@ -236,6 +245,14 @@ def test_sends_with_our_reference_and_the_mapped_template(running: Running) -> N
             "com.example.loyalty",
         )
         assert f["aps"]["alert"]["body"].startswith("【星耀商城】")
+    elif kind == "wechat":
+        assert (f["touser"], f["template_id"], f["page"]) == (
+            "+8613812345678",
+            "tmpl-points-expiry",
+            "pages/points/index",
+        )
+        assert f["data"] == {"thing1": {"value": "28600积分12天后清零"}, "name2": {"value": "李女士"}}
+        assert (f["miniprogram_state"], f["lang"]) == ("trial", "zh_CN")
     elif kind == "fcm":
         assert (f["token"], f["reference"]) == ("+8613812345678", "acme:ntf_01CONTRACT")
         assert f["notification"]["body"].startswith("【星耀商城】")
@@ -281,6 +298,9 @@ def test_free_text_needs_a_provider_template_where_the_provider_sends_only_templ
         reference="acme:ntf_free", tenant="acme", channel="sms", to="+8613812345678", text="【星耀商城】你好"
     )
     result = send(running.provider(), free)
+    if running.server.kind == "wechat":  # a subscribe message is a template or nothing
+        assert (result.outcome, result.code) == (Outcome.REJECTED, "40037")
+        return
     assert result.outcome is Outcome.SENT, (
         result
     )  # alibaba and tencent: their default template carries the text
@@ -318,3 +338,68 @@ def test_fcm_fetches_its_token_once_and_reuses_it(running: Running) -> None:
     results = asyncio.run(run())
     assert all(r.outcome is Outcome.SENT for r in results)
     assert running.server.token_requests == 1 and len(running.server.accepted()) == 20
+
+
+@pytest.mark.parametrize("running", ["wechat"], indirect=True)
+def test_wechat_refreshes_a_token_the_provider_expired_once_under_20_concurrent_sends(
+    running: Running,
+) -> None:
+    provider = running.provider()
+
+    async def run() -> tuple[SendResult, list[SendResult]]:
+        try:
+            first = await provider.adapter.send(message(reference="acme:ntf_first"))
+            running.server.expire_tokens()  # WeChat now answers 42001 to the cached token
+            rest = await asyncio.gather(
+                *(provider.adapter.send(message(reference=f"acme:ntf_{i}")) for i in range(20))
+            )
+            return first, list(rest)
+        finally:
+            await provider.adapter.aclose()
+
+    first, rest = asyncio.run(run())
+    assert first.outcome is Outcome.SENT
+    assert all(r.outcome is Outcome.SENT for r in rest), rest
+    # One token at first, exactly one more for the twenty, each of which was refused once (42001).
+    assert running.server.token_requests == 2
+    assert running.server.token_refusals == 20
+    assert len(running.server.accepted()) == 21
+
+
+@pytest.mark.parametrize("running", ["wechat"], indirect=True)
+def test_wechat_renews_a_token_past_its_expires_in_once_before_wechat_refuses_it(running: Running) -> None:
+    running.server.token_ttl = 61  # the adapter renews a minute early: stale after one second
+    provider = running.provider()
+
+    async def run() -> list[SendResult]:
+        try:
+            await provider.adapter.send(message(reference="acme:ntf_first"))
+            await asyncio.sleep(1.2)
+            return list(
+                await asyncio.gather(
+                    *(provider.adapter.send(message(reference=f"acme:ntf_{i}")) for i in range(20))
+                )
+            )
+        finally:
+            await provider.adapter.aclose()
+
+    results = asyncio.run(run())
+    assert all(r.outcome is Outcome.SENT for r in results)
+    assert running.server.token_requests == 2 and running.server.token_refusals == 0
+
+
+@pytest.mark.parametrize("running", ["wechat"], indirect=True)
+def test_wechat_43101_and_bad_data_are_permanent_with_wechats_code(running: Running) -> None:
+    refused = send(running.provider(), message(to="oRefuse-member-1"))
+    assert (refused.outcome, refused.code) == (Outcome.REJECTED, "43101")
+    long_thing = Message(
+        reference="acme:ntf_long",
+        tenant="acme",
+        channel="wechat",
+        to="oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        template_id="tmpl-points-expiry",
+        data={"thing1": {"value": "积" * 21}},
+    )
+    bad = send(running.provider(), long_thing)
+    assert (bad.outcome, bad.code) == (Outcome.REJECTED, "47003")
+    assert running.server.token_requests == 2  # a new adapter each send: one token each

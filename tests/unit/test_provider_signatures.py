@@ -514,6 +514,7 @@ def test_provider_urls_take_secrets_from_the_environment() -> None:
 def test_the_ops_example_providers_file_loads_and_bad_ones_are_named_without_secrets(tmp_path: Path) -> None:
     names = ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET_ID", "TENCENT_SECRET_KEY")
     names += ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "INHOUSE_SIGNING_SECRET", "SMTP_PASSWORD")
+    names += ("WECHAT_APPID", "WECHAT_APPSECRET")
     env = {n: f"secret-{n.lower()}" for n in names}
     key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -531,6 +532,7 @@ def test_the_ops_example_providers_file_loads_and_bad_ones_are_named_without_sec
     assert [p.name for p in router.candidates("email")] == ["mail", "inhouse"]
     assert [p.name for p in router.candidates("push")] == ["fcm", "inhouse"]
     assert [p.name for p in router.candidates("voice")] == ["aliyun_voice", "tencent_voice"]
+    assert [p.name for p in router.candidates("wechat")] == ["wechat"]
     assert all("secret-" not in repr(p.adapter) for p in router.providers.values())
 
     bad = tmp_path / "providers.toml"

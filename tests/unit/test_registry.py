@@ -15,6 +15,7 @@ from channels.tencent import TencentSms
 from channels.tencent_voice import TencentVoice
 from channels.twilio import TwilioMessages
 from channels.webhook import Webhook
+from channels.wechat import WechatSubscribe
 
 
 def test_the_built_in_adapters_are_registered_by_kind() -> None:
@@ -28,6 +29,7 @@ def test_the_built_in_adapters_are_registered_by_kind() -> None:
         "smtp": SmtpEmail,
         "fcm": FcmPush,
         "apns": ApnsPush,
+        "wechat": WechatSubscribe,
         "simulator": SimulatorAdapter,
     }
 

@@ -20,6 +20,7 @@ from templates.renderer import (
     run_steps,
     simple_steps,
 )
+from templates.wechat import check_variant
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_catalog_ships_the_three_templates_in_chinese(renderer: Renderer) -> Non
             assert (
                 {"sms", "mms", "push", "email"}
                 <= set(tpl.variants)
-                <= {"sms", "mms", "push", "email", "voice"}
+                <= {"sms", "mms", "push", "email", "voice", "wechat"}
             )
     # Calls where a call makes sense: the expiry warning and the credit notice, not the member-day promotion.
     voiced = {name for name, tpl in renderer.catalog.items() if "voice" in tpl.variants}
@@ -159,7 +160,9 @@ def test_fast_path_matches_jinja(env: Any, source: str) -> None:
 def test_every_catalog_variant_takes_the_fast_path_and_matches_jinja(renderer: Renderer) -> None:
     for tpl in renderer.catalog.values():
         for channel, variant in tpl.variants.items():
-            for field, source in variant.items():
+            # A [wechat] variant's sources are its page and each data value (template_id is an id).
+            fields = check_variant(variant, tpl.name) if channel == "wechat" else variant.items()
+            for field, source in fields:
                 if field == "media":
                     continue
                 env = _html_env if field == "html" else _text_env

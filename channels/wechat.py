@@ -1,0 +1,141 @@
+"""WeChat mini-program subscribe messages (subscribeMessage.send) with a cached access token.
+
+URL: ``wechat://APPID:APPSECRET@api.weixin.qq.com/?miniprogram_state=formal&lang=zh_CN``
+(``miniprogram_state``: developer, trial or formal, the version a tap opens; ``lang`` zh_CN by
+default). ``wechat+http://...@127.0.0.1:PORT/`` talks to a local stand-in.
+
+The token: ``GET /cgi-bin/token?grant_type=client_credential&appid=&secret=`` answers
+``{"access_token", "expires_in": 7200}``. It is kept per adapter until a minute before it expires
+and shared by every send; one fetch at a time (a lock), so twenty sends that find it expired cause
+one fetch, not twenty. errcode 40001 (invalid credential), 42001 (expired) or 40014 (invalid token)
+on a send drop it and that send is tried once more with a fresh one.
+
+The send: ``POST /cgi-bin/message/subscribe/send?access_token=...`` with ``touser`` (openid),
+``template_id``, ``page``, ``data`` ``{"thing1": {"value": "..."}}``, ``miniprogram_state``,
+``lang``; answered ``{"errcode": 0, "errmsg": "ok", "msgid": ...}`` with HTTP 200 even on errors.
+errcode 43101 (the member refused, or the one-time grant is used up) is REJECTED with code 43101,
+which the engine turns into ``no_wechat_grant``; 40003 (bad openid), 40037 (bad template), 41030
+(bad page), 47003 (bad data) are REJECTED; -1 (system busy) and 45009 (daily quota) are RETRY.
+WeChat posts no delivery receipt to us: SENT is as far as the adapter can know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+
+from channels.base import Message, SendResult
+from channels.http import HttpAdapter, json_or_none
+from channels.urls import ProviderURL, ProviderURLError
+
+STATES = ("developer", "trial", "formal")
+TOKEN_INVALID = frozenset({"40001", "42001", "40014"})
+NO_GRANT = "43101"
+PERMANENT = frozenset({NO_GRANT, "40003", "40037", "41030", "47003", "40013", "40125", "40164"})
+TRANSIENT = frozenset({"-1", "45009", "45011", "45047"})
+
+
+class WechatSubscribe(HttpAdapter):
+    """``POST /cgi-bin/message/subscribe/send`` with the app's access token."""
+
+    channels: ClassVar[frozenset[str]] = frozenset({"wechat"})
+
+    def __init__(self, url: ProviderURL, *, name: str = "wechat", timeout: float = 5.0, **kw: Any) -> None:
+        super().__init__(name, timeout=timeout, **kw)
+        if not url.user or not url.secret:
+            raise ProviderURLError(f"{url.redacted()}: needs APPID:APPSECRET before the host")
+        self.state = url.option("miniprogram_state", "formal") or "formal"
+        if self.state not in STATES:
+            raise ProviderURLError(f"{url.redacted()}: miniprogram_state must be one of {', '.join(STATES)}")
+        self.lang = url.option("lang", "zh_CN") or "zh_CN"
+        self.url = url
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+        self.token_fetches = 0  # how many tokens this adapter fetched (tests, metrics)
+
+    def __repr__(self) -> str:
+        return f"WechatSubscribe({self.url.redacted()})"
+
+    async def _access_token(self) -> str | SendResult:
+        """The cached token, or a new one: the lock makes every waiting send share one fetch."""
+        async with self._lock:
+            if self._token is not None and time.time() < self._expires:
+                return self._token
+            resp = await self.request(
+                "GET",
+                f"{self.url.base}/cgi-bin/token",
+                params={"grant_type": "client_credential", "appid": self.url.user, "secret": self.url.secret},
+            )
+            if isinstance(resp, SendResult):
+                return resp
+            data = json_or_none(resp)
+            if resp.status_code != 200 or not isinstance(data, dict) or not data.get("access_token"):
+                code = str(data.get("errcode")) if isinstance(data, dict) and "errcode" in data else None
+                detail = str(data.get("errmsg")) if isinstance(data, dict) else None
+                if resp.status_code >= 500 or code == "-1":
+                    return self.retry("token_" + (code or str(resp.status_code)), detail)
+                # A wrong AppSecret (40001/40125), an unknown AppID (40013), a server not on the IP
+                # whitelist (40164): refused for good until someone fixes the configuration.
+                return self.rejected("token_" + (code or str(resp.status_code)), detail)
+            self.token_fetches += 1
+            self._token = str(data["access_token"])
+            # Renew a minute early: a token must not expire between this check and WeChat's.
+            self._expires = time.time() + float(data.get("expires_in", 7200)) - 60
+            return self._token
+
+    async def _drop(self, token: str) -> None:
+        """Forget a token WeChat refused (unless another send already replaced it)."""
+        async with self._lock:
+            if self._token == token:
+                self._token = None
+
+    async def send(self, message: Message) -> SendResult:
+        """Send; on 40001/42001 fetch a new token once and try again."""
+        for fresh in (False, True):
+            token = await self._access_token()
+            if isinstance(token, SendResult):
+                return token
+            resp = await self.request(
+                "POST",
+                f"{self.url.base}/cgi-bin/message/subscribe/send",
+                params={"access_token": token},
+                json=self.payload(message),
+            )
+            if isinstance(resp, SendResult):
+                return resp
+            data = json_or_none(resp)
+            code = str(data.get("errcode", 0)) if isinstance(data, dict) else None
+            if code in TOKEN_INVALID and not fresh:
+                await self._drop(token)
+                continue
+            return self.result(resp.status_code, data, code)
+        raise AssertionError("unreachable")
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        """The subscribe message (``page`` left out when there is none: the card then opens nothing)."""
+        body: dict[str, Any] = {
+            "touser": message.to,
+            "template_id": message.template_id or "",
+            "data": {k: {"value": str(v.get("value", ""))} for k, v in message.data.items()},
+            "miniprogram_state": self.state,
+            "lang": self.lang,
+        }
+        if message.page:
+            body["page"] = message.page
+        return body
+
+    def result(self, status: int, data: Any, code: str | None) -> SendResult:
+        """errcode 0 is sent (msgid the provider's id); the rest by errcode, then by HTTP status."""
+        if status == 200 and code == "0" and isinstance(data, dict):
+            return self.sent(str(data.get("msgid") or ""))
+        detail = str(data.get("errmsg") or "") or None if isinstance(data, dict) else None
+        if code in PERMANENT:
+            return self.rejected(code, detail)
+        if code in TRANSIENT or code in TOKEN_INVALID:
+            return self.retry(code, detail)
+        if status != 200:
+            return self.classify(status, code if code not in (None, "0") else None, detail)
+        # An errcode we do not know: WeChat's own trouble more often than ours; try again later.
+        return self.retry(code or "no_errcode", detail)
