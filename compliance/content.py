@@ -120,9 +120,12 @@ class WordingRule:
     def check(self, draft: Draft) -> Verdict | None:
         """Scan every text field as the caller rendered it (positions index into that text)."""
         blocked: list[dict[str, Any]] = []
-        for name in TEXT_FIELDS:
-            value = draft.fields.get(name)
-            if not value:
+        texts = [(name, draft.fields.get(name)) for name in TEXT_FIELDS]
+        data = draft.fields.get("data")  # a WeChat subscribe message's values are what the member reads
+        if isinstance(data, dict):
+            texts += [(f"data.{k}.value", v.get("value")) for k, v in data.items() if isinstance(v, dict)]
+        for name, value in texts:
+            if not value or not isinstance(value, str):
                 continue
             hits = self.matcher.scan(value)
             blocks = [h.as_dict() | {"field": name} for h in hits if h.severity == "block"]

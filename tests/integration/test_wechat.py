@@ -231,3 +231,14 @@ def test_a_template_sends_its_wechat_variant_and_its_values_are_checked_too(stac
     assert got["data"]["thing4"] == {"value": "门店消费获得积分"} and got["data"]["number2"] == {
         "value": "200"
     }
+
+
+def test_banned_wording_in_a_data_value_is_a_422_naming_it(stack: Stack) -> None:
+    body = wechat()
+    body["content"]["data"]["thing1"] = {"value": "全网最低价积分兑换"}
+    with stack.client() as c:
+        r = c.post("/v1/notify", json=body)
+    assert r.status_code == 422, r.text
+    [why] = r.json()["reasons"]
+    assert why["code"] == "banned_wording" and why["terms"][0]["field"] == "data.thing1.value"
+    assert stack.messages(OPENID) == []
