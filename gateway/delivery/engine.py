@@ -284,11 +284,8 @@ class DeliveryEngine:
         # Half-open: one message tests the provider; the others move on.
         batch = pending if admission == "closed" else pending[:1]
         if provider.quotas:  # the provider's own limits, counted before the call; over one: not sent
-            waits = await self.quotas.take(provider, [items[i][1] for i in batch])
-            for i, wait in zip(batch, waits, strict=True):
-                if wait and (i not in tried.over or wait < tried.over[i][0]):
-                    tried.over[i] = (wait, provider.over_quota)
-            batch = [i for i, wait in zip(batch, waits, strict=True) if not wait]
+            offered = [(i, items[i][1]) for i in pending]
+            batch = await self.quotas.with_room(provider, offered, tried.over, admission == "probe")
             if not batch:
                 return pending
         outs = await self._send_via(provider, [items[i][1] for i in batch], wait_until)

@@ -65,3 +65,23 @@ class Quotas:
                     n += 1
             if n:
                 await pipe.execute()
+
+    async def with_room(
+        self,
+        provider: Provider,
+        offered: Sequence[tuple[int, Message]],
+        over: dict[int, tuple[float, str]],
+        probe: bool,
+    ) -> list[int]:
+        """Which offered messages (by their index) the provider's quotas have room for, counted now;
+        each other one's wait is noted in ``over`` (the shortest across providers). A probe is the first
+        with room: one over a limit would use a circuit's probe up without a send."""
+        for chunk in [[pair] for pair in offered] if probe else [list(offered)]:
+            waits = await self.take(provider, [m for _, m in chunk])
+            for (i, _), wait in zip(chunk, waits, strict=True):
+                if wait and (i not in over or wait < over[i][0]):
+                    over[i] = (wait, provider.over_quota)
+            room = [i for (i, _), wait in zip(chunk, waits, strict=True) if not wait]
+            if room:
+                return room
+        return []
