@@ -82,7 +82,7 @@ def _xml_event(body: bytes) -> tuple[str, list[dict[str, str]]]:
         root = ET.fromstring(body)  # noqa: S314 - no DTD (refused above), so no entity expansion
     except ET.ParseError as exc:
         raise MalformedCallback("malformed_request", f"not XML: {exc}") from None
-    if root.find("Encrypt") is not None:
+    if root.find("Encrypt") is not None and root.find("Event") is None:  # compatible mode has both
         raise MalformedCallback("encrypted_push", "safe mode (AES) is not supported: use compatible mode")
     entries = [
         {child.tag: _text(child) for child in entry} for entry in root.iterfind("SubscribeMsgSentEvent/List")

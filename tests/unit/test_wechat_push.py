@@ -102,6 +102,15 @@ def test_xml_entries_are_read_the_same_way() -> None:
     ]
 
 
+def test_compatible_mode_bodies_are_read_by_their_plaintext_fields() -> None:
+    xml = SENT_XML.replace(b"<xml>", b"<xml><Encrypt><![CDATA[c2FmZQ==]]></Encrypt>")
+    assert len(WechatSubscribe.parse_receipts(signed(xml))) == 2
+    body = {**json.loads(sent_json({"MsgID": "9", "ErrorCode": 0, "ErrorStatus": "success"})), "Encrypt": "x"}
+    assert WechatSubscribe.parse_receipts(signed(json.dumps(body).encode())) == [
+        Receipt("9", True, "success", channel="wechat")
+    ]
+
+
 def test_other_events_carry_no_receipts_and_every_push_is_answered_success() -> None:
     popup = sent_json([], event="subscribe_msg_popup_event")
     assert WechatSubscribe.parse_receipts(signed(popup)) == []
