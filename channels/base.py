@@ -207,6 +207,16 @@ class Inbound(Protocol):
         ...
 
 
+@runtime_checkable
+class UrlCheck(Protocol):
+    """A provider that checks the push URL before using it (WeChat's GET with ``echostr``)."""
+
+    @classmethod
+    def url_check_ack(cls, callback: Callback) -> Ack:
+        """The answer to a verified URL check; ``MalformedCallback`` when it is not one."""
+        ...
+
+
 def decode_json(body: bytes, kind: type[T], code: str) -> T:
     """A callback's JSON body as ``kind``; ``MalformedCallback(code)`` when it is not."""
     try:

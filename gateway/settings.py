@@ -42,6 +42,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Providers' webhook secrets. Twilio signs with the account's auth token; Alibaba's HTTP push has
     # no signature, so its push URL carries ?tenant=...&token=... with this shared token.
     twilio_auth_token: str = "dev-twilio-auth-token"  # noqa: S105 - dev default
+    # WeChat signs its message pushes (delivery receipts) with the Token of the mini program's
+    # message push settings (消息推送 → Token).
+    wechat_push_token: str = "dev-wechat-push-token"  # noqa: S105 - dev default
     inbound_token: str = "dev-inbound-token"  # noqa: S105 - dev default
     # Compliance policy TOML (None: the shipped compliance/data/policy.toml).
     policy_path: str | None = None

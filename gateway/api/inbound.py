@@ -61,7 +61,11 @@ def _signing_secret(settings: Settings, provider: str, auth: CallbackAuth) -> st
     """The secret a provider signs its callbacks with, one setting each; "" for unsigned ones."""
     if auth is CallbackAuth.URL_TOKEN:
         return ""
-    secrets = {"simulator": settings.simulator_secret, "twilio": settings.twilio_auth_token}
+    secrets = {
+        "simulator": settings.simulator_secret,
+        "twilio": settings.twilio_auth_token,
+        "wechat": settings.wechat_push_token,
+    }
     secret = secrets.get(provider)
     if secret is None:  # a signing adapter registered without its setting: nothing can verify
         raise Forbidden("bad_signature", f"no secret is configured for {provider} callbacks")

@@ -4,21 +4,23 @@ The provider's adapter reads its receipts (``channels.base.Receipt``); one pipel
 applies them all. The receipt script handles the awkward orders: a receipt that comes before the
 send is recorded is kept and applied when it is ("early"), a second receipt for the same message
 changes nothing ("duplicate"). Providers that do not sign their calls (Alibaba, Tencent) are proven
-by the tenant token in the callback URL, as for replies.
+by the tenant token in the callback URL, as for replies. A provider that checks its push URL first
+(WeChat: a signed ``GET`` with ``echostr``) is answered on the same path.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from channels.base import Receipt
+from channels.base import Receipt, UrlCheck
 from gateway import events, metrics
 from gateway.api import views
 from gateway.api.deps import Services, services
 from gateway.api.inbound import adapter_for, answer, proven, refused
+from gateway.errors import NotFound
 from gateway.models import Status
 from gateway.timeutil import system_clock
 
@@ -40,6 +42,23 @@ async def receipts(request: Request[Any, Any, Any], provider: FromPath[str]) -> 
         found = adapter.parse_receipts(callback)
     applied = await apply(svc, name, tenant, found)
     return answer(adapter.receipts_ack(len(found), applied))
+
+
+@get(
+    "/v1/inbound/{provider:str}/receipts",
+    status_code=200,
+    summary="A provider's check of its push URL (WeChat's echostr)",
+    responses=views.callback_answers(),
+)
+async def url_check(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[bytes]:
+    """Signed like its pushes; answered as the provider expects (WeChat: the echostr, plain text)."""
+    adapter = adapter_for(provider, "receipts")
+    if not isinstance(adapter, UrlCheck):
+        raise NotFound("unknown_provider", f"provider {provider!r} makes no URL check")
+    callback, _ = await proven(request, provider, adapter)
+    with refused():
+        ack = adapter.url_check_ack(callback)
+    return answer(ack)
 
 
 async def apply(svc: Services, provider: str, tenant: str | None, found: list[Receipt]) -> int:
@@ -86,4 +105,4 @@ async def apply(svc: Services, provider: str, tenant: str | None, found: list[Re
     return applied
 
 
-HANDLERS = [receipts]
+HANDLERS = [receipts, url_check]
