@@ -59,6 +59,7 @@ TOKEN_INVALID = frozenset({"40001", "42001", "40014"})
 NO_GRANT = "43101"
 PERMANENT = frozenset({NO_GRANT, "40003", "40037", "41030", "47003", "40013", "40125", "40164"})
 TRANSIENT = frozenset({"-1", "45009", "45011", "45047"})
+PUSH_MAX_AGE = 300  # seconds a push's signed timestamp may be from our clock
 SENT_EVENT = "subscribe_msg_sent_event"
 SUCCESS = Ack(b"success", "text/plain")
 
@@ -224,6 +225,9 @@ class WechatSubscribe(HttpAdapter):
             raise ForgedCallback("bad_signature", "signature, timestamp and nonce are required")
         if not hmac.compare_digest(push_signature(secret, timestamp, nonce), given.strip().lower()):
             raise ForgedCallback("bad_signature", "the push signature does not verify")
+        # The signature does not cover the body: a captured one may be replayed only briefly.
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > PUSH_MAX_AGE:
+            raise ForgedCallback("stale_signature", f"the push is over {PUSH_MAX_AGE} s from now")
 
     @classmethod
     def parse_receipts(cls, callback: Callback) -> list[Receipt]:

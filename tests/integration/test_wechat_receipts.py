@@ -5,6 +5,7 @@ ErrorStatus), a forged push changes nothing, and the URL check answers its echos
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,7 +58,7 @@ def subscribe_message() -> dict[str, Any]:
 
 
 def signed_query(token: str = PUSH_TOKEN, **extra: str) -> str:
-    timestamp, nonce = "1764036005", uuid.uuid4().hex[:10]
+    timestamp, nonce = str(int(time.time())), uuid.uuid4().hex[:10]
     return urlencode(
         {
             "signature": push_signature(token, timestamp, nonce),

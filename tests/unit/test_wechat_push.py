@@ -4,6 +4,7 @@ XML (one entry or a list), other events read as no receipts, the plain-text answ
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -16,7 +17,7 @@ URL = "https://gw.example.com/v1/inbound/wechat/receipts"
 
 
 def signed(body: bytes, token: str = TOKEN, **extra: str) -> Callback:
-    query = {"timestamp": "1714036504", "nonce": "1514711492", **extra}
+    query = {"timestamp": str(int(time.time())), "nonce": "1514711492", **extra}
     query["signature"] = push_signature(token, query["timestamp"], query["nonce"])
     return Callback(body, URL, query)
 
@@ -143,3 +144,10 @@ def test_the_url_check_is_answered_with_its_echostr() -> None:
     assert (ack.body, ack.media_type) == (b"4375120948345356249", "text/plain")
     with pytest.raises(MalformedCallback):
         WechatSubscribe.url_check_ack(signed(b""))
+
+
+def test_a_push_signed_long_ago_is_refused_as_stale() -> None:
+    old = {"timestamp": str(int(time.time()) - 3600), "nonce": "1514711492"}
+    old["signature"] = push_signature(TOKEN, old["timestamp"], old["nonce"])
+    with pytest.raises(ForgedCallback, match="over 300 s"):
+        WechatSubscribe.verify_callback(Callback(b"", URL, old), TOKEN)
