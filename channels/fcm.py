@@ -12,7 +12,6 @@ wrong); QUOTA_EXCEEDED, UNAVAILABLE and INTERNAL are transient. Our id rides in 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 import jwt
 
 from channels.base import Message, SendResult
-from channels.http import HttpAdapter, json_or_none
+from channels.http import HttpAdapter, TokenCache, json_or_none
 from channels.urls import ProviderURL
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -52,49 +51,41 @@ class FcmPush(HttpAdapter):
                 f"{url.redacted()}: unusable service account file ({type(exc).__name__})"
             ) from None
         self.url = url
-        self._token: str | None = None
-        self._expires = 0.0
-        self._lock = asyncio.Lock()
-        self.token_fetches = 0  # how many exchanges this adapter made (metrics, tests)
+        self.tokens = TokenCache()
 
     def __repr__(self) -> str:
         return f"FcmPush({self.url.redacted()}, project={self.project!r})"
 
     async def _access_token(self) -> str | SendResult:
-        """The cached token, or a new one (one exchange at a time, however many sends wait)."""
-        async with self._lock:
-            if self._token is not None and time.time() < self._expires:
-                return self._token
-            now = int(time.time())
-            claims = {
-                "iss": self.client_email,
-                "scope": SCOPE,
-                "aud": TOKEN_AUDIENCE,  # Google's, wherever the exchange is sent (a proxy, a stand-in)
-                "iat": now,
-                "exp": now + 3600,
-            }
-            assertion = jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.key_id})
-            resp = await self.request(
-                "POST",
-                self.token_uri,
-                data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+        """The cached token, or a new one (one exchange however many sends wait)."""
+        return await self.tokens.get(self._exchange)
+
+    async def _exchange(self) -> tuple[str, float] | SendResult:
+        """The service account's signed JWT for an OAuth access token."""
+        now = int(time.time())
+        claims = {
+            "iss": self.client_email,
+            "scope": SCOPE,
+            "aud": TOKEN_AUDIENCE,  # Google's, wherever the exchange is sent (a proxy, a stand-in)
+            "iat": now,
+            "exp": now + 3600,
+        }
+        assertion = jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.key_id})
+        resp = await self.request(
+            "POST",
+            self.token_uri,
+            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+        )
+        if isinstance(resp, SendResult):
+            return resp
+        data = json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(data, dict) or not data.get("access_token"):
+            detail = (
+                str(data.get("error_description") or data.get("error")) if isinstance(data, dict) else None
             )
-            if isinstance(resp, SendResult):
-                return resp
-            data = json_or_none(resp)
-            if resp.status_code != 200 or not isinstance(data, dict) or not data.get("access_token"):
-                detail = (
-                    str(data.get("error_description") or data.get("error"))
-                    if isinstance(data, dict)
-                    else None
-                )
-                # Bad credentials stay bad: permanent. The token endpoint in trouble: transient.
-                return self.by_status(resp, "oauth_" + str(resp.status_code), detail)
-            self.token_fetches += 1
-            self._token = str(data["access_token"])
-            # Renew a minute early: a token must not expire between this check and Google's.
-            self._expires = time.time() + float(data.get("expires_in", 3600)) - 60
-            return self._token
+            # Bad credentials stay bad: permanent. The token endpoint in trouble: transient.
+            return self.by_status(resp, "oauth_" + str(resp.status_code), detail)
+        return str(data["access_token"]), float(data.get("expires_in", 3600))
 
     async def send(self, message: Message) -> SendResult:
         """Send; on 401 renew the token once and try again."""
@@ -111,9 +102,7 @@ class FcmPush(HttpAdapter):
             if isinstance(resp, SendResult):
                 return resp
             if resp.status_code == 401 and not fresh:
-                async with self._lock:
-                    if self._token == token:
-                        self._token = None
+                await self.tokens.drop(token)
                 continue
             return self.result(resp)
         raise AssertionError("unreachable")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -84,3 +87,33 @@ def json_or_none(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return None
+
+
+class TokenCache:
+    """One access token shared by every send of an adapter (FCM's OAuth token, WeChat's access_token):
+    fetched once however many sends wait for it, renewed a minute before it expires (so it cannot
+    expire between our check and the provider's), dropped when the provider refuses it."""
+
+    def __init__(self) -> None:
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+        self.fetches = 0  # how many tokens were fetched (metrics, tests)
+
+    async def get(self, fetch: Callable[[], Awaitable[tuple[str, float] | SendResult]]) -> str | SendResult:
+        """The cached token, or ``fetch``'s (token, seconds it lives), or what the fetch failed with."""
+        async with self._lock:
+            if self._token is not None and time.time() < self._expires:
+                return self._token
+            got = await fetch()
+            if isinstance(got, SendResult):
+                return got
+            self.fetches += 1
+            self._token, self._expires = got[0], time.time() + got[1] - 60
+            return self._token
+
+    async def drop(self, token: str) -> None:
+        """Forget a token the provider refused (unless another send already replaced it)."""
+        async with self._lock:
+            if self._token == token:
+                self._token = None

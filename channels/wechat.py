@@ -30,7 +30,6 @@ checks the URL first with a GET carrying ``echostr``, answered with the echostr 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -51,7 +50,7 @@ from channels.base import (
     Receipt,
     SendResult,
 )
-from channels.http import HttpAdapter, json_or_none
+from channels.http import HttpAdapter, TokenCache, json_or_none
 from channels.urls import ProviderURL, ProviderURLError
 
 STATES = ("developer", "trial", "formal")
@@ -125,46 +124,33 @@ class WechatSubscribe(HttpAdapter):
             raise ProviderURLError(f"{url.redacted()}: miniprogram_state must be one of {', '.join(STATES)}")
         self.lang = url.option("lang", "zh_CN") or "zh_CN"
         self.url = url
-        self._token: str | None = None
-        self._expires = 0.0
-        self._lock = asyncio.Lock()
-        self.token_fetches = 0  # how many tokens this adapter fetched (tests, metrics)
+        self.tokens = TokenCache()
 
     def __repr__(self) -> str:
         return f"WechatSubscribe({self.url.redacted()})"
 
     async def _access_token(self) -> str | SendResult:
-        """The cached token, or a new one: the lock makes every waiting send share one fetch."""
-        async with self._lock:
-            if self._token is not None and time.time() < self._expires:
-                return self._token
-            resp = await self.request(
-                "GET",
-                f"{self.url.base}/cgi-bin/token",
-                params={"grant_type": "client_credential", "appid": self.url.user, "secret": self.url.secret},
-            )
-            if isinstance(resp, SendResult):
-                return resp
-            data = json_or_none(resp)
-            if resp.status_code != 200 or not isinstance(data, dict) or not data.get("access_token"):
-                code = str(data.get("errcode")) if isinstance(data, dict) and "errcode" in data else None
-                detail = str(data.get("errmsg")) if isinstance(data, dict) else None
-                if resp.status_code >= 500 or code == "-1":
-                    return self.retry("token_" + (code or str(resp.status_code)), detail)
-                # A wrong AppSecret (40001/40125), an unknown AppID (40013), a server not on the IP
-                # whitelist (40164): refused for good until someone fixes the configuration.
-                return self.rejected("token_" + (code or str(resp.status_code)), detail)
-            self.token_fetches += 1
-            self._token = str(data["access_token"])
-            # Renew a minute early: a token must not expire between this check and WeChat's.
-            self._expires = time.time() + float(data.get("expires_in", 7200)) - 60
-            return self._token
+        """The cached token, or a new one (one fetch however many sends wait)."""
+        return await self.tokens.get(self._fetch_token)
 
-    async def _drop(self, token: str) -> None:
-        """Forget a token WeChat refused (unless another send already replaced it)."""
-        async with self._lock:
-            if self._token == token:
-                self._token = None
+    async def _fetch_token(self) -> tuple[str, float] | SendResult:
+        resp = await self.request(
+            "GET",
+            f"{self.url.base}/cgi-bin/token",
+            params={"grant_type": "client_credential", "appid": self.url.user, "secret": self.url.secret},
+        )
+        if isinstance(resp, SendResult):
+            return resp
+        data = json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(data, dict) or not data.get("access_token"):
+            code = str(data.get("errcode")) if isinstance(data, dict) and "errcode" in data else None
+            detail = str(data.get("errmsg")) if isinstance(data, dict) else None
+            if resp.status_code >= 500 or code == "-1":
+                return self.retry("token_" + (code or str(resp.status_code)), detail)
+            # A wrong AppSecret (40001/40125), an unknown AppID (40013), a server not on the IP
+            # whitelist (40164): refused for good until someone fixes the configuration.
+            return self.rejected("token_" + (code or str(resp.status_code)), detail)
+        return str(data["access_token"]), float(data.get("expires_in", 7200))
 
     async def send(self, message: Message) -> SendResult:
         """Send; on 40001/42001 fetch a new token once and try again."""
@@ -183,7 +169,7 @@ class WechatSubscribe(HttpAdapter):
             data = json_or_none(resp)
             code = str(data.get("errcode", 0)) if isinstance(data, dict) else None
             if code in TOKEN_INVALID and not fresh:
-                await self._drop(token)
+                await self.tokens.drop(token)
                 continue
             return self.result(resp.status_code, data, code)
         raise AssertionError("unreachable")
