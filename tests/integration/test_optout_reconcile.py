@@ -175,3 +175,22 @@ def test_reconcile_fails_clearly_without_events_or_stores(stack: Stack) -> None:
         stack, "optouts", "reconcile", "--tenant", TENANT, TIDINGS_AUDIT_URL="sqlite:////nonexistent/a.db"
     )
     assert missing.returncode == 2 and "no audit log" in missing.stderr
+
+
+def test_reconcile_reads_events_the_audit_consumer_has_not_stored_yet(
+    stack_factory: Any, rdb: redis.Redis
+) -> None:
+    stack = stack_factory(workers=0)  # no worker, so no audit consumer: the events stay in the stream
+    open_store(stack.settings.audit_url).close()  # an audit log that has none of them yet
+    with stack.client() as c:
+        assert c.put(f"/v1/optouts/{VIA_API}", json={"channel": "sms"}).status_code == 200
+        assert c.put(f"/v1/optouts/{OPTED_IN}", json={}).status_code == 200
+        c.request("DELETE", f"/v1/optouts/{OPTED_IN}", json={"consent_evidence": "会员APP勾选同意"})
+    assert stored(stack, "opt_out") == 0 and rdb.xlen(keys.audit(TENANT)) >= 3  # and the key made
+    assert drop_optouts(rdb) == 1
+    report = reconcile(stack)
+    assert (report["events_read"], report["from_stream"], report["members"]) == (3, 3, 2)
+    assert (report["restored"], report["conflicts"], report["only_in_redis"]) == (1, 0, 0)
+    with stack.client() as c:
+        assert c.post("/v1/notify", json=points_expiry(phone=VIA_API)).json()["status"] == "suppressed"
+        assert c.get(f"/v1/optouts/{OPTED_IN}").json()["opted_out"] is False
