@@ -19,8 +19,9 @@ Events are read a page at a time: the tenant's audit stream (the entries the con
 stored yet; it deletes an entry once stored), then the store. Each event's stream id orders it
 (the store keeps it as the event id), so an event seen in both counts once and the latest wins
 whatever was read first. The first pass keeps one int per (member, scope) ever opted out or in
-(its latest event's place, negative for an opt-in), never the events: a million opt-outs took
-51 s and 350 MB (max RSS) on the development machine, the second run 37 s and 294 MB. A second pass
+(its latest event's place, negative for an opt-in), never the events: restoring a million opt-outs took
+56 s and 341 MB (max RSS) on the development machine, the second run 35 s and 286 MB
+(``python -m bench.reconcile``). A second pass
 reads the log again for the bodies of the opt-outs to restore, and stops once it has them all.
 Redis is read and written in pipelines of ``BATCH``.
 
