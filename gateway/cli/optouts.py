@@ -117,6 +117,8 @@ def cmd_optouts_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         store = open_store(audit_url)
     except AuditStoreError as exc:
         raise CliError(str(exc)) from None
+    except Exception as exc:
+        raise _store_error(exc) from None
 
     async def run() -> Report:
         client = async_client(redis_url, max_connections=4)
@@ -130,9 +132,7 @@ def cmd_optouts_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     except NoEvents as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg"):  # the audit store did not answer
-            raise CliError(f"the audit log does not answer: {exc}") from None
-        raise
+        raise _store_error(exc) from None
     finally:
         store.close()
     if args.json:
@@ -153,3 +153,10 @@ def cmd_optouts_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     if report.conflicts > len(report.conflict_list):
         print(f"    ... and {report.conflicts - len(report.conflict_list):,} more")
     return 0
+
+
+def _store_error(exc: Exception) -> Exception:
+    """A database driver's error (the audit log unreadable or gone) as one line; anything else as is."""
+    if type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg"):
+        return CliError(f"the audit log does not answer: {exc}")
+    return exc

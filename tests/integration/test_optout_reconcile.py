@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -166,7 +167,7 @@ def stack_member(stack: Stack, address: str) -> str:
     return Members(stack.settings.hmac_key).of(address_key(address))
 
 
-def test_reconcile_fails_clearly_without_events_or_stores(stack: Stack) -> None:
+def test_reconcile_fails_clearly_without_events_or_stores(stack: Stack, tmp_path: Path) -> None:
     nobody = tidings(stack, "optouts", "reconcile", "--tenant", "nobody")
     assert nobody.returncode == 2 and "no audit events" in nobody.stderr and "Traceback" not in nobody.stderr
     down = tidings(stack, "optouts", "reconcile", "--tenant", TENANT, TIDINGS_REDIS_URL="redis://127.0.0.1:1")
@@ -175,6 +176,17 @@ def test_reconcile_fails_clearly_without_events_or_stores(stack: Stack) -> None:
         stack, "optouts", "reconcile", "--tenant", TENANT, TIDINGS_AUDIT_URL="sqlite:////nonexistent/a.db"
     )
     assert missing.returncode == 2 and "no audit log" in missing.stderr
+    (tmp_path / "not-a-db.sqlite3").write_text("not a database " * 20)
+    broken = tidings(
+        stack,
+        "optouts",
+        "reconcile",
+        "--tenant",
+        TENANT,
+        TIDINGS_AUDIT_URL=f"sqlite:///{tmp_path}/not-a-db.sqlite3",
+    )
+    assert broken.returncode == 2 and "the audit log does not answer" in broken.stderr
+    assert "Traceback" not in broken.stderr
 
 
 def test_reconcile_reads_events_the_audit_consumer_has_not_stored_yet(
