@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from gateway.audit.backends import open_store
+from gateway.audit.stream import rows_of
 from gateway.recipients import Members, address_key
 from gateway.state import keys
 from tests.conftest import ROOT, TENANT, Stack, points_expiry, wait_for
@@ -200,6 +201,15 @@ def test_reconcile_reads_events_the_audit_consumer_has_not_stored_yet(
         c.request("DELETE", f"/v1/optouts/{OPTED_IN}", json={"consent_evidence": "会员APP勾选同意"})
     assert stored(stack, "opt_out") == 0 and rdb.xlen(keys.audit(TENANT)) >= 3  # and the key made
     assert drop_optouts(rdb) == 1
+    # The consumer stored the first entry and stopped before deleting it: it is in both, read once.
+    entry_id, fields = next(e for e in rdb.xrange(keys.audit(TENANT)) if b'"opt_out"' in e[1][b"e"])
+    text = {k.decode(): v.decode() for k, v in fields.items()}
+    store = open_store(stack.settings.audit_url)
+    try:
+        assert store.append(list(rows_of(TENANT, entry_id.decode(), text))).stored == 1
+    finally:
+        store.close()
+    assert stored(stack, "opt_out") == 1
     report = reconcile(stack)
     assert (report["events_read"], report["from_stream"], report["members"]) == (3, 3, 2)
     assert (report["restored"], report["conflicts"], report["only_in_redis"]) == (1, 0, 0)
