@@ -16,17 +16,18 @@ the entry may be a Redis backup's stale copy or a newer opt-out whose event is i
 names them (member hash and scope) for a person to decide, through the API or the console.
 
 Events are read a page at a time: the tenant's audit stream (the entries the consumer has not
-stored yet; it deletes an entry once stored), then the store. Each event's stream id orders it
-(the store keeps it as the event id): an event in both is read once, and the latest wins
-whatever was read first. The first pass keeps one int per (member, scope) ever opted out or in
-(its latest event's place, negative for an opt-in), never the events: restoring a million opt-outs took
-56 s and 341 MB (max RSS) on the development machine, the second run 35 s and 286 MB
-(``python -m bench.reconcile``). A second pass
-reads the log again for the bodies of the opt-outs to restore, and stops once it has them all.
-Redis is read and written in pipelines of ``BATCH``.
+stored yet; it deletes an entry once stored), then the store. Each event's stream id orders it (the
+store keeps it as the event id): an event in both is read once, and the latest wins whatever was
+read first. The first pass keeps one int per (member, scope) ever opted out or in (its latest
+event's place, negative for an opt-in), never the events; a second pass reads the log again for the
+bodies of the opt-outs to restore, and stops once it has them all. Redis is read and written in
+pipelines of ``BATCH``. Restoring a million opt-outs took 56 s and 341 MB (max RSS) on the
+development machine, the second run 35 s and 286 MB (``python -m bench.reconcile``).
 
-Not covered: an opt-in made while reconcile runs, for an opt-out Redis lacked, can be undone by the
-restore (the opt-out comes back; run it again later and it is reported as a conflict).
+Not covered: an opt-out whose event the retention has pruned (``tidings audit prune``, at least 150
+days) is not in the log and cannot be restored; an opt-in made while reconcile runs, for an opt-out
+Redis lacked, can be undone by the restore (the opt-out comes back; a later run reports it as a
+conflict).
 """
 
 from __future__ import annotations
