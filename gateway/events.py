@@ -228,6 +228,19 @@ class OptOutsExported(Event, tag="optouts_exported", frozen=True):
     by: str | None = None
 
 
+class OptOutsReconciled(Event, tag="optouts_reconciled", frozen=True):
+    """``tidings optouts reconcile`` wrote back opt-outs the audit log holds and Redis lacked (no
+    ``opt_out`` event of their own: the log already has one each); the counts of the run."""
+
+    events_read: int
+    members: int
+    restored: int
+    already_present: int
+    only_in_redis: int
+    conflicts: int
+    by: str | None = None
+
+
 class ConsoleAction(Event, tag="console", frozen=True):
     """Something done in the web console, naming the API key it was signed in with: signing in and
     out, looking a member up, verifying or exporting the audit log, replaying a dead letter."""
@@ -330,6 +343,7 @@ AnyEvent = (
     | ApiKeyCreated
     | ApiKeyRevoked
     | OptOutsExported
+    | OptOutsReconciled
     | WechatGranted
     | ConsoleAction
     | SeriesChanged

@@ -49,6 +49,7 @@ TENANT_TYPES = (
     "api_key_created",
     "api_key_revoked",
     "optouts_exported",
+    "optouts_reconciled",
     "wechat_grant",
     "series",
     "console",

@@ -35,9 +35,10 @@ def _entry(
 
 def _opt_out_event(entry: dict[str, Any]) -> str:
     # For auditors: the address stays out (the audit row carries its keyed hash and masked form).
+    # The event's time is the entry's ``since``: `tidings optouts reconcile` restores it from there.
     return events.encode(
         events.OptedOut(
-            at=events.at(),
+            at=entry["since"],
             brand=entry["brand"],
             channel=entry["channel"],
             source=entry["source"],
