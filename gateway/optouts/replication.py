@@ -6,7 +6,10 @@ messaging a member who said stop, so where the master has replicas every opt-out
 on the same connection (``WAIT`` counts the writes of its own connection), by ``WAIT 1 <wait_ms>``.
 If no replica acknowledges in time the write is answered 503 with Retry-After (the write is
 idempotent: the caller retries). Without replicas (the embedded dev Redis) nothing waits; whether
-there are replicas is read from ``INFO replication`` at most once per ``CHECK_SECONDS``.
+there are replicas is read from ``INFO replication`` at most once per ``CHECK_SECONDS``. Once a
+process has seen replicas it keeps waiting when the master reports none (a replica whose link just
+broke, a master promoted a moment ago): those opt-outs are answered 503 until a replica holds them,
+never acknowledged on the master alone.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from redis.commands.core import AsyncScript
 from gateway import metrics
 from gateway.errors import Unavailable
 
-# How long the answer of INFO replication is trusted. A replica that connected less than this ago
-# may not be waited for yet; a replica that went away makes writes wait (and 503) until then.
+# How long the answer of INFO replication is trusted: the first replica of a master this process has
+# not yet seen with one may go unwaited for this long.
 CHECK_SECONDS = 2.0
 
 Call = tuple[list[str], list[str | bytes]]
@@ -41,23 +44,23 @@ class ReplicatedWrites:
         self.redis = redis
         self.wait_ms = wait_ms
         self._clock = clock
-        self._replicas = 0
+        self._replicated = False
         self._checked = -CHECK_SECONDS
 
-    async def replicas(self) -> int:
-        """The master's connected replicas, as of at most CHECK_SECONDS ago (0 when waiting is off)."""
-        if self.wait_ms <= 0:
-            return 0
+    async def waits(self) -> bool:
+        """Whether opt-outs wait for a replica: the master has had one (False when waiting is off)."""
+        if self.wait_ms <= 0 or self._replicated:
+            return self._replicated and self.wait_ms > 0
         now = self._clock()
         if now - self._checked >= CHECK_SECONDS:
             info = await self.redis.info("replication")
-            self._replicas = int(info.get("connected_slaves", 0))
+            self._replicated = int(info.get("connected_slaves", 0)) > 0
             self._checked = now
-        return self._replicas
+        return self._replicated
 
     async def run(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
         """The script's result for each call, acknowledged by a replica where there is one."""
-        if not await self.replicas():
+        if not await self.waits():
             metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
             if len(calls) == 1:
                 k, a = calls[0]
@@ -68,7 +71,6 @@ class ReplicatedWrites:
         if acked < 1:
             metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
             # The master may well hold it; no replica does yet, so it is not acknowledged.
-            self._checked = -CHECK_SECONDS  # look again next time: the replica may be gone
             raise OptOutNotReplicated(
                 "optout_not_replicated",
                 f"no replica acknowledged the opt-out within {self.wait_ms} ms; retry shortly "
