@@ -129,6 +129,13 @@ OPTOUTS = Counter(
     ["source"],
     registry=REGISTRY,
 )
+OPTOUT_REPLICATION_WAITS = Counter(
+    "tidings_optout_replication_waits_total",
+    "Opt-out writes by how their replication wait ended: replicated (a replica acknowledged), timed_out"
+    " (none within TIDINGS_OPTOUT_WAIT_MS: answered 503), no_replicas (the master has none: no wait).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 # Fixed label sets, created at zero so rates start from the first event.
@@ -138,6 +145,8 @@ for _by in ("notification", "code", "campaign"):
     CONVERSIONS.labels(_by)
 for _source in ("carrier", "12321", "customer_service"):
     COMPLAINTS.labels(_source)
+for _outcome in ("replicated", "timed_out", "no_replicas"):
+    OPTOUT_REPLICATION_WAITS.labels(_outcome)
 
 
 def prime(routes: dict[str, list[str]]) -> None:

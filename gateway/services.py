@@ -78,7 +78,7 @@ def build_services(settings: Settings, redis_url: str, *, fast_accept: bool = Fa
         policy=policy,
         templates=templates,
         acceptor=acceptor,
-        optouts=OptOuts(client, members),
+        optouts=OptOuts(client, members, wait_ms=settings.optout_wait_ms),
         members=members,
         series=series,
         verifications=Verifications(

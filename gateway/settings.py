@@ -39,6 +39,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # campaign within this many days; a complaint opts the member out of that brand unless turned off.
     attribution_days: Annotated[float, Meta(gt=0, le=90)] = 7.0
     complaint_opts_out: bool = True
+    # Where the Redis master has replicas, an opt-out is acknowledged only once one holds it
+    # (WAIT 1 <ms>); none in time: 503 with Retry-After. 0: never wait. No replicas: no wait.
+    optout_wait_ms: Annotated[int, Meta(ge=0, le=5000)] = 500
     # Providers' webhook secrets. Twilio signs with the account's auth token; Alibaba's HTTP push has
     # no signature, so its push URL carries ?tenant=...&token=... with this shared token.
     twilio_auth_token: str = "dev-twilio-auth-token"  # noqa: S105 - dev default

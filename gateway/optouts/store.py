@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from gateway import events, metrics
 from gateway.audit import stream as audit
+from gateway.optouts.replication import ReplicatedWrites
 from gateway.recipients import Members, mask_address
 from gateway.state import keys, scripts
 from gateway.timeutil import rfc3339, system_clock
@@ -54,11 +55,16 @@ def scope(brand: str | None, channel: str | None) -> str:
 
 
 class OptOuts:
-    """Read and write opt-out entries. Entries never expire; every change goes to the audit stream."""
+    """Read and write opt-out entries. Entries never expire; every change goes to the audit stream.
 
-    def __init__(self, redis: aioredis.Redis, members: Members) -> None:
+    Every opt-out (``add``, ``add_many``) goes through ``ReplicatedWrites``: where the master has
+    replicas it is acknowledged only once one holds it (``WAIT 1 wait_ms``), else a 503.
+    """
+
+    def __init__(self, redis: aioredis.Redis, members: Members, *, wait_ms: int = 500) -> None:
         self.redis = redis
         self.members = members
+        self.writes = ReplicatedWrites(redis, wait_ms)
         self._add = redis.register_script(scripts.OPTOUT_ADD)
         self._remove = redis.register_script(scripts.OPTOUT_REMOVE)
 
@@ -76,8 +82,8 @@ class OptOuts:
         """Opt the address out for the scope; False if that entry already existed (nothing changed)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
-        k, a = self._add_call(tenant, _entry(address, brand, channel, source, reason, by))
-        added = bool(await self._add(keys=k, args=a))
+        call = self._add_call(tenant, _entry(address, brand, channel, source, reason, by))
+        added = bool((await self.writes.run(self._add, [call]))[0])
         if added:
             metrics.OPTOUTS.labels(source).inc()
         return added
@@ -85,14 +91,11 @@ class OptOuts:
     async def add_many(
         self, tenant: str, rows: Sequence[tuple[str, str | None, str | None]], *, source: str, by: str = ""
     ) -> tuple[int, int]:
-        """Opt many (address, brand, channel) out in two round trips; (imported, duplicates)."""
+        """Opt many (address, brand, channel) out in two round trips (one wait); (imported, duplicates)."""
         if not rows:
             return 0, 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for address, brand, channel in rows:
-                k, a = self._add_call(tenant, _entry(address, brand, channel, source, "", by))
-                await self._add(keys=k, args=a, client=pipe)
-            added = await pipe.execute()
+        calls = [self._add_call(tenant, _entry(a, b, c, source, "", by)) for a, b, c in rows]
+        added = await self.writes.run(self._add, calls)
         imported = sum(1 for a in added if a)
         metrics.OPTOUTS.labels(source).inc(imported)
         return imported, len(rows) - imported

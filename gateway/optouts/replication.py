@@ -1,0 +1,90 @@
+"""Opt-outs acknowledged only once a replica holds them: the one bounded ``WAIT`` of every opt-out write.
+
+Redis replication is asynchronous, so a write acknowledged by the master can be lost when the master
+dies and Sentinel promotes a replica that had not received it yet. For an opt-out that would mean
+messaging a member who said stop, so where the master has replicas every opt-out write is followed,
+on the same connection (``WAIT`` counts the writes of its own connection), by ``WAIT 1 <wait_ms>``.
+If no replica acknowledges in time the write is answered 503 with Retry-After (the write is
+idempotent: the caller retries). Without replicas (the embedded dev Redis) nothing waits; whether
+there are replicas is read from ``INFO replication`` at most once per ``CHECK_SECONDS``. Once a
+process has seen replicas it keeps waiting when the master reports none (a replica whose link just
+broke, a master promoted a moment ago): those opt-outs are answered 503 until a replica holds them,
+never acknowledged on the master alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from gateway import metrics
+from gateway.errors import Unavailable
+
+# How long the answer of INFO replication is trusted: the first replica of a master this process has
+# not yet seen with one may go unwaited for this long.
+CHECK_SECONDS = 2.0
+
+Call = tuple[list[str], list[str | bytes]]
+
+
+class OptOutNotReplicated(Unavailable):
+    """No replica acknowledged an opt-out within the bound: 503 with Retry-After, retry (idempotent)."""
+
+
+class ReplicatedWrites:
+    """Run opt-out scripts and, where the master has replicas, wait (bounded) until one holds them."""
+
+    def __init__(
+        self, redis: aioredis.Redis, wait_ms: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.redis = redis
+        self.wait_ms = wait_ms
+        self._clock = clock
+        self._replicated = False
+        self._checked = -CHECK_SECONDS
+
+    async def waits(self) -> bool:
+        """Whether opt-outs wait for a replica: the master has had one (False when waiting is off)."""
+        if self.wait_ms <= 0 or self._replicated:
+            return self._replicated and self.wait_ms > 0
+        now = self._clock()
+        if now - self._checked >= CHECK_SECONDS:
+            info = await self.redis.info("replication")
+            self._replicated = int(info.get("connected_slaves", 0)) > 0
+            self._checked = now
+        return self._replicated
+
+    async def run(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
+        """The script's result for each call, acknowledged by a replica where there is one."""
+        if not await self.waits():
+            metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
+            if len(calls) == 1:
+                k, a = calls[0]
+                return [await script(keys=k, args=a)]
+            return await self._pipeline(script, calls, wait=False)
+        results = await self._pipeline(script, calls, wait=True)
+        acked = int(results.pop())
+        if acked < 1:
+            metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
+            # The master may well hold it; no replica does yet, so it is not acknowledged.
+            raise OptOutNotReplicated(
+                "optout_not_replicated",
+                f"no replica acknowledged the opt-out within {self.wait_ms} ms; retry shortly "
+                "(repeating it is harmless)",
+                headers={"Retry-After": "1"},
+            )
+        metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
+        return results
+
+    async def _pipeline(self, script: AsyncScript, calls: Sequence[Call], *, wait: bool) -> list[Any]:
+        # A pipeline keeps one connection for its commands, so the WAIT follows the writes it counts.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for k, a in calls:
+                await script(keys=k, args=a, client=pipe)
+            if wait:
+                pipe.wait(1, self.wait_ms)
+            return list(await pipe.execute())
