@@ -10,6 +10,9 @@ answer), delivered/s (simulator receive times), time from the first post until t
 them all, and the simulator's duplicate count (must be 0).
 
     python -m bench.campaign [--notifications 1000000] [--workers 2] [--clients 4]
+
+Also printed: the CPU each process spent per message over the run (/proc), and Redis's time by
+command (INFO commandstats).
 """
 
 from __future__ import annotations
@@ -27,7 +30,17 @@ from typing import Any
 import httpx
 import redis
 
-from bench.common import ROOT, build_requests, load, process, python, redis_for_bench
+from bench.common import (
+    ROOT,
+    build_requests,
+    cpu_seconds,
+    load,
+    process,
+    python,
+    redis_command_usec,
+    redis_for_bench,
+    redis_pid,
+)
 from bench.deliver import BASELINE, POLICY
 from bench.ingest import _MAKE_KEY, bodies
 from gateway.state.redisdb import free_port
@@ -101,12 +114,12 @@ def main() -> None:
                 python("-m", "gateway.cli", "serve", "--port", str(api_port)),
                 env=env,
                 ready_url=f"{api_url}/healthz",
-            ),
+            ) as api,
             process(
                 python("-m", "gateway.cli", "simulator", "--port", str(sim_port)),
                 env=env,
                 ready_url=f"{sim_url}/healthz",
-            ),
+            ) as sim,
         ):
             workers = [
                 subprocess.Popen(python("-m", "gateway.cli", "worker"), cwd=ROOT, env={**os.environ, **env})
@@ -135,6 +148,15 @@ def main() -> None:
                                 accepted[0] += ok
                                 rejected[0] += len(results) - ok
 
+                stages = {
+                    "API (accept, receipts)": [api.pid],
+                    f"{args.workers} workers (claim, send, audit)": [w.pid for w in workers],
+                    "simulator (provider)": [sim.pid],
+                    "Redis": [redis_pid(url)],
+                }
+                cpu_before = {k: sum(map(cpu_seconds, pids)) for k, pids in stages.items()}
+                self_before = time.process_time()
+                commands_before = redis_command_usec(url)
                 started = time.monotonic()
                 threads = [
                     threading.Thread(target=client, args=(batches[k :: args.clients],))
@@ -152,6 +174,9 @@ def main() -> None:
                         break
                     time.sleep(1.0)
                 drain_seconds = time.monotonic() - started
+                cpu = {k: sum(map(cpu_seconds, pids)) - cpu_before[k] for k, pids in stages.items()}
+                cpu["load generator (this process)"] = time.process_time() - self_before
+                commands = redis_command_usec(url)
                 delivered_span = (
                     datetime.fromisoformat(str(stats["last_at"]))
                     - datetime.fromisoformat(str(stats["first_at"]))
@@ -177,6 +202,22 @@ def main() -> None:
     print(
         f"ratios: accepted/bare {accepted[0] / accept_seconds / bare:.2f}x, delivered/no-op {delivered_rate / noop:.2f}x"
     )
+    done = max(1, stats["messages"])
+    total = sum(cpu.values())
+    print(
+        f"CPU per message, first post to last delivery (2 cores x {drain_seconds:.0f} s = "
+        f"{2e6 * drain_seconds / done:,.0f} us of machine per message; 300 s for 1,000,000 is 600 us)"
+    )
+    for name, seconds in cpu.items():
+        print(f"  {name:<34} {1e6 * seconds / done:>8,.0f} us  ({100 * seconds / total:4.1f}%)")
+    print(f"  {'all of them':<34} {1e6 * total / done:>8,.0f} us")
+    spent = {
+        k: (v[0] - commands_before.get(k, (0, 0))[0], v[1] - commands_before.get(k, (0, 0))[1])
+        for k, v in commands.items()
+    }
+    print("  Redis by command (INFO commandstats; script time is under evalsha):")
+    for name, (calls, usec) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:8]:
+        print(f"    {name:<16} {usec / done:>8,.1f} us  {calls / done:>6.2f} calls per message")
     if stats["duplicates"] or stats["messages"] != accepted[0]:
         raise SystemExit("messages lost or doubled")
 

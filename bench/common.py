@@ -163,3 +163,27 @@ def load(host: str, port: int, requests: list[bytes], *, connections: int, secon
 def median(values: Sequence[float]) -> float:
     """Median of a few repeats."""
     return statistics.median(values)
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process (all its threads) has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def redis_command_usec(url: str) -> dict[str, tuple[int, int]]:
+    """Redis INFO commandstats: command -> (calls, CPU microseconds) so far."""
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
+
+
+def redis_pid(url: str) -> int:
+    """The process id of the Redis server behind url (it must run on this machine)."""
+    import redis
+
+    return int(redis.Redis.from_url(url).info("server")["process_id"])

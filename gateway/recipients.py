@@ -87,9 +87,11 @@ _PHONE_IN_TEXT = re.compile(
     r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)|\+\d[\d -]{6,16}\d(?!\d)"
 )
 _EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-# Runs of eight or more digits, spaces and dashes: the only places a number can be. Finding them first
-# is 25x cheaper than running the exact pattern (with its look-behind) over every position of the text.
-_CANDIDATE = re.compile(r"\+?[0-9][0-9 -]{9,}[0-9]")
+# Runs of eleven or more digits, spaces and dashes (with the "+" that may come just before them): the
+# only places a number can be. Finding them first is 25x cheaper than running the exact pattern (with
+# its look-behind) over every position of the text, and a pattern that starts with the digit class
+# (not with an optional "+") lets the regex engine skip ahead to the next digit, twice as fast again.
+_CANDIDATE = re.compile(r"[0-9][0-9 -]{9,}[0-9]")
 _SCRUB_SEPARATORS = str.maketrans("", "", " -+")
 
 
@@ -100,18 +102,27 @@ def _mask_digits(match: re.Match[str]) -> str:
     return f"{digits[:3]}****{digits[-4:]}"
 
 
-def _scrub_run(match: re.Match[str]) -> str:
-    run = match.group(0)
-    if run[0] != "+" and len(run.translate(_SCRUB_SEPARATORS)) < 11:
-        return run  # a date or a short code: no mobile number has fewer than 11 digits
-    return _PHONE_IN_TEXT.sub(_mask_digits, run)
-
-
 def scrub(text: str) -> str:
     """Mask phone numbers and email addresses inside free text (the audit store never holds them)."""
     if "@" in text:
         text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
-    return _CANDIDATE.sub(_scrub_run, text)
+    parts: list[str] = []
+    done = 0
+    for found in _CANDIDATE.finditer(text):
+        start, end = found.span()
+        if start > done and text[start - 1] == "+":
+            start -= 1
+        run = text[start:end]
+        if run[0] != "+" and len(run.translate(_SCRUB_SEPARATORS)) < 11:
+            continue  # a date or a short code: no mobile number has fewer than 11 digits
+        masked = _PHONE_IN_TEXT.sub(_mask_digits, run)
+        if masked != run:
+            parts += (text[done:start], masked)
+            done = end
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def check_timezone(name: str) -> str:

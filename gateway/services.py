@@ -53,11 +53,12 @@ class Core:
         await self.redis.aclose()
 
 
-def build_services(settings: Settings, redis_url: str, *, fast_accept: bool = False) -> Core:
-    """Wire one process. ``fast_accept``: accepts go through the pipelined script pipe (the API)."""
+def build_services(settings: Settings, redis_url: str) -> Core:
+    """Wire one process (or one thread with its own event loop). Accepts and the batch script calls
+    (outcomes, receipts) go through the lean script pipe, except over TLS (redis-py's then)."""
     client = async_client(redis_url)
     pipe = None
-    if fast_accept and not redis_url.startswith("rediss://"):
+    if not redis_url.startswith("rediss://"):
         pipe = ScriptPipe(redis_url, scripts.ACCEPT)
     store = Store(
         client,

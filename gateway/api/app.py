@@ -51,7 +51,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        core = build_services(settings, redis_url, fast_accept=True)
+        core = build_services(settings, redis_url)
         metrics.prime(route_names(settings.providers_path))
         app.state.services = Services(
             settings=settings,

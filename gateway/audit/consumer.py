@@ -16,20 +16,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import redis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.audit import funnel
 from gateway.audit.store import AuditStore
-from gateway.audit.stream import AuditRow, parse_anchor, rows_of, tenant_of
+from gateway.audit.stream import AuditRow, decode_events, parse_anchor, rows_of, tenant_of
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
 
 log = logging.getLogger("tidings.audit")
 
 GROUP = "audit"
-_json = msgspec.json.Encoder()
 
 # KEYS: leader.  ARGV: name, lease ms.  Take or keep the lease; 1 if this consumer leads.
 LEAD_SCRIPT = """
@@ -201,31 +199,30 @@ class AuditConsumer:
 
     def _store(self, entries: list[tuple[str, str, dict[str, str] | None]]) -> None:
         rows: list[AuditRow] = []
+        by_stream: dict[str, list[str]] = {}
+        counted: dict[str, list[tuple[dict[str, str], list[tuple[int, dict[str, Any]]]]]] = {}
         for stream, entry_id, fields in entries:
+            by_stream.setdefault(stream, []).append(entry_id)
             if fields is not None:  # None: deleted after a commit whose acknowledgement was lost
-                rows.extend(rows_of(tenant_of(stream), entry_id, fields))
+                events = decode_events(fields)
+                rows.extend(rows_of(tenant_of(stream), entry_id, fields, events))
+                counted.setdefault(stream, []).append((fields, events))
         appended = self.store.append(rows)
         if appended.duplicates:
             log.info("audit: %d event(s) read again were already stored (skipped)", appended.duplicates)
-        by_stream: dict[str, list[str]] = {}
-        for stream, entry_id, _ in entries:
-            by_stream.setdefault(stream, []).append(entry_id)
-        fields_of = {entry_id: fields for _, entry_id, fields in entries}
         with self.client.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
-                # Out of the stream, and into the tenant's webhook outbox if it has endpoints.
+                # Out of the stream, and into the tenant's webhook outbox if it has endpoints (the
+                # script reads the entries it forwards itself: most tenants have none).
                 tenant = tenant_of(stream)
-                forwarded = [_json.encode(fields_of[i]).decode() if fields_of[i] else "" for i in ids]
                 k = [stream, keys.webhook_outbox(tenant), keys.webhooks(tenant)]
                 increments: list[str | int] = []
-                for campaign, counted in funnel.count(f for f in map(fields_of.get, ids) if f).items():
+                for campaign, amounts in funnel.count(counted.get(stream, ())).items():
                     k.append(keys.campaign(tenant, campaign))
-                    for field, amount in counted.items():
+                    for field, amount in amounts.items():
                         increments += (len(k), field, amount)
                 self._handoff(
-                    keys=k,
-                    args=[GROUP, len(ids), *ids, *forwarded, len(increments) // 3, *increments],
-                    client=pipe,
+                    keys=k, args=[GROUP, len(ids), *ids, len(increments) // 3, *increments], client=pipe
                 )
             for tenant, (seq, digest) in appended.heads.items():
                 pipe.set(keys.audit_head(tenant), f"{seq} {digest}")

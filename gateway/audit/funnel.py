@@ -12,10 +12,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import msgspec
-
-_decode = msgspec.json.Decoder(dict[str, Any])
-
 
 def metrics_of(event: Mapping[str, Any]) -> list[tuple[str, int]]:
     """What one event adds to its campaign's funnel: (metric, amount) pairs."""
@@ -60,18 +56,19 @@ def dimensions(k: str) -> tuple[str, list[str]]:
     return campaign, dims
 
 
-def count(entries: Iterable[Mapping[str, str]]) -> dict[str, dict[str, int]]:
-    """campaign -> {``dim|metric``: amount} for the entries of one tenant."""
+def count(
+    entries: Iterable[tuple[Mapping[str, str], Iterable[tuple[int, Mapping[str, Any]]]]],
+) -> dict[str, dict[str, int]]:
+    """campaign -> {``dim|metric``: amount} for the entries of one tenant, each given with its
+    decoded events (``stream.decode_events``)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for fields in entries:
+    for fields, events in entries:
         k = fields.get("k")
         if not k:
             continue
         campaign, dims = dimensions(k)
-        for line in fields.get("e", "").split("\n"):
-            if not line:
-                continue
-            for metric, amount in metrics_of(_decode.decode(line)):
+        for _, event in events:
+            for metric, amount in metrics_of(event):
                 for dim in dims:
                     out[campaign][f"{dim}|{metric}"] += amount
     return {c: dict(v) for c, v in out.items()}

@@ -37,6 +37,9 @@ class SqliteAuditStore(AuditStore):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # 64 MB of page cache (the default is 2 MB): the member and time indexes of millions of events
+        # are written all over, and every page a write needs must be read first if not cached.
+        conn.execute("PRAGMA cache_size=-65536")
         return _SqliteConn(conn)
 
     def _begin(self, cur: Cursor) -> None:

@@ -81,23 +81,32 @@ def tenant_of(stream: str) -> str:
     return stream[start : stream.index("}", start)]
 
 
-def rows_of(tenant: str, entry_id: str, fields: Mapping[str, str]) -> Iterator[AuditRow]:
-    """The audit rows of one stream entry (one per event line); event ids are ``<entry id>.<index>``."""
+def decode_events(fields: Mapping[str, str]) -> list[tuple[int, dict[str, Any]]]:
+    """The events of one stream entry as (line index, event), each line decoded once."""
+    return [(i, _decode.decode(line)) for i, line in enumerate(fields.get("e", "").split("\n")) if line]
+
+
+def rows_of(
+    tenant: str,
+    entry_id: str,
+    fields: Mapping[str, str],
+    events: list[tuple[int, dict[str, Any]]] | None = None,
+) -> Iterator[AuditRow]:
+    """The audit rows of one stream entry (one per event line); event ids are ``<entry id>.<index>``.
+    ``events``: the entry's ``decode_events``, when the caller already has them."""
     stream_ms = int(entry_id.partition("-")[0])
-    for index, line in enumerate(fields.get("e", "").split("\n")):
-        if not line:
-            continue
-        event: dict[str, Any] = _decode.decode(line)
-        kind = str(event.get("type", "unknown"))
+    notification_id, channel = fields.get("n", ""), fields.get("c", "")
+    member, address = fields.get("m", ""), fields.get("a", "")
+    for index, event in decode_events(fields) if events is None else events:
         yield AuditRow(
             tenant=tenant,
             event_id=f"{entry_id}.{index}",
             at_ms=_at_ms(event.get("at"), stream_ms),
-            type=kind,
-            notification_id=fields.get("n", ""),
-            channel=fields.get("c", "") or str(event.get("channel") or ""),
-            member=fields.get("m", ""),
-            address=fields.get("a", ""),
+            type=str(event.get("type", "unknown")),
+            notification_id=notification_id,
+            channel=channel or str(event.get("channel") or ""),
+            member=member,
+            address=address,
             body=scrub(_json.encode(event).decode()),
         )
 

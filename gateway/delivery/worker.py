@@ -112,6 +112,8 @@ class Runtime:
         """Close adapters and clients."""
         with contextlib.suppress(Exception):
             self.runner.run(self.engine.router.aclose())
+            if self.engine.store.pipe is not None:
+                self.runner.run(self.engine.store.pipe.aclose())
             self.runner.run(self.engine.store.redis.aclose())
         self.runner.close()
         self.sync.close()

@@ -10,16 +10,27 @@ import redis.asyncio as aioredis
 
 from gateway.state import keys
 from gateway.state.record import text_of as _s
+from gateway.state.scriptpipe import ScriptPipe
 
 
 class Lookups:
     """Mixed into ``Store``: reads and writes that need no script."""
 
     redis: aioredis.Redis
+    pipe: ScriptPipe | None
     record_ttl: int
 
     async def map_provider_ids(self, tenant: str, pairs: Iterable[tuple[str, str, str]]) -> None:
         """Remember (provider, provider_message_id) -> notification, for receipts without our reference."""
+        if self.pipe is not None:
+            ttl = str(self.record_ttl)
+            await self.pipe.commands(
+                [
+                    ("SET", keys.provider_message(provider, pmid), f"{tenant}|{ntf_id}", "EX", ttl)
+                    for provider, pmid, ntf_id in pairs
+                ]
+            )
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for provider, pmid, ntf_id in pairs:
                 pipe.set(keys.provider_message(provider, pmid), f"{tenant}|{ntf_id}", ex=self.record_ttl)

@@ -8,7 +8,7 @@ times, member, cap key, provider ids) each on their own, and everything static i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -68,7 +68,15 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
 
 def decode_record(raw: Mapping[Any, Any]) -> Notification:
     """A notification from its hash (``HGETALL``, bytes or str): the live fields over the document."""
-    fields = {text_of(k): text_of(v) for k, v in raw.items()}
+    return _from_fields({text_of(k): text_of(v) for k, v in raw.items()})
+
+
+def record_of_reply(flat: Sequence[bytes]) -> Notification:
+    """A notification from a script's ``HGETALL`` reply (field, value, ... as bytes)."""
+    return _from_fields(dict(zip(map(bytes.decode, flat[::2]), map(bytes.decode, flat[1::2]), strict=True)))
+
+
+def _from_fields(fields: dict[str, str]) -> Notification:
     doc = fields.pop("doc", "")
     merged: dict[str, Any] = _doc.decode(doc) if doc else {}
     reasons = fields.pop("reasons", "")

@@ -108,7 +108,8 @@ class _Channel(asyncio.Protocol):
 
 
 class ScriptPipe:
-    """Runs one Lua script by EVALSHA over a dedicated connection."""
+    """Runs Lua scripts by EVALSHA over one dedicated connection: ``source`` by ``call``, any script
+    by ``call_many`` (many calls in one write, for the batch paths: accept, outcomes, receipts)."""
 
     def __init__(self, url: str, source: str, timeout: float = 5.0) -> None:
         self.sentinel = parse_sentinel(url)
@@ -126,19 +127,24 @@ class ScriptPipe:
         self.source = source
         self.timeout = timeout
         self.sha: str | None = None
+        self._shas: dict[str, str] = {}  # source -> sha of the scripts loaded on this connection
         self._channel: _Channel | None = None
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def _ready(self) -> _Channel | None:
+        channel = self._channel
+        if channel is None or channel.closed or self.sha is None:
+            return None
+        if channel.loop is not asyncio.get_running_loop():
+            return None  # made on another event loop (a process that runs several): connect anew
+        return channel
 
     async def call(self, keys: Sequence[str], args: Sequence[str | bytes]) -> Any:
         """EVALSHA the script; loads it when Redis does not know it (after a restart or flush)."""
-        channel = self._channel
-        if channel is None or channel.closed or self.sha is None:
-            channel = await self._connect()
+        channel = self._ready() or await self._connect()
         result = await channel.send(("EVALSHA", self.sha, len(keys), *keys, *args))
-        if isinstance(result, hiredis.ReplyError) and str(result).startswith("READONLY"):
-            # A failover made this server a replica: drop the connection; the next call finds the master.
-            channel.fail(redis.ConnectionError("the master changed"))
-            raise redis.ConnectionError("the Redis master changed (failover); retry")
+        self._check_master(channel, result)
         if isinstance(result, hiredis.ReplyError) and str(result).startswith("NOSCRIPT"):
             self.sha = (await self._checked(channel, ("SCRIPT", "LOAD", self.source))).decode()
             result = await channel.send(("EVALSHA", self.sha, len(keys), *keys, *args))
@@ -146,14 +152,66 @@ class ScriptPipe:
             raise redis.ResponseError(str(result))
         return result
 
+    async def call_many(self, source: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        """EVALSHA ``source`` once per (keys, args), all written at once; the replies in order. A
+        script error raises after every call has answered (the others' effects stand)."""
+        if not calls:
+            return []
+        channel = self._ready() or await self._connect()
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = (await self._checked(channel, ("SCRIPT", "LOAD", source))).decode()
+        futures = [channel.send(("EVALSHA", sha, len(k), *k, *a)) for k, a in calls]
+        results = [await f for f in futures]
+        missing = [i for i, r in enumerate(results) if isinstance(r, hiredis.ReplyError)]
+        if missing:
+            self._check_master(channel, results[missing[0]])
+            if str(results[missing[0]]).startswith("NOSCRIPT"):  # nothing ran: load and run those again
+                sha = self._shas[source] = (await self._checked(channel, ("SCRIPT", "LOAD", source))).decode()
+                again = [
+                    channel.send(("EVALSHA", sha, len(calls[i][0]), *calls[i][0], *calls[i][1]))
+                    for i in missing
+                ]
+                for i, f in zip(missing, again, strict=True):
+                    results[i] = await f
+            for r in results:
+                if isinstance(r, hiredis.ReplyError):
+                    raise redis.ResponseError(str(r))
+        return results
+
+    async def commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Plain commands (no scripts), all written at once; the replies in order. An error reply
+        raises after every command has answered."""
+        if not commands:
+            return []
+        channel = self._ready() or await self._connect()
+        futures = [channel.send(c) for c in commands]
+        results = [await f for f in futures]
+        for r in results:
+            if isinstance(r, hiredis.ReplyError):
+                self._check_master(channel, r)
+                raise redis.ResponseError(str(r))
+        return results
+
+    @staticmethod
+    def _check_master(channel: _Channel, result: Any) -> None:
+        if isinstance(result, hiredis.ReplyError) and str(result).startswith("READONLY"):
+            # A failover made this server a replica: drop the connection; the next call finds the master.
+            channel.fail(redis.ConnectionError("the master changed"))
+            raise redis.ConnectionError("the Redis master changed (failover); retry")
+
     async def _connect(self) -> _Channel:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
-            channel = self._channel
-            if channel is not None and not channel.closed and self.sha is not None:
-                return channel
+            channel = self._ready()
             if channel is not None:
+                return channel
+            channel = self._channel
+            if channel is not None and channel.loop is loop:
                 channel.fail(redis.ConnectionError("reconnecting"))
-            loop = asyncio.get_running_loop()
+            self._shas = {}
             opts = self.options
             try:
                 if self.sentinel is not None:

@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError
 from gateway.models import Status
 from gateway.state import keys, scripts
 from gateway.state.lookups import Lookups
-from gateway.state.record import Notification, decode_record
+from gateway.state.record import Notification, decode_record, record_of_reply
 from gateway.state.record import text_of as _s
 from gateway.state.scriptpipe import ScriptPipe
 from gateway.timeutil import system_clock
@@ -165,11 +165,14 @@ class Store(Lookups):
     async def _evalsha_many(
         self, source: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
     ) -> list[Any]:
-        """EVALSHA a script once per call in one pipeline.
+        """EVALSHA a script once per call in one pipeline: the lean script pipe where there is one
+        (a tenth of redis-py's cost per call), else redis-py's.
 
         redis-py's pipelined Script objects ask SCRIPT EXISTS before every pipeline (an extra round
         trip); we load once and reload only when Redis says NOSCRIPT (after a restart or flush).
         """
+        if self.pipe is not None:
+            return await self.pipe.call_many(source, calls)
         sha = self._shas.get(source)
         for attempt in (1, 2):
             if sha is None:
@@ -249,18 +252,16 @@ class Store(Lookups):
             return Claim([], {}, [])
         # The keys a claim touches depend on each notification's member, cap month and series: read
         # them first (they never change after accept), so the script is handed every key it touches.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i in ids:
-                pipe.hmget(
-                    keys.notification(tenant, i),
-                    "member",
-                    "brand",
-                    "channel",
-                    "cap_key",
-                    "series",
-                    "series_step",
-                )
-            looked_up = await pipe.execute()
+        fields = ("member", "brand", "channel", "cap_key", "series", "series_step")
+        if self.pipe is not None:
+            looked_up = await self.pipe.commands(
+                [("HMGET", keys.notification(tenant, i), *fields) for i in ids]
+            )
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.hmget(keys.notification(tenant, i), *fields)
+                looked_up = await pipe.execute()
         k = [keys.leases(tenant), keys.audit(tenant)]
         args: list[str | int] = [repr(now), repr(lease_until), self.record_ttl, *suppression, *series_ended]
         for ntf_id, (member, brand, channel, cap_key, series, step) in zip(ids, looked_up, strict=True):
@@ -275,7 +276,10 @@ class Store(Lookups):
             tested = scopes(_s(brand or b""), _s(channel)) if member and channel else ()
             said = series_step(_s(series), ntf_id) if series else ""
             args += (ntf_id, _s(step) if step else "", said, len(tested), *tested)
-        res = await self._claim(keys=k, args=args)
+        if self.pipe is not None:
+            res = (await self.pipe.call_many(scripts.CLAIM, [(k, args)]))[0]
+        else:
+            res = await self._claim(keys=k, args=args)
         claim = Claim([], {}, [])
         for ntf_id, attempt, flat in res:
             if int(attempt) == -1:
@@ -285,7 +289,7 @@ class Store(Lookups):
             elif int(attempt) == -3:
                 claim.series_ended.append(_s(ntf_id))
             else:
-                record = decode_record(dict(zip(flat[::2], flat[1::2], strict=True)))
+                record = record_of_reply(flat)
                 claim.claimed.append(Claimed(_s(ntf_id), int(attempt), record))
         return claim
 
