@@ -24,16 +24,20 @@ for k = 3, #KEYS, 5 do
   local n_scopes = tonumber(ARGV[a + 3])
   local first_scope = a + 4
   a = a + 4 + n_scopes
-  local st = redis.call('HGET', key, 'status')
+  -- One read of the whole hash: the checks need three fields, and a claimed notification returns all.
+  local flat = redis.call('HGETALL', key)
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  local st = h['status']
   local ok = false
   if st == 'queued' or st == 'scheduled' then
-    local nb = tonumber(redis.call('HGET', key, 'not_before') or '0') or 0
+    local nb = tonumber(h['not_before'] or '0') or 0
     ok = nb <= now
     -- Not due yet (a scheduler rounding to whole seconds, clocks apart): tell the caller when.
     if not ok then out[#out + 1] = {id, -1, {'not_before', tostring(nb)}} end
   elseif st == 'sending' then
     -- The attempt's own lease lives in the hash: the reaper bumps only the zset score.
-    local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0') or 0
+    local lease = tonumber(h['lease_until'] or '0') or 0
     ok = lease <= now
   end
   local ended, sst = false, nil
@@ -75,10 +79,16 @@ for k = 3, #KEYS, 5 do
       redis.call('EXPIRE', ev, ARGV[3])
       out[#out + 1] = {id, -2, {}}
     else
-      local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-      redis.call('HSET', key, 'status', 'sending', 'updated_at', ARGV[1], 'lease_until', ARGV[2])
+      local attempt = (tonumber(h['attempts'] or '0') or 0) + 1
+      redis.call('HSET', key, 'attempts', attempt, 'status', 'sending', 'updated_at', ARGV[1], 'lease_until', ARGV[2])
       redis.call('ZADD', KEYS[1], ARGV[2], id)
-      out[#out + 1] = {id, attempt, redis.call('HGETALL', key)}
+      h['attempts'], h['status'], h['updated_at'], h['lease_until'] = tostring(attempt), 'sending', ARGV[1], ARGV[2]
+      local now_flat = {}
+      for field, value in pairs(h) do
+        now_flat[#now_flat + 1] = field
+        now_flat[#now_flat + 1] = value
+      end
+      out[#out + 1] = {id, attempt, now_flat}
     end
   end
 end

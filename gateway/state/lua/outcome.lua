@@ -1,41 +1,49 @@
 -- KEYS: [1] ntf, [2] events, [3] lease, [4] dlq, [5] audit, [6] cap (the ntf key when it has none)
 -- ARGV: [1] attempt, [2] kind (sent|retry|defer|failed|dead|suppressed), [3] now, [4] events (one per line),
 --       [5] lease_score, [6] record_ttl, [7] dlq_member, field, value, ...
--- Applies a send outcome if this attempt still owns the notification.
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'sending' or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 'stale' end
+-- Applies a send outcome if this attempt still owns the notification. One HMGET reads what the
+-- checks, the audit entry and an early receipt need.
+local key = KEYS[1]
+local evk = KEYS[2]
+local lease = KEYS[3]
+local dlq = KEYS[4]
+local stream = KEYS[5]
+local cap = KEYS[6]
+local f = redis.call('HMGET', key, 'id', 'member', 'masked', 'channel', 'cmp', 'status', 'attempts', 'early_status',
+  'early_event', 'sealed')
+if f[6] ~= 'sending' or f[7] ~= ARGV[1] then return 'stale' end
 local fields = {}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
-for line in string.gmatch(ARGV[4], '[^\n]+') do redis.call('RPUSH', KEYS[2], line) end
-audit(KEYS[5], KEYS[1], ARGV[4])
-local id = redis.call('HGET', KEYS[1], 'id')
+fields[#fields + 1] = 'updated_at'
+fields[#fields + 1] = ARGV[3]
+redis.call('HSET', key, unpack(fields))
+local lines = {}
+for line in string.gmatch(ARGV[4], '[^\n]+') do lines[#lines + 1] = line end
+if #lines > 0 then redis.call('RPUSH', evk, unpack(lines)) end
+audit_entry(stream, f, ARGV[4])
+local id = f[1]
 local kind = ARGV[2]
 if kind == 'retry' or kind == 'defer' then
   -- A deferral (quiet hours began while it waited) is not an attempt.
-  if kind == 'defer' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
-  redis.call('ZADD', KEYS[3], ARGV[5], id)
+  if kind == 'defer' then redis.call('HINCRBY', key, 'attempts', -1) end
+  redis.call('ZADD', lease, ARGV[5], id)
   return kind
 end
-redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', lease, id)
 -- The send is over: a verification's sealed code goes (the stored text holds only its placeholder).
-redis.call('HDEL', KEYS[1], 'sealed')
-if kind ~= 'sent' then give_back(KEYS[1], KEYS[6]) end
-if kind == 'dead' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[7]) end
-if kind == 'sent' then
-  local early = redis.call('HGET', KEYS[1], 'early_status')
-  if early then
-    redis.call('HSET', KEYS[1], 'status', early)
-    local early_event = redis.call('HGET', KEYS[1], 'early_event')
-    redis.call('RPUSH', KEYS[2], early_event)
-    audit(KEYS[5], KEYS[1], early_event)
-    redis.call('HDEL', KEYS[1], 'early_status', 'early_event')
-    kind = early
-  end
+if f[10] then redis.call('HDEL', key, 'sealed') end
+if kind ~= 'sent' then give_back(key, cap) end
+if kind == 'dead' then redis.call('ZADD', dlq, ARGV[3], ARGV[7]) end
+if kind == 'sent' and f[8] then
+  -- A receipt came before this outcome was recorded: it settles the notification now.
+  redis.call('HSET', key, 'status', f[8])
+  redis.call('RPUSH', evk, f[9])
+  audit_entry(stream, f, f[9])
+  redis.call('HDEL', key, 'early_status', 'early_event')
+  kind = f[8]
 end
 if kind ~= 'sent' then
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
+  redis.call('EXPIRE', key, ARGV[6])
+  redis.call('EXPIRE', evk, ARGV[6])
 end
 return kind
