@@ -4,9 +4,11 @@ replicas nothing waits."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +18,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from gateway.audit.backends import open_store
 from gateway.optouts.store import OptOuts
 from gateway.recipients import Members
+from gateway.state import keys
 from gateway.state.redisdb import free_port, redis_server_binary
-from tests.conftest import build_stack, wait_for
+from tests.conftest import ROOT, build_stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -110,12 +114,127 @@ class Nodes:
         except (redis.RedisError, KeyError, IndexError):
             return False
 
+    def start_pair(self) -> None:
+        """A master (``ports[0]``) and its replica, without a Sentinel; until the replica is in sync."""
+        self.start(self.ports[0])
+        self.start(self.ports[1], replica_of=self.ports[0])
+        wait_for(self.in_sync, timeout=30, interval=0.1)
+
+    def in_sync(self) -> bool:
+        """``ports[0]``'s replica is connected and holds everything the master wrote."""
+        try:
+            with redis.Redis(port=self.ports[0], decode_responses=True) as m:
+                info = m.info("replication")
+            return int(info.get("connected_slaves", 0)) == 1 and int(info["slave0"]["offset"]) == int(
+                info["master_repl_offset"]
+            )
+        except (redis.RedisError, KeyError):
+            return False
+
+    def pause_replica(self) -> None:
+        """Stop the replica (SIGSTOP): its link stays up, but it acknowledges nothing."""
+        os.kill(self.procs[self.ports[1]].pid, signal.SIGSTOP)
+
+    def resume_replica(self) -> None:
+        os.kill(self.procs[self.ports[1]].pid, signal.SIGCONT)
+
     def stop(self) -> None:
         for p in [*self.procs.values(), *([self.sentinel] if self.sentinel else [])]:
             if p.poll() is None:
                 p.terminate()
         for p in [*self.procs.values(), *([self.sentinel] if self.sentinel else [])]:
             p.wait(10)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Nodes]:
+    """A master with one replica (no Sentinel): ``ports[0]`` the master."""
+    n = Nodes(tmp_path)
+    try:
+        n.start_pair()
+        yield n
+    finally:
+        n.resume_replica()
+        n.stop()
+
+
+WAIT_MS = 200  # the bound in the tests that stop the replica: each unacknowledged write costs this
+
+
+def _reconcile(master: int, audit_url: str) -> subprocess.CompletedProcess[str]:
+    """The real `tidings optouts reconcile` against the master."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "optouts", "reconcile", "--tenant", "acme", "--json"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "TIDINGS_REDIS_URL": f"redis://127.0.0.1:{master}",
+            "TIDINGS_AUDIT_URL": audit_url,
+            "TIDINGS_OPTOUT_WAIT_MS": str(WAIT_MS),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_reconcile_restores_are_acknowledged_by_a_replica_and_a_timeout_is_a_clear_error(
+    pair: Nodes, tmp_path: Path
+) -> None:
+    master, replica = (redis.Redis(port=p) for p in pair.ports)
+    members = Members("test-hmac-key")
+    phones = [f"+86138000{i:05d}" for i in range(5)]
+
+    async def opt_out() -> None:
+        client = aioredis.Redis(port=pair.ports[0])
+        try:
+            for phone in phones:  # their opt_out events stay in the audit stream (no consumer)
+                assert await OptOuts(client, members, wait_ms=WAIT_MS).add("acme", phone, source="api")
+        finally:
+            await client.aclose()
+
+    def dropped() -> None:
+        """What a restore from an old backup does: the tenant's opt-outs are gone (on both nodes)."""
+        assert master.delete(*(keys.optouts("acme", members.of(p)) for p in phones)) == len(phones)
+        wait_for(pair.in_sync, timeout=10)
+
+    def on_replica() -> int:
+        return sum(int(replica.hexists(keys.optouts("acme", members.of(p)), "*|*")) for p in phones)
+
+    try:
+        asyncio.run(opt_out())
+        audit_url = f"sqlite:///{tmp_path}/audit.sqlite3"
+        open_store(audit_url).close()
+        dropped()
+
+        waits, _ = _waits(master)
+        out = _reconcile(pair.ports[0], audit_url)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["restored"] == len(phones)
+        assert _waits(master)[0] > waits  # the restore waited for the replica
+        assert on_replica() == len(phones)  # ...which held it when the command answered
+
+        dropped()
+        pair.pause_replica()
+        try:
+            stopped = _reconcile(pair.ports[0], audit_url)
+        finally:
+            pair.resume_replica()
+        assert stopped.returncode == 2, (stopped.stdout, stopped.stderr)
+        assert "Traceback" not in stopped.stderr and stopped.stdout == ""
+        assert stopped.stderr.startswith(
+            "tidings: no replica acknowledged the restored opt-outs within 200 ms"
+        )
+        assert "Run it again once a replica is connected" in stopped.stderr
+
+        again = _reconcile(pair.ports[0], audit_url)  # the replica is back: the run completes
+        assert again.returncode == 0, again.stderr
+        report = json.loads(again.stdout)
+        assert report["restored"] + report["already_present"] == len(phones)
+        assert on_replica() == len(phones)
+    finally:
+        master.close()
+        replica.close()
 
 
 @pytest.fixture
