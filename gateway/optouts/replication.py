@@ -5,7 +5,8 @@ dies and Sentinel promotes a replica that had not received it yet. For an opt-ou
 messaging a member who said stop, so where the master has replicas every opt-out write is followed,
 on the same connection (``WAIT`` counts the writes of its own connection), by ``WAIT 1 <wait_ms>``.
 If no replica acknowledges in time the write is answered 503 with Retry-After (the write is
-idempotent: the caller retries). Without replicas (the embedded dev Redis) nothing waits; whether
+idempotent: the caller retries; the opt-out script marks its write pending meanwhile, so the retry is
+answered as the first attempt would have been: see ``OptOuts``). Without replicas (the embedded dev Redis) nothing waits; whether
 there are replicas is read from ``INFO replication`` at most once per ``CHECK_SECONDS``. Once a
 process has seen replicas it keeps waiting when the master reports none (a replica whose link just
 broke, a master promoted a moment ago): those opt-outs are answered 503 until a replica holds them,

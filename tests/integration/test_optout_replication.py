@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,10 +20,11 @@ import redis.asyncio as aioredis
 
 from gateway.audit.backends import open_store
 from gateway.optouts.store import OptOuts
+from gateway.optouts.unsubscribe import make_token
 from gateway.recipients import Members
 from gateway.state import keys
 from gateway.state.redisdb import free_port, redis_server_binary
-from tests.conftest import ROOT, build_stack, wait_for
+from tests.conftest import ROOT, TENANT, Stack, build_stack, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -235,6 +236,146 @@ def test_reconcile_restores_are_acknowledged_by_a_replica_and_a_timeout_is_a_cle
     finally:
         master.close()
         replica.close()
+
+
+BRAND = "星耀商城"
+
+
+@pytest.fixture
+def pair_stack(pair: Nodes, tmp_path: Path, quiet_off_policy: str) -> Iterator[tuple[Nodes, Stack]]:
+    """A gateway (API, simulator, one worker) on the master of ``pair``, opt-outs waiting WAIT_MS."""
+    stack = build_stack(
+        f"redis://127.0.0.1:{pair.ports[0]}", tmp_path, quiet_off_policy, 1, optout_wait_ms=WAIT_MS
+    )
+    try:
+        yield pair, stack
+    finally:
+        stack.stop()
+
+
+def _unacknowledged(pair: Nodes, attempt: Callable[[], httpx.Response]) -> None:
+    """The attempt with the replica stopped, twice: each answered 503 optout_not_replicated (the first
+    one's write is on the master; the second, a retry while no replica is back, is not acknowledged
+    either)."""
+    pair.pause_replica()
+    try:
+        answers = [attempt(), attempt()]
+    finally:
+        pair.resume_replica()
+    for r in answers:
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body.get("gateway", body)["code"] == "optout_not_replicated", body
+
+
+def _timeline(stack: Stack, ntf_id: str) -> list[dict[str, object]]:
+    with stack.client() as c:
+        events: list[dict[str, object]] = c.get(f"/v1/notifications/{ntf_id}").json()["events"]
+    return events
+
+
+def _delivered(stack: Stack, phone: str) -> str:
+    """A marketing SMS to the phone, once the simulator has it; its id."""
+    with stack.client() as c:
+        ntf_id: str = c.post("/v1/notify", json=points_expiry(phone=phone)).json()["id"]
+    wait_for(lambda: stack.messages(f"+86{phone}"), timeout=10)
+    return ntf_id
+
+
+def _pending(pair: Nodes) -> list[bytes]:
+    """Opt-outs the master still holds as unacknowledged."""
+    with redis.Redis(port=pair.ports[0]) as m:
+        return list(m.scan_iter(match=keys.optout_pending(TENANT, "*")))
+
+
+def test_a_td_reply_retried_after_503_is_answered_as_a_new_opt_out_with_one_unsubscribed_event(
+    pair_stack: tuple[Nodes, Stack],
+) -> None:
+    pair, stack = pair_stack
+    phone = "13812340001"
+    ntf_id = _delivered(stack, phone)
+
+    def td() -> httpx.Response:
+        reply = {"from": f"+86{phone}", "text": "TD", "brand": BRAND}
+        return httpx.post(f"{stack.sim_url}/replies", json=reply, timeout=10)
+
+    _unacknowledged(pair, td)
+    # The first attempt's write is on the master: the opt-out, with the answered message's event.
+    assert [e["type"] for e in _timeline(stack, ntf_id)].count("unsubscribed") == 1
+    assert _pending(pair)
+    retry = td()  # the replica is back
+    assert retry.status_code == 200 and retry.json()["gateway"]["action"] == "opted_out", retry.text
+    assert [e["type"] for e in _timeline(stack, ntf_id)].count("unsubscribed") == 1  # not a second one
+    assert not _pending(pair)  # acknowledged: the same reply again is the same opt-out
+    assert td().json()["gateway"]["action"] == "already_opted_out"
+    with stack.client() as c:
+        suppressed = c.post("/v1/notify", json=points_expiry(phone=phone)).json()
+        assert suppressed["status"] == "suppressed" and suppressed["reasons"][0]["code"] == "opted_out"
+
+
+def test_complaints_api_imports_and_unsubscribe_links_retried_after_503_are_answered_as_new(
+    pair_stack: tuple[Nodes, Stack],
+) -> None:
+    pair, stack = pair_stack
+    phone = "13812340002"
+    ntf_id = _delivered(stack, phone)
+    with stack.client() as c:
+        complaint = {"to": {"phone": phone}, "brand": BRAND, "source": "carrier", "notification_id": ntf_id}
+        _unacknowledged(pair, lambda: c.post("/v1/complaints", json=complaint))
+        r = c.post("/v1/complaints", json=complaint)
+        assert r.status_code == 200 and r.json()["opted_out"] is True, r.text
+        complaints = [e for e in _timeline(stack, ntf_id) if e["type"] == "complaint"]
+        assert [e["opted_out"] for e in complaints] == [True]  # one, and it opted the member out
+        assert c.post("/v1/complaints", json=complaint).json()["opted_out"] is False  # now it is a repeat
+
+        put = "/v1/optouts/13812340003"
+        _unacknowledged(pair, lambda: c.put(put, json={"reason": "客服来电"}))
+        assert c.put(put, json={"reason": "客服来电"}).json()["opted_out"] is True
+
+        csv = b"address,brand,channel\n13812340004,,\n13812340005,,sms\n"
+        form = {"content-type": "text/csv"}
+        _unacknowledged(pair, lambda: c.post("/v1/optouts/import", content=csv, headers=form))
+        imported = c.post("/v1/optouts/import", content=csv, headers=form).json()
+        assert (imported["imported"], imported["duplicates"]) == (2, 0), imported
+
+    link = f"{stack.api_url}/v1/unsubscribe/"
+    link += make_token(stack.settings.hmac_key, TENANT, "li.nvshi@example.com", BRAND)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+
+    def click() -> httpx.Response:
+        return httpx.post(link, content=b"List-Unsubscribe=One-Click", headers=form, timeout=10)
+
+    _unacknowledged(pair, click)
+    assert click().json()["changed"] is True
+    assert click().json()["changed"] is False
+    assert not _pending(pair)
+
+
+def test_a_duplicate_of_an_opt_out_still_waiting_is_not_a_second_new_one(pair: Nodes) -> None:
+    """Two writes of one opt-out at once: the second finds the first waiting and is its duplicate;
+    after the first's 503 its retry is the new opt-out, once."""
+
+    async def run() -> list[object]:
+        client = aioredis.Redis(port=pair.ports[0])
+        optouts = OptOuts(client, Members("test-hmac-key"), wait_ms=WAIT_MS)
+        try:
+            assert await optouts.writes.waits()
+            pair.pause_replica()
+            try:
+                first = asyncio.create_task(optouts.add("acme", "+8613812340006", source="api"))
+                await asyncio.sleep(WAIT_MS / 4000)  # the first is written and waiting
+                both = await asyncio.gather(
+                    first, optouts.add("acme", "+8613812340006", source="api"), return_exceptions=True
+                )
+            finally:
+                pair.resume_replica()
+            retries = [await optouts.add("acme", "+8613812340006", source="api") for _ in range(2)]
+            return [*(type(r).__name__ if isinstance(r, Exception) else r for r in both), *retries]
+        finally:
+            await client.aclose()
+
+    # The duplicate is not acknowledged either while no replica holds the opt-out it found.
+    assert asyncio.run(run()) == ["OptOutNotReplicated", "OptOutNotReplicated", True, False]
 
 
 @pytest.fixture
