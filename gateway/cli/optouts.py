@@ -62,14 +62,23 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 def cmd_optouts_import(settings: Settings, args: argparse.Namespace) -> int:
     """Stream a CSV file into the opt-out store with a progress bar and a summary."""
     from gateway.optouts.importer import CsvImporter, ImportReport
+    from gateway.optouts.replication import OptOutNotReplicated
 
     url = redis_url_for(settings, args.data_dir)
 
     async def run(chunks: AsyncIterator[bytes], progress: Callable[[int, Any], None]) -> ImportReport:
         core = core_for(settings, url)
+        importer = CsvImporter(core.optouts, args.tenant, settings.default_region, by="cli")
         try:
-            importer = CsvImporter(core.optouts, args.tenant, settings.default_region, by="cli")
             return await importer.run(chunks, progress)
+        except OptOutNotReplicated:
+            sys.stderr.write("\n")  # end the progress bar's line
+            raise CliError(
+                f"no replica acknowledged the imported opt-outs within {settings.optout_wait_ms} ms"
+                f" (TIDINGS_OPTOUT_WAIT_MS); stopped after {importer.report.imported:,} imported and"
+                " acknowledged. Import the file again once a replica is connected: the rows acknowledged"
+                " before count as duplicates, the rest as imported"
+            ) from None
         finally:
             await core.aclose()
 

@@ -162,21 +162,42 @@ def pair(tmp_path: Path) -> Iterator[Nodes]:
 WAIT_MS = 200  # the bound in the tests that stop the replica: each unacknowledged write costs this
 
 
-def _reconcile(master: int, audit_url: str) -> subprocess.CompletedProcess[str]:
-    """The real `tidings optouts reconcile` against the master."""
+def _tidings(master: int, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real `tidings` command against the master."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "optouts", "reconcile", "--tenant", "acme", "--json"],
+        [sys.executable, "-m", "gateway.cli", *args],
         cwd=ROOT,
         env={
             **os.environ,
             "TIDINGS_REDIS_URL": f"redis://127.0.0.1:{master}",
-            "TIDINGS_AUDIT_URL": audit_url,
             "TIDINGS_OPTOUT_WAIT_MS": str(WAIT_MS),
+            **env,
         },
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def _reconcile(master: int, audit_url: str) -> subprocess.CompletedProcess[str]:
+    return _tidings(master, "optouts", "reconcile", "--tenant", "acme", "--json", TIDINGS_AUDIT_URL=audit_url)
+
+
+def test_an_import_no_replica_acknowledged_is_a_clear_error_and_importing_again_counts_it(
+    pair: Nodes, tmp_path: Path
+) -> None:
+    csv = tmp_path / "optouts.csv"
+    csv.write_text("address,brand,channel\n13812340010,,\n13812340011,星耀商城,\n", encoding="utf-8")
+    pair.pause_replica()
+    try:
+        stopped = _tidings(pair.ports[0], "optouts", "import", str(csv), "--tenant", "acme")
+    finally:
+        pair.resume_replica()
+    assert stopped.returncode == 2 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert "tidings: no replica acknowledged the imported opt-outs within 200 ms" in stopped.stderr
+    again = _tidings(pair.ports[0], "optouts", "import", str(csv), "--tenant", "acme")
+    assert again.returncode == 0, again.stderr
+    assert "rows 2  imported 2  duplicates 0" in again.stdout  # as the first run would have said
 
 
 def test_reconcile_restores_are_acknowledged_by_a_replica_and_a_timeout_is_a_clear_error(
