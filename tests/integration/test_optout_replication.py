@@ -1,5 +1,6 @@
-"""Opt-outs never lost on failover: acknowledged only once a replica holds them (WAIT), and without
-replicas nothing waits."""
+"""Opt-outs never lost on failover: acknowledged only once a replica holds them (WAIT), reconcile's
+and the CLI import's writes too; a retry after 503 optout_not_replicated is answered as the first
+attempt would have been; without replicas nothing waits."""
 
 from __future__ import annotations
 
