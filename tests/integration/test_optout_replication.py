@@ -138,7 +138,9 @@ class Nodes:
         os.kill(self.procs[self.ports[1]].pid, signal.SIGSTOP)
 
     def resume_replica(self) -> None:
-        os.kill(self.procs[self.ports[1]].pid, signal.SIGCONT)
+        replica = self.procs.get(self.ports[1])
+        if replica is not None and replica.poll() is None:
+            os.kill(replica.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         for p in [*self.procs.values(), *([self.sentinel] if self.sentinel else [])]:
