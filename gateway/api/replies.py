@@ -15,7 +15,6 @@ from gateway.api.deps import services
 from gateway.api.inbound import adapter_for, answer, proven, refused
 from gateway.errors import InvalidRecipient
 from gateway.recipients import parse_phone
-from gateway.state import keys
 
 
 @post(
@@ -66,14 +65,19 @@ async def _apply(
         removed = await svc.optouts.remove(tenant, phone, brand=scope_brand, evidence=evidence, by=provider)
         action = "opted_in" if removed else "none"
     elif kind is ReplyKind.OPT_OUT:
+        # The message the member answered: its timeline (and its campaign's funnel) says so, written
+        # with the opt-out itself (once, a retry after 503 optout_not_replicated included).
+        ev = events.encode(events.Unsubscribed(at=events.at(), source="sms_reply", brand=scope_brand))
         added = await svc.optouts.add(
-            tenant, phone, brand=scope_brand, source="sms_reply", reason=text[:64], by=provider
+            tenant,
+            phone,
+            brand=scope_brand,
+            source="sms_reply",
+            reason=text[:64],
+            by=provider,
+            answered=(ntf_id, ev) if ntf_id else None,
         )
         action = "opted_out" if added else "already_opted_out"
-        if added and ntf_id and await svc.store.redis.exists(keys.notification(tenant, ntf_id)):
-            # The message the member answered: its timeline (and its campaign's funnel) says so.
-            ev = events.encode(events.Unsubscribed(at=events.at(), source="sms_reply", brand=scope_brand))
-            await svc.store.append_event(tenant, ntf_id, ev)
     # Every reply is recorded, whatever it asked for (a "1" choosing a redemption option too).
     intent = {ReplyKind.OPT_OUT: "opt_out", ReplyKind.RESUBSCRIBE: "opt_in"}.get(kind, "other")
     await svc.optouts.reply(

@@ -47,8 +47,10 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
         " Redis audit stream still holds for the audit consumer); for each member and scope the latest event wins. Every"
         " opt-out Redis lacks is written back (no second opt_out event: one optouts_reconciled event"
         " records the run). Entries only in Redis, and entries whose latest event is an opt-in"
-        " (conflicts), are reported, never removed. Exit 2 when the tenant has no events or a store"
-        " does not answer.",
+        " (conflicts), are reported, never removed. Where Redis has replicas, every batch written back"
+        " is acknowledged by one (WAIT, TIDINGS_OPTOUT_WAIT_MS) before the next. Exit 2 when the tenant"
+        " has no events, a store does not answer, or no replica acknowledged a batch in time (run it"
+        " again: it is idempotent).",
     )
     rec.add_argument("--tenant", required=True, help="the tenant whose opt-outs to reconcile")
     rec.add_argument("--dry-run", action="store_true", help="report what would be restored; write nothing")
@@ -60,14 +62,23 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 def cmd_optouts_import(settings: Settings, args: argparse.Namespace) -> int:
     """Stream a CSV file into the opt-out store with a progress bar and a summary."""
     from gateway.optouts.importer import CsvImporter, ImportReport
+    from gateway.optouts.replication import OptOutNotReplicated
 
     url = redis_url_for(settings, args.data_dir)
 
     async def run(chunks: AsyncIterator[bytes], progress: Callable[[int, Any], None]) -> ImportReport:
         core = core_for(settings, url)
+        importer = CsvImporter(core.optouts, args.tenant, settings.default_region, by="cli")
         try:
-            importer = CsvImporter(core.optouts, args.tenant, settings.default_region, by="cli")
             return await importer.run(chunks, progress)
+        except OptOutNotReplicated:
+            sys.stderr.write("\n")  # end the progress bar's line
+            raise CliError(
+                f"no replica acknowledged the imported opt-outs within {settings.optout_wait_ms} ms"
+                f" (TIDINGS_OPTOUT_WAIT_MS); stopped after {importer.report.imported:,} imported and"
+                " acknowledged. Import the file again once a replica is connected: the rows acknowledged"
+                " before count as duplicates, the rest as imported"
+            ) from None
         finally:
             await core.aclose()
 
@@ -108,7 +119,7 @@ def cmd_optouts_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     """Restore the opt-outs the audit log holds and Redis lacks; print the report."""
     from gateway.audit.backends import open_store
     from gateway.errors import AuditStoreError
-    from gateway.optouts.reconcile import NoEvents, Reconciler, Report
+    from gateway.optouts.reconcile import NoEvents, NotReplicated, Reconciler, Report
     from gateway.state.redisdb import async_client
 
     redis_url = redis_url_for(settings, args.data_dir)
@@ -123,13 +134,14 @@ def cmd_optouts_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> Report:
         client = async_client(redis_url, max_connections=4)
         try:
-            return await Reconciler(client, store, args.tenant).run(dry_run=args.dry_run)
+            reconciler = Reconciler(client, store, args.tenant, wait_ms=settings.optout_wait_ms)
+            return await reconciler.run(dry_run=args.dry_run)
         finally:
             await client.aclose()
 
     try:
         report = asyncio.run(run())
-    except NoEvents as exc:
+    except (NoEvents, NotReplicated) as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:
         raise _store_error(exc) from None

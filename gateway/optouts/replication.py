@@ -5,7 +5,8 @@ dies and Sentinel promotes a replica that had not received it yet. For an opt-ou
 messaging a member who said stop, so where the master has replicas every opt-out write is followed,
 on the same connection (``WAIT`` counts the writes of its own connection), by ``WAIT 1 <wait_ms>``.
 If no replica acknowledges in time the write is answered 503 with Retry-After (the write is
-idempotent: the caller retries). Without replicas (the embedded dev Redis) nothing waits; whether
+idempotent: the caller retries; the opt-out script marks its write pending meanwhile, so the retry is
+answered as the first attempt would have been: see ``OptOuts``). Without replicas (the embedded dev Redis) nothing waits; whether
 there are replicas is read from ``INFO replication`` at most once per ``CHECK_SECONDS``. Once a
 process has seen replicas it keeps waiting when the master reports none (a replica whose link just
 broke, a master promoted a moment ago): those opt-outs are answered 503 until a replica holds them,
@@ -15,10 +16,11 @@ never acknowledged on the master alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from gateway import metrics
@@ -29,6 +31,7 @@ from gateway.errors import Unavailable
 CHECK_SECONDS = 2.0
 
 Call = tuple[list[str], list[str | bytes]]
+Queue = Callable[[Pipeline], Awaitable[None]]  # puts the writes on the pipeline it is given
 
 
 class OptOutNotReplicated(Unavailable):
@@ -58,15 +61,33 @@ class ReplicatedWrites:
             self._checked = now
         return self._replicated
 
-    async def run(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
-        """The script's result for each call, acknowledged by a replica where there is one."""
-        if not await self.waits():
+    async def run(self, script: AsyncScript, calls: Sequence[Call], *, wait: bool | None = None) -> list[Any]:
+        """The script's result for each call, acknowledged by a replica where there is one.
+
+        ``wait``: whether to wait, as the caller read it from ``waits()`` to build the calls (a script
+        that marks its write pending needs to know); None reads it here."""
+        if wait is None:
+            wait = await self.waits()
+        if not wait and len(calls) == 1:
             metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
-            if len(calls) == 1:
-                k, a = calls[0]
-                return [await script(keys=k, args=a)]
-            return await self._pipeline(script, calls, wait=False)
-        results = await self._pipeline(script, calls, wait=True)
+            k, a = calls[0]
+            return [await script(keys=k, args=a)]
+
+        async def queue(pipe: Pipeline) -> None:
+            for k, a in calls:
+                await script(keys=k, args=a, client=pipe)
+
+        return await self.pipeline(queue, wait=wait)
+
+    async def pipeline(self, queue: Queue, *, wait: bool | None = None) -> list[Any]:
+        """The results of the commands ``queue`` puts on one pipeline (plain commands, such as
+        reconcile's ``HSETNX``), acknowledged by a replica where there is one."""
+        if wait is None:
+            wait = await self.waits()
+        if not wait:
+            metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
+            return await self._pipeline(queue, wait=False)
+        results = await self._pipeline(queue, wait=True)
         acked = int(results.pop())
         if acked < 1:
             metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
@@ -80,11 +101,10 @@ class ReplicatedWrites:
         metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
         return results
 
-    async def _pipeline(self, script: AsyncScript, calls: Sequence[Call], *, wait: bool) -> list[Any]:
+    async def _pipeline(self, queue: Queue, *, wait: bool) -> list[Any]:
         # A pipeline keeps one connection for its commands, so the WAIT follows the writes it counts.
         async with self.redis.pipeline(transaction=False) as pipe:
-            for k, a in calls:
-                await script(keys=k, args=a, client=pipe)
+            await queue(pipe)
             if wait:
                 pipe.wait(1, self.wait_ms)
             return list(await pipe.execute())

@@ -58,7 +58,11 @@ class OptOuts:
     """Read and write opt-out entries. Entries never expire; every change goes to the audit stream.
 
     Every opt-out (``add``, ``add_many``) goes through ``ReplicatedWrites``: where the master has
-    replicas it is acknowledged only once one holds it (``WAIT 1 wait_ms``), else a 503.
+    replicas it is acknowledged only once one holds it (``WAIT 1 wait_ms``), else a 503. Such a write
+    is already on the master when it is answered 503, so the script marks it pending
+    (``keys.optout_pending``) until a replica acknowledged it: the caller's retry finds the mark and
+    is answered as the first attempt would have been, had it been acknowledged (a new opt-out), and
+    the mark is cleared once that retry is acknowledged.
     """
 
     def __init__(self, redis: aioredis.Redis, members: Members, *, wait_ms: int = 500) -> None:
@@ -78,40 +82,77 @@ class OptOuts:
         source: str = "api",
         reason: str = "",
         by: str = "",
+        answered: tuple[str, str] | None = None,
     ) -> bool:
-        """Opt the address out for the scope; False if that entry already existed (nothing changed)."""
+        """Opt the address out for the scope; False if that entry already existed (nothing changed).
+
+        True also for an entry an earlier write left unacknowledged (503 optout_not_replicated): this
+        is its retry. ``answered``: (notification id, its ``unsubscribed`` event) of the message the
+        opt-out answers, added to that timeline with the opt-out, once per opt-out (not again by a
+        retry whose first attempt added it), when the notification is still there."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
-        call = self._add_call(tenant, _entry(address, brand, channel, source, reason, by))
-        added = bool((await self.writes.run(self._add, [call]))[0])
-        if added:
+        wait = await self.writes.waits()
+        entry = _entry(address, brand, channel, source, reason, by)
+        call = self._add_call(tenant, entry, wait, answered)
+        (result,) = await self.writes.run(self._add, [call], wait=wait)
+        if wait and result:
+            await self._acknowledged(tenant, [entry])
+        if result:
             metrics.OPTOUTS.labels(source).inc()
-        return added
+        return bool(result)
 
     async def add_many(
         self, tenant: str, rows: Sequence[tuple[str, str | None, str | None]], *, source: str, by: str = ""
     ) -> tuple[int, int]:
-        """Opt many (address, brand, channel) out in two round trips (one wait); (imported, duplicates)."""
+        """Opt many (address, brand, channel) out in two round trips (one wait; a third clears the
+        pending marks where it waited); (imported, duplicates), a row an unacknowledged earlier write
+        left counting as imported."""
         if not rows:
             return 0, 0
-        calls = [self._add_call(tenant, _entry(a, b, c, source, "", by)) for a, b, c in rows]
-        added = await self.writes.run(self._add, calls)
+        wait = await self.writes.waits()
+        entries = [_entry(a, b, c, source, "", by) for a, b, c in rows]
+        calls = [self._add_call(tenant, e, wait) for e in entries]
+        added = await self.writes.run(self._add, calls, wait=wait)
+        if wait:
+            await self._acknowledged(tenant, [e for e, a in zip(entries, added, strict=True) if a])
         imported = sum(1 for a in added if a)
         metrics.OPTOUTS.labels(source).inc(imported)
         return imported, len(rows) - imported
 
-    def _add_call(self, tenant: str, entry: dict[str, Any]) -> tuple[list[str], list[str | bytes]]:
-        """KEYS and ARGV of the script that adds one entry and its audit event."""
+    def _add_call(
+        self, tenant: str, entry: dict[str, Any], wait: bool, answered: tuple[str, str] | None = None
+    ) -> tuple[list[str], list[str | bytes]]:
+        """KEYS and ARGV of the script that adds one entry and its audit event (lua/optout_add.lua)."""
         address = entry["address"]
         member = self.members.of(address)
-        return [keys.optouts(tenant, member), keys.audit(tenant)], [
+        ks = [keys.optouts(tenant, member), keys.audit(tenant), keys.optout_pending(tenant, member)]
+        note = ""
+        if answered is not None:
+            ks += [keys.notification(tenant, answered[0]), keys.events(tenant, answered[0])]
+            note = answered[1]
+        return ks, [
             scope(entry["brand"], entry["channel"]),
             msgspec.json.encode(entry),
             member,
             mask_address(address),
             _opt_out_event(entry),
             address,
+            str(self.writes.wait_ms if wait else 0),
+            note,
         ]
+
+    async def _acknowledged(self, tenant: str, entries: Sequence[dict[str, Any]]) -> None:
+        """A replica holds these writes: nothing of them is pending any more (the mark the script set)."""
+        if not entries:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in entries:
+                pipe.hdel(
+                    keys.optout_pending(tenant, self.members.of(e["address"])),
+                    scope(e["brand"], e["channel"]),
+                )
+            await pipe.execute()
 
     async def export(
         self, tenant: str, *, addresses: bool, via: str, by: str = ""
@@ -164,7 +205,7 @@ class OptOuts:
             )
         )
         removed = await self._remove(
-            keys=[keys.optouts(tenant, member), keys.audit(tenant)],
+            keys=[keys.optouts(tenant, member), keys.audit(tenant), keys.optout_pending(tenant, member)],
             args=[scope(brand, channel), member, mask_address(address), ev, address],
         )
         return bool(removed)

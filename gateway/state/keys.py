@@ -53,6 +53,13 @@ def optouts(tenant: str, member: str) -> str:
     return f"{_t(tenant)}optout:{member}"
 
 
+def optout_pending(tenant: str, member: str) -> str:
+    """Hash of a member's opt-outs written but not yet acknowledged by a replica (503
+    optout_not_replicated): field ``brand|channel`` -> ``<until ms>|<1 if the message it answered has
+    its unsubscribed event>``. A field is deleted once a replica acknowledged the write."""
+    return f"{_t(tenant)}optout-pending:{member}"
+
+
 def cap(tenant: str, member: str, month: str) -> str:
     """Counter of one member's capped messages in one calendar month of their own zone."""
     return f"{_t(tenant)}cap:{member}:{month}"

@@ -1,14 +1,17 @@
-"""Opt-outs never lost on failover: acknowledged only once a replica holds them (WAIT), and without
-replicas nothing waits."""
+"""Opt-outs never lost on failover: acknowledged only once a replica holds them (WAIT), reconcile's
+and the CLI import's writes too; a retry after 503 optout_not_replicated is answered as the first
+attempt would have been; without replicas nothing waits."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,10 +19,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from gateway.audit.backends import open_store
 from gateway.optouts.store import OptOuts
+from gateway.optouts.unsubscribe import make_token
 from gateway.recipients import Members
+from gateway.state import keys
 from gateway.state.redisdb import free_port, redis_server_binary
-from tests.conftest import build_stack, wait_for
+from tests.conftest import ROOT, TENANT, Stack, build_stack, points_expiry, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -110,12 +116,290 @@ class Nodes:
         except (redis.RedisError, KeyError, IndexError):
             return False
 
+    def start_pair(self) -> None:
+        """A master (``ports[0]``) and its replica, without a Sentinel; until the replica is in sync."""
+        self.start(self.ports[0])
+        self.start(self.ports[1], replica_of=self.ports[0])
+        wait_for(self.in_sync, timeout=30, interval=0.1)
+
+    def in_sync(self) -> bool:
+        """``ports[0]``'s replica is connected and holds everything the master wrote."""
+        try:
+            with redis.Redis(port=self.ports[0], decode_responses=True) as m:
+                info = m.info("replication")
+            return int(info.get("connected_slaves", 0)) == 1 and int(info["slave0"]["offset"]) == int(
+                info["master_repl_offset"]
+            )
+        except (redis.RedisError, KeyError):
+            return False
+
+    def pause_replica(self) -> None:
+        """Stop the replica (SIGSTOP): its link stays up, but it acknowledges nothing."""
+        os.kill(self.procs[self.ports[1]].pid, signal.SIGSTOP)
+
+    def resume_replica(self) -> None:
+        replica = self.procs.get(self.ports[1])
+        if replica is not None and replica.poll() is None:
+            os.kill(replica.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         for p in [*self.procs.values(), *([self.sentinel] if self.sentinel else [])]:
             if p.poll() is None:
                 p.terminate()
         for p in [*self.procs.values(), *([self.sentinel] if self.sentinel else [])]:
             p.wait(10)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Nodes]:
+    """A master with one replica (no Sentinel): ``ports[0]`` the master."""
+    n = Nodes(tmp_path)
+    try:
+        n.start_pair()
+        yield n
+    finally:
+        n.resume_replica()
+        n.stop()
+
+
+WAIT_MS = 200  # the bound in the tests that stop the replica: each unacknowledged write costs this
+
+
+def _tidings(master: int, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real `tidings` command against the master."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "TIDINGS_REDIS_URL": f"redis://127.0.0.1:{master}",
+            "TIDINGS_OPTOUT_WAIT_MS": str(WAIT_MS),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _reconcile(master: int, audit_url: str) -> subprocess.CompletedProcess[str]:
+    return _tidings(master, "optouts", "reconcile", "--tenant", "acme", "--json", TIDINGS_AUDIT_URL=audit_url)
+
+
+def test_an_import_no_replica_acknowledged_is_a_clear_error_and_importing_again_counts_it(
+    pair: Nodes, tmp_path: Path
+) -> None:
+    csv = tmp_path / "optouts.csv"
+    csv.write_text("address,brand,channel\n13812340010,,\n13812340011,星耀商城,\n", encoding="utf-8")
+    pair.pause_replica()
+    try:
+        stopped = _tidings(pair.ports[0], "optouts", "import", str(csv), "--tenant", "acme")
+    finally:
+        pair.resume_replica()
+    assert stopped.returncode == 2 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert "tidings: no replica acknowledged the imported opt-outs within 200 ms" in stopped.stderr
+    again = _tidings(pair.ports[0], "optouts", "import", str(csv), "--tenant", "acme")
+    assert again.returncode == 0, again.stderr
+    assert "rows 2  imported 2  duplicates 0" in again.stdout  # as the first run would have said
+
+
+def test_reconcile_restores_are_acknowledged_by_a_replica_and_a_timeout_is_a_clear_error(
+    pair: Nodes, tmp_path: Path
+) -> None:
+    master, replica = (redis.Redis(port=p) for p in pair.ports)
+    members = Members("test-hmac-key")
+    phones = [f"+86138000{i:05d}" for i in range(5)]
+
+    async def opt_out() -> None:
+        client = aioredis.Redis(port=pair.ports[0])
+        try:
+            for phone in phones:  # their opt_out events stay in the audit stream (no consumer)
+                assert await OptOuts(client, members, wait_ms=WAIT_MS).add("acme", phone, source="api")
+        finally:
+            await client.aclose()
+
+    def dropped() -> None:
+        """What a restore from an old backup does: the tenant's opt-outs are gone (on both nodes)."""
+        assert master.delete(*(keys.optouts("acme", members.of(p)) for p in phones)) == len(phones)
+        wait_for(pair.in_sync, timeout=10)
+
+    def on_replica() -> int:
+        return sum(int(replica.hexists(keys.optouts("acme", members.of(p)), "*|*")) for p in phones)
+
+    try:
+        asyncio.run(opt_out())
+        audit_url = f"sqlite:///{tmp_path}/audit.sqlite3"
+        open_store(audit_url).close()
+        dropped()
+
+        waits, _ = _waits(master)
+        out = _reconcile(pair.ports[0], audit_url)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["restored"] == len(phones)
+        assert _waits(master)[0] > waits  # the restore waited for the replica
+        assert on_replica() == len(phones)  # ...which held it when the command answered
+
+        dropped()
+        pair.pause_replica()
+        try:
+            stopped = _reconcile(pair.ports[0], audit_url)
+        finally:
+            pair.resume_replica()
+        assert stopped.returncode == 2, (stopped.stdout, stopped.stderr)
+        assert "Traceback" not in stopped.stderr and stopped.stdout == ""
+        assert stopped.stderr.startswith(
+            "tidings: no replica acknowledged the restored opt-outs within 200 ms"
+        )
+        assert "Run it again once a replica is connected" in stopped.stderr
+
+        again = _reconcile(pair.ports[0], audit_url)  # the replica is back: the run completes
+        assert again.returncode == 0, again.stderr
+        report = json.loads(again.stdout)
+        assert report["restored"] + report["already_present"] == len(phones)
+        assert on_replica() == len(phones)
+    finally:
+        master.close()
+        replica.close()
+
+
+BRAND = "星耀商城"
+
+
+@pytest.fixture
+def pair_stack(pair: Nodes, tmp_path: Path, quiet_off_policy: str) -> Iterator[tuple[Nodes, Stack]]:
+    """A gateway (API, simulator, one worker) on the master of ``pair``, opt-outs waiting WAIT_MS."""
+    stack = build_stack(
+        f"redis://127.0.0.1:{pair.ports[0]}", tmp_path, quiet_off_policy, 1, optout_wait_ms=WAIT_MS
+    )
+    try:
+        yield pair, stack
+    finally:
+        stack.stop()
+
+
+def _unacknowledged(pair: Nodes, attempt: Callable[[], httpx.Response]) -> None:
+    """The attempt with the replica stopped, twice: each answered 503 optout_not_replicated (the first
+    one's write is on the master; the second, a retry while no replica is back, is not acknowledged
+    either)."""
+    pair.pause_replica()
+    try:
+        answers = [attempt(), attempt()]
+    finally:
+        pair.resume_replica()
+    for r in answers:
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body.get("gateway", body)["code"] == "optout_not_replicated", body
+
+
+def _timeline(stack: Stack, ntf_id: str) -> list[dict[str, object]]:
+    with stack.client() as c:
+        events: list[dict[str, object]] = c.get(f"/v1/notifications/{ntf_id}").json()["events"]
+    return events
+
+
+def _delivered(stack: Stack, phone: str) -> str:
+    """A marketing SMS to the phone, once the simulator has it; its id."""
+    with stack.client() as c:
+        ntf_id: str = c.post("/v1/notify", json=points_expiry(phone=phone)).json()["id"]
+    wait_for(lambda: stack.messages(f"+86{phone}"), timeout=10)
+    return ntf_id
+
+
+def _pending(pair: Nodes) -> list[bytes]:
+    """Opt-outs the master still holds as unacknowledged."""
+    with redis.Redis(port=pair.ports[0]) as m:
+        return list(m.scan_iter(match=keys.optout_pending(TENANT, "*")))
+
+
+def test_a_td_reply_retried_after_503_is_answered_as_a_new_opt_out_with_one_unsubscribed_event(
+    pair_stack: tuple[Nodes, Stack],
+) -> None:
+    pair, stack = pair_stack
+    phone = "13812340001"
+    ntf_id = _delivered(stack, phone)
+
+    def td() -> httpx.Response:
+        reply = {"from": f"+86{phone}", "text": "TD", "brand": BRAND}
+        return httpx.post(f"{stack.sim_url}/replies", json=reply, timeout=10)
+
+    _unacknowledged(pair, td)
+    # The first attempt's write is on the master: the opt-out, with the answered message's event.
+    assert [e["type"] for e in _timeline(stack, ntf_id)].count("unsubscribed") == 1
+    assert _pending(pair)
+    retry = td()  # the replica is back
+    assert retry.status_code == 200 and retry.json()["gateway"]["action"] == "opted_out", retry.text
+    assert [e["type"] for e in _timeline(stack, ntf_id)].count("unsubscribed") == 1  # not a second one
+    assert not _pending(pair)  # acknowledged: the same reply again is the same opt-out
+    assert td().json()["gateway"]["action"] == "already_opted_out"
+    with stack.client() as c:
+        suppressed = c.post("/v1/notify", json=points_expiry(phone=phone)).json()
+        assert suppressed["status"] == "suppressed" and suppressed["reasons"][0]["code"] == "opted_out"
+
+
+def test_complaints_api_imports_and_unsubscribe_links_retried_after_503_are_answered_as_new(
+    pair_stack: tuple[Nodes, Stack],
+) -> None:
+    pair, stack = pair_stack
+    phone = "13812340002"
+    ntf_id = _delivered(stack, phone)
+    with stack.client() as c:
+        complaint = {"to": {"phone": phone}, "brand": BRAND, "source": "carrier", "notification_id": ntf_id}
+        _unacknowledged(pair, lambda: c.post("/v1/complaints", json=complaint))
+        r = c.post("/v1/complaints", json=complaint)
+        assert r.status_code == 200 and r.json()["opted_out"] is True, r.text
+        complaints = [e for e in _timeline(stack, ntf_id) if e["type"] == "complaint"]
+        assert [e["opted_out"] for e in complaints] == [True]  # one, and it opted the member out
+        assert c.post("/v1/complaints", json=complaint).json()["opted_out"] is False  # now it is a repeat
+
+        put = "/v1/optouts/13812340003"
+        _unacknowledged(pair, lambda: c.put(put, json={"reason": "客服来电"}))
+        assert c.put(put, json={"reason": "客服来电"}).json()["opted_out"] is True
+
+        csv = b"address,brand,channel\n13812340004,,\n13812340005,,sms\n"
+        form = {"content-type": "text/csv"}
+        _unacknowledged(pair, lambda: c.post("/v1/optouts/import", content=csv, headers=form))
+        imported = c.post("/v1/optouts/import", content=csv, headers=form).json()
+        assert (imported["imported"], imported["duplicates"]) == (2, 0), imported
+
+    link = f"{stack.api_url}/v1/unsubscribe/"
+    link += make_token(stack.settings.hmac_key, TENANT, "li.nvshi@example.com", BRAND)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+
+    def click() -> httpx.Response:
+        return httpx.post(link, content=b"List-Unsubscribe=One-Click", headers=form, timeout=10)
+
+    _unacknowledged(pair, click)
+    assert click().json()["changed"] is True
+    assert click().json()["changed"] is False
+    assert not _pending(pair)
+
+
+def test_a_duplicate_of_an_opt_out_still_waiting_is_not_a_second_new_one(pair: Nodes) -> None:
+    """Two writes of one opt-out at once: the second finds the first waiting and is its duplicate;
+    after the first's 503 its retry is the new opt-out, once."""
+
+    async def run() -> list[object]:
+        client = aioredis.Redis(port=pair.ports[0])
+        optouts = OptOuts(client, Members("test-hmac-key"), wait_ms=WAIT_MS)
+        try:
+            assert await optouts.writes.waits()
+            pair.pause_replica()
+            try:
+                first = asyncio.create_task(optouts.add("acme", "+8613812340006", source="api"))
+                await asyncio.sleep(WAIT_MS / 4000)  # the first is written and waiting
+                both = await asyncio.gather(
+                    first, optouts.add("acme", "+8613812340006", source="api"), return_exceptions=True
+                )
+            finally:
+                pair.resume_replica()
+            retries = [await optouts.add("acme", "+8613812340006", source="api") for _ in range(2)]
+            return [*(type(r).__name__ if isinstance(r, Exception) else r for r in both), *retries]
+        finally:
+            await client.aclose()
+
+    # The duplicate is not acknowledged either while no replica holds the opt-out it found.
+    assert asyncio.run(run()) == ["OptOutNotReplicated", "OptOutNotReplicated", True, False]
 
 
 @pytest.fixture
