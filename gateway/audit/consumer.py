@@ -51,6 +51,7 @@ class AuditConsumer:
         lease_seconds: float = 15.0,
         block_ms: int = 500,
         retention_days: int | None = None,
+        gather_seconds: float = 0.1,
     ) -> None:
         self.client = client
         self.store = store
@@ -58,6 +59,10 @@ class AuditConsumer:
         self.batch = batch
         self.lease_ms = int(lease_seconds * 1000)
         self.block_ms = block_ms
+        # After a batch smaller than ``batch``, let events gather this long before reading again:
+        # under load, fewer and fuller reads and store commits (each commit is an fsync) for at
+        # most this much more delay before an event is in the store.
+        self.gather_seconds = gather_seconds
         self.retention_days = retention_days
         self._lead = client.register_script(LEAD_SCRIPT)
         self._handoff = client.register_script(scripts.HANDOFF)
@@ -115,8 +120,10 @@ class AuditConsumer:
         trouble = Throttled(log)
         while not stop.is_set():
             try:
-                self.step()
+                moved = self.step()
                 self._maybe_prune()
+                if 0 < moved < self.batch:
+                    stop.wait(self.gather_seconds)
                 trouble.recovered()
             except (RedisError, OSError) as exc:
                 self._backlog = True

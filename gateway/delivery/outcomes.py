@@ -65,9 +65,10 @@ class Outcomes:
         metrics.SEND_SECONDS.labels(channel, result.provider).observe(elapsed)
         metrics.SENDS.labels(channel, result.provider, result.outcome.value).inc()
         done = system_clock()
+        at = events.at(done)
         attempt_ev = events.encode(
             events.Attempt(
-                at=events.at(done),
+                at=at,
                 attempt=c.attempt,
                 provider=result.provider,
                 outcome=result.outcome.value,
@@ -80,7 +81,7 @@ class Outcomes:
         if result.outcome is Outcome.SENT:
             sent_ev = events.encode(
                 events.Sent(
-                    at=events.at(done),
+                    at=at,
                     provider=result.provider,
                     provider_message_id=result.provider_message_id,
                 )
