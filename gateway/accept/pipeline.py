@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from compliance.content import Draft, content_pipeline, run
+from compliance.content import content_pipeline
 from compliance.policy import Policy
 from compliance.reasons import Reason, ReasonEntry, reason
 from compliance.state import Moment
@@ -16,10 +16,11 @@ from gateway import events, metrics
 from gateway.accept.answers import Answer, Prepared, StateArgs, held_full
 from gateway.accept.links import LinkMaker, write_links
 from gateway.accept.request import (
+    Checked,
+    ContentKey,
+    check_content,
     check_send_at,
     refuse_dead_push_token,
-    render_request,
-    resolve_category,
     resolve_recipient,
 )
 from gateway.accept.tenant_templates import TenantTemplates
@@ -126,6 +127,7 @@ class Acceptor:
         slots: list[tuple[int, Prepared]] = []
         renderer = await self.templates.renderer(tenant)
         rejected: list[tuple[NotifyRequest | None, Rejected]] = []
+        memo: dict[ContentKey, Checked] = {}
         for i, req in enumerate(reqs):
             if isinstance(req, Rejected):
                 answers[i] = Answer(422, req.problem())
@@ -133,9 +135,8 @@ class Acceptor:
                 continue
             try:
                 await refuse_dead_push_token(self.store, tenant, req)
-                prepared = self.prepare(
-                    tenant, req, fingerprint(req) if req.idempotency_key else "", renderer
-                )
+                fp = fingerprint(req) if req.idempotency_key else ""
+                prepared = self.prepare(tenant, req, fp, renderer, memo=memo)
             except Rejected as rej:
                 answers[i] = Answer(422, rej.problem())
                 rejected.append((req, rej))
@@ -230,9 +231,16 @@ class Acceptor:
 
     # -- pipeline -------------------------------------------------------------------------------
     def prepare(
-        self, tenant: str, req: NotifyRequest, fp: str, renderer: Renderer, verification: bool = False
+        self,
+        tenant: str,
+        req: NotifyRequest,
+        fp: str,
+        renderer: Renderer,
+        verification: bool = False,
+        memo: dict[ContentKey, Checked] | None = None,
     ) -> Prepared:
-        """Everything that needs no Redis: checks, normalization, rendering, timing."""
+        """Everything that needs no Redis: checks, normalization, rendering, timing. ``memo``: one
+        batch's renderings and content checks, shared by its items that render alike."""
         channel = req.channel
         if channel not in CHANNELS:
             raise Rejected(
@@ -248,12 +256,10 @@ class Acceptor:
         variant = None
         if req.experiment is not None:
             req, variant = choose_variant(req, self.settings.hmac_key, self.members.of(address))
-        maker = LinkMaker(self.link_base, channel)
-        rendered = render_request(req, renderer, maker)
-        rules = self.policy.rules(tenant, req.brand)
-        category = resolve_category(req, renderer, verification)
-        draft = Draft(channel=channel, category=category, brand=req.brand, fields=rendered, rules=rules)
-        verdict = run(self.pipeline, draft)
+        maker, rules, category, draft, verdict = check_content(
+            req, renderer, LinkMaker(self.link_base, channel), self.policy.rules(tenant, req.brand),
+            self.pipeline, verification, memo,
+        )  # fmt: skip
         content_decisions = tuple(draft.decisions)
         if verdict is not None:
             metrics.DECISIONS_BY.inc_each(content_decisions)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from compliance.content import Draft, Rule, Verdict, run
+from compliance.policy import Rules
 from compliance.reasons import Reason, reason
 from gateway.accept.links import LinkMaker
 from gateway.errors import InvalidRecipient, Rejected
@@ -107,6 +110,45 @@ def resolve_category(req: NotifyRequest, renderer: Renderer, verification: bool 
             ],
         )
     return own
+
+
+# What the items of one batch that render alike share: the link maker (which made no links),
+# rules, category, checked draft and verdict of the first of them.
+Checked = tuple[LinkMaker, Rules, str, Draft, Verdict | None]
+ContentKey = tuple[Any, ...]
+
+
+def content_key(req: NotifyRequest, verification: bool) -> ContentKey | None:
+    """The key under which requests render alike and so pass or fail the content checks alike: the
+    same template, parameters (with their types: 1, 1.0 and true are not one value here), channel,
+    brand and category; None for literal content or an experiment (a variant per member)."""
+    if not req.template or req.content is not None or req.experiment is not None:
+        return None
+    params = tuple((k, type(v).__name__, v) for k, v in req.params.items())
+    return (req.channel, req.brand, req.category, req.template, verification, params)
+
+
+def check_content(
+    req: NotifyRequest,
+    renderer: Renderer,
+    maker: LinkMaker,
+    rules: Rules,
+    pipeline: Sequence[Rule],
+    verification: bool,
+    memo: dict[ContentKey, Checked] | None,
+) -> Checked:
+    """The request rendered (its links made by ``maker``) and put through the content rules; from
+    ``memo`` when an earlier item of the batch rendered alike (and made no links), else into it."""
+    key = content_key(req, verification) if memo is not None else None
+    if memo is not None and key is not None and (hit := memo.get(key)) is not None:
+        return hit
+    rendered = render_request(req, renderer, maker)
+    category = resolve_category(req, renderer, verification)
+    draft = Draft(channel=req.channel, category=category, brand=req.brand, fields=rendered, rules=rules)
+    checked = (maker, rules, category, draft, run(pipeline, draft))
+    if memo is not None and key is not None and not maker.made:
+        memo[key] = checked
+    return checked
 
 
 def render_request(req: NotifyRequest, renderer: Renderer, links: LinkMaker | None = None) -> dict[str, Any]:

@@ -12,8 +12,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scipy.stats import chi2_contingency, norm
-
 ALPHA = 0.05
 MIN_SAMPLE = 200  # delivered messages per variant before any winner is called (DOMAIN: a few hundred)
 METRIC_FIELD = {"conversion": "converted", "click": "clicked"}
@@ -31,6 +29,8 @@ def higher(s1: int, n1: int, s2: int, n2: int) -> float:
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if se == 0:
         return 1.0
+    from scipy.stats import norm  # imported when a report asks: SciPy takes seconds to load
+
     return float(norm.sf((s1 / n1 - s2 / n2) / se))
 
 
@@ -70,6 +70,8 @@ def verdict(
         return out
     table = [[s["successes"], s["delivered"] - s["successes"]] for s in stats.values()]
     try:
+        from scipy.stats import chi2_contingency
+
         p_value = float(chi2_contingency(table, correction=False).pvalue)
     except ValueError:  # a column of zeros (nobody converted anywhere): no difference to test
         p_value = 1.0

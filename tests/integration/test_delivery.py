@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -163,6 +164,43 @@ def test_batch_accepts_good_items_and_rejects_bad_ones_alone(stack: Stack) -> No
     assert [x["index"] for x in results] == [0, 1, 2, 3, 4]
     wait_for(lambda: len(stack.messages()) == 2, timeout=3)
     assert "您的500积分将于7天后清零" in stack.messages("+8613812340005")[0]["text"]
+
+
+def test_batch_items_that_render_alike_share_one_check_and_the_others_are_checked_alone(
+    stack: Stack,
+) -> None:
+    """A batch renders and checks each distinct message once: items with the same template and
+    parameters share it, an item whose parameters differ (a banned term, 1.0 where another has 1)
+    is rendered and checked on its own, and an item whose template makes links gets its own."""
+    defaults = {
+        "channel": "sms",
+        "brand": "星耀商城",
+        "template": "points_expiry",
+        "params": {"name": "会员", "points": 100, "days": 7},
+    }
+    items = [
+        {"to": {"phone": "13812340011"}},
+        {"to": {"phone": "13812340012"}},
+        {"to": {"phone": "13812340013"}, "params": {"name": "全网最低价"}},
+        {"to": {"phone": "13812340014"}, "params": {"points": 1}},
+        {"to": {"phone": "13812340015"}, "params": {"points": 1.0}},
+        {"to": {"phone": "13812340016"}},
+        {"to": {"phone": "13812340017"}, "template": "points_expiry_countdown"},
+        {"to": {"phone": "13812340018"}, "template": "points_expiry_countdown"},
+    ]
+    with stack.client() as c:
+        r = c.post("/v1/notify/batch", json={"defaults": defaults, "items": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["queued"] * 2 + ["rejected"] + ["queued"] * 5
+    assert results[2]["reasons"][0]["code"] == "banned_wording"
+    wait_for(lambda: len(stack.messages()) == 7, timeout=5)
+    texts = {i: stack.messages(f"+86138123400{i}")[0]["text"] for i in (11, 12, 14, 15, 16, 17, 18)}
+    assert texts[11] == texts[12] == texts[16] and "您的100积分将于7天后清零" in texts[11]
+    # 1 and 1.0 are equal (and hash alike) in Python, but do not render alike.
+    assert "您的1积分" in texts[14] and "您的1.0积分" in texts[15]
+    links = [re.findall(r"http://\S+/l/[0-9A-Za-z]{8}", texts[i]) for i in (17, 18)]
+    assert len(links[0]) == len(links[1]) == 1 and links[0] != links[1]
 
 
 def test_retries_keep_going_with_default_second_granularity(stack_factory: object) -> None:
