@@ -7,11 +7,15 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
 from rq import Queue
+from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.job import Job
 
+from gateway.ids import id_time
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
 from gateway.timeutil import system_clock, to_real
@@ -147,3 +151,55 @@ class Batcher(threading.Thread):
                 moved += len(raw)
                 full = full or len(raw) == self.batch_size
         return moved, full
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Where a channel's queue of one tenant has got to, in real epoch seconds (``inf``: empty)."""
+
+    ready_first: float  # when the ready list's first id was accepted
+    job_first: float  # when the earliest id of the rq queue's first job was accepted
+    job_enqueued: float  # when that job was enqueued
+
+
+def waiting_since(conn: redis.Redis, queue: Queue, tenant: str, channel: str) -> Turn:
+    """How far a tenant's ready list and a channel's rq queue have got (both first in, first out).
+
+    The housekeeper asks before it re-enqueues notifications whose lease ran out: before their
+    first attempt, that should mean their job was lost (a batcher that died holding them), not
+    that the queue ahead of them is long (a campaign bigger than a lease's worth of sends), whose
+    re-enqueuing would make duplicate jobs that claim and skip what another job holds.
+    """
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.lindex(keys.ready(tenant, channel), 0)
+        pipe.lindex(queue.key, 0)
+        first_id, first_job = pipe.execute()
+    ready = id_time(_text(first_id)) if first_id else math.inf
+    job_first = job_enqueued = math.inf
+    if first_job:
+        try:
+            job = Job.fetch(_text(first_job), connection=conn)
+            ids = job.args[2] if len(job.args) > 2 else []
+            job_first = min((id_time(str(i)) for i in ids), default=math.inf)
+            if job.enqueued_at is not None:
+                job_enqueued = job.enqueued_at.replace(tzinfo=job.enqueued_at.tzinfo or UTC).timestamp()
+        except (NoSuchJobError, DeserializationError, ValueError, TypeError):
+            pass  # taken or gone meanwhile: nothing is known to wait behind it
+    return Turn(ready, job_first, job_enqueued)
+
+
+def still_waiting(status: str, ntf_id: str, entered: float, via_ready: bool, turn: Turn) -> bool:
+    """Whether a notification whose lease ran out is surely still waiting its turn: on the ready
+    list or in a job not taken yet. ``via_ready``: accepted due at once, so it went onto the ready
+    list in accept order and from there into a job; otherwise (held until a time, or re-enqueued)
+    it went straight into a job at ``entered`` (real epoch seconds)."""
+    if status not in ("queued", "scheduled"):
+        return False  # a send whose lease ran out: it is stuck (a worker died), not waiting
+    if via_ready:
+        accepted = id_time(ntf_id)
+        return accepted >= turn.ready_first or accepted >= turn.job_first
+    return entered >= turn.job_enqueued
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

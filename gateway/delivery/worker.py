@@ -30,7 +30,7 @@ from channels.routing import Router
 from gateway import metrics
 from gateway.audit.backends import open_store
 from gateway.audit.consumer import AuditConsumer, AuditThread
-from gateway.delivery.batcher import Batcher, Enqueuer
+from gateway.delivery.batcher import Batcher, Enqueuer, still_waiting, waiting_since
 from gateway.delivery.engine import DeliveryEngine, Retry
 from gateway.delivery.fallback import accept_fallbacks
 from gateway.delivery.health import RedisHealth
@@ -42,7 +42,7 @@ from gateway.settings import Settings
 from gateway.state import keys
 from gateway.state.redisdb import async_client, sync_client
 from gateway.state.scripts import REAP
-from gateway.timeutil import system_clock
+from gateway.timeutil import system_clock, to_real
 from gateway.webhooks.dispatcher import Dispatcher, WebhookThread
 
 log = logging.getLogger("tidings.worker")
@@ -172,19 +172,42 @@ class Housekeeper(threading.Thread):
             ]
             if not ids:
                 continue
-            by_channel: dict[str, list[str]] = {}
+            by_channel: dict[str, list[tuple[str, str, float, bool]]] = {}
             with conn.pipeline(transaction=False) as pipe:
                 for i in ids:
-                    pipe.hget(keys.notification(tenant, i), "channel")
-                channels = pipe.execute()
-            for i, ch in zip(ids, channels, strict=True):
-                if ch is not None:
-                    by_channel.setdefault(ch.decode(), []).append(i)
-            for channel, batch in by_channel.items():
-                log.info(
-                    "re-enqueuing %d notifications of %s/%s whose lease ran out", len(batch), tenant, channel
-                )
-                enqueuer.enqueue(tenant, channel, batch)
+                    pipe.hmget(
+                        keys.notification(tenant, i),
+                        "channel",
+                        "status",
+                        "created_at",
+                        "not_before",
+                        "requeued_at",
+                    )
+                rows = pipe.execute()
+            for i, (ch, st, created, nb, again) in zip(ids, rows, strict=True):
+                if ch is not None:  # it went in at accept, when due, or when last re-enqueued
+                    accepted, due, requeued = float(created or 0), float(nb or 0), float(again or 0)
+                    entered = to_real(max(accepted, due, requeued))
+                    via_ready = due <= accepted and not requeued
+                    by_channel.setdefault(ch.decode(), []).append(
+                        (i, (st or b"").decode(), entered, via_ready)
+                    )
+            for channel, found in by_channel.items():
+                # The reap pushed every lease on: those a backlog holds are looked at again then.
+                turn = waiting_since(conn, enqueuer.queue(channel), tenant, channel)
+                batch = [i for i, st, entered, via in found if not still_waiting(st, i, entered, via, turn)]
+                if batch:
+                    log.info(
+                        "re-enqueuing %d notifications of %s/%s whose lease ran out",
+                        len(batch),
+                        tenant,
+                        channel,
+                    )
+                    enqueuer.enqueue(tenant, channel, batch)
+                    with conn.pipeline(transaction=False) as pipe:
+                        for i in batch:
+                            pipe.hset(keys.notification(tenant, i), "requeued_at", repr(now))
+                        pipe.execute()
 
 
 class ThreadWorker(SimpleWorker):
