@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import redis
 from rq import Queue
-from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from gateway.ids import id_time
@@ -93,6 +93,11 @@ class Batcher(threading.Thread):
 
     MIN_SLEEP = 0.002
     MAX_SLEEP = 0.05
+    # Jobs a channel's rq queue may hold before the batcher stops adding to it: the rest of a backlog
+    # waits on the tenants' ready lists, which the batcher takes from in turn, so a tenant's
+    # message is not queued behind another tenant's whole campaign (the rq queue is one per
+    # channel), and the rq queue stays a second or two of work deep.
+    QUEUE_HIGH_WATER = 20
 
     def __init__(self, redis_url: str, channels: Sequence[str], batch_size: int) -> None:
         super().__init__(name="tidings-batcher", daemon=True)
@@ -100,6 +105,7 @@ class Batcher(threading.Thread):
         self.channels = list(channels)
         self.batch_size = batch_size
         self.stopping = threading.Event()
+        self._pop_due: str | None = None  # the sha of POP_DUE, loaded on first use
 
     def run(self) -> None:
         """Poll the ready lists, faster while there is work."""
@@ -133,23 +139,40 @@ class Batcher(threading.Thread):
             conn.close()
 
     def move(self, conn: redis.Redis, enqueuer: Enqueuer, tenants: Sequence[str]) -> tuple[int, bool]:
-        """One round: pop up to a batch per list and enqueue it. Returns (ids moved, any list had a full batch)."""
-        pairs = [(t, c) for t in tenants for c in self.channels]
+        """One round: pop up to a batch per list of a channel whose queue has room, and enqueue it.
+        Returns (ids moved, any list had a full batch)."""
+        with conn.pipeline(transaction=False) as pipe:
+            for c in self.channels:
+                pipe.llen(enqueuer.queue(c).key)
+            depths = pipe.execute()
+        open_channels = [c for c, d in zip(self.channels, depths, strict=True) if d < self.QUEUE_HIGH_WATER]
+        pairs = [(t, c) for t in tenants for c in open_channels]
         if not pairs:
             return 0, False
+        if self._pop_due is None:
+            self._pop_due = str(conn.script_load(scripts.POP_DUE))
         now = system_clock()
         with conn.pipeline(transaction=False) as pipe:
             for t, c in pairs:
                 pipe.lpop(keys.ready(t, c), self.batch_size)
             for t, c in pairs:
-                pipe.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size)
-            results = pipe.execute()
+                pipe.evalsha(self._pop_due, 1, keys.held(t, c), repr(now), self.batch_size)
+            results = pipe.execute(raise_on_error=False)
+        refused = [r for r in results if isinstance(r, redis.ResponseError)]
+        if refused:
+            # NOSCRIPT (Redis restarted or flushed): the pops ran; the held sets are taken next round.
+            self._pop_due = None
+            if not str(refused[0]).startswith("NOSCRIPT"):
+                log.warning("batcher: redis refused a command: %s", refused[0])
         moved, full = 0, False
         for (tenant, channel), raw in zip(pairs + pairs, results, strict=True):
-            if raw:
+            if raw and not isinstance(raw, Exception):
                 enqueuer.enqueue(tenant, channel, [i.decode() for i in raw])
                 moved += len(raw)
                 full = full or len(raw) == self.batch_size
+        for r in results:
+            if isinstance(r, Exception) and not isinstance(r, redis.ResponseError):
+                raise r
         return moved, full
 
 
@@ -160,6 +183,7 @@ class Turn:
     ready_first: float  # when the ready list's first id was accepted
     job_first: float  # when the earliest id of the rq queue's first job was accepted
     job_enqueued: float  # when that job was enqueued
+    taken: frozenset[str] = frozenset()  # ids in jobs a worker has taken
 
 
 def waiting_since(conn: redis.Redis, queue: Queue, tenant: str, channel: str) -> Turn:
@@ -176,16 +200,24 @@ def waiting_since(conn: redis.Redis, queue: Queue, tenant: str, channel: str) ->
         first_id, first_job = pipe.execute()
     ready = id_time(_text(first_id)) if first_id else math.inf
     job_first = job_enqueued = math.inf
-    if first_job:
+    taken: set[str] = set()
+    # The queue's first job, and the jobs workers have taken (their ids may not be claimed yet).
+    started = queue.started_job_registry.get_job_ids(0, 49, cleanup=False)
+    looked_at = [_text(first_job)] if first_job else []
+    for k, job in enumerate(Job.fetch_many(looked_at + started, connection=conn)):
+        if job is None:
+            continue  # finished meanwhile
         try:
-            job = Job.fetch(_text(first_job), connection=conn)
-            ids = job.args[2] if len(job.args) > 2 else []
-            job_first = min((id_time(str(i)) for i in ids), default=math.inf)
-            if job.enqueued_at is not None:
-                job_enqueued = job.enqueued_at.replace(tzinfo=job.enqueued_at.tzinfo or UTC).timestamp()
-        except (NoSuchJobError, DeserializationError, ValueError, TypeError):
-            pass  # taken or gone meanwhile: nothing is known to wait behind it
-    return Turn(ready, job_first, job_enqueued)
+            ids = [str(i) for i in job.args[2]] if len(job.args) > 2 else []
+        except (DeserializationError, ValueError, TypeError):
+            continue
+        if k >= len(looked_at):
+            taken.update(ids)
+            continue
+        job_first = min((id_time(i) for i in ids), default=math.inf)
+        if job.enqueued_at is not None:
+            job_enqueued = job.enqueued_at.replace(tzinfo=job.enqueued_at.tzinfo or UTC).timestamp()
+    return Turn(ready, job_first, job_enqueued, frozenset(taken))
 
 
 def still_waiting(status: str, ntf_id: str, entered: float, via_ready: bool, turn: Turn) -> bool:
@@ -195,6 +227,8 @@ def still_waiting(status: str, ntf_id: str, entered: float, via_ready: bool, tur
     it went straight into a job at ``entered`` (real epoch seconds)."""
     if status not in ("queued", "scheduled"):
         return False  # a send whose lease ran out: it is stuck (a worker died), not waiting
+    if ntf_id in turn.taken:
+        return True  # in a job a worker took a moment ago and has not claimed yet
     if via_ready:
         accepted = id_time(ntf_id)
         return accepted >= turn.ready_first or accepted >= turn.job_first

@@ -204,9 +204,10 @@ class Housekeeper(threading.Thread):
                         channel,
                     )
                     enqueuer.enqueue(tenant, channel, batch)
+                    went_in = repr(system_clock())  # no earlier than the job's enqueued_at
                     with conn.pipeline(transaction=False) as pipe:
                         for i in batch:
-                            pipe.hset(keys.notification(tenant, i), "requeued_at", repr(now))
+                            pipe.hset(keys.notification(tenant, i), "requeued_at", went_in)
                         pipe.execute()
 
 
