@@ -10,6 +10,7 @@ by the tenant token in the callback URL, as for replies. A provider that checks 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -68,6 +69,7 @@ async def apply(svc: Services, provider: str, tenant: str | None, found: list[Re
     """
     items = []
     channels = []
+    at = events.at()  # the batch is applied at one moment
     for r in found:
         owner, _, ntf_id = (r.reference or "").partition(":")
         if not ntf_id:
@@ -80,7 +82,7 @@ async def apply(svc: Services, provider: str, tenant: str | None, found: list[Re
         final = Status.DELIVERED if r.delivered else Status.UNDELIVERED
         ev = events.encode(
             events.Receipt(
-                at=events.at(),
+                at=at,
                 status=final,
                 provider=provider,
                 provider_code=r.code,
@@ -92,16 +94,22 @@ async def apply(svc: Services, provider: str, tenant: str | None, found: list[Re
         channels.append(r.channel)
     applied = 0
     now = system_clock()
+    counted: Counter[tuple[str, Status]] = Counter()
+    waits: dict[str, Any] = {}  # channel -> its latency histogram (one label look-up a batch)
     for (_, _, final, _, _), channel, (verdict, created_at) in zip(
         items, channels, await svc.store.receipts(items), strict=True
     ):
         if verdict in (Status.DELIVERED, Status.UNDELIVERED, "early"):
             applied += 1
-            metrics.RECEIPTS.labels(channel, provider, final).inc()
+            counted[(channel, final)] += 1
         if created_at is not None:
-            metrics.RECEIPT_SECONDS.labels(channel, provider).observe(max(0.0, now - created_at))
+            if channel not in waits:
+                waits[channel] = metrics.RECEIPT_SECONDS.labels(channel, provider)
+            waits[channel].observe(max(0.0, now - created_at))
         if verdict in (Status.DELIVERED, Status.UNDELIVERED):
             metrics.NOTIFICATIONS_BY.inc(channel, final)
+    for (channel, status), n in counted.items():
+        metrics.RECEIPTS.labels(channel, provider, status).inc(n)
     return applied
 
 
