@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import re
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 
 from channels.signing import SIGNATURE_HEADER, sign
 from channels.simstate import Answer, SimState
@@ -142,7 +142,7 @@ class GatewayCallbacks:
 
     async def _post_signed(self, path: str, payload: dict[str, Any]) -> httpx.Response:
         """POST to the gateway as a provider would: JSON signed with the shared secret."""
-        raw = json.dumps(payload, ensure_ascii=False).encode()
+        raw = msgspec.json.encode(payload)
         assert self._client is not None
         headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, raw)}
         return await self._client.post(f"{self.gateway_url}{path}", content=raw, headers=headers)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+import msgspec
+
 from channels.addresses import InvalidAddress
 from channels.signing import SIGNATURE_HEADER, verify
 from channels.simcallbacks import GatewayCallbacks
@@ -137,7 +139,7 @@ class Simulator:
     async def _send(self, headers: dict[str, str], body: bytes) -> Answer:
         if not verify(self.secret, body, headers.get(SIGNATURE_HEADER)):
             return 401, {"code": "bad_signature", "message": "signature does not match"}, {}
-        msg = json.loads(body)
+        msg = msgspec.json.decode(body)
         await self._request_faults([msg.get("channel")])
         return self._accept_one(msg)
 
@@ -145,7 +147,7 @@ class Simulator:
         """Many messages in one call (like Alibaba's SendBatchSms), one result per message."""
         if not verify(self.secret, body, headers.get(SIGNATURE_HEADER)):
             return 401, {"code": "bad_signature", "message": "signature does not match"}, {}
-        messages = json.loads(body).get("messages")
+        messages = msgspec.json.decode(body).get("messages")
         if not isinstance(messages, list) or not 0 < len(messages) <= 1000:
             return 400, {"code": "bad_request", "message": "messages must be a list of 1 to 1000 items"}, {}
         await self._request_faults(list({m.get("channel") for m in messages if isinstance(m, dict)}))
@@ -232,7 +234,7 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 async def _respond(send: Send, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
-    raw = json.dumps(payload, ensure_ascii=False).encode()
+    raw = msgspec.json.encode(payload)
     headers = [
         (b"content-type", b"application/json; charset=utf-8"),
         (b"content-length", str(len(raw)).encode()),
