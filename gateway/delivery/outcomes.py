@@ -7,6 +7,7 @@ import random
 from functools import lru_cache
 
 import msgspec
+from prometheus_client import Counter, Histogram
 
 from channels import Outcome, SendResult
 from compliance.reasons import Reason, ReasonEntry, reason
@@ -28,6 +29,9 @@ class Outcomes:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # (channel, provider, outcome) -> its send-time histogram and send counter, looked up once
+        # (prometheus_client's labels() takes a lock and builds a key on every call).
+        self._metrics: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
 
     def held(self, c: Claimed, wait: float) -> Written:
         """Every usable provider was at its rate limit: no attempt spent, go again when there is room."""
@@ -62,8 +66,15 @@ class Outcomes:
         self, channel: str, c: Claimed, result: SendResult, elapsed: float
     ) -> tuple[Written, SendResult | None]:
         """Turn a provider's answer into the state change to write."""
-        metrics.SEND_SECONDS.labels(channel, result.provider).observe(elapsed)
-        metrics.SENDS.labels(channel, result.provider, result.outcome.value).inc()
+        key = (channel, result.provider, result.outcome.value)
+        found = self._metrics.get(key)
+        if found is None:
+            found = self._metrics[key] = (
+                metrics.SEND_SECONDS.labels(channel, result.provider),
+                metrics.SENDS.labels(*key),
+            )
+        found[0].observe(elapsed)
+        found[1].inc()
         done = system_clock()
         at = events.at(done)
         attempt_ev = events.encode(
