@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +18,14 @@ _OFFSET = [0.0]
 def system_clock() -> float:
     """Seconds since the epoch, as every component of the gateway sees them."""
     return time.time() + _OFFSET[0]
+
+
+async def pause(stop: threading.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` on the running loop, or less once ``stop`` is set (by another thread); whether
+    it is set. The loops beside a worker wait this way so that a stop is noticed at once."""
+    if stop.is_set():
+        return True
+    return await asyncio.get_running_loop().run_in_executor(None, stop.wait, seconds)
 
 
 def set_clock(epoch: float | None) -> None:

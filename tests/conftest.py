@@ -123,8 +123,10 @@ class Stack:
         httpx.post(f"{self.sim_url}/faults", json=spec, timeout=5).raise_for_status()
 
     def stop(self) -> None:
-        """Workers, API and simulator."""
+        """Workers, then API and simulator (side by side)."""
         self.stop_workers()
+        self.api.request_stop()
+        self.sim_thread.request_stop()
         self.api.stop()
         self.sim_thread.stop()
 

@@ -61,7 +61,11 @@ class ServerThread(threading.Thread):
             time.sleep(0.01)
         return self
 
+    def request_stop(self) -> None:
+        """Ask it to stop gracefully, without waiting (several servers then stop side by side)."""
+        self.server.should_exit = True
+
     def stop(self) -> None:
         """Stop gracefully and wait."""
-        self.server.should_exit = True
+        self.request_stop()
         self.join(10)

@@ -10,6 +10,7 @@ first claiming what the old leader had read but not acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -70,18 +71,19 @@ class AuditConsumer:
         self._leading = False
         self._backlog = True  # entries read before (by us or a dead leader) and not yet acknowledged
         self._pruned_at = 0.0
+        self._stop: threading.Event | None = None  # set by ``run``: its waits end when asked to stop
 
     # -- one round --------------------------------------------------------------------------------
     def step(self, block: bool = True) -> int:
         """Move up to one batch per stream into the store; returns how many entries were handled."""
         if not self._take_lead():
             if block:
-                time.sleep(self.block_ms / 1000)
+                self._idle()
             return 0
         streams = self._streams()
         if not streams:
             if block:
-                time.sleep(self.block_ms / 1000)
+                self._idle()
             return 0
         entries: list[tuple[str, str, dict[str, str] | None]] = []
         if self._backlog:
@@ -115,8 +117,18 @@ class AuditConsumer:
                 pipe.xlen(stream)
             return sum(int(n) for n in pipe.execute())
 
+    def _idle(self) -> None:
+        if self._stop is not None:
+            self._stop.wait(self.block_ms / 1000)
+        else:
+            time.sleep(self.block_ms / 1000)
+
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; Redis or store trouble is logged and retried."""
+        self._stop = stop
+        with contextlib.suppress(RedisError):
+            # Named, so that ``wake`` finds the connection its blocking reads wait on.
+            self.client.client_setname(self._client_name)
         trouble = Throttled(log)
         while not stop.is_set():
             try:
@@ -135,6 +147,19 @@ class AuditConsumer:
                 log.exception("audit consumer: store error")
                 stop.wait(1.0)
         self.release()
+
+    @property
+    def _client_name(self) -> str:
+        return f"{self.name}-audit"
+
+    def wake(self) -> None:
+        """Once ``stop`` is set: end a blocking read now (``CLIENT UNBLOCK ... ERROR``, from another
+        thread) rather than when its block runs out. Best effort: a read not begun yet still ends
+        within ``block_ms``."""
+        with contextlib.suppress(RedisError):
+            for client in self.client.client_list():
+                if client.get("name") == self._client_name:
+                    self.client.client_unblock(int(client["id"]), error=True)
 
     def release(self) -> None:
         """Give up the lease (a clean stop lets a standby take over at once)."""
@@ -194,6 +219,8 @@ class AuditConsumer:
                 GROUP, self.name, {s: position for s in streams}, count=self.batch, block=block
             )
         except ResponseError as exc:
+            if self._stop is not None and self._stop.is_set() and str(exc).startswith("UNBLOCKED"):
+                return []  # cut short by ``wake``: nothing was read
             if "NOGROUP" not in str(exc):
                 raise
             self._groups.clear()  # a stream was deleted (FLUSHDB, a restore): groups are made again
@@ -263,3 +290,8 @@ class AuditThread(threading.Thread):
 
     def run(self) -> None:
         self.consumer.run(self.stopping)
+
+    def stop(self) -> None:
+        """Ask it to stop (it gives up the lease on its way out); a blocking read ends at once."""
+        self.stopping.set()
+        self.consumer.wake()

@@ -225,10 +225,24 @@ class ThreadWorker(SimpleWorker):
         if timeout is None:  # burst mode
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         while not self._stop_requested:
-            result = super().dequeue_job_and_maintain_ttl(1, 1)
+            try:
+                result = super().dequeue_job_and_maintain_ttl(1, 1)
+            except redis.ResponseError as exc:
+                if self._stop_requested and str(exc).startswith("UNBLOCKED"):
+                    return None  # cut short by ``wake``
+                raise
             if result is not None:
                 return result
         return None
+
+    def wake(self) -> None:
+        """Once a stop is requested: end a blocking dequeue now rather than at the end of its second
+        (``CLIENT UNBLOCK ... ERROR`` of the connections rq named after this worker, from another
+        thread). Best effort: a dequeue not reached yet still ends within its second."""
+        with contextlib.suppress(redis.RedisError):
+            for client in self.connection.client_list():
+                if client.get("name") == self.name:
+                    self.connection.client_unblock(int(client["id"]), error=True)
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         """SIGINT/SIGTERM: remembered, as rq leaves its loop by an exception when idle."""
@@ -297,7 +311,7 @@ def run_worker(
         housekeeper.stopping.set()
         batcher.stopping.set()
         if auditor is not None:
-            auditor.stopping.set()
+            auditor.stop()
         if hooks is not None:
             hooks.stopping.set()
         if releaser is not None:
@@ -359,6 +373,8 @@ def start_series_thread(settings: Settings, redis_url: str) -> ReleaserThread:
 
 def _stop_when(stop: threading.Event, current: list[ThreadWorker]) -> None:
     stop.wait()
-    # Checked between jobs and after each (short) blocking dequeue.
+    # Checked between jobs and after each (short) blocking dequeue; an idle worker's dequeue is cut
+    # short so that it stops at once rather than at the end of its second.
     for worker in current:
         worker._stop_requested = True
+        worker.wake()

@@ -29,7 +29,7 @@ from gateway.series.planning import days_left, expires_on
 from gateway.series.service import SeriesService
 from gateway.state import keys, scripts
 from gateway.state.record import text_of
-from gateway.timeutil import system_clock
+from gateway.timeutil import pause, system_clock
 from templates.series import SeriesDefinition
 
 log = logging.getLogger("tidings.series")
@@ -254,6 +254,6 @@ class ReleaserThread(threading.Thread):
                     log.warning("series: steps not released (%s); tried again", type(exc).__name__)
                     released = 0
                 if released < releaser.batch:
-                    await asyncio.sleep(self.interval)
+                    await pause(self.stopping, self.interval)
         finally:
             await close()

@@ -30,6 +30,7 @@ from gateway.audit.consumer import LEAD_SCRIPT
 from gateway.logs import Throttled
 from gateway.state import keys
 from gateway.state.record import text_of
+from gateway.timeutil import pause
 from gateway.webhooks import signing
 from gateway.webhooks.deliveries import queue_delivery
 from gateway.webhooks.endpoints import Endpoint, EndpointError, Endpoints, check_reachable
@@ -108,7 +109,10 @@ class Dispatcher:
                 self._leading = False  # claim and read what is pending again on the next round
                 trouble.warning("webhooks: redis error %s", type(exc).__name__)
                 worked = False
-                await asyncio.sleep(1.0)
+                await pause(stop, 1.0)
+            else:
+                if not self._leading:
+                    await pause(stop, 0.5)  # standing by: ask for the lease again shortly
             if not worked:
                 await asyncio.sleep(0.05)
 
@@ -116,8 +120,7 @@ class Dispatcher:
         """One round: keep the lease, fan new events out, start the lanes that are due."""
         leading = bool(await self._lead(keys=[keys.webhook_leader()], args=[self.name, self.lease_ms]))
         if not leading:
-            self._leading = False
-            await asyncio.sleep(0.5)  # standing by: ask for the lease again shortly
+            self._leading = False  # standing by (``run`` asks for the lease again shortly)
             return False
         tenants = sorted(
             t.decode() if isinstance(t, bytes) else str(t)

@@ -48,6 +48,9 @@ def sentinel_setup(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[
             str(master_port),
         ]
     )
+    # The Sentinel learns of replicas from the master's INFO, which it reads every 10 s: started once
+    # the replica is linked, it knows it from its first look instead of up to 10 s later.
+    wait_for(lambda: _linked(master_port), timeout=20, interval=0.05)
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
         f"port {sentinel_port}\nbind 127.0.0.1\nprotected-mode no\ndir {tmp_path}\n"
@@ -67,6 +70,15 @@ def sentinel_setup(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[
                 p.terminate()
         for p in procs:
             p.wait(10)
+
+
+def _linked(port: int) -> bool:
+    try:
+        with redis.Redis(port=port, decode_responses=True) as m:
+            info = m.info("replication")
+        return int(info.get("connected_slaves", 0)) == 1 and info["slave0"]["state"] == "online"
+    except (redis.RedisError, KeyError):
+        return False
 
 
 def _replicas(ask: redis.Redis) -> int:
