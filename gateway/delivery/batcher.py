@@ -90,9 +90,12 @@ class Batcher(threading.Thread):
     MIN_SLEEP = 0.002
     MAX_SLEEP = 0.05
 
-    def __init__(self, redis_url: str, channels: Sequence[str], batch_size: int) -> None:
+    def __init__(
+        self, redis_url: str, channels: Sequence[str], batch_size: int, queue_url: str | None = None
+    ) -> None:
         super().__init__(name="tidings-batcher", daemon=True)
         self.redis_url = redis_url
+        self.queue_url = queue_url or redis_url  # rq's Redis (its own where the state is a Cluster)
         self.channels = list(channels)
         self.batch_size = batch_size
         self.stopping = threading.Event()
@@ -102,7 +105,8 @@ class Batcher(threading.Thread):
         from gateway.state.redisdb import sync_client
 
         conn = sync_client(self.redis_url)
-        enqueuer = Enqueuer(conn, self.batch_size)
+        queue = conn if self.queue_url == self.redis_url else sync_client(self.queue_url)
+        enqueuer = Enqueuer(queue, self.batch_size)
         tenants: list[str] = []
         refreshed = 0.0
         sleep = self.MIN_SLEEP
@@ -127,6 +131,8 @@ class Batcher(threading.Thread):
                 self.stopping.wait(sleep)
         finally:
             conn.close()
+            if queue is not conn:
+                queue.close()
 
     def move(self, conn: redis.Redis, enqueuer: Enqueuer, tenants: Sequence[str]) -> tuple[int, bool]:
         """One round: pop up to a batch per list and enqueue it. Returns (ids moved, any list had a full batch)."""
