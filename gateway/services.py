@@ -20,7 +20,7 @@ from gateway.optouts.store import OptOuts
 from gateway.recipients import Members
 from gateway.series.definitions import Definitions
 from gateway.series.service import SeriesService
-from gateway.settings import Settings
+from gateway.settings import CLUSTER_SCHEME, Settings
 from gateway.state import scripts
 from gateway.state.redisdb import async_client
 from gateway.state.scriptpipe import ScriptPipe
@@ -57,7 +57,8 @@ def build_services(settings: Settings, redis_url: str, *, fast_accept: bool = Fa
     """Wire one process. ``fast_accept``: accepts go through the pipelined script pipe (the API)."""
     client = async_client(redis_url)
     pipe = None
-    if fast_accept and not redis_url.startswith("rediss://"):
+    # On a Cluster the accepts go through redis-py's cluster pipeline until the pipe routes by slot.
+    if fast_accept and not redis_url.startswith(("rediss://", CLUSTER_SCHEME)):
         pipe = ScriptPipe(redis_url, scripts.ACCEPT)
     store = Store(
         client,

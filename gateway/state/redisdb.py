@@ -11,11 +11,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import redis
 import redis.asyncio as aioredis
+
+from gateway.settings import CLUSTER_SCHEME
 
 
 def redis_server_binary() -> str:
@@ -170,8 +172,55 @@ def parse_sentinel(url: str) -> SentinelURL | None:
     )
 
 
+@dataclass(frozen=True)
+class ClusterURL:
+    """``redis+cluster://[[user]:password@]host:port[,host:port...]``: some of the cluster's nodes (the
+    client learns the others and the slot map from them). A Cluster has one database, 0."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_cluster(url: str) -> ClusterURL | None:
+    """The parts of a Cluster URL; None for any other URL; ValueError when malformed."""
+    if not url.startswith(CLUSTER_SCHEME):
+        return None
+    rest = url[len(CLUSTER_SCHEME) :]
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    if not hosts or path.strip("/") not in ("", "0"):
+        raise ValueError("expected redis+cluster://host:port[,host:port...] (a Cluster has database 0 only)")
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"cluster node address {item!r} is not host:port")
+        nodes.append((host, int(port)))
+    username, _, password = auth.partition(":") if auth else ("", "", "")
+    return ClusterURL(tuple(nodes), unquote(username) or None, unquote(password) or None)
+
+
 def sync_client(url: str, *, decode: bool = False) -> redis.Redis:
-    """A blocking client (rq and the CLI); ``decode``: replies as str. Sentinel URLs follow the master."""
+    """A blocking client (rq and the CLI); ``decode``: replies as str. Sentinel URLs follow the master.
+
+    A Cluster URL gives a ``redis.cluster.RedisCluster`` (typed as ``Redis``: it has the same commands,
+    routed by slot, MOVED and ASK followed; its pipelines are never transactions). Never rq's.
+    """
+    found_cluster = parse_cluster(url)
+    if found_cluster is not None:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in found_cluster.nodes],  # type: ignore[no-untyped-call]
+            username=found_cluster.username,
+            password=found_cluster.password,
+            decode_responses=decode,
+            health_check_interval=30,
+            socket_timeout=30.0,
+            socket_connect_timeout=2.0,
+        )
+        return cast(redis.Redis, cluster)
     sentinel = parse_sentinel(url)
     if sentinel is not None:
         from redis.sentinel import Sentinel
@@ -194,7 +243,24 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     """An asyncio client (API and delivery). A full pool makes callers wait, not fail.
 
     With a Sentinel URL the client follows the master through failovers (a full pool then fails fast).
+    With a Cluster URL it is a ``redis.asyncio.cluster.RedisCluster`` (typed as ``Redis``, see
+    ``sync_client``), ``max_connections`` per node.
     """
+    found_cluster = parse_cluster(url)
+    if found_cluster is not None:
+        from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+        cluster = AsyncRedisCluster(
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in found_cluster.nodes],
+            username=found_cluster.username,
+            password=found_cluster.password,
+            max_connections=max_connections,
+            socket_connect_timeout=2.0,
+            health_check_interval=30,
+            client_name=f"tidings-{os.getpid()}",
+        )
+        return cast(aioredis.Redis, cluster)
     sentinel = parse_sentinel(url)
     if sentinel is not None:
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
