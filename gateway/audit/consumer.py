@@ -25,6 +25,7 @@ from gateway.audit.store import AuditStore
 from gateway.audit.stream import AuditRow, parse_anchor, rows_of, tenant_of
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
+from gateway.state.redisdb import is_cluster
 
 log = logging.getLogger("tidings.audit")
 
@@ -63,6 +64,7 @@ class AuditConsumer:
         self.retention_days = retention_days
         self._lead = client.register_script(LEAD_SCRIPT)
         self._handoff = client.register_script(scripts.HANDOFF)
+        self._cluster = is_cluster(client)
         self._groups: set[str] = set()
         self._leading = False
         self._backlog = True  # entries read before (by us or a dead leader) and not yet acknowledged
@@ -184,6 +186,12 @@ class AuditConsumer:
     def _read(
         self, streams: Sequence[str], position: str, block: int | None
     ) -> list[tuple[str, str, dict[str, str] | None]]:
+        if self._cluster and len(streams) > 1:
+            # One XREADGROUP may not name streams of several slots: each on its own, none blocking.
+            found = [e for s in streams for e in self._read([s], position, None)]
+            if not found and block:
+                time.sleep(block / 1000)
+            return found
         try:
             res: Any = self.client.xreadgroup(
                 GROUP, self.name, {s: position for s in streams}, count=self.batch, block=block
@@ -225,7 +233,8 @@ class AuditConsumer:
                 self._handoff(
                     keys=k,
                     args=[GROUP, len(ids), *ids, *forwarded, len(increments) // 3, *increments],
-                    client=pipe,
+                    # redis-py's cluster pipeline refuses scripts: on a Cluster each runs on its own.
+                    client=None if self._cluster else pipe,
                 )
             for tenant, (seq, digest) in appended.heads.items():
                 pipe.set(keys.audit_head(tenant), f"{seq} {digest}")

@@ -14,6 +14,7 @@ from rq import Queue
 
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
+from gateway.state.redisdb import is_cluster
 from gateway.timeutil import system_clock, to_real
 
 log = logging.getLogger("tidings.dispatch")
@@ -140,12 +141,18 @@ class Batcher(threading.Thread):
         if not pairs:
             return 0, False
         now = system_clock()
+        cluster = is_cluster(conn)
         with conn.pipeline(transaction=False) as pipe:
             for t, c in pairs:
                 pipe.lpop(keys.ready(t, c), self.batch_size)
-            for t, c in pairs:
-                pipe.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size)
+            if not cluster:
+                for t, c in pairs:
+                    pipe.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size)
             results = pipe.execute()
+        if cluster:  # redis-py's cluster pipeline refuses scripts: one call each (docs/cluster.md)
+            results += [
+                conn.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size) for t, c in pairs
+            ]
         moved, full = 0, False
         for (tenant, channel), raw in zip(pairs + pairs, results, strict=True):
             if raw:

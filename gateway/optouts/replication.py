@@ -23,6 +23,7 @@ from redis.commands.core import AsyncScript
 
 from gateway import metrics
 from gateway.errors import Unavailable
+from gateway.state.clusterpipe import ClusterPipe
 
 # How long the answer of INFO replication is trusted: the first replica of a master this process has
 # not yet seen with one may go unwaited for this long.
@@ -39,9 +40,14 @@ class ReplicatedWrites:
     """Run opt-out scripts and, where the master has replicas, wait (bounded) until one holds them."""
 
     def __init__(
-        self, redis: aioredis.Redis, wait_ms: int, clock: Callable[[], float] = time.monotonic
+        self,
+        redis: aioredis.Redis,
+        wait_ms: int,
+        clock: Callable[[], float] = time.monotonic,
+        cluster: ClusterPipe | None = None,
     ) -> None:
         self.redis = redis
+        self.cluster = cluster  # on a Cluster: each write and its WAIT on the master of its slot
         self.wait_ms = wait_ms
         self._clock = clock
         self._replicated = False
@@ -60,6 +66,8 @@ class ReplicatedWrites:
 
     async def run(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
         """The script's result for each call, acknowledged by a replica where there is one."""
+        if self.cluster is not None:
+            return await self._on_cluster(script, calls)
         if not await self.waits():
             metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
             if len(calls) == 1:
@@ -77,6 +85,27 @@ class ReplicatedWrites:
                 "(repeating it is harmless)",
                 headers={"Retry-After": "1"},
             )
+        metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
+        return results
+
+    async def _on_cluster(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
+        assert self.cluster is not None
+        source = script.script if isinstance(script.script, str) else bytes(script.script).decode()
+        if self.wait_ms <= 0 or not await self.cluster.has_replicas():
+            metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
+            return await self.cluster.run_many(source, calls)
+        results = []
+        for k, a in calls:
+            result, acked = await self.cluster.call(source, k, a, wait_ms=self.wait_ms)
+            if acked < 1:
+                metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
+                raise OptOutNotReplicated(
+                    "optout_not_replicated",
+                    f"no replica acknowledged the opt-out within {self.wait_ms} ms; retry shortly "
+                    "(repeating it is harmless)",
+                    headers={"Retry-After": "1"},
+                )
+            results.append(result)
         metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
         return results
 

@@ -13,6 +13,7 @@ from gateway.audit import stream as audit
 from gateway.optouts.replication import ReplicatedWrites
 from gateway.recipients import Members, mask_address
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import ClusterPipe
 from gateway.timeutil import rfc3339, system_clock
 
 SOURCES = ("sms_reply", "api", "import", "email_link", "complaint")
@@ -61,10 +62,17 @@ class OptOuts:
     replicas it is acknowledged only once one holds it (``WAIT 1 wait_ms``), else a 503.
     """
 
-    def __init__(self, redis: aioredis.Redis, members: Members, *, wait_ms: int = 500) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        members: Members,
+        *,
+        wait_ms: int = 500,
+        cluster: ClusterPipe | None = None,
+    ) -> None:
         self.redis = redis
         self.members = members
-        self.writes = ReplicatedWrites(redis, wait_ms)
+        self.writes = ReplicatedWrites(redis, wait_ms, cluster=cluster)
         self._add = redis.register_script(scripts.OPTOUT_ADD)
         self._remove = redis.register_script(scripts.OPTOUT_REMOVE)
 

@@ -16,6 +16,8 @@ from urllib.parse import unquote
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from gateway.settings import CLUSTER_SCHEME
 
@@ -201,6 +203,14 @@ def parse_cluster(url: str) -> ClusterURL | None:
     return ClusterURL(tuple(nodes), unquote(username) or None, unquote(password) or None)
 
 
+_CLUSTER_CLIENTS = (RedisCluster, AsyncRedisCluster)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether a client from ``sync_client``/``async_client`` talks to a Cluster (no MULTI across slots)."""
+    return isinstance(client, _CLUSTER_CLIENTS)
+
+
 def sync_client(url: str, *, decode: bool = False) -> redis.Redis:
     """A blocking client (rq and the CLI); ``decode``: replies as str. Sentinel URLs follow the master.
 
@@ -209,7 +219,7 @@ def sync_client(url: str, *, decode: bool = False) -> redis.Redis:
     """
     found_cluster = parse_cluster(url)
     if found_cluster is not None:
-        from redis.cluster import ClusterNode, RedisCluster
+        from redis.cluster import ClusterNode
 
         cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in found_cluster.nodes],  # type: ignore[no-untyped-call]
@@ -249,7 +259,6 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     found_cluster = parse_cluster(url)
     if found_cluster is not None:
         from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
-        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
         cluster = AsyncRedisCluster(
             startup_nodes=[AsyncClusterNode(host, port) for host, port in found_cluster.nodes],

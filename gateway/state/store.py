@@ -12,6 +12,7 @@ from redis.exceptions import NoScriptError
 
 from gateway.models import Status
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import ClusterPipe
 from gateway.state.lookups import Lookups
 from gateway.state.record import Notification, decode_record
 from gateway.state.record import text_of as _s
@@ -64,10 +65,12 @@ class Store(Lookups):
         idempotency_ttl: int,
         pipe: ScriptPipe | None = None,
         max_held: int = 5_000_000,
+        cluster: ClusterPipe | None = None,
     ) -> None:
         self.redis = redis
         self.max_held = max_held
         self.pipe = pipe
+        self.cluster = cluster  # on a Cluster: the pipelined scripts go through it, routed by slot
         self.record_ttl = record_ttl
         self.idempotency_ttl = idempotency_ttl
         self._idem_reserve = redis.register_script(scripts.IDEM_RESERVE)
@@ -170,6 +173,8 @@ class Store(Lookups):
         redis-py's pipelined Script objects ask SCRIPT EXISTS before every pipeline (an extra round
         trip); we load once and reload only when Redis says NOSCRIPT (after a restart or flush).
         """
+        if self.cluster is not None:
+            return await self.cluster.run_many(source, calls)
         sha = self._shas.get(source)
         for attempt in (1, 2):
             if sha is None:
