@@ -1,0 +1,140 @@
+"""The gateway on a Redis Cluster (3 masters, a replica each) with rq on a Redis of its own: notifications
+of several tenants accepted, delivered and receipted across the masters; one master SIGKILLed: its
+tenants' requests answer 503 (never 500) while the others go on, its replica is promoted, and every
+notification ends delivered, none sent twice.
+
+The state still keeps a whole tenant in one slot (``{tenant}``); spreading a tenant's members over
+the slots is the next step of docs/cluster.md. The tenants here land on different masters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from gateway import metrics
+from gateway.api.auth import SCOPES
+from gateway.state.clusterpipe import slot_of
+from gateway.state.localcluster import LocalCluster
+from gateway.state.redisdb import EmbeddedRedis
+from tests.conftest import Stack, build_stack, make_key, points_expiry, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def queue_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("rq"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+def _tenants(cluster: LocalCluster) -> dict[str, int]:
+    """One tenant per master (beside the stack's own ``acme``): tenant -> its master's port."""
+    found: dict[str, int] = {}
+    for i in range(200):
+        port = cluster.node_for_slot(slot_of(f"{{shop{i}}}")).port
+        if port not in found.values():
+            found[f"shop{i}"] = port
+        if len(found) == 3:
+            return found
+    raise AssertionError("three tenants on three masters not found")
+
+
+def _waits(outcome: str) -> float:
+    found = metrics.REGISTRY.get_sample_value("tidings_optout_replication_waits_total", {"outcome": outcome})
+    return found or 0.0
+
+
+def _post(client: httpx.Client, key: str, phone: str) -> httpx.Response:
+    return client.post("/v1/notify", json=points_expiry(phone), headers={"Authorization": f"Bearer {key}"})
+
+
+def _status(stack: Stack, key: str, ntf_id: str) -> str:
+    with stack.client(key) as c:
+        return str(c.get(f"/v1/notifications/{ntf_id}").json()["status"])
+
+
+def test_notifications_across_a_cluster_survive_a_master_kill(
+    redis_cluster: LocalCluster, queue_redis: str, tmp_path: Path, quiet_off_policy: str
+) -> None:
+    tenants = _tenants(redis_cluster)
+    stack = build_stack(redis_cluster.url, tmp_path, quiet_off_policy, queue_redis_url=queue_redis)
+    try:
+        api_keys = {t: f"key-{t}-0123456789" for t in tenants}
+        for tenant, key in api_keys.items():
+            make_key(redis_cluster.url, key, tenant, list(SCOPES))
+        sent: dict[str, list[str]] = {t: [] for t in tenants}
+        with httpx.Client(base_url=stack.api_url, timeout=10) as c:
+            for n, (tenant, key) in enumerate(api_keys.items()):
+                for i in range(15):
+                    r = _post(c, key, f"13{n}{i:08d}")
+                    assert r.status_code == 202, r.text
+                    sent[tenant].append(r.json()["id"])
+            wait_for(
+                lambda: all(_status(stack, api_keys[t], i) == "delivered" for t in sent for i in sent[t]),
+                timeout=60,
+                interval=0.3,
+            )
+            # Nothing of the ready lists or jobs is on the Cluster: rq keeps to its own Redis.
+            assert redis.Redis.from_url(queue_redis).exists("rq:workers")
+            # An opt-out is acknowledged once a replica of its slot's master holds it, and holds.
+            replicated = _waits("replicated")
+            for key in api_keys.values():
+                put = c.put(
+                    "/v1/optouts/13012345678",
+                    json={"channel": "sms", "reason": "客服来电要求"},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert put.status_code == 200 and put.json()["opted_out"] is True, put.text
+                assert _post(c, key, "13012345678").json()["status"] == "suppressed"
+            assert _waits("replicated") - replicated == len(api_keys)
+
+            victim_tenant = next(iter(tenants))
+            victim = next(n for n in redis_cluster.nodes if n.port == tenants[victim_tenant])
+            direct = victim.client()
+            assert direct.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
+            direct.close()
+            redis_cluster.kill(victim)
+
+            # The dead master's tenant: 503 (never 500) until its replica serves; the others go on.
+            answers: list[int] = []
+            others: list[int] = []
+
+            def accepts() -> bool:
+                r = _post(c, api_keys[victim_tenant], f"1370{len(answers):07d}")
+                answers.append(r.status_code)
+                for t in tenants:
+                    if t != victim_tenant and len(others) < 10:
+                        other = _post(c, api_keys[t], f"1371{len(others):07d}")
+                        others.append(other.status_code)
+                        if other.status_code == 202:
+                            sent[t].append(other.json()["id"])
+                if r.status_code == 202:
+                    sent[victim_tenant].append(r.json()["id"])
+                return r.status_code == 202
+
+            wait_for(accepts, timeout=60, interval=0.2)
+            assert 503 in answers and set(answers) <= {202, 503}, answers
+            assert set(others) == {202}, others
+            redis_cluster.wait_ok(30)
+            for tenant, key in api_keys.items():
+                for i in range(10):
+                    r = _post(c, key, f"1372{i:07d}")
+                    assert r.status_code == 202, r.text
+                    sent[tenant].append(r.json()["id"])
+            wait_for(
+                lambda: all(_status(stack, api_keys[t], i) == "delivered" for t in sent for i in sent[t]),
+                timeout=90,
+                interval=0.5,
+            )
+        received = Counter(m["reference"].rsplit(":", 1)[-1] for m in stack.messages())
+        everything = {i for ids in sent.values() for i in ids}
+        assert everything <= set(received) and max(received.values()) == 1
+    finally:
+        stack.stop()
