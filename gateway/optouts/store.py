@@ -14,6 +14,7 @@ from gateway.optouts.replication import ReplicatedWrites
 from gateway.recipients import Members, mask_address
 from gateway.state import keys, scripts
 from gateway.state.clusterpipe import ClusterPipe
+from gateway.state.redisdb import scan_pages
 from gateway.timeutil import rfc3339, system_clock
 
 SOURCES = ("sms_reply", "api", "import", "email_link", "complaint")
@@ -139,18 +140,13 @@ class OptOuts:
             yield entry
 
     async def _entries(self, tenant: str) -> AsyncIterator[dict[str, Any]]:
-        cursor: int = 0
-        while True:
-            cursor, page = await self.redis.scan(cursor, match=keys.optouts(tenant, "*"), count=1000)
-            if page:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in page:
-                        pipe.hgetall(key)
-                    for entries in await pipe.execute():
-                        for raw in entries.values():
-                            yield msgspec.json.decode(raw)
-            if cursor == 0:
-                return
+        async for page in scan_pages(self.redis, keys.optouts(tenant, "*"), 1000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in page:
+                    pipe.hgetall(key)
+                for entries in await pipe.execute():
+                    for raw in entries.values():
+                        yield msgspec.json.decode(raw)
 
     async def remove(
         self,

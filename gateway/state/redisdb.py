@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -209,6 +210,30 @@ _CLUSTER_CLIENTS = (RedisCluster, AsyncRedisCluster)
 def is_cluster(client: Any) -> bool:
     """Whether a client from ``sync_client``/``async_client`` talks to a Cluster (no MULTI across slots)."""
     return isinstance(client, _CLUSTER_CLIENTS)
+
+
+async def scan_pages(client: aioredis.Redis, match: str, count: int) -> AsyncIterator[list[Any]]:
+    """The keys matching ``match``, a SCAN page at a time (flat memory); on a Cluster each master in
+    turn (a SCAN cursor belongs to one node)."""
+    if not is_cluster(client):
+        cursor: int = 0
+        while True:
+            cursor, page = await client.scan(cursor, match=match, count=count)
+            if page:
+                yield page
+            if cursor == 0:
+                return
+    cluster = cast(AsyncRedisCluster, client)
+    await cluster.initialize()  # the node list is empty until the client's first command
+    for node in cluster.get_primaries():
+        at: int = 0
+        while True:
+            cursors, page = await cluster.scan(at, match=match, count=count, target_nodes=node)
+            at = int(cursors[node.name]) if isinstance(cursors, dict) else int(cursors)
+            if page:
+                yield page
+            if at == 0:
+                break
 
 
 def sync_client(url: str, *, decode: bool = False) -> redis.Redis:

@@ -8,6 +8,10 @@ the slots is the next step of docs/cluster.md. The tenants here land on differen
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +24,8 @@ from gateway import metrics
 from gateway.api.auth import SCOPES
 from gateway.state.clusterpipe import slot_of
 from gateway.state.localcluster import LocalCluster
-from gateway.state.redisdb import EmbeddedRedis
-from tests.conftest import Stack, build_stack, make_key, points_expiry, wait_for
+from gateway.state.redisdb import EmbeddedRedis, async_client, scan_pages
+from tests.conftest import ROOT, Stack, build_stack, make_key, points_expiry, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -138,3 +142,49 @@ def test_notifications_across_a_cluster_survive_a_master_kill(
         assert everything <= set(received) and max(received.values()) == 1
     finally:
         stack.stop()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_optout_import_export_and_scans_cover_every_master(
+    redis_cluster: LocalCluster, queue_redis: str, tmp_path: Path
+) -> None:
+    tenants = _tenants(redis_cluster)
+    env = {
+        **os.environ,
+        "TIDINGS_REDIS_URL": redis_cluster.url,
+        "TIDINGS_QUEUE_REDIS_URL": queue_redis,
+        "TIDINGS_AUDIT_URL": f"sqlite:///{tmp_path}/audit.sqlite3",
+        "TIDINGS_HMAC_KEY": "cluster-test-hmac-key",
+    }
+    csv = tmp_path / "optouts.csv"
+    csv.write_text("".join(f"1350000{i:04d},,sms\n" for i in range(30)), encoding="utf-8")
+    for tenant in tenants:
+        done = _cli(env, "optouts", "import", str(csv), "--tenant", tenant)
+        assert done.returncode == 0, done.stderr
+    for tenant in tenants:
+        done = _cli(env, "optouts", "export", "--tenant", tenant)
+        assert done.returncode == 0, done.stderr
+        rows = [line for line in done.stdout.splitlines()[1:] if line.strip()]
+        assert len(rows) == 30 and all(r.startswith("+86135****") for r in rows), done.stdout[:300]
+
+    async def scanned() -> set[int]:
+        client = async_client(redis_cluster.url)
+        try:
+            found = [k async for page in scan_pages(client, "tid:*:optout:*", 7) for k in page]
+        finally:
+            await client.aclose()
+        assert len(found) == 30 * len(tenants)
+        return {redis_cluster.node_for_slot(slot_of(k)).port for k in found}
+
+    assert asyncio.run(scanned()) == set(tenants.values())  # keys on all three masters, all found
