@@ -25,6 +25,7 @@ from gateway.audit.store import AuditStore
 from gateway.audit.stream import AuditRow, parse_anchor, rows_of, tenant_of
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import run_many_sync
 from gateway.state.redisdb import is_cluster
 
 log = logging.getLogger("tidings.audit")
@@ -219,6 +220,7 @@ class AuditConsumer:
         for stream, entry_id, _ in entries:
             by_stream.setdefault(stream, []).append(entry_id)
         fields_of = {entry_id: fields for _, entry_id, fields in entries}
+        handoffs: list[tuple[list[str], list[Any]]] = []  # on a Cluster: scripts in their own pipeline
         with self.client.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 # Out of the stream, and into the tenant's webhook outbox if it has endpoints.
@@ -230,12 +232,13 @@ class AuditConsumer:
                     k.append(keys.campaign(tenant, campaign))
                     for field, amount in counted.items():
                         increments += (len(k), field, amount)
-                self._handoff(
-                    keys=k,
-                    args=[GROUP, len(ids), *ids, *forwarded, len(increments) // 3, *increments],
-                    # redis-py's cluster pipeline refuses scripts: on a Cluster each runs on its own.
-                    client=None if self._cluster else pipe,
-                )
+                args: list[Any] = [GROUP, len(ids), *ids, *forwarded, len(increments) // 3, *increments]
+                if self._cluster:
+                    handoffs.append((k, args))
+                else:
+                    self._handoff(keys=k, args=args, client=pipe)
+            if handoffs:
+                run_many_sync(self.client, scripts.HANDOFF, handoffs)
             for tenant, (seq, digest) in appended.heads.items():
                 pipe.set(keys.audit_head(tenant), f"{seq} {digest}")
             pipe.execute()

@@ -14,6 +14,7 @@ from rq import Queue
 
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import run_many_sync
 from gateway.state.redisdb import is_cluster
 from gateway.timeutil import system_clock, to_real
 
@@ -149,10 +150,9 @@ class Batcher(threading.Thread):
                 for t, c in pairs:
                     pipe.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size)
             results = pipe.execute()
-        if cluster:  # redis-py's cluster pipeline refuses scripts: one call each (docs/cluster.md)
-            results += [
-                conn.eval(scripts.POP_DUE, 1, keys.held(t, c), repr(now), self.batch_size) for t, c in pairs
-            ]
+        if cluster:  # scripts in a pipeline of their own, grouped per master
+            calls = [([keys.held(t, c)], [repr(now), self.batch_size]) for t, c in pairs]
+            results += run_many_sync(conn, scripts.POP_DUE, calls)
         moved, full = 0, False
         for (tenant, channel), raw in zip(pairs + pairs, results, strict=True):
             if raw:
