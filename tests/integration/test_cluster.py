@@ -25,7 +25,7 @@ from gateway.api.auth import SCOPES
 from gateway.state.clusterpipe import slot_of
 from gateway.state.localcluster import LocalCluster
 from gateway.state.redisdb import EmbeddedRedis, async_client, scan_pages
-from tests.conftest import ROOT, Stack, build_stack, make_key, points_expiry, wait_for
+from tests.conftest import API_KEY, ROOT, Stack, build_stack, make_key, points_expiry, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -203,3 +203,26 @@ def test_optout_import_export_and_scans_cover_every_master(
         return {redis_cluster.node_for_slot(slot_of(k)).port for k in found}
 
     assert asyncio.run(scanned()) == set(tenants.values())  # keys on all three masters, all found
+
+
+def test_dead_letters_listed_and_replayed_on_a_cluster(
+    redis_cluster: LocalCluster, queue_redis: str, tmp_path: Path, quiet_off_policy: str
+) -> None:
+    stack = build_stack(
+        redis_cluster.url, tmp_path, quiet_off_policy, queue_redis_url=queue_redis, max_attempts=2
+    )
+    try:
+        stack.faults(channel="sms", error_rate=1.0, mode="http_500")
+        with stack.client() as c:
+            ids = [c.post("/v1/notify", json=points_expiry(f"1360000{i:04d}")).json()["id"] for i in range(5)]
+        wait_for(lambda: all(_status(stack, API_KEY, i) == "failed" for i in ids), timeout=60)
+        stack.clear_faults()
+        env = {**os.environ, "TIDINGS_REDIS_URL": redis_cluster.url, "TIDINGS_QUEUE_REDIS_URL": queue_redis}
+        listed = _cli(env, "dlq", "list")
+        assert listed.returncode == 0 and "5 dead letter(s)" in listed.stderr, listed.stderr
+        replayed = _cli(env, "dlq", "replay")
+        assert replayed.returncode == 0 and "replayed 5" in replayed.stdout, replayed.stderr
+        wait_for(lambda: all(_status(stack, API_KEY, i) == "delivered" for i in ids), timeout=60)
+        assert sorted(m["reference"].rsplit(":", 1)[-1] for m in stack.messages()) == sorted(ids)
+    finally:
+        stack.stop()
