@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import inspect
 import os
 import random
 import socket
@@ -294,6 +296,7 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
             health_check_interval=30,
             client_name=f"tidings-{os.getpid()}",
         )
+        _tolerate_options(cluster.response_callbacks)
         return cast(aioredis.Redis, cluster)
     sentinel = parse_sentinel(url)
     if sentinel is not None:
@@ -322,6 +325,23 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     )
     pool.connection_class = _fast_packing(pool.connection_class)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _tolerate_options(callbacks: dict[Any, Any]) -> None:
+    """redis-py's asyncio cluster transactions (MULTI on one slot) call each reply's callback with the
+    command's options (``keys=...``), which plain callbacks such as ``bool`` (HEXISTS) refuse: wrap
+    those to drop the options."""
+    for name, callback in list(callbacks.items()):
+        try:
+            takes = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(callback).parameters.values())
+        except (TypeError, ValueError):
+            takes = False
+        if not takes:
+            callbacks[name] = functools.partial(_without_options, callback)
+
+
+def _without_options(callback: Any, response: Any, **_: Any) -> Any:
+    return callback(response)
 
 
 def _fast_packing(cls: type[Any]) -> type[Any]:
