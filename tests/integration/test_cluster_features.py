@@ -1,5 +1,6 @@
 """The rest of the gateway on a Redis Cluster (tenant keys in one slot, rq on its own Redis): webhooks
-out through the dispatcher, a TD reply's opt-out, and a reminder series released and ended."""
+out through the dispatcher, a TD reply's opt-out, a reminder series released and ended, a
+verification code approved, a tracked link's click."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from gateway.api.servers import ServerThread
 from gateway.state.localcluster import LocalCluster
 from gateway.state.redisdb import EmbeddedRedis, free_port
 from tests.conftest import build_stack, points_expiry, wait_for
+from tests.integration.test_links import TARGET, clicks, countdown, tap
 from tests.integration.test_series import SH, quick_definition, redeem, start
+from tests.integration.test_verifications import received_code
+from tests.integration.test_verifications import start as start_verification
 from tests.integration.test_webhooks import Receiver, of_type, reply, subscribe
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,3 +66,26 @@ def test_webhooks_replies_and_series_on_a_cluster(
     finally:
         stack.stop()
         hooks.stop()
+
+
+def test_verifications_and_tracked_links_on_a_cluster(
+    redis_cluster: LocalCluster, queue_redis: str, tmp_path: Path, quiet_off_policy: str
+) -> None:
+    stack = build_stack(redis_cluster.url, tmp_path, quiet_off_policy, queue_redis_url=queue_redis)
+    try:
+        with stack.client() as c:
+            ver = start_verification(c)
+            assert ver.status_code == 201, ver.text
+            code = received_code(stack, "13812345678")
+            check = {"to": {"phone": "13812345678"}, "purpose": "redeem", "code": code}
+            assert c.post("/v1/verifications/check", json=check).json()["status"] == "approved"
+
+            sent = c.post("/v1/notify", json=countdown("13812349001"))
+            assert sent.status_code == 202, sent.text
+        wait_for(lambda: stack.messages("+8613812349001"), timeout=15)
+        first = tap(stack, "+8613812349001")
+        assert first["status"] == 302 and first["location"] == TARGET
+        got = wait_for(lambda: clicks(stack, sent.json()["id"]), timeout=10)
+        assert len(got) == 1 and got[0]["first"] is True
+    finally:
+        stack.stop()
