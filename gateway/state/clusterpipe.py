@@ -62,9 +62,13 @@ class ClusterPipe:
         self.replicated = False  # some master has had a replica (sticky, as the opt-out waits are)
 
     # -- slot map ---------------------------------------------------------------------------------
-    async def refresh(self) -> None:
-        """Read the slot map from the first node that answers (the known masters, then the seeds)."""
+    async def refresh(self, *, stale: bool = True) -> None:
+        """Read the slot map from the first node that answers (the known masters, then the seeds).
+        ``stale=False``: only when no map is known (the calls that found none while another call was
+        reading it do not read it again)."""
         async with self._lock:
+            if not stale and self._ranges:
+                return
             tried: list[str] = []
             for address in [*(a for a, _ in self._channels), *self.seeds]:
                 try:
@@ -98,7 +102,7 @@ class ClusterPipe:
     async def has_replicas(self) -> bool:
         """Whether some master has had a replica (in any slot map this pipe has read)."""
         if not self._ranges:
-            await self.refresh()
+            await self.refresh(stale=False)
         return self.replicated
 
     # -- connections ------------------------------------------------------------------------------
@@ -153,7 +157,7 @@ class ClusterPipe:
         asking: Address | None = None
         for _ in range(REDIRECTS):
             if not self._ranges:
-                await self.refresh()
+                await self.refresh(stale=False)
             address = asking or self._owner(slot)
             try:
                 channel = await self._channel(address, wait_ms > 0)
