@@ -9,6 +9,7 @@ the slots is the next step of docs/cluster.md. The tenants here land on differen
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from gateway import metrics
 from gateway.api.auth import SCOPES
 from gateway.state.clusterpipe import slot_of
 from gateway.state.localcluster import LocalCluster
-from gateway.state.redisdb import EmbeddedRedis, async_client, scan_pages
+from gateway.state.redisdb import EmbeddedRedis, async_client, scan_pages, sync_client
 from tests.conftest import API_KEY, ROOT, Stack, build_stack, make_key, points_expiry, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -182,6 +183,8 @@ def test_optout_import_export_and_scans_cover_every_master(
         "TIDINGS_AUDIT_URL": f"sqlite:///{tmp_path}/audit.sqlite3",
         "TIDINGS_HMAC_KEY": "cluster-test-hmac-key",
     }
+    for tenant in tenants:  # each tenant has a key (the audit consumer walks the tenants that do)
+        make_key(redis_cluster.url, f"key-{tenant}-0123456789", tenant, list(SCOPES))
     csv = tmp_path / "optouts.csv"
     csv.write_text("".join(f"1350000{i:04d},,sms\n" for i in range(30)), encoding="utf-8")
     for tenant in tenants:
@@ -203,6 +206,23 @@ def test_optout_import_export_and_scans_cover_every_master(
         return {redis_cluster.node_for_slot(slot_of(k)).port for k in found}
 
     assert asyncio.run(scanned()) == set(tenants.values())  # keys on all three masters, all found
+
+    # Three of one tenant's opt-outs lost (a failover, an old backup): the audit log brings them back.
+    done = _cli(env, "audit", "consume", "--drain")
+    assert done.returncode == 0, done.stderr
+    tenant = next(iter(tenants))
+    state = sync_client(redis_cluster.url)
+    try:
+        lost = sorted(k for k in state.scan_iter(match=f"tid:{{{tenant}}}:optout:*", count=100))[:3]
+        assert len(lost) == 3 and state.delete(*lost) == 3
+    finally:
+        state.close()
+    first = _cli(env, "optouts", "reconcile", "--tenant", tenant, "--json")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert (report["restored"], report["already_present"], report["only_in_redis"]) == (3, 27, 0), report
+    again = json.loads(_cli(env, "optouts", "reconcile", "--tenant", tenant, "--json").stdout)
+    assert (again["restored"], again["already_present"]) == (0, 30), again
 
 
 def test_dead_letters_listed_and_replayed_on_a_cluster(

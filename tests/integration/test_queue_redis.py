@@ -21,6 +21,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def queue_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """rq's own Redis. Ask for it before ``stack_factory``: it must outlive the stack's workers (a
+    worker whose queue Redis went away sleeps in rq's reconnect loop and keeps its batcher running)."""
     server = EmbeddedRedis(tmp_path_factory.mktemp("rq"))
     url = server.start()
     yield url
@@ -32,7 +34,7 @@ def _rq_keys(client: redis.Redis) -> list[bytes]:
 
 
 def test_jobs_and_retries_go_through_the_queue_redis(
-    stack_factory: Callable[..., Stack], queue_redis: str, rdb: redis.Redis
+    queue_redis: str, stack_factory: Callable[..., Stack], rdb: redis.Redis
 ) -> None:
     stack = stack_factory(queue_redis_url=queue_redis)
     queue = redis.Redis.from_url(queue_redis)
@@ -54,7 +56,7 @@ def test_jobs_and_retries_go_through_the_queue_redis(
 
 
 def test_dlq_replay_enqueues_on_the_queue_redis(
-    stack_factory: Callable[..., Stack], queue_redis: str, rdb: redis.Redis
+    queue_redis: str, stack_factory: Callable[..., Stack], rdb: redis.Redis
 ) -> None:
     stack = stack_factory(queue_redis_url=queue_redis, max_attempts=2)
     stack.faults(channel="sms", error_rate=1.0, mode="http_500")
