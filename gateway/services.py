@@ -20,8 +20,9 @@ from gateway.optouts.store import OptOuts
 from gateway.recipients import Members
 from gateway.series.definitions import Definitions
 from gateway.series.service import SeriesService
-from gateway.settings import Settings
+from gateway.settings import CLUSTER_SCHEME, Settings
 from gateway.state import scripts
+from gateway.state.clusterpipe import ClusterPipe
 from gateway.state.redisdb import async_client
 from gateway.state.scriptpipe import ScriptPipe
 from gateway.state.store import Store
@@ -44,12 +45,14 @@ class Core:
     series: SeriesService
     verifications: Verifications
     pipe: ScriptPipe | None = None
+    cluster: ClusterPipe | None = None
 
     async def aclose(self) -> None:
-        """Close the script pipe and the Redis client."""
-        if self.pipe is not None:
-            with contextlib.suppress(Exception):
-                await self.pipe.aclose()
+        """Close the script pipes and the Redis client."""
+        for pipe in (self.pipe, self.cluster):
+            if pipe is not None:
+                with contextlib.suppress(Exception):
+                    await pipe.aclose()
         await self.redis.aclose()
 
 
@@ -58,7 +61,9 @@ def build_services(settings: Settings, redis_url: str) -> Core:
     (outcomes, receipts) go through the lean script pipe, except over TLS (redis-py's then)."""
     client = async_client(redis_url)
     pipe = None
-    if not redis_url.startswith("rediss://"):
+    # On a Cluster every pipelined script (the accepts too) goes through the ClusterPipe, by slot.
+    cluster = ClusterPipe(redis_url) if redis_url.startswith(CLUSTER_SCHEME) else None
+    if cluster is None and not redis_url.startswith("rediss://"):
         pipe = ScriptPipe(redis_url, scripts.ACCEPT)
     store = Store(
         client,
@@ -66,6 +71,7 @@ def build_services(settings: Settings, redis_url: str) -> Core:
         idempotency_ttl=settings.idempotency_ttl_seconds,
         pipe=pipe,
         max_held=settings.max_held_per_channel,
+        cluster=cluster,
     )
     policy = load_policy(settings.policy_path)
     templates = TenantTemplates(client, load_catalog(), policy)
@@ -79,11 +85,12 @@ def build_services(settings: Settings, redis_url: str) -> Core:
         policy=policy,
         templates=templates,
         acceptor=acceptor,
-        optouts=OptOuts(client, members, wait_ms=settings.optout_wait_ms),
+        optouts=OptOuts(client, members, wait_ms=settings.optout_wait_ms, cluster=cluster),
         members=members,
         series=series,
         verifications=Verifications(
             client, acceptor, policy, members, settings.hmac_key, settings.default_region
         ),
         pipe=pipe,
+        cluster=cluster,
     )

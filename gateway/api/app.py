@@ -42,7 +42,8 @@ from gateway.engagement.outcomes import Outcomes
 from gateway.errors import ProblemError
 from gateway.logs import RequestIdMiddleware
 from gateway.services import build_services
-from gateway.settings import Settings
+from gateway.settings import Settings, queue_url
+from gateway.state.redisdb import async_client
 
 
 # -- composition ---------------------------------------------------------------------------------
@@ -52,6 +53,8 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         core = build_services(settings, redis_url)
+        rq_url = queue_url(settings, redis_url)
+        queue = None if rq_url == redis_url else async_client(rq_url, max_connections=4)
         metrics.prime(route_names(settings.providers_path))
         app.state.services = Services(
             settings=settings,
@@ -65,6 +68,7 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             clicks=Clicks(core.redis, core.store, settings.click_repeat_seconds, redis_url),
             outcomes=Outcomes(settings, core.store, core.optouts, core.members),
             verifications=core.verifications,
+            queue=queue,
         )
         # Long-lived objects (modules, app, catalogue) leave the collector's generations:
         # fewer full collections while serving.
@@ -80,6 +84,8 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
             if audit_store is not None:
                 audit_store.close()
             await app.state.services.clicks.aclose()
+            if queue is not None:
+                await queue.aclose()
             await core.aclose()
 
     app = Litestar(

@@ -14,6 +14,7 @@ from gateway import events
 from gateway.audit import stream as audit
 from gateway.errors import Forbidden, Unauthorized
 from gateway.state import keys
+from gateway.state.redisdb import is_cluster
 
 SCOPES = ("notify", "optouts", "templates", "audit:read", "admin")
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -56,7 +57,8 @@ def check_scopes(scopes: list[str]) -> list[str]:
 async def store_key(redis: aioredis.Redis, key: str, tenant: str, scopes: list[str], name: str = "") -> str:
     """Store (or overwrite) a key; returns its id (a prefix of its hash, safe to show)."""
     digest = hash_key(key)
-    async with redis.pipeline(transaction=True) as pipe:
+    # The key, the tenants set and the audit stream are three slots on a Cluster: no MULTI there.
+    async with redis.pipeline(transaction=not is_cluster(redis)) as pipe:
         pipe.hset(
             keys.api_key(digest),
             mapping={
@@ -90,7 +92,7 @@ async def revoke_key(redis: aioredis.Redis, key_id: str) -> str | None:
     record = {_text(k): _text(v) for k, v in (await redis.hgetall(found[0])).items()}
     if not record:
         return None
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=not is_cluster(redis)) as pipe:
         pipe.delete(found[0])
         audit.queue(
             pipe,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import redis.asyncio as aioredis
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.types import Receive, Scope, Send
@@ -45,6 +46,7 @@ class Services:
     outcomes: Outcomes
     verifications: Verifications
     audit: AuditStore | None = None  # opened on first use (an auditor's request)
+    queue: aioredis.Redis | None = None  # rq's Redis, where it is not the state's (TIDINGS_QUEUE_REDIS_URL)
 
 
 def services(state: State) -> Services:

@@ -48,7 +48,7 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus text format."""
     svc = services(request.app.state)
     try:
-        STATE.snapshot = await state_metrics.take(svc.store.redis)
+        STATE.snapshot = await state_metrics.take(svc.store.redis, svc.queue)
     except redis.RedisError:
         STATE.snapshot = state_metrics.Snapshot()  # no numbers rather than stale ones
     return Response(content=generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

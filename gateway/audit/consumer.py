@@ -25,6 +25,8 @@ from gateway.audit.store import AuditStore
 from gateway.audit.stream import AuditRow, decode_events, parse_anchor, rows_of, tenant_of
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import run_many_sync
+from gateway.state.redisdb import is_cluster
 
 log = logging.getLogger("tidings.audit")
 
@@ -67,6 +69,7 @@ class AuditConsumer:
         self.retention_days = retention_days
         self._lead = client.register_script(LEAD_SCRIPT)
         self._handoff = client.register_script(scripts.HANDOFF)
+        self._cluster = is_cluster(client)
         self._groups: set[str] = set()
         self._leading = False
         self._backlog = True  # entries read before (by us or a dead leader) and not yet acknowledged
@@ -214,6 +217,12 @@ class AuditConsumer:
     def _read(
         self, streams: Sequence[str], position: str, block: int | None
     ) -> list[tuple[str, str, dict[str, str] | None]]:
+        if self._cluster and len(streams) > 1:
+            # One XREADGROUP may not name streams of several slots: each on its own, none blocking.
+            found = [e for s in streams for e in self._read([s], position, None)]
+            if not found and block:
+                time.sleep(block / 1000)
+            return found
         try:
             res: Any = self.client.xreadgroup(
                 GROUP, self.name, {s: position for s in streams}, count=self.batch, block=block
@@ -244,6 +253,7 @@ class AuditConsumer:
         appended = self.store.append(rows)
         if appended.duplicates:
             log.info("audit: %d event(s) read again were already stored (skipped)", appended.duplicates)
+        handoffs: list[tuple[list[str], list[Any]]] = []  # on a Cluster: scripts in their own pipeline
         with self.client.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 # Out of the stream, and into the tenant's webhook outbox if it has endpoints (the
@@ -255,9 +265,13 @@ class AuditConsumer:
                     k.append(keys.campaign(tenant, campaign))
                     for field, amount in amounts.items():
                         increments += (len(k), field, amount)
-                self._handoff(
-                    keys=k, args=[GROUP, len(ids), *ids, len(increments) // 3, *increments], client=pipe
-                )
+                args: list[Any] = [GROUP, len(ids), *ids, len(increments) // 3, *increments]
+                if self._cluster:
+                    handoffs.append((k, args))
+                else:
+                    self._handoff(keys=k, args=args, client=pipe)
+            if handoffs:
+                run_many_sync(self.client, scripts.HANDOFF, handoffs)
             for tenant, (seq, digest) in appended.heads.items():
                 pipe.set(keys.audit_head(tenant), f"{seq} {digest}")
             pipe.execute()

@@ -11,7 +11,7 @@ from gateway.cli.common import core_for
 from gateway.cli.locate import redis_url_for
 from gateway.errors import CliError
 from gateway.models import CHANNELS, Status
-from gateway.settings import Settings
+from gateway.settings import Settings, queue_url
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
@@ -185,7 +185,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.timeutil import system_clock
 
     url = redis_url_for(settings, args.data_dir)
-    enqueuer = Enqueuer(sync_client(url), settings.batch_size)
+    enqueuer = Enqueuer(sync_client(queue_url(settings, url)), settings.batch_size)
 
     async def run() -> dict[tuple[str, str], list[str]]:
         core = core_for(settings, url)
@@ -220,7 +220,11 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
 
         # Replaying says the cause is fixed: give every provider a fresh circuit (a provider that
         # still fails opens again after a few sends).
-        close_circuits(enqueuer.connection)
+        state = sync_client(url)
+        try:
+            close_circuits(state)
+        finally:
+            state.close()
     total = 0
     for (tenant, channel), ids in replayed.items():
         enqueuer.enqueue(tenant, channel, ids)

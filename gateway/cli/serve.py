@@ -22,7 +22,10 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.set_defaults(func=cmd_serve)
 
-    worker = sub.add_parser("worker", help="an rq worker for the channel queues against TIDINGS_REDIS_URL")
+    worker = sub.add_parser(
+        "worker",
+        help="an rq worker against TIDINGS_REDIS_URL, its queues on TIDINGS_QUEUE_REDIS_URL (default: the same)",
+    )
     worker.add_argument(
         "--channels", default=",".join(CHANNELS), help="comma-separated channel queues to work"
     )

@@ -18,6 +18,8 @@ from rq.job import Job
 from gateway.ids import id_time
 from gateway.logs import Throttled
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import run_many_sync
+from gateway.state.redisdb import is_cluster
 from gateway.timeutil import system_clock, to_real
 
 log = logging.getLogger("tidings.dispatch")
@@ -99,9 +101,12 @@ class Batcher(threading.Thread):
     # channel), and the rq queue stays a second or two of work deep.
     QUEUE_HIGH_WATER = 20
 
-    def __init__(self, redis_url: str, channels: Sequence[str], batch_size: int) -> None:
+    def __init__(
+        self, redis_url: str, channels: Sequence[str], batch_size: int, queue_url: str | None = None
+    ) -> None:
         super().__init__(name="tidings-batcher", daemon=True)
         self.redis_url = redis_url
+        self.queue_url = queue_url or redis_url  # rq's Redis (its own where the state is a Cluster)
         self.channels = list(channels)
         self.batch_size = batch_size
         self.stopping = threading.Event()
@@ -112,7 +117,8 @@ class Batcher(threading.Thread):
         from gateway.state.redisdb import sync_client
 
         conn = sync_client(self.redis_url)
-        enqueuer = Enqueuer(conn, self.batch_size)
+        queue = conn if self.queue_url == self.redis_url else sync_client(self.queue_url)
+        enqueuer = Enqueuer(queue, self.batch_size)
         tenants: list[str] = []
         refreshed = 0.0
         sleep = self.MIN_SLEEP
@@ -137,11 +143,13 @@ class Batcher(threading.Thread):
                 self.stopping.wait(sleep)
         finally:
             conn.close()
+            if queue is not conn:
+                queue.close()
 
     def move(self, conn: redis.Redis, enqueuer: Enqueuer, tenants: Sequence[str]) -> tuple[int, bool]:
         """One round: pop up to a batch per list of a channel whose queue has room, and enqueue it.
         Returns (ids moved, any list had a full batch)."""
-        with conn.pipeline(transaction=False) as pipe:
+        with enqueuer.connection.pipeline(transaction=False) as pipe:  # rq's own Redis
             for c in self.channels:
                 pipe.llen(enqueuer.queue(c).key)
             depths = pipe.execute()
@@ -149,15 +157,20 @@ class Batcher(threading.Thread):
         pairs = [(t, c) for t in tenants for c in open_channels]
         if not pairs:
             return 0, False
-        if self._pop_due is None:
+        cluster = is_cluster(conn)
+        if self._pop_due is None and not cluster:
             self._pop_due = str(conn.script_load(scripts.POP_DUE))
         now = system_clock()
         with conn.pipeline(transaction=False) as pipe:
             for t, c in pairs:
                 pipe.lpop(keys.ready(t, c), self.batch_size)
-            for t, c in pairs:
-                pipe.evalsha(self._pop_due, 1, keys.held(t, c), repr(now), self.batch_size)
+            if self._pop_due is not None:  # not on a Cluster
+                for t, c in pairs:
+                    pipe.evalsha(self._pop_due, 1, keys.held(t, c), repr(now), self.batch_size)
             results = pipe.execute(raise_on_error=False)
+        if cluster:  # scripts in a pipeline of their own, grouped per master
+            calls = [([keys.held(t, c)], [repr(now), self.batch_size]) for t, c in pairs]
+            results += run_many_sync(conn, scripts.POP_DUE, calls)
         refused = [r for r in results if isinstance(r, redis.ResponseError)]
         if refused:
             # NOSCRIPT (Redis restarted or flushed): the pops ran; the held sets are taken next round.
@@ -194,17 +207,16 @@ def waiting_since(conn: redis.Redis, queue: Queue, tenant: str, channel: str) ->
     that the queue ahead of them is long (a campaign bigger than a lease's worth of sends), whose
     re-enqueuing would make duplicate jobs that claim and skip what another job holds.
     """
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.lindex(keys.ready(tenant, channel), 0)
-        pipe.lindex(queue.key, 0)
-        first_id, first_job = pipe.execute()
+    first_id = conn.lindex(keys.ready(tenant, channel), 0)
+    rq_conn = queue.connection  # rq's own Redis (TIDINGS_QUEUE_REDIS_URL), maybe not the state's
+    first_job = rq_conn.lindex(queue.key, 0)
     ready = id_time(_text(first_id)) if first_id else math.inf
     job_first = job_enqueued = math.inf
     taken: set[str] = set()
     # The queue's first job, and the jobs workers have taken (their ids may not be claimed yet).
     started = queue.started_job_registry.get_job_ids(0, 49, cleanup=False)
     looked_at = [_text(first_job)] if first_job else []
-    for k, job in enumerate(Job.fetch_many(looked_at + started, connection=conn)):
+    for k, job in enumerate(Job.fetch_many(looked_at + started, connection=rq_conn)):
         if job is None:
             continue  # finished meanwhile
         try:

@@ -38,7 +38,7 @@ from gateway.logs import Throttled
 from gateway.models import CHANNELS
 from gateway.series.releaser import Releaser, ReleaserThread
 from gateway.services import build_services
-from gateway.settings import Settings
+from gateway.settings import Settings, queue_url
 from gateway.state import keys
 from gateway.state.redisdb import async_client, sync_client
 from gateway.state.scripts import REAP
@@ -84,7 +84,8 @@ class Runtime:
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
-        self.sync = sync_client(redis_url)
+        # rq's Redis (its own where the state is a Cluster): the job loop and the retries' jobs.
+        self.sync = sync_client(queue_url(settings, redis_url))
         self.enqueuer = Enqueuer(self.sync, settings.batch_size)
         self.runner = asyncio.Runner()
         self.engine: DeliveryEngine = self.runner.run(self._build())
@@ -126,6 +127,7 @@ class Housekeeper(threading.Thread):
         super().__init__(name="tidings-housekeeper", daemon=True)
         self.settings = settings
         self.redis_url = redis_url
+        self.queue_url = queue_url(settings, redis_url)
         self.worker_name = worker_name
         self.queues = list(queues)
         self.stopping = threading.Event()
@@ -133,8 +135,10 @@ class Housekeeper(threading.Thread):
     def run(self) -> None:
         """Loop until stopped; Redis trouble is logged and retried."""
         conn = sync_client(self.redis_url)
-        enqueuer = Enqueuer(conn, self.settings.batch_size)
-        scheduler = RQScheduler(self.queues, connection=conn)
+        # rq's scheduler and jobs on rq's Redis; leases and the heartbeat on the state's.
+        queue = conn if self.queue_url == self.redis_url else sync_client(self.queue_url)
+        enqueuer = Enqueuer(queue, self.settings.batch_size)
+        scheduler = RQScheduler(self.queues, connection=queue)
         reap = conn.register_script(REAP)
         trouble = Throttled(log)
         try:
@@ -150,6 +154,8 @@ class Housekeeper(threading.Thread):
                 scheduler.release_locks()
                 conn.zrem(keys.workers(), self.worker_name)
             conn.close()
+            if queue is not conn:
+                queue.close()
 
     def tick(self, conn: redis.Redis, enqueuer: Enqueuer, scheduler: RQScheduler, reap: Any) -> None:
         """One round of housekeeping."""
@@ -281,7 +287,7 @@ def run_worker(
     queue_names = [keys.queue_name(c) for c in channels]
     housekeeper = Housekeeper(settings, redis_url, name, queue_names)
     housekeeper.start()
-    batcher = Batcher(redis_url, channels, settings.batch_size)
+    batcher = Batcher(redis_url, channels, settings.batch_size, queue_url(settings, redis_url))
     batcher.start()
     auditor = start_audit_thread(settings, redis_url, name) if settings.audit_consumer else None
     hooks = start_webhook_thread(settings, redis_url, name) if settings.webhook_dispatcher else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from gateway import events, metrics
+from gateway.settings import CLUSTER_SCHEME
 from gateway.state import keys, scripts
 from gateway.state.record import text_of
 from gateway.state.scriptpipe import ScriptPipe
@@ -54,7 +55,7 @@ class Clicks:
         self.store = store
         self.repeat_seconds = repeat_seconds
         # Members tap links: the two scripts go over lean pipelined connections where the URL allows.
-        fast = bool(url) and not url.startswith("rediss://")
+        fast = bool(url) and not url.startswith(("rediss://", CLUSTER_SCHEME))  # no Cluster pipe yet
         self._click_pipe = ScriptPipe(url, scripts.CLICK) if fast else None
         self._first_pipe = ScriptPipe(url, scripts.FIRST_EVENT) if fast else None
         self._click = redis.register_script(scripts.CLICK)

@@ -49,6 +49,7 @@ from gateway.audit.store import AuditStore
 from gateway.optouts.replication import OptOutNotReplicated, ReplicatedWrites
 from gateway.optouts.store import scope as scope_of
 from gateway.state import keys
+from gateway.state.redisdb import scan_pages
 from gateway.timeutil import rfc3339
 
 KINDS = ("opt_out", "opt_in")
@@ -285,18 +286,11 @@ class Reconciler:
     async def _count_only_in_redis(self, report: Report) -> None:
         """Entries Redis has that the log has no event for, a SCAN page at a time."""
         prefix = keys.optouts(self.tenant, "")
-        cursor: int = 0
-        while True:
-            cursor, page = await self.redis.scan(cursor, match=prefix + "*", count=BATCH)
-            if page:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in page:
-                        pipe.hkeys(key)
-                    scopes = await pipe.execute()
-                for key, fields in zip(page, scopes, strict=True):
-                    member = _text(key)[len(prefix) :]
-                    report.only_in_redis += sum(
-                        1 for f in fields if f"{member}|{_text(f)}" not in self.latest
-                    )
-            if cursor == 0:
-                return
+        async for page in scan_pages(self.redis, prefix + "*", BATCH):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in page:
+                    pipe.hkeys(key)
+                scopes = await pipe.execute()
+            for key, fields in zip(page, scopes, strict=True):
+                member = _text(key)[len(prefix) :]
+                report.only_in_redis += sum(1 for f in fields if f"{member}|{_text(f)}" not in self.latest)

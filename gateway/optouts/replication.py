@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 
 from gateway import metrics
 from gateway.errors import Unavailable
+from gateway.state.clusterpipe import ClusterPipe
 
 # How long the answer of INFO replication is trusted: the first replica of a master this process has
 # not yet seen with one may go unwaited for this long.
@@ -42,9 +43,14 @@ class ReplicatedWrites:
     """Run opt-out scripts and, where the master has replicas, wait (bounded) until one holds them."""
 
     def __init__(
-        self, redis: aioredis.Redis, wait_ms: int, clock: Callable[[], float] = time.monotonic
+        self,
+        redis: aioredis.Redis,
+        wait_ms: int,
+        clock: Callable[[], float] = time.monotonic,
+        cluster: ClusterPipe | None = None,
     ) -> None:
         self.redis = redis
+        self.cluster = cluster  # on a Cluster: each write and its WAIT on the master of its slot
         self.wait_ms = wait_ms
         self._clock = clock
         self._replicated = False
@@ -54,6 +60,8 @@ class ReplicatedWrites:
         """Whether opt-outs wait for a replica: the master has had one (False when waiting is off)."""
         if self.wait_ms <= 0 or self._replicated:
             return self._replicated and self.wait_ms > 0
+        if self.cluster is not None:  # each master's replicas, asked of the Cluster (cached there)
+            return await self.cluster.has_replicas()
         now = self._clock()
         if now - self._checked >= CHECK_SECONDS:
             info = await self.redis.info("replication")
@@ -68,6 +76,8 @@ class ReplicatedWrites:
         that marks its write pending needs to know); None reads it here."""
         if wait is None:
             wait = await self.waits()
+        if self.cluster is not None:
+            return await self._on_cluster(script, calls, wait=wait)
         if not wait and len(calls) == 1:
             metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
             k, a = calls[0]
@@ -98,6 +108,27 @@ class ReplicatedWrites:
                 "(repeating it is harmless)",
                 headers={"Retry-After": "1"},
             )
+        metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
+        return results
+
+    async def _on_cluster(self, script: AsyncScript, calls: Sequence[Call], *, wait: bool) -> list[Any]:
+        assert self.cluster is not None
+        source = script.script if isinstance(script.script, str) else bytes(script.script).decode()
+        if not wait:
+            metrics.OPTOUT_REPLICATION_WAITS.labels("no_replicas").inc()
+            return await self.cluster.run_many(source, calls)
+        results = []
+        for k, a in calls:
+            result, acked = await self.cluster.call(source, k, a, wait_ms=self.wait_ms)
+            if acked < 1:
+                metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
+                raise OptOutNotReplicated(
+                    "optout_not_replicated",
+                    f"no replica acknowledged the opt-out within {self.wait_ms} ms; retry shortly "
+                    "(repeating it is harmless)",
+                    headers={"Retry-After": "1"},
+                )
+            results.append(result)
         metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
         return results
 

@@ -13,6 +13,8 @@ from gateway.audit import stream as audit
 from gateway.optouts.replication import ReplicatedWrites
 from gateway.recipients import Members, mask_address
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import ClusterPipe
+from gateway.state.redisdb import scan_pages
 from gateway.timeutil import rfc3339, system_clock
 
 SOURCES = ("sms_reply", "api", "import", "email_link", "complaint")
@@ -65,10 +67,17 @@ class OptOuts:
     the mark is cleared once that retry is acknowledged.
     """
 
-    def __init__(self, redis: aioredis.Redis, members: Members, *, wait_ms: int = 500) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        members: Members,
+        *,
+        wait_ms: int = 500,
+        cluster: ClusterPipe | None = None,
+    ) -> None:
         self.redis = redis
         self.members = members
-        self.writes = ReplicatedWrites(redis, wait_ms)
+        self.writes = ReplicatedWrites(redis, wait_ms, cluster=cluster)
         self._add = redis.register_script(scripts.OPTOUT_ADD)
         self._remove = redis.register_script(scripts.OPTOUT_REMOVE)
 
@@ -172,18 +181,13 @@ class OptOuts:
             yield entry
 
     async def _entries(self, tenant: str) -> AsyncIterator[dict[str, Any]]:
-        cursor: int = 0
-        while True:
-            cursor, page = await self.redis.scan(cursor, match=keys.optouts(tenant, "*"), count=1000)
-            if page:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in page:
-                        pipe.hgetall(key)
-                    for entries in await pipe.execute():
-                        for raw in entries.values():
-                            yield msgspec.json.decode(raw)
-            if cursor == 0:
-                return
+        async for page in scan_pages(self.redis, keys.optouts(tenant, "*"), 1000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in page:
+                    pipe.hgetall(key)
+                for entries in await pipe.execute():
+                    for raw in entries.values():
+                        yield msgspec.json.decode(raw)
 
     async def remove(
         self,

@@ -39,19 +39,27 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def take(redis: aioredis.Redis) -> Snapshot:
-    """Read everything the collector reports."""
+async def take(redis: aioredis.Redis, queue: aioredis.Redis | None = None) -> Snapshot:
+    """Read everything the collector reports; ``queue``: rq's Redis when it is not the state's."""
     snap = Snapshot()
     queues = [keys.queue_name(c) for c in CHANNELS]
     tenants = sorted(_text(t) for t in await redis.smembers(keys.tenants()))
-    async with redis.pipeline(transaction=False) as pipe:
+    rq_redis = redis if queue is None else queue
+    async with rq_redis.pipeline(transaction=False) as pipe:
         for q in queues:
             pipe.llen(f"rq:queue:{q}")
             pipe.lindex(f"rq:queue:{q}", 0)
-        for t in tenants:
-            pipe.zcard(keys.dead_letters(t))
-            pipe.xlen(keys.audit(t))
+        if queue is None:
+            for t in tenants:
+                pipe.zcard(keys.dead_letters(t))
+                pipe.xlen(keys.audit(t))
         raw = await pipe.execute()
+    if queue is not None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for t in tenants:
+                pipe.zcard(keys.dead_letters(t))
+                pipe.xlen(keys.audit(t))
+            raw += await pipe.execute()
     heads: dict[str, str] = {}
     for i, q in enumerate(queues):
         snap.depth[q] = int(raw[2 * i])
@@ -62,7 +70,7 @@ async def take(redis: aioredis.Redis) -> Snapshot:
     snap.audit_backlog = sum(int(rest[2 * i + 1]) for i in range(len(tenants)))
     now = system_clock()
     if heads:
-        async with redis.pipeline(transaction=False) as pipe:
+        async with rq_redis.pipeline(transaction=False) as pipe:
             for job_id in heads.values():
                 pipe.hget(f"rq:job:{job_id}", "enqueued_at")
             stamps = await pipe.execute()

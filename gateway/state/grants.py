@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from gateway.state import keys, scripts
 from gateway.state.record import text_of
+from gateway.state.redisdb import is_cluster
 
 MAX_BALANCE = 1000  # per member and template: a mini program asks once per tap, so more is a bug
 
@@ -56,14 +57,23 @@ class GrantLedger:
         """
         if not items:
             return set(), 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ntf_id, member, template_id in items:
+        if is_cluster(self.redis):  # redis-py's cluster pipeline refuses scripts: one call each
+            answers = [
                 await self._spend(
                     keys=[keys.notification(tenant, ntf_id), keys.wechat_grants(tenant, member)],
                     args=[template_id],
-                    client=pipe,
                 )
-            answers = await pipe.execute()
+                for ntf_id, member, template_id in items
+            ]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for ntf_id, member, template_id in items:
+                    await self._spend(
+                        keys=[keys.notification(tenant, ntf_id), keys.wechat_grants(tenant, member)],
+                        args=[template_id],
+                        client=pipe,
+                    )
+                answers = await pipe.execute()
         missing = {ntf_id for (ntf_id, _, _), ok in zip(items, answers, strict=True) if int(ok) == 0}
         return missing, sum(1 for ok in answers if int(ok) == 2)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,6 +35,15 @@ class Lookups:
             for provider, pmid, ntf_id in pairs:
                 pipe.set(keys.provider_message(provider, pmid), f"{tenant}|{ntf_id}", ex=self.record_ttl)
             await pipe.execute()
+
+    async def hmget_many(self, hashes: Sequence[str], fields: Sequence[str]) -> list[list[Any]]:
+        """The same fields of many hashes, in one round trip."""
+        if self.pipe is not None:
+            return await self.pipe.commands([("HMGET", h, *fields) for h in hashes])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for h in hashes:
+                pipe.hmget(h, *fields)
+            return list(await pipe.execute())
 
     async def mark_dead_tokens(self, tenant: str, tokens: Iterable[str]) -> None:
         """Remember push tokens a provider called unregistered (for 180 days)."""

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import inspect
 import os
 import random
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
+
+from gateway.settings import CLUSTER_SCHEME
 
 
 def redis_server_binary() -> str:
@@ -170,8 +177,87 @@ def parse_sentinel(url: str) -> SentinelURL | None:
     )
 
 
+@dataclass(frozen=True)
+class ClusterURL:
+    """``redis+cluster://[[user]:password@]host:port[,host:port...]``: some of the cluster's nodes (the
+    client learns the others and the slot map from them). A Cluster has one database, 0."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_cluster(url: str) -> ClusterURL | None:
+    """The parts of a Cluster URL; None for any other URL; ValueError when malformed."""
+    if not url.startswith(CLUSTER_SCHEME):
+        return None
+    rest = url[len(CLUSTER_SCHEME) :]
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    if not hosts or path.strip("/") not in ("", "0"):
+        raise ValueError("expected redis+cluster://host:port[,host:port...] (a Cluster has database 0 only)")
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"cluster node address {item!r} is not host:port")
+        nodes.append((host, int(port)))
+    username, _, password = auth.partition(":") if auth else ("", "", "")
+    return ClusterURL(tuple(nodes), unquote(username) or None, unquote(password) or None)
+
+
+_CLUSTER_CLIENTS = (RedisCluster, AsyncRedisCluster)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether a client from ``sync_client``/``async_client`` talks to a Cluster (no MULTI across slots)."""
+    return isinstance(client, _CLUSTER_CLIENTS)
+
+
+async def scan_pages(client: aioredis.Redis, match: str, count: int) -> AsyncIterator[list[Any]]:
+    """The keys matching ``match``, a SCAN page at a time (flat memory); on a Cluster each master in
+    turn (a SCAN cursor belongs to one node)."""
+    if not is_cluster(client):
+        cursor: int = 0
+        while True:
+            cursor, page = await client.scan(cursor, match=match, count=count)
+            if page:
+                yield page
+            if cursor == 0:
+                return
+    cluster = cast(AsyncRedisCluster, client)
+    await cluster.initialize()  # the node list is empty until the client's first command
+    for node in cluster.get_primaries():
+        at: int = 0
+        while True:
+            cursors, page = await cluster.scan(at, match=match, count=count, target_nodes=node)
+            at = int(cursors[node.name]) if isinstance(cursors, dict) else int(cursors)
+            if page:
+                yield page
+            if at == 0:
+                break
+
+
 def sync_client(url: str, *, decode: bool = False) -> redis.Redis:
-    """A blocking client (rq and the CLI); ``decode``: replies as str. Sentinel URLs follow the master."""
+    """A blocking client (rq and the CLI); ``decode``: replies as str. Sentinel URLs follow the master.
+
+    A Cluster URL gives a ``redis.cluster.RedisCluster`` (typed as ``Redis``: it has the same commands,
+    routed by slot, MOVED and ASK followed; its pipelines are never transactions). Never rq's.
+    """
+    found_cluster = parse_cluster(url)
+    if found_cluster is not None:
+        from redis.cluster import ClusterNode
+
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in found_cluster.nodes],  # type: ignore[no-untyped-call]
+            username=found_cluster.username,
+            password=found_cluster.password,
+            decode_responses=decode,
+            health_check_interval=30,
+            socket_timeout=30.0,
+            socket_connect_timeout=2.0,
+        )
+        return cast(redis.Redis, cluster)
     sentinel = parse_sentinel(url)
     if sentinel is not None:
         from redis.sentinel import Sentinel
@@ -194,7 +280,24 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     """An asyncio client (API and delivery). A full pool makes callers wait, not fail.
 
     With a Sentinel URL the client follows the master through failovers (a full pool then fails fast).
+    With a Cluster URL it is a ``redis.asyncio.cluster.RedisCluster`` (typed as ``Redis``, see
+    ``sync_client``), ``max_connections`` per node.
     """
+    found_cluster = parse_cluster(url)
+    if found_cluster is not None:
+        from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+
+        cluster = AsyncRedisCluster(
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in found_cluster.nodes],
+            username=found_cluster.username,
+            password=found_cluster.password,
+            max_connections=max_connections,
+            socket_connect_timeout=2.0,
+            health_check_interval=30,
+            client_name=f"tidings-{os.getpid()}",
+        )
+        _tolerate_options(cluster.response_callbacks)
+        return cast(aioredis.Redis, cluster)
     sentinel = parse_sentinel(url)
     if sentinel is not None:
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
@@ -222,6 +325,23 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     )
     pool.connection_class = _fast_packing(pool.connection_class)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _tolerate_options(callbacks: dict[Any, Any]) -> None:
+    """redis-py's asyncio cluster transactions (MULTI on one slot) call each reply's callback with the
+    command's options (``keys=...``), which plain callbacks such as ``bool`` (HEXISTS) refuse: wrap
+    those to drop the options."""
+    for name, callback in list(callbacks.items()):
+        try:
+            takes = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(callback).parameters.values())
+        except (TypeError, ValueError):
+            takes = False
+        if not takes:
+            callbacks[name] = functools.partial(_without_options, callback)
+
+
+def _without_options(callback: Any, response: Any, **_: Any) -> Any:
+    return callback(response)
 
 
 def _fast_packing(cls: type[Any]) -> type[Any]:

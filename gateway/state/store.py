@@ -12,6 +12,7 @@ from redis.exceptions import NoScriptError
 
 from gateway.models import Status
 from gateway.state import keys, scripts
+from gateway.state.clusterpipe import ClusterPipe
 from gateway.state.lookups import Lookups
 from gateway.state.record import Notification, decode_record, record_of_reply
 from gateway.state.record import text_of as _s
@@ -64,10 +65,12 @@ class Store(Lookups):
         idempotency_ttl: int,
         pipe: ScriptPipe | None = None,
         max_held: int = 5_000_000,
+        cluster: ClusterPipe | None = None,
     ) -> None:
         self.redis = redis
         self.max_held = max_held
         self.pipe = pipe
+        self.cluster = cluster  # on a Cluster: the pipelined scripts go through it, routed by slot
         self.record_ttl = record_ttl
         self.idempotency_ttl = idempotency_ttl
         self._idem_reserve = redis.register_script(scripts.IDEM_RESERVE)
@@ -171,6 +174,8 @@ class Store(Lookups):
         redis-py's pipelined Script objects ask SCRIPT EXISTS before every pipeline (an extra round
         trip); we load once and reload only when Redis says NOSCRIPT (after a restart or flush).
         """
+        if self.cluster is not None:
+            return await self.cluster.run_many(source, calls)
         if self.pipe is not None:
             return await self.pipe.call_many(source, calls)
         sha = self._shas.get(source)
@@ -252,16 +257,10 @@ class Store(Lookups):
             return Claim([], {}, [])
         # The keys a claim touches depend on each notification's member, cap month and series: read
         # them first (they never change after accept), so the script is handed every key it touches.
-        fields = ("member", "brand", "channel", "cap_key", "series", "series_step")
-        if self.pipe is not None:
-            looked_up = await self.pipe.commands(
-                [("HMGET", keys.notification(tenant, i), *fields) for i in ids]
-            )
-        else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i in ids:
-                    pipe.hmget(keys.notification(tenant, i), *fields)
-                looked_up = await pipe.execute()
+        looked_up = await self.hmget_many(
+            [keys.notification(tenant, i) for i in ids],
+            ("member", "brand", "channel", "cap_key", "series", "series_step"),
+        )
         k = [keys.leases(tenant), keys.audit(tenant)]
         args: list[str | int] = [repr(now), repr(lease_until), self.record_ttl, *suppression, *series_ended]
         for ntf_id, (member, brand, channel, cap_key, series, step) in zip(ids, looked_up, strict=True):

@@ -50,3 +50,30 @@ def test_cli_refuses_a_bad_policy(
     monkeypatch.setenv("TIDINGS_POLICY_PATH", str(bad))
     assert main(["worker"]) == 2
     assert 'quiet_start must be "HH:MM"' in capsys.readouterr().err
+
+
+def test_queue_redis_defaults_to_the_state_redis() -> None:
+    from gateway.settings import queue_url
+
+    s = load_settings({"TIDINGS_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert queue_url(s, "redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    s = load_settings(
+        {"TIDINGS_REDIS_URL": "redis+cluster://10.0.0.1:7000", "TIDINGS_QUEUE_REDIS_URL": "redis://q:6379/0"}
+    )
+    assert queue_url(s, "redis+cluster://10.0.0.1:7000") == "redis://q:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"TIDINGS_REDIS_URL": "redis+cluster://10.0.0.1:7000"}, "TIDINGS_QUEUE_REDIS_URL is required"),
+        (
+            {"TIDINGS_REDIS_URL": "redis://x", "TIDINGS_QUEUE_REDIS_URL": "redis+cluster://10.0.0.1:7000"},
+            "TIDINGS_QUEUE_REDIS_URL cannot be a redis+cluster:// URL",
+        ),
+    ],
+)
+def test_rq_never_runs_on_a_cluster(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    assert needle in str(err.value)
