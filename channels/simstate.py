@@ -9,6 +9,7 @@ the ASGI app (``channels/simserver.py``) and the calls back to the gateway
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 from channels.simnumbers import REFUSING_OPENID_PREFIX, UNDELIVERED_PREFIX, key_of, lookup_key, receipt_for
 
 CHANNELS = ("sms", "mms", "push", "email", "voice", "wechat")
+FREEZE_EVERY = 10_000  # messages kept between moves of everything into the permanent generation
 FAULT_MODES = ("http_500", "timeout", "reject_number", "http_429")
 
 # What a handler answers: HTTP status, JSON body, extra response headers.
@@ -120,6 +122,11 @@ class SimState:
             }
         self.messages.append(message)
         self.by_address.setdefault(key, []).append(message)
+        if len(self.messages) % FREEZE_EVERY == 0:
+            # What it keeps is acyclic (reference counting frees it); left to the cyclic collector, a
+            # million kept messages made full collections that stalled sends past the gateway's
+            # time-out (a resend, counted as a duplicate). Frozen, they are never traversed again.
+            gc.freeze()
         self.receipts.append(
             {
                 "reference": reference,

@@ -199,9 +199,19 @@ class Housekeeper(threading.Thread):
                         (i, (st or b"").decode(), entered, via_ready)
                     )
             for channel, found in by_channel.items():
-                # The reap pushed every lease on: those a backlog holds are looked at again then.
+                # The reap pushed every lease on by one lease; one a backlog holds is pushed on by as
+                # long as it has waited so far (a long queue is looked at a few times, not every lease).
                 turn = waiting_since(conn, enqueuer.queue(channel), tenant, channel)
-                batch = [i for i, st, entered, via in found if not still_waiting(st, i, entered, via, turn)]
+                batch, later = [], {}
+                for i, st, entered, via in found:
+                    if still_waiting(st, i, entered, via, turn):
+                        waited = to_real(now) - entered
+                        if waited > self.settings.lease_seconds:
+                            later[i] = now + waited
+                    else:
+                        batch.append(i)
+                if later:
+                    conn.zadd(keys.leases(tenant), later, xx=True)
                 if batch:
                     log.info(
                         "re-enqueuing %d notifications of %s/%s whose lease ran out",
