@@ -100,14 +100,7 @@ class ReplicatedWrites:
         results = await self._pipeline(queue, wait=True)
         acked = int(results.pop())
         if acked < 1:
-            metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
-            # The master may well hold it; no replica does yet, so it is not acknowledged.
-            raise OptOutNotReplicated(
-                "optout_not_replicated",
-                f"no replica acknowledged the opt-out within {self.wait_ms} ms; retry shortly "
-                "(repeating it is harmless)",
-                headers={"Retry-After": "1"},
-            )
+            raise self._not_replicated()  # the master may well hold it; no replica does yet
         metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
         return results
 
@@ -121,16 +114,20 @@ class ReplicatedWrites:
         for k, a in calls:
             result, acked = await self.cluster.call(source, k, a, wait_ms=self.wait_ms)
             if acked < 1:
-                metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
-                raise OptOutNotReplicated(
-                    "optout_not_replicated",
-                    f"no replica acknowledged the opt-out within {self.wait_ms} ms; retry shortly "
-                    "(repeating it is harmless)",
-                    headers={"Retry-After": "1"},
-                )
+                raise self._not_replicated()
             results.append(result)
         metrics.OPTOUT_REPLICATION_WAITS.labels("replicated").inc()
         return results
+
+    def _not_replicated(self) -> OptOutNotReplicated:
+        """The 503 for a write no replica acknowledged in time (counted)."""
+        metrics.OPTOUT_REPLICATION_WAITS.labels("timed_out").inc()
+        return OptOutNotReplicated(
+            "optout_not_replicated",
+            f"no replica acknowledged the opt-out within {self.wait_ms} ms; retry shortly "
+            "(repeating it is harmless)",
+            headers={"Retry-After": "1"},
+        )
 
     async def _pipeline(self, queue: Queue, *, wait: bool) -> list[Any]:
         # A pipeline keeps one connection for its commands, so the WAIT follows the writes it counts.
