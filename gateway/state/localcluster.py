@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from gateway.state.redisdb import free_port, redis_server_binary
+from gateway.state.redisdb import TUNING, free_port, redis_server_binary
 
 
 def redis_cli_binary() -> str:
@@ -127,6 +127,7 @@ class LocalCluster:
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(node.data_dir / "redis.log"),
+            *TUNING,
         ]  # fmt: skip
         node.process = subprocess.Popen(  # noqa: S603 - our own binary
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
