@@ -138,6 +138,7 @@ class GatewayCallbacks:
         if not await self._post_receipts(batch):
             state.receipts = batch + state.receipts
             return False
+        self._state().receipts_taken += len(batch)  # the state now, if it was cleared meanwhile
         return True
 
     async def _post_signed(self, path: str, payload: dict[str, Any]) -> httpx.Response:

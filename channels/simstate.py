@@ -47,6 +47,7 @@ class SimState:
     receipts: list[dict[str, Any]] = field(default_factory=list)
     sends_seen: int = 0
     duplicates: int = 0
+    receipts_taken: int = 0  # receipts the gateway answered (below 500) in a receipt batch
     # Receipt trouble, as real providers cause it: each receipt posted twice, batches out of order.
     duplicate_receipts: bool = False
     shuffle_receipts: bool = False
@@ -183,11 +184,14 @@ class SimState:
         self.duplicate_receipts = self.shuffle_receipts = False
 
     def stats(self) -> dict[str, Any]:
-        """How much came in: messages kept, sends seen, resends recognised, first and last arrival."""
+        """How much came in: messages kept, sends seen, resends recognised, first and last arrival; receipts
+        waiting to be posted and taken by the gateway."""
         return {
             "messages": len(self.messages),
             "sends": self.sends_seen,
             "duplicates": self.duplicates,
+            "receipts_waiting": len(self.receipts),
+            "receipts_taken": self.receipts_taken,
             "first_at": self.messages[0]["received_at"] if self.messages else None,
             "last_at": self.messages[-1]["received_at"] if self.messages else None,
         }
