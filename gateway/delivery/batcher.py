@@ -95,11 +95,12 @@ class Batcher(threading.Thread):
 
     MIN_SLEEP = 0.002
     MAX_SLEEP = 0.05
-    # Jobs a channel's rq queue may hold before the batcher stops adding to it: the rest of a backlog
-    # waits on the tenants' ready lists, which the batcher takes from in turn, so a tenant's
-    # message is not queued behind another tenant's whole campaign (the rq queue is one per
-    # channel), and the rq queue stays a second or two of work deep.
-    QUEUE_HIGH_WATER = 20
+    # Ids a channel's rq queue may hold before the batcher stops adding jobs to it (in jobs: this
+    # over the batch size, at least 4): the rest of a backlog waits on the tenants' ready lists,
+    # which the batcher takes from in turn, so a tenant's message is not queued behind another
+    # tenant's whole campaign (the rq queue is one per channel), and the rq queue stays about a
+    # second of work deep.
+    QUEUE_HIGH_WATER_IDS = 2000
 
     def __init__(
         self, redis_url: str, channels: Sequence[str], batch_size: int, queue_url: str | None = None
@@ -109,6 +110,7 @@ class Batcher(threading.Thread):
         self.queue_url = queue_url or redis_url  # rq's Redis (its own where the state is a Cluster)
         self.channels = list(channels)
         self.batch_size = batch_size
+        self.high_water = max(4, math.ceil(self.QUEUE_HIGH_WATER_IDS / batch_size))  # jobs
         self.stopping = threading.Event()
         self._pop_due: str | None = None  # the sha of POP_DUE, loaded on first use
 
@@ -153,7 +155,7 @@ class Batcher(threading.Thread):
             for c in self.channels:
                 pipe.llen(enqueuer.queue(c).key)
             depths = pipe.execute()
-        open_channels = [c for c, d in zip(self.channels, depths, strict=True) if d < self.QUEUE_HIGH_WATER]
+        open_channels = [c for c, d in zip(self.channels, depths, strict=True) if d < self.high_water]
         pairs = [(t, c) for t in tenants for c in open_channels]
         if not pairs:
             return 0, False
