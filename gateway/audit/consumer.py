@@ -85,6 +85,7 @@ class AuditConsumer:
             return 0
         streams = self._streams()
         if not streams:
+            self._backlog = False  # no tenant, no stream: nothing read and left unacknowledged
             if block:
                 self._idle()
             return 0

@@ -381,3 +381,25 @@ def test_the_cli_searches_exports_and_verifies_and_exits_1_on_a_broken_chain(
     assert report["ok"] is False and report["broken"]["reason"] == "altered"
     receipt = next(e for e in lines if e["type"] == "receipt")
     assert report["broken"]["seq"] == receipt["seq"]
+
+
+def test_consume_drain_on_a_redis_without_tenants_ends_at_once(tmp_path: Path) -> None:
+    """A fresh install has no tenant and so no audit stream: ``--drain`` has nothing to wait for."""
+    from gateway.state.redisdb import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start()
+    try:
+        env = {**os.environ, "TIDINGS_REDIS_URL": url, "TIDINGS_AUDIT_URL": f"sqlite:///{tmp_path}/audit.db"}
+        done = subprocess.run(  # before the fix it waited out its hour: TimeoutExpired here
+            [sys.executable, "-m", "gateway.cli", "audit", "consume", "--drain"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert "0 entries moved" in done.stderr
