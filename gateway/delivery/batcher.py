@@ -201,7 +201,9 @@ class Turn:
     taken: frozenset[str] = frozenset()  # ids in jobs a worker has taken
 
 
-def waiting_since(conn: redis.Redis, queue: Queue, tenant: str, channel: str) -> Turn:
+def waiting_since(
+    conn: redis.Redis, queue: Queue, tenant: str, channel: str, taken_within: float = 30.0
+) -> Turn:
     """How far a tenant's ready list and a channel's rq queue have got (both first in, first out).
 
     The housekeeper asks before it re-enqueues notifications whose lease ran out: before their
@@ -226,11 +228,16 @@ def waiting_since(conn: redis.Redis, queue: Queue, tenant: str, channel: str) ->
         except (DeserializationError, ValueError, TypeError):
             continue
         if k >= len(looked_at):
-            taken.update(ids)
+            # Taken a moment ago, not claimed yet. A job started longer ago than a lease is not
+            # waiting to claim: its worker claimed and finished, or lost Redis on the way and left
+            # the registry entry behind (a Redis restart mid-job), and its ids must be recovered.
+            started_at = job.started_at
+            if started_at is not None and _epoch(started_at) >= time.time() - taken_within:
+                taken.update(ids)
             continue
         job_first = min((id_time(i) for i in ids), default=math.inf)
         if job.enqueued_at is not None:
-            job_enqueued = job.enqueued_at.replace(tzinfo=job.enqueued_at.tzinfo or UTC).timestamp()
+            job_enqueued = _epoch(job.enqueued_at)
     return Turn(ready, job_first, job_enqueued, frozenset(taken))
 
 
@@ -247,6 +254,11 @@ def still_waiting(status: str, ntf_id: str, entered: float, via_ready: bool, tur
         accepted = id_time(ntf_id)
         return accepted >= turn.ready_first or accepted >= turn.job_first
     return entered >= turn.job_enqueued
+
+
+def _epoch(at: datetime) -> float:
+    """An rq timestamp (naive UTC) as epoch seconds."""
+    return at.replace(tzinfo=at.tzinfo or UTC).timestamp()
 
 
 def _text(raw: bytes | str) -> str:

@@ -201,7 +201,9 @@ class Housekeeper(threading.Thread):
             for channel, found in by_channel.items():
                 # The reap pushed every lease on by one lease; one a backlog holds is pushed on by as
                 # long as it has waited so far (a long queue is looked at a few times, not every lease).
-                turn = waiting_since(conn, enqueuer.queue(channel), tenant, channel)
+                turn = waiting_since(
+                    conn, enqueuer.queue(channel), tenant, channel, self.settings.lease_seconds
+                )
                 batch, later = [], {}
                 for i, st, entered, via in found:
                     if still_waiting(st, i, entered, via, turn):
