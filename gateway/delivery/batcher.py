@@ -201,9 +201,7 @@ class Turn:
     taken: frozenset[str] = frozenset()  # ids in jobs a worker has taken
 
 
-def waiting_since(
-    conn: redis.Redis, queue: Queue, tenant: str, channel: str, taken_within: float = 30.0
-) -> Turn:
+def waiting_since(conn: redis.Redis, queue: Queue, tenant: str, channel: str, taken_within: float) -> Turn:
     """How far a tenant's ready list and a channel's rq queue have got (both first in, first out).
 
     The housekeeper asks before it re-enqueues notifications whose lease ran out: before their
