@@ -24,7 +24,7 @@ from gateway.recipients import scrub
 REQUEST_ID: ContextVar[str | None] = ContextVar("tidings_request_id", default=None)
 _PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}-"
 _COUNTER = itertools.count(1)
-_HEADER = b"x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
 
 
 def new_request_id() -> str:
@@ -95,6 +95,17 @@ def configure(level: str, fmt: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per provider call is noise
 
 
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-Id`` if it is sane (it goes into logs and a header), else a new one."""
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 128 and text.isprintable() and " " not in text:
+                return text
+            break
+    return new_request_id()
+
+
 class RequestIdMiddleware:
     """ASGI: set the request id for the request's log lines and answer it in ``X-Request-Id``."""
 
@@ -105,17 +116,9 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                # A caller's id is kept if it is sane (it goes into logs and a header).
-                text = value.decode("latin-1")
-                if 0 < len(text) <= 128 and text.isprintable() and " " not in text:
-                    request_id = text
-                break
-        request_id = request_id or new_request_id()
+        request_id = request_id_of(scope["headers"])
         token = REQUEST_ID.set(request_id)
-        header = (_HEADER, request_id.encode("latin-1"))
+        header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
 
         async def send_with_id(message: Any) -> None:
             if message["type"] == "http.response.start":

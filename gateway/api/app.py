@@ -22,14 +22,9 @@ from gateway.api.deps import Services, authenticate
 from gateway.api.engagement import HANDLERS as ENGAGEMENT_HANDLERS
 from gateway.api.links import HANDLERS as LINK_HANDLERS
 from gateway.api.links import ShortLinks
+from gateway.api.notify import NotifyFront
 from gateway.api.optouts import HANDLERS as OPTOUT_HANDLERS
-from gateway.api.problems import (
-    on_http_exception,
-    on_problem_error,
-    on_redis_error,
-    on_too_deep,
-    on_unexpected,
-)
+from gateway.api.problems import on_error, on_http_exception
 from gateway.api.receipts import HANDLERS as RECEIPT_HANDLERS
 from gateway.api.replies import HANDLERS as REPLY_HANDLERS
 from gateway.api.series import HANDLERS as SERIES_HANDLERS
@@ -112,11 +107,11 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
         before_request=authenticate,
         middleware=[RequestIdMiddleware],
         exception_handlers={
-            ProblemError: on_problem_error,
+            ProblemError: on_error,
             HTTPException: on_http_exception,
-            redis.RedisError: on_redis_error,
-            RecursionError: on_too_deep,
-            Exception: on_unexpected,
+            redis.RedisError: on_error,
+            RecursionError: on_error,
+            Exception: on_error,
         },
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -141,6 +136,8 @@ def create_app(settings: Settings, redis_url: str) -> Litestar:
     return app
 
 
-def create_asgi(settings: Settings, redis_url: str) -> ShortLinks:
-    """What the servers run: the app, with the short links members tap answered in front of it."""
-    return ShortLinks(create_app(settings, redis_url))
+def create_asgi(settings: Settings, redis_url: str) -> NotifyFront:
+    """What the servers run: the app, with ``POST /v1/notify`` and the short links members tap
+    answered in front of it."""
+    app = create_app(settings, redis_url)
+    return NotifyFront(app, ShortLinks(app))

@@ -80,6 +80,10 @@ class RawResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the head and the body."""
+        await self.send_to(send)
+
+    async def send_to(self, send: Any) -> None:
+        """The head and the body, through an ASGI ``send``."""
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
@@ -116,6 +120,12 @@ async def principal(request: Request[Any, Any, Any], scope: str) -> Principal:
     if who is None:
         who = await svc.auth.principal(raw_header(request, b"authorization"))
     who.require(scope)
+    check_rate(svc, who)
+    return who
+
+
+def check_rate(svc: Services, who: Principal) -> None:
+    """Count a request against its key's rate: 429 with Retry-After when it is over."""
     wait = svc.limiter.check(who.key_id, time.monotonic())
     if wait > 0:
         raise TooManyRequests(
@@ -123,7 +133,6 @@ async def principal(request: Request[Any, Any, Any], scope: str) -> Principal:
             f"this API key is over {svc.settings.rate_limit_per_second:g} requests per second",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    return who
 
 
 def check_batch(items: list[Any], limit: int) -> None:

@@ -39,11 +39,34 @@ def problem_response(
     return Response(content=_encode.encode(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def on_problem_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
-    """Our own errors know their status and code; refused credentials and signatures are logged."""
-    if exc.status in (401, 403):
-        log.warning("refused (%d %s): %s", exc.status, exc.code, exc.detail)
-    return problem_response(exc.status, exc.problem(), exc.headers)
+def answer_of(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """What an error raised past a handler answers: (status, problem document, headers).
+
+    The exception handlers below and the fast ``/v1/notify`` front (``gateway/api/notify.py``)
+    both answer through it: our own errors know their status and code (refused credentials and
+    signatures are logged), Redis away is 503 with Retry-After (never a 500), a JSON body nested
+    past what the decoder follows is the client's mistake, anything else is a bug: logged, and a
+    plain 500 without internals.
+    """
+    if isinstance(exc, ProblemError):
+        if exc.status in (401, 403):
+            log.warning("refused (%d %s): %s", exc.status, exc.code, exc.detail)
+        return exc.status, exc.problem(), exc.headers
+    if isinstance(exc, redis.RedisError):
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        detail = "state store unreachable; retry shortly"
+        return 503, problem(503, "redis_unavailable", "Service unavailable", detail), {"Retry-After": "1"}
+    if isinstance(exc, RecursionError):
+        log.warning("refused a JSON body nested too deep")
+        return 400, problem(400, "malformed_json", "Malformed JSON", "the JSON body is nested too deep"), None
+    log.exception("unhandled error", exc_info=exc)
+    detail = "an unexpected error occurred; it has been logged"
+    return 500, problem(500, "internal_error", "Internal error", detail), None
+
+
+def on_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Litestar's handler for our errors, Redis errors, too-deep bodies and bugs (``answer_of``)."""
+    return problem_response(*answer_of(exc))
 
 
 def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -71,26 +94,3 @@ def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response
     code, title = _HTTP_CODES.get(status, (f"http_{status}", "Error"))
     headers = {k: v for k, v in (exc.headers or {}).items()}
     return problem_response(status, problem(status, code, title, str(exc.detail)), headers)
-
-
-def on_redis_error(_: Request[Any, Any, Any], exc: redis.RedisError) -> Response[bytes]:
-    """Redis away: 503 with Retry-After, never a 500."""
-    log.warning("redis unavailable: %s", type(exc).__name__)
-    body = problem(503, "redis_unavailable", "Service unavailable", "state store unreachable; retry shortly")
-    return problem_response(503, body, {"Retry-After": "1"})
-
-
-def on_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
-    """A JSON body nested past what the decoder follows: the client's mistake, not ours."""
-    log.warning("refused a JSON body nested too deep")
-    body = problem(400, "malformed_json", "Malformed JSON", "the JSON body is nested too deep")
-    return problem_response(400, body)
-
-
-def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """A bug: log it, answer a plain 500 problem without internals."""
-    log.exception("unhandled error", exc_info=exc)
-    body = problem(
-        500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged"
-    )
-    return problem_response(500, body)
