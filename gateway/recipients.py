@@ -7,7 +7,6 @@ too); here it raises the gateway's InvalidRecipient.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -136,12 +135,26 @@ def check_timezone(name: str) -> str:
     return name
 
 
+_SHA256_BLOCK = 64
+
+
 class Members:
     """A member's key in Redis and the audit log: a keyed hash of the address, never the address (PIPL)."""
 
     def __init__(self, key: str) -> None:
-        self._key = key.encode()
+        # HMAC-SHA256 (RFC 2104) with the key's inner and outer hashes made once: copying a started
+        # hash is less than half the time of hmac.new per address, and the digest is the same.
+        raw = key.encode()
+        if len(raw) > _SHA256_BLOCK:
+            raw = hashlib.sha256(raw).digest()
+        raw = raw.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
         self.of = lru_cache(maxsize=65_536)(self._of)
 
     def _of(self, address: str) -> str:
-        return hmac.new(self._key, address.encode(), hashlib.sha256).hexdigest()[:32]
+        inner = self._inner.copy()
+        inner.update(address.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()[:32]

@@ -15,6 +15,7 @@ from gateway.api import examples, views
 from gateway.api.deps import (
     JSON,
     RawResponse,
+    Services,
     check_batch,
     check_rate,
     json_response,
@@ -199,9 +200,12 @@ class NotifyFront:
     def __init__(self, app: Litestar, inner: Callable[[dict[str, Any], Any, Any], Awaitable[None]]) -> None:
         self.app = app
         self.inner = inner
+        self._services: Services | None = None  # the app's, once its lifespan has built them
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/notify" or scope["method"] != "POST":
+            if scope["type"] == "lifespan":  # a start (again) builds the services anew
+                self._services = None
             await self.inner(scope, receive, send)
             return
         authorization = header_key = None
@@ -213,7 +217,9 @@ class NotifyFront:
                 length = int(value) if value.isdigit() else -1
             elif name == b"idempotency-key":
                 header_key = value.decode("latin-1")
-        svc = services(self.app.state)
+        svc = self._services
+        if svc is None:  # Litestar's State looks an attribute up through two mappings: once is enough
+            svc = self._services = services(self.app.state)
         if authorization is None or not 0 < length <= svc.settings.max_body_bytes:
             await self.inner(scope, receive, send)
             return

@@ -6,6 +6,9 @@ tenant in a ``{hash tag}`` so they share a slot on Redis Cluster.
 
 from __future__ import annotations
 
+import hashlib
+from functools import lru_cache
+
 PREFIX = "tid:"
 
 
@@ -214,9 +217,8 @@ def series_tenants() -> str:
 
 
 # -- engagement ------------------------------------------------------------------------------------
+@lru_cache(maxsize=4096)  # a tenant runs a few campaigns at a time; every accept of one names it
 def _campaign_id(campaign: str) -> str:
-    import hashlib
-
     return hashlib.sha256(campaign.encode()).hexdigest()[:20]
 
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from gateway.errors import InvalidRecipient
-from gateway.recipients import check_email, check_timezone, mask_email, mask_phone, parse_phone
+from gateway.recipients import Members, check_email, check_timezone, mask_email, mask_phone, parse_phone
 
 
 @pytest.mark.parametrize(
@@ -81,3 +84,13 @@ def test_the_fast_path_takes_every_written_form_of_a_chinese_mobile(raw: str) ->
 
     fast = _fast_cn_mobile(raw, "CN")
     assert fast is not None and fast.e164 == "+8613812345678"
+
+
+@pytest.mark.parametrize("key", ["", "a-secret-key", "密钥-" * 30])
+def test_member_key_is_hmac_sha256_of_the_address(key: str) -> None:
+    """Members keeps the key's inner and outer hashes; the digest must stay RFC 2104's, since every
+    member key in Redis and the audit log was made with it (keys over the block size too)."""
+    members = Members(key)
+    for address in ("+8613800000001", "li.na@example.cn", "推送令牌-token"):
+        expected = hmac.new(key.encode(), address.encode(), hashlib.sha256).hexdigest()[:32]
+        assert members.of(address) == expected
