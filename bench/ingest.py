@@ -104,7 +104,7 @@ def main() -> None:
         + "; tidings "
         + ", ".join(f"{r.rate:.0f}" for r in ours_runs)
     )
-    print(f"ratio accepted/bare: {ours.rate / bare.rate:.2f}x   (target >= 0.5x)")
+    print(f"ratio accepted/bare: {ours.rate / bare.rate:.2f}x   (target >= 0.7x)")
     statuses = {s for r in ours_runs for s in r.statuses}
     if statuses != {202}:
         raise SystemExit(f"unexpected statuses from tidings: {statuses}")
