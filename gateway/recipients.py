@@ -7,6 +7,7 @@ too); here it raises the gateway's InvalidRecipient.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -135,26 +136,15 @@ def check_timezone(name: str) -> str:
     return name
 
 
-_SHA256_BLOCK = 64
-
-
 class Members:
     """A member's key in Redis and the audit log: a keyed hash of the address, never the address (PIPL)."""
 
     def __init__(self, key: str) -> None:
-        # HMAC-SHA256 (RFC 2104) with the key's inner and outer hashes made once: copying a started
-        # hash is less than half the time of hmac.new per address, and the digest is the same.
-        raw = key.encode()
-        if len(raw) > _SHA256_BLOCK:
-            raw = hashlib.sha256(raw).digest()
-        raw = raw.ljust(_SHA256_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
+        # The keyed HMAC made once and copied per address: the stdlib's own, a third cheaper than hmac.new.
+        self._mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
         self.of = lru_cache(maxsize=65_536)(self._of)
 
     def _of(self, address: str) -> str:
-        inner = self._inner.copy()
-        inner.update(address.encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()[:32]
+        mac = self._mac.copy()
+        mac.update(address.encode())
+        return mac.hexdigest()[:32]
