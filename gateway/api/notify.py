@@ -120,7 +120,7 @@ async def notify_batch(
         if existing is not None:
             return answer_response(svc.acceptor.replay(existing, fp))
     try:
-        reqs: list[NotifyRequest | Rejected] = [_item(data.defaults, item) for item in data.items]
+        reqs = [_item(data.defaults, item, header_key, i) for i, item in enumerate(data.items)]
         answers = await svc.acceptor.notify_many(who.tenant, reqs)
     except BaseException:
         if header_key:
@@ -149,15 +149,22 @@ async def notify_batch(
     return RawResponse(_encode.encode(out), 200)
 
 
-def _item(defaults: dict[str, Any], item: Any) -> NotifyRequest | Rejected:
+def _item(defaults: dict[str, Any], item: Any, batch_key: str | None, index: int) -> NotifyRequest | Rejected:
+    """One item merged over the defaults. In a batch with an ``Idempotency-Key``, an item without
+    its own key gets ``batch:{key}:{index}``: a batch that failed part-way (a 503 after some items
+    were accepted) and is sent again answers those items from their records instead of accepting
+    them twice."""
     if not isinstance(item, dict):
         return Rejected("", [{"code": "validation_error", "detail": "each item must be an object"}])
     merged = merge_item(defaults, item, MERGED_FIELDS)
     try:
-        return msgspec.convert(merged, NotifyRequest, strict=False)
+        req = msgspec.convert(merged, NotifyRequest, strict=False)
     except msgspec.ValidationError as exc:
         channel = str(merged.get("channel", ""))
         return Rejected(channel, [{"code": "validation_error", "detail": str(exc)}])
+    if batch_key and req.idempotency_key is None:
+        return msgspec.structs.replace(req, idempotency_key=f"batch:{batch_key}:{index}")
+    return req
 
 
 @post(

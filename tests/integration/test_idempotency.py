@@ -94,3 +94,34 @@ def test_batch_replay_and_in_progress(stack: Stack) -> None:
         busy = c.post("/v1/notify/batch", json=payload, headers={"Idempotency-Key": "batch-2"})
         assert busy.status_code == 409 and busy.json()["code"] == "idempotency_in_progress"
         assert busy.headers["retry-after"] == "1"
+
+
+def test_a_batch_sent_again_after_failing_part_way_accepts_nothing_twice(stack: Stack) -> None:
+    # A batch whose accept failed part-way (Redis went away after some items were written) answers
+    # 503 and releases its Idempotency-Key, so the caller's retry runs the items again. Each item
+    # without a key of its own is keyed by the batch's key and its index: the retry answers the items
+    # already accepted from their records. Here the release is done by hand after a whole first try.
+    items = [{"to": {"phone": "13812350001"}}, {"to": {"phone": "13812350002"}, "idempotency_key": "own-2"}]
+    payload = {"defaults": points_expiry(), "items": [*items, {"to": {"phone": "13812350003"}}]}
+    headers = {"Idempotency-Key": "batch-part-way"}
+    r = redis.Redis.from_url(stack.redis_url)
+    with stack.client() as c:
+        first = c.post("/v1/notify/batch", json=payload, headers=headers).json()["results"]
+        assert [x["status"] for x in first] == ["queued"] * 3
+        assert r.delete(keys.idempotency(TENANT, "batch:batch-part-way")) == 1
+        again = c.post("/v1/notify/batch", json=payload, headers=headers)
+        assert again.status_code == 200 and "idempotent-replayed" not in again.headers
+        assert [x["id"] for x in again.json()["results"]] == [x["id"] for x in first]
+        # The item keys are the batch's: another batch key, or a changed item, is a request of its own.
+        assert r.exists(keys.idempotency(TENANT, "batch:batch-part-way:0"))
+        assert r.exists(keys.idempotency(TENANT, "own-2"))
+        assert not r.exists(keys.idempotency(TENANT, "batch:batch-part-way:1"))
+        r.delete(keys.idempotency(TENANT, "batch:batch-part-way"))
+        changed = {**payload, "items": [items[0], items[1], {"to": {"phone": "13812350004"}}]}
+        third = c.post("/v1/notify/batch", json=changed, headers=headers).json()["results"]
+        assert [x["id"] for x in third[:2]] == [x["id"] for x in first[:2]]
+        assert third[2]["status"] == "rejected"
+        assert third[2]["reasons"][0]["code"] == "idempotency_key_reused"
+    wait_for(lambda: len(stack.messages()) >= 3, timeout=10)
+    time.sleep(0.5)  # give a wrongly doubled send the time to show up
+    assert sorted(m["to"] for m in stack.messages()) == ["+8613812350001", "+8613812350002", "+8613812350003"]
