@@ -8,13 +8,35 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Every 10-bit value as its two Crockford characters: 13 lookups make a 26-character ULID.
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+# Random bytes come from the OS a page at a time: one system call per 409 ids, not one per id.
+_POOL_BYTES = 4090
+_pool: list[bytes | int] = [b"", 0]  # the bytes, and how many of them are used
+
+
+def _forget_pool() -> None:
+    # A forked child (an rq work horse) must not make the ids its parent is about to make.
+    _pool[0], _pool[1] = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def new_id(prefix: str) -> str:
     """A ULID-shaped id: 48 bits of milliseconds then 80 random bits, 26 characters after the prefix."""
-    value = time.time_ns() // 1_000_000 << 80 | int.from_bytes(os.urandom(10), "big")
-    pairs = _PAIRS
-    return prefix + "_" + "".join([pairs[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+    pool, used = _pool
+    assert isinstance(pool, bytes) and isinstance(used, int)
+    if used + 10 > len(pool):
+        pool, used = os.urandom(_POOL_BYTES), 0
+        _pool[0] = pool
+    _pool[1] = used + 10
+    r = int.from_bytes(pool[used : used + 10], "big")
+    ms = time.time_ns() // 1_000_000
+    p = _PAIRS  # 130 bits: two zeros and the 48 of the time (5 pairs), then the 80 random (8 pairs)
+    return (
+        f"{prefix}_{p[ms >> 40]}{p[(ms >> 30) & 1023]}{p[(ms >> 20) & 1023]}{p[(ms >> 10) & 1023]}"
+        f"{p[ms & 1023]}{p[r >> 70]}{p[(r >> 60) & 1023]}{p[(r >> 50) & 1023]}{p[(r >> 40) & 1023]}"
+        f"{p[(r >> 30) & 1023]}{p[(r >> 20) & 1023]}{p[(r >> 10) & 1023]}{p[r & 1023]}"
+    )
 
 
 def id_time(value: str) -> float:

@@ -83,23 +83,26 @@ def record_fields(
     brand: str | None,
     state: StateArgs,
 ) -> dict[str, str]:
-    """The fields the scripts read or change (the rest travels as one document)."""
+    """The fields the scripts read or change (the rest travels as one document). The first four are
+    the audit entry's, in the order the accept script reads them."""
+    at = repr(now)
     record = {
         "id": ntf_id,
-        "tenant": tenant,
-        "channel": channel,
-        "status": status,
-        "not_before": repr(due),
-        "updated_at": repr(now),
-        "created_at": repr(now),
-        "attempts": "0",
-        "reasons": _encode.encode(reasons).decode(),
         "member": member,
         "masked": mask_address(address, channel),
+        "channel": channel,
+        "tenant": tenant,
+        "status": status,
+        "not_before": repr(due),
+        "updated_at": at,
+        "created_at": at,
+        "attempts": "0",
+        "reasons": _encode.encode(reasons).decode(),
         "brand": brand or "",
     }
-    if state.cap_key:
+    if state.cap_key:  # the accept script takes the slot (or, suppressing it, says cap_counted 0)
         record["cap_key"] = state.cap_key
+        record["cap_counted"] = "1"
     return record
 
 
@@ -132,7 +135,7 @@ def static_document(req: NotifyRequest, draft: Draft, address: str, zone: str, n
     )
 
 
-NO_SUPPRESSIONS = ("",) * 8  # a first accept call leaves them out: most accepts suppress nothing
+NO_SUPPRESSIONS: tuple[str, ...] = ()  # a first accept call leaves them out: most accepts suppress nothing
 
 
 def _without_answers(at: str, cap_limit: int) -> tuple[str, ...]:

@@ -26,6 +26,14 @@ def events(tenant: str, ntf_id: str) -> str:
     return f"{_t(tenant)}ntf:{ntf_id}:ev"
 
 
+def accept_keys(tenant: str, ntf_id: str, channel: str) -> tuple[str, str, str, str, str, str]:
+    """What every accept writes, with the tenant's prefix made once: ``notification``, ``events``,
+    ``leases``, ``ready``, ``held`` and ``audit``."""
+    t = _t(tenant)
+    ntf = f"{t}ntf:{ntf_id}"
+    return ntf, f"{ntf}:ev", f"{t}lease", f"{t}ready:{channel}", f"{t}held:{channel}", f"{t}audit"
+
+
 def idempotency(tenant: str, key: str) -> str:
     """Idempotency record of one tenant's key."""
     return f"{_t(tenant)}idem:{key}"

@@ -73,6 +73,9 @@ class Store(Lookups):
         self.cluster = cluster  # on a Cluster: the pipelined scripts go through it, routed by slot
         self.record_ttl = record_ttl
         self.idempotency_ttl = idempotency_ttl
+        # As the accept script takes them, made once.
+        self._record_ttl, self._idempotency_ttl = str(record_ttl), str(idempotency_ttl)
+        self._max_held = str(max_held)
         self._idem_reserve = redis.register_script(scripts.IDEM_RESERVE)
         self._claim = redis.register_script(scripts.CLAIM)
         self._cancel = redis.register_script(scripts.CANCEL)
@@ -93,31 +96,25 @@ class Store(Lookups):
         idem_key: str | None,
         idem_record: str,
         state: tuple[str, Sequence[str], str, int, int] = ("", (), "", 0, 0),
-        suppressions: Sequence[str] = ("",) * 8,
+        suppressions: Sequence[str] = (),
         attribution: tuple[str, str] = ("", ""),
     ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV of the accept script (so a batch can pipeline many).
 
-        ``suppressions``: what an opt-out and a full cap would write (reasons, two events, the stored
-        answer; four strings each), decided by the state rules in Python.
+        ``record``: its first fields are ``id``, ``member``, ``masked`` and ``channel`` (the audit
+        entry's, read by position). ``suppressions``: none, or what an opt-out and a full cap would
+        write (reasons, two events, the stored answer; four strings each), decided by the state rules
+        in Python.
         """
         ntf_id = record["id"]
-        ntf_key = keys.notification(tenant, ntf_id)
+        channel = record["channel"]
+        ntf_key, events_key, leases, ready_key, held_key, audit_key = keys.accept_keys(
+            tenant, ntf_id, channel
+        )
         idem = keys.idempotency(tenant, idem_key) if idem_key else ntf_key
         optout_key, scopes, cap_key, cap_limit, cap_ttl = state
-        key_list = [
-            idem,
-            ntf_key,
-            keys.events(tenant, ntf_id),
-            keys.leases(tenant),
-            keys.ready(tenant, record["channel"]),
-            optout_key or ntf_key,
-            cap_key or ntf_key,
-            keys.held(tenant, record["channel"]),
-            keys.audit(tenant),
-            attribution[0] or ntf_key,
-            attribution[1] or ntf_key,
-        ]
+        key_list = [idem, ntf_key, events_key, leases, ready_key, optout_key or ntf_key, cap_key or ntf_key]
+        key_list += (held_key, audit_key, attribution[0] or ntf_key, attribution[1] or ntf_key)
         status = record["status"]
         ready = (
             "1" if status == Status.QUEUED else record["not_before"] if status == Status.SCHEDULED else "0"
@@ -125,16 +122,17 @@ class Store(Lookups):
         args: list[str | bytes] = [
             "1" if idem_key else "0",
             idem_record,
-            str(self.idempotency_ttl),
+            self._idempotency_ttl,
             ntf_id,
             "" if lease_score is None else repr(lease_score),
-            str(self.record_ttl) if final else "",
+            self._record_ttl if final else "",
             ready,
             str(cap_limit),
             str(cap_ttl),
-            str(self.record_ttl),
+            self._record_ttl,
+            self._max_held,
+            str(len(suppressions)),
             *suppressions,
-            str(self.max_held),
             str(len(scopes)),
             *scopes,
             str(len(events)),

@@ -43,3 +43,11 @@ def test_strings_and_empties() -> None:
     assert rfc3339("1764000000.25") == "2025-11-24T16:00:00.250+00:00"
     assert rfc3339(None) is None
     assert rfc3339("") is None
+
+
+def test_the_same_time_asked_again_and_a_time_between_give_their_own_text() -> None:
+    # The last answer is kept for the next same question (an accept's due time, asked twice).
+    t, u = 1_764_000_000.25, 1_764_000_001.5
+    assert rfc3339(t) == rfc3339(t) == reference(t)
+    assert rfc3339(u) == reference(u) and rfc3339(t) == reference(t)
+    assert rfc3339(str(t)) == reference(t) and rfc3339(1_764_000_000) == reference(1_764_000_000)
