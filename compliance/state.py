@@ -121,9 +121,14 @@ class QuietHoursRule:
         release = quiet_release(m.due, m.zone, m.category, m.rules, m.channel)
         if release is None:
             return self.PASS
-        return Timing(
-            self.name, "defer", release, reason(Reason.QUIET_HOURS, "held until the member's quiet hours end")
-        )
+        return self._defer(release)
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _defer(release: float) -> Timing:
+        """The deferral until ``release`` (a night's members share a few: shared, never mutate it)."""
+        why = reason(Reason.QUIET_HOURS, "held until the member's quiet hours end")
+        return Timing(QuietHoursRule.name, "defer", release, why)
 
 
 class ExpiryRule:

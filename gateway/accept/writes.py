@@ -97,7 +97,7 @@ def record_fields(
         "updated_at": at,
         "created_at": at,
         "attempts": "0",
-        "reasons": _encode.encode(reasons).decode(),
+        "reasons": _encode.encode(reasons).decode() if reasons else "[]",
         "brand": brand or "",
     }
     if state.cap_key:  # the accept script takes the slot (or, suppressing it, says cap_counted 0)

@@ -26,7 +26,7 @@ from gateway.api.deps import (
 )
 from gateway.api.problems import PROBLEM, answer_of
 from gateway.errors import Rejected, Unprocessable
-from gateway.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_of
+from gateway.logs import REQUEST_ID, REQUEST_ID_HEADER, new_request_id, request_id_of
 from gateway.models import BatchRequest, BatchResults, NotifyRequest, NotifyResult, Status
 
 _encode = msgspec.json.Encoder()
@@ -217,6 +217,7 @@ class NotifyFront:
             return
         authorization = header_key = None
         length = -1
+        given_id = False
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
@@ -224,6 +225,8 @@ class NotifyFront:
                 length = int(value) if value.isdigit() else -1
             elif name == b"idempotency-key":
                 header_key = value.decode("latin-1")
+            elif name == REQUEST_ID_HEADER:
+                given_id = True
         svc = self._services
         if svc is None:  # Litestar's State looks an attribute up through two mappings: once is enough
             svc = self._services = services(self.app.state)
@@ -245,7 +248,7 @@ class NotifyFront:
         except Exception:  # the app answers it, from the same body
             await self.inner(scope, _replay(body, receive), send)
             return
-        request_id = request_id_of(scope["headers"])
+        request_id = request_id_of(scope["headers"]) if given_id else new_request_id()
         token = REQUEST_ID.set(request_id)
         try:
             try:
