@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 
 from gateway.ids import id_time, new_id
@@ -41,3 +43,22 @@ def test_a_forked_child_does_not_make_the_ids_its_parent_makes() -> None:
 def test_ids_are_unique_across_many_pool_refills() -> None:
     made = [new_id("ntf") for _ in range(5000)]  # 5000 x 10 bytes: a dozen pages of random bytes
     assert len(set(made)) == 5000 and all(len(m) == 30 and m[4:].isalnum() for m in made)
+
+
+def test_threads_making_ids_at_once_never_share_random_bits() -> None:
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def make(out: list[str]) -> None:
+        out.extend(new_id("ntf") for _ in range(3000))
+
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=make, args=(out,)) for out in made]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(0.005)
+    random_parts = [m[14:] for out in made for m in out]
+    assert len(random_parts) == len(set(random_parts)) == 24_000
