@@ -73,17 +73,22 @@ def keyed(data: NotifyRequest, header_key: str | None) -> NotifyRequest:
     """The request with its ``Idempotency-Key`` header, which must agree with the body's key."""
     if header_key is None:
         return data
+    check_key(header_key)
+    if data.idempotency_key not in (None, header_key):
+        raise Unprocessable(
+            "idempotency_key_mismatch", "Idempotency-Key header and body idempotency_key differ"
+        )
+    return msgspec.structs.replace(data, idempotency_key=header_key)
+
+
+def check_key(header_key: str) -> None:
+    """An ``Idempotency-Key`` header: 1 to 255 characters (422 otherwise)."""
     if not 0 < len(header_key) <= 255:
         raise Unprocessable(
             "validation_error",
             "Idempotency-Key must be 1 to 255 characters",
             errors=[{"field": "Idempotency-Key", "message": "must be 1 to 255 characters"}],
         )
-    if data.idempotency_key not in (None, header_key):
-        raise Unprocessable(
-            "idempotency_key_mismatch", "Idempotency-Key header and body idempotency_key differ"
-        )
-    return msgspec.structs.replace(data, idempotency_key=header_key)
 
 
 @post(
@@ -113,7 +118,8 @@ async def notify_batch(
     check_batch(data.items, limit)
     header_key = request.headers.get("idempotency-key")
     fp = ""
-    if header_key:
+    if header_key is not None:
+        check_key(header_key)
         fp = hashlib.sha256(_encode.encode(data)).hexdigest()
         pending = _encode.encode({"fp": fp, "state": "pending"}).decode()
         existing = await svc.store.idempotency_reserve(who.tenant, f"batch:{header_key}", pending)
@@ -151,7 +157,8 @@ async def notify_batch(
 
 def _item(defaults: dict[str, Any], item: Any, batch_key: str | None, index: int) -> NotifyRequest | Rejected:
     """One item merged over the defaults. In a batch with an ``Idempotency-Key``, an item without
-    its own key gets ``batch:{key}:{index}``: a batch that failed part-way (a 503 after some items
+    its own key gets ``batch-item:{key}:{index}`` (apart from the batch's own ``batch:{key}``, and
+    one batch's from another's: the index is the last part and a number): a batch that failed part-way (a 503 after some items
     were accepted) and is sent again answers those items from their records instead of accepting
     them twice."""
     if not isinstance(item, dict):
@@ -163,7 +170,7 @@ def _item(defaults: dict[str, Any], item: Any, batch_key: str | None, index: int
         channel = str(merged.get("channel", ""))
         return Rejected(channel, [{"code": "validation_error", "detail": str(exc)}])
     if batch_key and req.idempotency_key is None:
-        return msgspec.structs.replace(req, idempotency_key=f"batch:{batch_key}:{index}")
+        return msgspec.structs.replace(req, idempotency_key=f"batch-item:{batch_key}:{index}")
     return req
 
 

@@ -99,7 +99,8 @@ def test_batch_replay_and_in_progress(stack: Stack) -> None:
 def test_a_batch_sent_again_after_failing_part_way_accepts_nothing_twice(stack: Stack) -> None:
     # A batch whose accept failed part-way (Redis went away after some items were written) answers
     # 503 and releases its Idempotency-Key, so the caller's retry runs the items again. Each item
-    # without a key of its own is keyed by the batch's key and its index: the retry answers the items
+    # without a key of its own is keyed by the batch's key and its index (batch-item:{key}:{index},
+    # shown as its idempotency_key): the retry answers the items
     # already accepted from their records. Here the release is done by hand after a whole first try.
     items = [{"to": {"phone": "13812350001"}}, {"to": {"phone": "13812350002"}, "idempotency_key": "own-2"}]
     payload = {"defaults": points_expiry(), "items": [*items, {"to": {"phone": "13812350003"}}]}
@@ -113,15 +114,27 @@ def test_a_batch_sent_again_after_failing_part_way_accepts_nothing_twice(stack: 
         assert again.status_code == 200 and "idempotent-replayed" not in again.headers
         assert [x["id"] for x in again.json()["results"]] == [x["id"] for x in first]
         # The item keys are the batch's: another batch key, or a changed item, is a request of its own.
-        assert r.exists(keys.idempotency(TENANT, "batch:batch-part-way:0"))
+        assert r.exists(keys.idempotency(TENANT, "batch-item:batch-part-way:0"))
         assert r.exists(keys.idempotency(TENANT, "own-2"))
-        assert not r.exists(keys.idempotency(TENANT, "batch:batch-part-way:1"))
+        assert not r.exists(keys.idempotency(TENANT, "batch-item:batch-part-way:1"))
+        assert c.get(f"/v1/notifications/{first[0]['id']}").json()["idempotency_key"] == (
+            "batch-item:batch-part-way:0"
+        )
+        # A batch keyed like an item of another batch is a batch of its own.
+        other = c.post("/v1/notify/batch", json=payload, headers={"Idempotency-Key": "batch-part-way:0"})
+        assert other.status_code == 200 and {x["status"] for x in other.json()["results"]} == {"queued"}
+        too_long = c.post("/v1/notify/batch", json=payload, headers={"Idempotency-Key": "k" * 256})
+        assert too_long.status_code == 422 and too_long.json()["code"] == "validation_error"
         r.delete(keys.idempotency(TENANT, "batch:batch-part-way"))
         changed = {**payload, "items": [items[0], items[1], {"to": {"phone": "13812350004"}}]}
         third = c.post("/v1/notify/batch", json=changed, headers=headers).json()["results"]
         assert [x["id"] for x in third[:2]] == [x["id"] for x in first[:2]]
         assert third[2]["status"] == "rejected"
         assert third[2]["reasons"][0]["code"] == "idempotency_key_reused"
-    wait_for(lambda: len(stack.messages()) >= 3, timeout=10)
-    time.sleep(0.5)  # give a wrongly doubled send the time to show up
-    assert sorted(m["to"] for m in stack.messages()) == ["+8613812350001", "+8613812350002", "+8613812350003"]
+    # Each member once from the first batch; the batch of its own sent the keyless items again (the
+    # item with its own key was answered from its record).
+    wait_for(lambda: len(stack.messages()) >= 5, timeout=10)
+    time.sleep(0.5)
+    assert sorted(m["to"] for m in stack.messages()) == sorted(
+        ["+8613812350001", "+8613812350002", "+8613812350003", "+8613812350001", "+8613812350003"]
+    )
