@@ -12,16 +12,16 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 # Random bytes come from the OS a page at a time: one system call per 409 ids, not one per id.
 # The lock hands each 10 bytes to one caller (workers make ids on several threads).
 _POOL_BYTES = 4090
-_pool: list[bytes | int] = [b"", 0]  # the bytes, and how many of them are used
+_pool = b""
+_used = 0  # how many of the pool's bytes are handed out
 _lock = threading.Lock()
 
 
 def _forget_pool() -> None:
     # A forked child (an rq work horse) must not make the ids its parent is about to make, nor
     # inherit a lock another thread of the parent held.
-    global _lock
-    _lock = threading.Lock()
-    _pool[0], _pool[1] = b"", 0
+    global _lock, _pool, _used
+    _lock, _pool, _used = threading.Lock(), b"", 0
 
 
 os.register_at_fork(after_in_child=_forget_pool)
@@ -29,13 +29,12 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 def new_id(prefix: str) -> str:
     """A ULID-shaped id: 48 bits of milliseconds then 80 random bits, 26 characters after the prefix."""
+    global _pool, _used
     with _lock:
-        pool, used = _pool
-        assert isinstance(pool, bytes) and isinstance(used, int)
-        if used + 10 > len(pool):
-            pool, used = os.urandom(_POOL_BYTES), 0
-            _pool[0] = pool
-        _pool[1] = used + 10
+        if _used + 10 > len(_pool):
+            _pool, _used = os.urandom(_POOL_BYTES), 0
+        pool, used = _pool, _used
+        _used = used + 10
     r = int.from_bytes(pool[used : used + 10], "big")
     ms = time.time_ns() // 1_000_000
     p = _PAIRS  # 130 bits: two zeros and the 48 of the time (5 pairs), then the 80 random (8 pairs)

@@ -51,25 +51,12 @@ def rfc3339(epoch: float | str | None) -> str | None:
     """
     if epoch is None or epoch == "":
         return None
-    last = _last
-    if epoch == last[0]:  # an accept asks twice for its due time when quiet hours hold it
-        return last[1]
     t = float(epoch)
     second = int(t // 1)
     micros = round((t - second) * 1e6)
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
-    text = f"{_second(second)}.{micros // 1000:03d}+00:00"
-    _remember(epoch, text)
-    return text
-
-
-_last: tuple[float | str | None, str] = (None, "")
-
-
-def _remember(epoch: float | str, text: str) -> None:
-    global _last  # one tuple replaced at once: threads read a consistent pair
-    _last = (epoch, text)
+    return f"{_second(second)}.{micros // 1000:03d}+00:00"
 
 
 @lru_cache(maxsize=16)

@@ -269,7 +269,7 @@ class Acceptor:
         send_at = check_send_at(req, now, self.settings.max_schedule_days)
         expires_at = req.expires_at.timestamp() if req.expires_at else None
         moment = Moment(now, max(now, send_at or now), zone, category, expires_at, rules, channel)
-        due, held_by, reasons, timing = self._timing(moment, list(draft.warnings))
+        due, due_text, held_by, reasons, timing = self._timing(moment, list(draft.warnings))
         status = (
             Status.SUPPRESSED
             if timing[0][1] == "suppress"
@@ -288,7 +288,7 @@ class Acceptor:
             id=ntf_id,
             status=status,
             channel=channel,
-            scheduled_for=rfc3339(scheduled_for),
+            scheduled_for=None if scheduled_for is None else due_text or rfc3339(scheduled_for),
             segments=draft.segments,
             reasons=reasons,
         )
@@ -327,20 +327,21 @@ class Acceptor:
 
     def _timing(
         self, m: Moment, reasons: list[ReasonEntry]
-    ) -> tuple[float, str | None, list[ReasonEntry], tuple[tuple[str, str], ...]]:
-        """When it can go (quiet hours), whether it expires first: (due, held by, reasons, decisions)."""
-        due, held_by = m.due, ("send_at" if m.due > m.now else None)
+    ) -> tuple[float, str | None, str | None, list[ReasonEntry], tuple[tuple[str, str], ...]]:
+        """When it can go (quiet hours), whether it expires first: (due, due as text when quiet hours
+        made it, held by, reasons, decisions)."""
+        due, due_text, held_by = m.due, None, ("send_at" if m.due > m.now else None)
         timing = [("expiry", "pass")]
         quiet = self.state_rules.quiet_hours.decide(m)
         if quiet.release is not None and quiet.reason is not None:
-            due, held_by = quiet.release, "quiet_hours"
-            reasons.append({**quiet.reason, "scheduled_for": rfc3339(due)})
+            due, due_text, held_by = quiet.release, rfc3339(quiet.release), "quiet_hours"
+            reasons.append({**quiet.reason, "scheduled_for": due_text})
             timing.append((quiet.rule, quiet.outcome))
         expiry = self.state_rules.expiry.decide(m, due, "expires_at is before the message could be sent")
         if expiry.reason is not None:
             reasons = [expiry.reason]
             timing[0] = (expiry.rule, expiry.outcome)
-        return due, held_by, reasons, tuple(timing)
+        return due, due_text, held_by, reasons, tuple(timing)
 
     def _state_args(self, tenant: str, member: str, channel: str, brand: str, m: Moment) -> StateArgs:
         """What the accept script needs for the opt-out test and the cap reservation."""

@@ -158,9 +158,9 @@ async def notify_batch(
 def _item(defaults: dict[str, Any], item: Any, batch_key: str | None, index: int) -> NotifyRequest | Rejected:
     """One item merged over the defaults. In a batch with an ``Idempotency-Key``, an item without
     its own key gets ``batch-item:{key}:{index}`` (apart from the batch's own ``batch:{key}``, and
-    one batch's from another's: the index is the last part and a number): a batch that failed part-way (a 503 after some items
-    were accepted) and is sent again answers those items from their records instead of accepting
-    them twice."""
+    one batch's from another's: the index is the last part and a number): a batch that failed
+    part-way (a 503 after some items were accepted) and is sent again answers those items from
+    their records instead of accepting them twice."""
     if not isinstance(item, dict):
         return Rejected("", [{"code": "validation_error", "detail": "each item must be an object"}])
     merged = merge_item(defaults, item, MERGED_FIELDS)

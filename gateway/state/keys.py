@@ -27,11 +27,16 @@ def events(tenant: str, ntf_id: str) -> str:
 
 
 def accept_keys(tenant: str, ntf_id: str, channel: str) -> tuple[str, str, str, str, str, str]:
-    """What every accept writes, with the tenant's prefix made once: ``notification``, ``events``,
-    ``leases``, ``ready``, ``held`` and ``audit``."""
-    t = _t(tenant)
-    ntf = f"{t}ntf:{ntf_id}"
-    return ntf, f"{ntf}:ev", f"{t}lease", f"{t}ready:{channel}", f"{t}held:{channel}", f"{t}audit"
+    """What every accept writes: ``notification``, ``events``, ``leases``, ``ready``, ``held`` and
+    ``audit``, in the order of the accept script's KEYS."""
+    return (
+        notification(tenant, ntf_id),
+        events(tenant, ntf_id),
+        leases(tenant),
+        ready(tenant, channel),
+        held(tenant, channel),
+        audit(tenant),
+    )
 
 
 def idempotency(tenant: str, key: str) -> str:

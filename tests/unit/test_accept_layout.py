@@ -8,14 +8,14 @@ from gateway.models import Status
 from gateway.state import keys
 
 
-def test_accept_keys_are_the_key_functions_with_the_prefix_made_once() -> None:
+def test_accept_keys_are_the_scripts_keys_in_order_and_share_the_tenants_slot() -> None:
     assert keys.accept_keys("acme", "ntf_1", "sms") == (
-        keys.notification("acme", "ntf_1"),
-        keys.events("acme", "ntf_1"),
-        keys.leases("acme"),
-        keys.ready("acme", "sms"),
-        keys.held("acme", "sms"),
-        keys.audit("acme"),
+        "tid:{acme}:ntf:ntf_1",
+        "tid:{acme}:ntf:ntf_1:ev",
+        "tid:{acme}:lease",
+        "tid:{acme}:ready:sms",
+        "tid:{acme}:held:sms",
+        "tid:{acme}:audit",
     )
 
 

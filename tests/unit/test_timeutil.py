@@ -46,7 +46,7 @@ def test_strings_and_empties() -> None:
 
 
 def test_the_same_time_asked_again_and_a_time_between_give_their_own_text() -> None:
-    # The last answer is kept for the next same question (an accept's due time, asked twice).
+    # The per-second cache of the date and time must not leak one time's milliseconds into another.
     t, u = 1_764_000_000.25, 1_764_000_001.5
     assert rfc3339(t) == rfc3339(t) == reference(t)
     assert rfc3339(u) == reference(u) and rfc3339(t) == reference(t)
