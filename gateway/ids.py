@@ -27,8 +27,15 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def new_id(prefix: str) -> str:
-    """A ULID-shaped id: 48 bits of milliseconds then 80 random bits, 26 characters after the prefix."""
+BUCKETS = 1024  # a tenant's bucket space (docs/cluster.md "Buckets")
+
+
+def new_id(prefix: str, bucket: int | None = None) -> str:
+    """A ULID-shaped id: 48 bits of milliseconds then 80 random bits, 26 characters after the prefix.
+
+    With a ``bucket`` (0 to 1023, the member's: ``keys.member_bucket``), the last 10 of the random
+    bits are the bucket, so a key built from the id alone can find its member's slot (``bucket_of``).
+    """
     global _pool, _used
     with _lock:
         if _used + 10 > len(_pool):
@@ -36,6 +43,10 @@ def new_id(prefix: str) -> str:
         pool, used = _pool, _used
         _used = used + 10
     r = int.from_bytes(pool[used : used + 10], "big")
+    if bucket is not None:
+        if not 0 <= bucket < BUCKETS:
+            raise ValueError(f"bucket {bucket} is not in 0..{BUCKETS - 1}")
+        r = r >> 10 << 10 | bucket
     ms = time.time_ns() // 1_000_000
     p = _PAIRS  # 130 bits: two zeros and the 48 of the time (5 pairs), then the 80 random (8 pairs)
     return (
@@ -57,3 +68,12 @@ def id_time(value: str) -> float:
             return 0.0
         ms = ms * 32 + digit
     return ms / 1000  # the first 10 characters hold bits 129 to 80: two zeros, then the 48 of the time
+
+
+def bucket_of(value: str) -> int:
+    """The bucket a ``new_id(prefix, bucket)`` was made in (its last two characters); 0 if not an id."""
+    body = value.rpartition("_")[2]
+    if len(body) != 26:
+        return 0
+    high, low = _CROCKFORD.find(body[24]), _CROCKFORD.find(body[25])
+    return 0 if high < 0 or low < 0 else high * 32 + low

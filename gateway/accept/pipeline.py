@@ -281,7 +281,7 @@ class Acceptor:
         final = status is Status.SUPPRESSED
         member = self.members.of(address)
         state = StateArgs() if final else self._state_args(tenant, member, channel, req.brand or "", moment)
-        ntf_id = new_id("ntf")
+        ntf_id = new_id("ntf", keys.member_bucket(member))
         at = rfc3339(now) or ""
         scheduled_for = due if status is Status.SCHEDULED else None
         result = NotifyResult(

@@ -125,7 +125,7 @@ class SeriesService:
                 errors=[{"field": "anchor_at", "message": "too far ahead"}],
             )
         planned = plan(definition, anchor, now, tz, self.policy.rules(tenant, req.brand))
-        sid = new_id("ser")
+        sid = new_id("ser", keys.member_bucket(member))
         fields: dict[str, Any] = {
             "id": sid,
             "def": definition.name,

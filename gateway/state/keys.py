@@ -16,6 +16,30 @@ def _t(tenant: str) -> str:
     return f"{PREFIX}{{{tenant}}}:"
 
 
+def member_bucket(member: str) -> int:
+    """A member's bucket of 1024: the first 10 bits of its member key (hex, ``Members.of``); 0 for a
+    key that is not hex. A notification or series id made for the member carries it (``ids.new_id``)."""
+    try:
+        return int(member[:3], 16) >> 2 if len(member) >= 3 else 0
+    except ValueError:
+        return 0
+
+
+def check_buckets(buckets: int) -> int:
+    """A tenant's number of tags on a Cluster: a power of two that divides 1024 (ValueError if not)."""
+    if buckets < 1 or buckets > 1024 or buckets & (buckets - 1):
+        raise ValueError(f"buckets must be a power of two from 1 to 1024, not {buckets}")
+    return buckets
+
+
+def bucket_prefix(tenant: str, bucket: int, buckets: int) -> str:
+    """The prefix of a bucketed key: ``tid:{tenant:b}:`` with b = bucket mod ``buckets``, and with one
+    bucket exactly the tenant's ``tid:{tenant}:`` of today (the plain-Redis layout, unchanged)."""
+    if buckets == 1:
+        return _t(tenant)
+    return f"{PREFIX}{{{tenant}:{bucket % buckets}}}:"
+
+
 def notification(tenant: str, ntf_id: str) -> str:
     """Hash with one notification's state."""
     return f"{_t(tenant)}ntf:{ntf_id}"
