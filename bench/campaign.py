@@ -53,11 +53,13 @@ from bench.common import (
     build_requests,
     cpu_seconds,
     load,
+    machine_ticks,
     process,
     python,
     redis_command_usec,
     redis_for_bench,
     redis_pid,
+    steal_line,
 )
 from bench.deliver import BASELINE, POLICY
 from bench.ingest import _MAKE_KEY, bodies
@@ -277,6 +279,7 @@ def main() -> None:
                 if where.queue_nodes:
                     stages["Redis of the rq queues"] = [redis_pid(u) for u in where.queue_nodes]
                 cpu_before = {k: sum(map(cpu_seconds, pids)) for k, pids in stages.items()}
+                ticks_before = machine_ticks()
                 self_before = time.process_time()
                 commands_before = commands_usec(where.state_masters + where.queue_nodes)
                 started = time.monotonic()
@@ -306,6 +309,7 @@ def main() -> None:
                         break
                     time.sleep(0.5)
                 settle_seconds = time.monotonic() - started
+                steal = steal_line(ticks_before)
                 cpu = {k: sum(map(cpu_seconds, pids)) - cpu_before[k] for k, pids in stages.items()}
                 cpu["load generator (this process)"] = time.process_time() - self_before
                 commands = commands_usec(where.state_masters + where.queue_nodes)
@@ -342,6 +346,7 @@ def main() -> None:
     print(
         f"ratios: accepted/bare {accepted[0] / accept_seconds / bare:.2f}x, delivered/no-op {delivered_rate / noop:.2f}x"
     )
+    print(steal)
     done = max(1, stats["messages"])
     total = sum(cpu.values())
     print(

@@ -169,9 +169,25 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds a process (all its threads) has used so far (Linux /proc)."""
+    """User plus system CPU seconds a process (all its threads) has used so far (Linux /proc), with
+    those of its children it has waited for (Redis's AOF rewrite children are its own CPU too)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return sum(map(int, fields[11:15])) / _TICK
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of the machine so far (/proc/stat): steal is the time the hypervisor
+    gave this machine's CPUs to other guests, which makes a run slower than the code."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(v) for v in first[:8]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_line(before: tuple[int, int]) -> str:
+    """How much of the machine the hypervisor took since ``before`` (a ``machine_ticks()``)."""
+    steal, total = machine_ticks()
+    share = (steal - before[0]) / max(1, total - before[1])
+    return f"CPU steal (the hypervisor's other guests): {100 * share:.1f}% of the machine's time in the run"
 
 
 def redis_command_usec(url: str) -> dict[str, tuple[int, int]]:

@@ -16,7 +16,17 @@ import subprocess
 
 import redis
 
-from bench.common import ROOT, LoadResult, build_requests, load, process, python, redis_for_bench
+from bench.common import (
+    ROOT,
+    LoadResult,
+    build_requests,
+    load,
+    machine_ticks,
+    process,
+    python,
+    redis_for_bench,
+    steal_line,
+)
 from gateway.state.redisdb import free_port
 
 KEY = "bench-key-0123456789"
@@ -78,6 +88,7 @@ def main() -> None:
             )
             load("127.0.0.1", bare_port, bare_reqs, connections=args.connections, seconds=1.0)  # warm-up
             load("127.0.0.1", api_port, ours_reqs, connections=args.connections, seconds=1.0)
+            ticks_before = machine_ticks()
             for _ in range(args.rounds):
                 # Each round starts from an empty Redis (nothing drains it here), as a steady state would.
                 redis.Redis.from_url(url).flushall()
@@ -90,6 +101,7 @@ def main() -> None:
                 ours_runs.append(
                     load("127.0.0.1", api_port, ours_reqs, connections=args.connections, seconds=args.seconds)
                 )
+            steal = steal_line(ticks_before)
     bare = sorted(bare_runs, key=lambda r: r.rate)[len(bare_runs) // 2]
     ours = sorted(ours_runs, key=lambda r: r.rate)[len(ours_runs) // 2]
     print(
@@ -105,6 +117,7 @@ def main() -> None:
         + ", ".join(f"{r.rate:.0f}" for r in ours_runs)
     )
     print(f"ratio accepted/bare: {ours.rate / bare.rate:.2f}x   (target >= 0.7x)")
+    print(steal)
     statuses = {s for r in ours_runs for s in r.statuses}
     if statuses != {202}:
         raise SystemExit(f"unexpected statuses from tidings: {statuses}")
