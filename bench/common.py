@@ -170,7 +170,8 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds a process (all its threads) has used so far (Linux /proc), with
-    those of its children it has waited for (Redis's AOF rewrite children are its own CPU too)."""
+    those of its children it has waited for (Redis's AOF rewrite children are its own CPU too). A
+    child still running at a sample is not in it yet; one reaped between two samples counts whole."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return sum(map(int, fields[11:15])) / _TICK
 

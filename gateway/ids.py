@@ -36,6 +36,8 @@ def new_id(prefix: str, bucket: int | None = None) -> str:
     With a ``bucket`` (0 to 1023, the member's: ``keys.member_bucket``), the last 10 of the random
     bits are the bucket, so a key built from the id alone can find its member's slot (``bucket_of``).
     """
+    if bucket is not None and not 0 <= bucket < BUCKETS:
+        raise ValueError(f"bucket {bucket} is not in 0..{BUCKETS - 1}")
     global _pool, _used
     with _lock:
         if _used + 10 > len(_pool):
@@ -44,8 +46,6 @@ def new_id(prefix: str, bucket: int | None = None) -> str:
         _used = used + 10
     r = int.from_bytes(pool[used : used + 10], "big")
     if bucket is not None:
-        if not 0 <= bucket < BUCKETS:
-            raise ValueError(f"bucket {bucket} is not in 0..{BUCKETS - 1}")
         r = r >> 10 << 10 | bucket
     ms = time.time_ns() // 1_000_000
     p = _PAIRS  # 130 bits: two zeros and the 48 of the time (5 pairs), then the 80 random (8 pairs)

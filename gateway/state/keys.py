@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
+from gateway.ids import BUCKETS
+
 PREFIX = "tid:"
 
 
@@ -16,19 +18,24 @@ def _t(tenant: str) -> str:
     return f"{PREFIX}{{{tenant}}}:"
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def member_bucket(member: str) -> int:
-    """A member's bucket of 1024: the first 10 bits of its member key (hex, ``Members.of``); 0 for a
-    key that is not hex. A notification or series id made for the member carries it (``ids.new_id``)."""
-    try:
-        return int(member[:3], 16) >> 2 if len(member) >= 3 else 0
-    except ValueError:
+    """A member's bucket of 1024: the first 10 bits of its member key (lowercase hex, ``Members.of``);
+    0 for a key that does not start with three hex digits. A notification or series id made for the
+    member carries it (``ids.new_id``)."""
+    head = member[:3]
+    if len(head) < 3 or not _HEX.issuperset(head):
         return 0
+    return int(head, 16) >> 2
 
 
 def check_buckets(buckets: int) -> int:
-    """A tenant's number of tags on a Cluster: a power of two that divides 1024 (ValueError if not)."""
-    if buckets < 1 or buckets > 1024 or buckets & (buckets - 1):
-        raise ValueError(f"buckets must be a power of two from 1 to 1024, not {buckets}")
+    """A tenant's number of tags on a Cluster: a power of two that divides the bucket space (1024),
+    or ValueError."""
+    if buckets < 1 or buckets > BUCKETS or buckets & (buckets - 1):
+        raise ValueError(f"buckets must be a power of two from 1 to {BUCKETS}, not {buckets}")
     return buckets
 
 
