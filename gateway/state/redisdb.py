@@ -276,8 +276,8 @@ def sync_client(url: str, *, decode: bool = False) -> redis.Redis:
     if sentinel is not None:
         from redis.sentinel import Sentinel
 
-        found = Sentinel(list(sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call]
-        master: redis.Redis = found.master_for(  # type: ignore[no-untyped-call]
+        found = Sentinel(list(sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call, unused-ignore]
+        master: redis.Redis = found.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             sentinel.service,
             db=sentinel.db,
             username=sentinel.username,
@@ -316,7 +316,7 @@ def async_client(url: str, max_connections: int = 64) -> aioredis.Redis:
     if sentinel is not None:
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-        sentinels = AsyncSentinel(list(sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call]
+        sentinels = AsyncSentinel(list(sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call, unused-ignore]
         client: aioredis.Redis = sentinels.master_for(
             sentinel.service,
             db=sentinel.db,

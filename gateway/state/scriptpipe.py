@@ -227,7 +227,7 @@ class ScriptPipe:
                 if self.sentinel is not None:
                     from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-                    asker = AsyncSentinel(list(self.sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call]
+                    asker = AsyncSentinel(list(self.sentinel.sentinels), socket_timeout=2.0)  # type: ignore[no-untyped-call, unused-ignore]
                     try:
                         host, port = await asker.discover_master(self.sentinel.service)
                     except redis.RedisError as exc:
