@@ -69,7 +69,7 @@ class Backend:
             assert self.path is not None
             return b"".join(p.read_bytes() for p in self.path.parent.glob(self.path.name + "*"))
         rows = []
-        for table in ("audit_events", "audit_heads", "audit_checkpoints"):
+        for table in ("audit_events", "audit_heads", "audit_member_heads", "audit_checkpoints"):
             rows += [repr(r) for r in self.raw(f"SELECT * FROM {table}")]
         return "\n".join(rows).encode()
 

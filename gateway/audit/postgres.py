@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.audit.chain import COLUMNS
+from gateway.audit.memberindex import index_old_events
 from gateway.audit.schema import TABLES
 from gateway.audit.store import AuditStore, Cursor
 from gateway.errors import AuditStoreError
@@ -38,6 +39,7 @@ class PostgresAuditStore(AuditStore):
             cur.execute("SELECT pg_advisory_xact_lock(7104710471)")
             for sql in TABLES + _POSTGRES_GUARDS:
                 cur.execute(sql)
+            index_old_events(cur)
         conn.commit()
 
     def _connect(self) -> Any:

@@ -19,7 +19,9 @@ TABLES = [
         PRIMARY KEY (tenant, seq)
     )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS audit_events_event_id ON audit_events (tenant, event_id)",
-    "CREATE INDEX IF NOT EXISTS audit_events_member ON audit_events (tenant, member, seq)",
+    # A member's events are found from their heads (``memberindex``); a notification's by this index.
+    "DROP INDEX IF EXISTS audit_events_member",
+    "CREATE INDEX IF NOT EXISTS audit_events_notification ON audit_events (tenant, notification_id, seq)",
     # Time windows and the console's newest-first pages walk (tenant, at_ms, seq); an auditor's
     # type filter walks (tenant, type, seq): a page costs the same on a log of millions.
     "DROP INDEX IF EXISTS audit_events_at",
@@ -30,6 +32,15 @@ TABLES = [
         seq BIGINT NOT NULL,
         hash TEXT NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS audit_member_heads (
+        tenant TEXT NOT NULL,
+        member TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        notification_id TEXT NOT NULL,
+        PRIMARY KEY (tenant, member, seq)
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_member_heads_notification"
+    " ON audit_member_heads (tenant, notification_id) WHERE notification_id <> ''",
     """CREATE TABLE IF NOT EXISTS audit_checkpoints (
         tenant TEXT NOT NULL,
         seq BIGINT NOT NULL,

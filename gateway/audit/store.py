@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.audit import memberindex
 from gateway.audit.chain import COLUMNS, GENESIS, ChainWalk, StoredEvent, chain_hash, row_values, stored_event
 from gateway.audit.stream import AuditRow
 
@@ -131,6 +132,7 @@ class AuditStore:
                     prev = digest
                 if values:
                     self._insert(cur, values)
+                    memberindex.add_heads(cur, self._sql, values, self.placeholder != "?")
                     cur.execute(
                         self._sql("UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant = ?"),
                         (seq, prev, tenant),
@@ -198,6 +200,7 @@ class AuditStore:
                     cur.execute(
                         self._sql("DELETE FROM audit_events WHERE tenant = ? AND seq <= ?"), (tenant, cut)
                     )
+                    cur.execute(self._sql(memberindex.PRUNE), (tenant, cut))
                     removed += cut - start
         return removed
 
@@ -254,14 +257,14 @@ class AuditStore:
     ) -> list[StoredEvent]:
         """A tenant's events in chain order (newest first when ``descending``), filtered, between
         positions (cursor paging: after ``after_seq``, before ``before_seq``)."""
+        # A member's search starts from its heads: its filters are written so that no planner takes
+        # them for an index (that walks every event of the type or time).
+        at, kind = ("at_ms + 0", "type || ''") if member is not None else ("at_ms", "type")
         where = ["tenant = ?", "seq > ?"]
         params: list[Any] = [tenant, after_seq]
         if before_seq is not None:
             where.append("seq < ?")
             params.append(before_seq)
-        if member is not None:
-            where.append("member = ?")
-            params.append(member)
         if since_ms is not None or until_ms is not None:
             bounds = self.seq_bounds(tenant, since_ms, until_ms)
             if bounds is None:
@@ -269,17 +272,22 @@ class AuditStore:
             where.append("seq BETWEEN ? AND ?")
             params += bounds
             if since_ms is not None:
-                where.append("at_ms >= ?")
+                where.append(f"{at} >= ?")
                 params.append(since_ms)
             if until_ms is not None:
-                where.append("at_ms <= ?")
+                where.append(f"{at} <= ?")
                 params.append(until_ms)
         if types:
-            where.append(f"type IN ({','.join('?' * len(types))})")
+            where.append(f"{kind} IN ({','.join('?' * len(types))})")
             params += types
         # Only placeholders are joined in: every value is a parameter.
         order = "DESC" if descending else "ASC"
-        sql = f"SELECT {COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"  # noqa: S608
+        cond = " AND ".join(where)
+        select = f"SELECT {COLUMNS} FROM audit_events WHERE {cond}"  # noqa: S608
+        if member is not None:
+            select = memberindex.search_sql(COLUMNS, cond)
+            params = [tenant, member, *params, tenant, member, *params]
+        sql = f"{select} ORDER BY seq {order} LIMIT ?"
         return [stored_event(r) for r in self._read(sql, (*params, limit))]
 
     def recent(
