@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -130,19 +131,34 @@ def _answers(url: str) -> bool:
         return False
 
 
+_GIVEN: dict[int, float] = {}  # port -> when free_port handed it out (this process)
+_GIVEN_LOCK = threading.Lock()
+_GIVEN_FOR = 120.0
+
+
 def free_port() -> int:
     """A TCP port that is free right now on 127.0.0.1, below the ephemeral range.
 
     Port 0 hands out an ephemeral port, and under load another process's outgoing connection can
     take that same number before our server binds it (seen in CI as "address already in use").
+    A port handed out in the last two minutes is not handed out again: callers often take two
+    before binding either (an API and its simulator), and the same number twice was seen in CI.
     """
-    for _ in range(50):
-        port = random.randint(20_000, 32_000)
-        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+    with _GIVEN_LOCK:
+        now = time.monotonic()
+        for port, at in list(_GIVEN.items()):
+            if now - at > _GIVEN_FOR:
+                del _GIVEN[port]
+        for _ in range(50):
+            port = random.randint(20_000, 32_000)
+            if port in _GIVEN:
                 continue
+            with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _GIVEN[port] = now
             return port
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
