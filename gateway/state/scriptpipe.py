@@ -7,10 +7,13 @@ carries every accept, driven by an asyncio Protocol:
 - each call packs its command with hiredis. A batch's commands (``call_many``,
   ``commands``) are queued, and those queued during one turn of the event loop
   leave in one write (one system call, and Redis reads them in one go). A single
-  ``call`` (one notify's accept) is written at once: Redis starts on it while
-  the API prepares the next request, where waiting for the turn's end kept the
-  two in lockstep, each idle while the other worked (under ``bench.ingest`` the
-  API's busy share went from about 0.87 to 0.95);
+  ``call`` (one notify's accept) is written at once when Redis has none of ours
+  left to answer: idle, it starts on it while the API prepares the next request
+  (waiting for the turn's end kept the two in lockstep, each idle while the
+  other worked). While Redis is busy with earlier calls, a new one joins the
+  turn's write instead (Nagle's rule): under ``bench.ingest`` that took the
+  API's system time from about 35 to 24 µs per accept and Redis's CPU from
+  about 124 to 82 µs (fewer, larger reads and replies);
 - replies are fed to hiredis as they arrive and resolve the callers' futures in
   order (Redis answers in order);
 - one watchdog timer, not one per call, fails calls Redis has not answered in
@@ -80,9 +83,20 @@ class _Channel(asyncio.Protocol):
         return fut
 
     def send_now(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """``send``, written at once with whatever is queued before it (order is kept)."""
-        fut = self.send(command)
-        self._flush()
+        """``send``, written at once when Redis has nothing of ours to answer (idle, it starts on it
+        while we go on); else queued like ``send``, to leave with the others of this loop turn."""
+        if self.waiters or self.closed:
+            return self.send(command)
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.waiters.append((fut, time.monotonic() + self.timeout))
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(self.timeout / 4, self._check_deadlines)
+        packed = hiredis.pack_command(command)
+        if self.outgoing:  # queued by send() this turn: they go first
+            self.outgoing.append(packed)
+            self._flush()
+        elif self.transport is not None:
+            self.transport.write(packed)
         return fut
 
     def _flush(self) -> None:
